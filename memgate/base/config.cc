@@ -1,0 +1,346 @@
+// The settings table. Each row names a setting once: its variable, its flag, its
+// default as text, what it does, and how its text becomes a field of Config. The
+// same table drives --help, parsing, validation, and check-config, so the four can
+// never disagree. The defaults are written as text and parsed by the same code as
+// user input, which keeps "what --help says" and "what runs" the same thing.
+#include "memgate/base/config.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include "memgate/base/units.h"
+
+namespace memgate {
+namespace {
+
+struct Setting {
+  const char* env;
+  const char* flag;          // without the leading dashes
+  const char* default_text;  // "" means unset
+  const char* help;
+  const char* form;          // accepted form, for errors
+  bool secret;
+  // Applies the text to the config; returns an error detail, or an OK status.
+  std::function<Status(const std::string&, Config&)> apply;
+};
+
+Status with_form(Status s, std::string_view form) {
+  if (s.ok()) return s;
+  return InvalidArgument("expected " + std::string(form) + " (" + s.message() + ")");
+}
+
+template <typename Field>
+std::function<Status(const std::string&, Config&)> size_field(Field field) {
+  return [field](const std::string& t, Config& c) {
+    auto r = parse_size(t);
+    if (!r) return with_form(r.status(), kSizeForm);
+    c.*field = *r;
+    return Status::Ok();
+  };
+}
+
+template <typename Field>
+std::function<Status(const std::string&, Config&)> duration_field(Field field) {
+  return [field](const std::string& t, Config& c) {
+    auto r = parse_duration(t);
+    if (!r) return with_form(r.status(), kDurationForm);
+    c.*field = *r;
+    return Status::Ok();
+  };
+}
+
+template <typename Field>
+std::function<Status(const std::string&, Config&)> bool_field(Field field) {
+  return [field](const std::string& t, Config& c) {
+    auto r = parse_bool(t);
+    if (!r) return with_form(r.status(), kBoolForm);
+    c.*field = *r;
+    return Status::Ok();
+  };
+}
+
+template <typename Field>
+std::function<Status(const std::string&, Config&)> int_field(Field field, int64_t min, int64_t max) {
+  return [field, min, max](const std::string& t, Config& c) {
+    auto r = parse_int(t, min, max);
+    if (!r)
+      return with_form(r.status(),
+                       "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    c.*field = static_cast<std::remove_reference_t<decltype(c.*field)>>(*r);
+    return Status::Ok();
+  };
+}
+
+template <typename Field>
+std::function<Status(const std::string&, Config&)> byte_field(Field field, uint64_t max) {
+  return [field, max](const std::string& t, Config& c) {
+    auto r = parse_size(t);
+    if (!r) return with_form(r.status(), "a size such as 16KB or 1MB");
+    if (r->is_share) return InvalidArgument("expected a size such as 16KB or 1MB (a share makes no sense here)");
+    if (r->bytes == 0 || r->bytes > max)
+      return InvalidArgument("expected a size from 1 byte to " + format_bytes(max));
+    c.*field = r->bytes;
+    return Status::Ok();
+  };
+}
+
+Status host_check(const std::string& t) {
+  if (t.empty() || t.find_first_of(" /\t") != std::string::npos)
+    return InvalidArgument("expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1");
+  return Status::Ok();
+}
+
+std::function<Status(const std::string&, Config&)> text_field(std::string Config::*field) {
+  return [field](const std::string& t, Config& c) {
+    c.*field = t;
+    return Status::Ok();
+  };
+}
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> table = {
+      {"HOST", "host", "127.0.0.1", "Address of the public listener", "an IP address", false,
+       [](const std::string& t, Config& c) {
+         if (auto s = host_check(t); !s.ok()) return s;
+         c.host = t;
+         return Status::Ok();
+       }},
+      {"PORT", "port", "8080", "Port of the public listener (0 picks a free one)", "", false,
+       int_field(&Config::port, 0, 65535)},
+      {"ADMIN_HOST", "admin-host", "127.0.0.1",
+       "Address of the admin listener (/metrics, /debug); keep it on loopback or set ADMIN_TOKEN",
+       "an IP address", false,
+       [](const std::string& t, Config& c) {
+         if (auto s = host_check(t); !s.ok()) return s;
+         c.admin_host = t;
+         return Status::Ok();
+       }},
+      {"ADMIN_PORT", "admin-port", "9090", "Port of the admin listener (0 picks a free one)", "", false,
+       int_field(&Config::admin_port, 0, 65535)},
+      {"ADMIN_TOKEN", "admin-token", "",
+       "Bearer token the admin listener requires; required when ADMIN_HOST is not loopback", "", true,
+       text_field(&Config::admin_token)},
+      {"IO_THREADS", "io-threads", "1", "Threads serving HTTP, one io_context each", "", false,
+       int_field(&Config::io_threads, 1, 256)},
+      {"WORKER_THREADS", "worker-threads", "4",
+       "Threads for blocking and heavy work (like UV_THREADPOOL_SIZE)", "", false,
+       int_field(&Config::worker_threads, 1, 256)},
+      {"HTTP_HEADER_LIMIT", "http-header-limit", "16KB", "Largest request head accepted (431 above)", "",
+       false, byte_field(&Config::http_header_limit, 1ull << 20)},
+      {"HTTP_BODY_LIMIT", "http-body-limit", "1MB", "Largest request body accepted (413 above)", "",
+       false, byte_field(&Config::http_body_limit, 1ull << 30)},
+      {"HTTP_READ_TIMEOUT", "http-read-timeout", "10s",
+       "Time a client has to send a whole request once it starts (408 after)", "", false,
+       duration_field(&Config::http_read_timeout)},
+      {"HTTP_IDLE_TIMEOUT", "http-idle-timeout", "60s", "Time an idle keep-alive connection is kept",
+       "", false, duration_field(&Config::http_idle_timeout)},
+      {"SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s",
+       "On SIGTERM/SIGINT, how long requests in flight may take to finish", "", false,
+       duration_field(&Config::shutdown_timeout)},
+      {"LOG_LEVEL", "log-level", "info", "trace, debug, info, warn, error or off", "", false,
+       [](const std::string& t, Config& c) {
+         static const char* kLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+         for (const char* l : kLevels)
+           if (t == l) {
+             c.log_level = t;
+             return Status::Ok();
+           }
+         return InvalidArgument("expected one of trace, debug, info, warn, error, critical, off");
+       }},
+      {"LOG_FORMAT", "log-format", "text", "text (for people) or json (one object a line)", "", false,
+       [](const std::string& t, Config& c) {
+         if (t == "text") c.log_format = LogFormat::kText;
+         else if (t == "json") c.log_format = LogFormat::kJson;
+         else return InvalidArgument("expected text or json");
+         return Status::Ok();
+       }},
+      {"INSTANCE_ID", "instance-id", "", "Name of this instance in the fleet (default: hostname-pid)",
+       "", false, text_field(&Config::instance_id)},
+      {"REDIS_URL", "redis-url", "",
+       "redis://[user][:password]@host:port[/db], rediss://... or unix:///path; unset: local coordination",
+       "", true,
+       [](const std::string& t, Config& c) {
+         if (!t.empty() && t.rfind("redis://", 0) != 0 && t.rfind("rediss://", 0) != 0 &&
+             t.rfind("unix://", 0) != 0)
+           return InvalidArgument("expected redis://..., rediss://... or unix:///path");
+         c.redis_url = t;
+         return Status::Ok();
+       }},
+      {"ENABLE_AI_ROUTES", "enable-ai-routes", "true", "Load the AI routes (the coach)", "", false,
+       bool_field(&Config::enable_ai_routes)},
+      {"ENABLE_KB_SERVICE", "enable-kb-service", "false", "Load the knowledge-base (MCP) service", "",
+       false, bool_field(&Config::enable_kb_service)},
+      {"ENABLE_SCHEDULED_JOBS", "enable-scheduled-jobs", "false", "Start the job scheduler", "", false,
+       bool_field(&Config::enable_scheduled_jobs)},
+      {"MEMORY_LIMIT", "memory-limit", "4096MB",
+       "Heap limit (the old --max-old-space-size); shares are of the container limit", "", false,
+       size_field(&Config::memory_limit)},
+      {"SCHEDULER_HEAP_GATE", "scheduler-heap-gate", "2GB", "The scheduler starts only below this heap",
+       "", false, size_field(&Config::scheduler_heap_gate)},
+      {"KB_HEAP_GATE", "kb-heap-gate", "1.5GB", "The knowledge base initialises only below this heap", "",
+       false, size_field(&Config::kb_heap_gate)},
+      {"HEAP_ALERT_THRESHOLD", "heap-alert-threshold", "3GB", "Above this heap: alert and purge", "",
+       false, size_field(&Config::heap_alert_threshold)},
+      {"MONITOR_INTERVAL", "monitor-interval", "30s", "How often the memory monitor samples", "", false,
+       duration_field(&Config::monitor_interval)},
+      {"STAGE_DELAY", "stage-delay", "1s", "Pause between start-up stages", "", false,
+       duration_field(&Config::stage_delay)},
+      {"STAGE_BATCH_SIZE", "stage-batch-size", "1", "Modules loaded at once inside a stage", "", false,
+       int_field(&Config::stage_batch_size, 1, 64)},
+      {"REQUEST_METRICS", "request-metrics", "true",
+       "Count requests and their latency by route and status", "", false,
+       bool_field(&Config::request_metrics)},
+  };
+  return table;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+std::string default_instance_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Invocation parse_invocation(const std::vector<std::string>& args, const EnvLookup& env) {
+  Invocation inv;
+  CLI::App app{"memgate: a backend that boots heavy modules without memory spikes.\n"
+               "Every option is also read from the environment variable named in brackets;\n"
+               "a flag wins over the variable, the variable over the default.",
+               "memgate"};
+  app.set_help_flag("-h,--help", "Print this help and exit");
+  app.get_formatter()->column_width(34);
+
+  const auto& table = settings();
+  std::vector<std::string> flag_values(table.size());
+  std::vector<CLI::Option*> options(table.size());
+  for (size_t i = 0; i < table.size(); ++i) {
+    const Setting& s = table[i];
+    std::string desc = std::string(s.help) + " [" + s.env + "]";
+    if (*s.default_text) desc += " (default: " + std::string(s.default_text) + ")";
+    options[i] = app.add_option(std::string("--") + s.flag, flag_values[i], desc)->type_name("");
+  }
+  auto* check = app.add_subcommand("check-config", "Print the resolved configuration (secrets redacted) and exit");
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    inv.output = app.help();
+    inv.exit_code = 0;
+    return inv;
+  } catch (const CLI::ParseError& e) {
+    inv.output = std::string("memgate: ") + e.what() + " (see memgate --help)";
+    inv.exit_code = 2;
+    return inv;
+  }
+
+  for (size_t i = 0; i < table.size(); ++i) {
+    const Setting& s = table[i];
+    std::string text;
+    std::string source_name;
+    if (options[i]->count() > 0) {
+      text = flag_values[i];
+      source_name = std::string("--") + s.flag;
+    } else if (auto v = env(s.env)) {
+      text = *v;
+      source_name = s.env;
+    } else {
+      text = s.default_text;
+      source_name = std::string("default of ") + s.env;
+    }
+    if (text.empty() && !*s.default_text) continue;  // unset optional setting
+    Status st = s.apply(text, inv.config);
+    if (!st.ok()) {
+      std::string shown = s.secret ? "<redacted>" : text;
+      inv.output = "memgate: " + source_name + "='" + shown + "' is not valid: " + st.message();
+      inv.exit_code = 2;
+      return inv;
+    }
+  }
+
+  Config& c = inv.config;
+  if (c.instance_id.empty()) c.instance_id = default_instance_id();
+  if (!is_loopback(c.admin_host) && c.admin_token.empty()) {
+    inv.output = "memgate: ADMIN_HOST='" + c.admin_host +
+                 "' is not valid: the admin listener serves heap profiles and metrics; off loopback it "
+                 "needs ADMIN_TOKEN";
+    inv.exit_code = 2;
+    return inv;
+  }
+  if (c.port != 0 && c.port == c.admin_port && c.host == c.admin_host) {
+    inv.output = "memgate: ADMIN_PORT='" + std::to_string(c.admin_port) +
+                 "' is not valid: it must differ from PORT on the same host";
+    inv.exit_code = 2;
+    return inv;
+  }
+  if (check->parsed()) inv.command = Command::kCheckConfig;
+  return inv;
+}
+
+std::string describe(const Config& c) {
+  std::ostringstream out;
+  auto row = [&](const char* name, const std::string& value) { out << name << "=" << value << "\n"; };
+  auto b = [](bool v) { return std::string(v ? "true" : "false"); };
+  auto d = [](std::chrono::milliseconds v) { return format_duration(v); };
+  row("HOST", c.host);
+  row("PORT", std::to_string(c.port));
+  row("ADMIN_HOST", c.admin_host);
+  row("ADMIN_PORT", std::to_string(c.admin_port));
+  row("ADMIN_TOKEN", c.admin_token.empty() ? "" : "<redacted>");
+  row("IO_THREADS", std::to_string(c.io_threads));
+  row("WORKER_THREADS", std::to_string(c.worker_threads));
+  row("HTTP_HEADER_LIMIT", SizeSpec::Bytes(c.http_header_limit).to_string());
+  row("HTTP_BODY_LIMIT", SizeSpec::Bytes(c.http_body_limit).to_string());
+  row("HTTP_READ_TIMEOUT", d(c.http_read_timeout));
+  row("HTTP_IDLE_TIMEOUT", d(c.http_idle_timeout));
+  row("SHUTDOWN_TIMEOUT", d(c.shutdown_timeout));
+  row("LOG_LEVEL", c.log_level);
+  row("LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text");
+  row("INSTANCE_ID", c.instance_id);
+  row("REDIS_URL", redact_url(c.redis_url));
+  row("ENABLE_AI_ROUTES", b(c.enable_ai_routes));
+  row("ENABLE_KB_SERVICE", b(c.enable_kb_service));
+  row("ENABLE_SCHEDULED_JOBS", b(c.enable_scheduled_jobs));
+  row("MEMORY_LIMIT", c.memory_limit.to_string());
+  row("SCHEDULER_HEAP_GATE", c.scheduler_heap_gate.to_string());
+  row("KB_HEAP_GATE", c.kb_heap_gate.to_string());
+  row("HEAP_ALERT_THRESHOLD", c.heap_alert_threshold.to_string());
+  row("MONITOR_INTERVAL", d(c.monitor_interval));
+  row("STAGE_DELAY", d(c.stage_delay));
+  row("STAGE_BATCH_SIZE", std::to_string(c.stage_batch_size));
+  row("REQUEST_METRICS", b(c.request_metrics));
+  return out.str();
+}
+
+std::string redact_url(const std::string& url) {
+  // scheme://[user][:password]@host...: hide everything between the first ':' after
+  // the scheme and the last '@' before the path.
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return url;
+  size_t auth_start = scheme_end + 3;
+  size_t path_start = url.find('/', auth_start);
+  size_t at = url.rfind('@', path_start == std::string::npos ? std::string::npos : path_start);
+  if (at == std::string::npos || at < auth_start) return url;
+  size_t colon = url.find(':', auth_start);
+  if (colon == std::string::npos || colon > at) return url;  // user only, no password
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+}  // namespace memgate

@@ -1,0 +1,93 @@
+// Config: every setting memgate reads, from command-line flags and the environment.
+//
+// Each setting has an environment variable (PORT) and a flag (--port); a flag wins
+// over the variable, the variable over the default. Values are validated here, once:
+// a bad one is reported as a single line that names the variable (or flag), the
+// value, and the form it accepts, and the process exits with code 2. Secrets
+// (REDIS_URL's password, tokens) are never printed: describe() redacts them.
+//
+// Not thread-safe to build; a built Config is an immutable value.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "memgate/base/status.h"
+#include "memgate/base/units.h"
+
+namespace memgate {
+
+enum class LogFormat { kText, kJson };
+
+struct Config {
+  // Listeners.
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  std::string admin_host = "127.0.0.1";
+  uint16_t admin_port = 9090;
+  std::string admin_token;  // secret; when set, admin routes require "Authorization: Bearer <token>"
+  int io_threads = 1;
+  int worker_threads = 4;
+
+  // HTTP limits.
+  uint64_t http_header_limit = 16 * 1024;
+  uint64_t http_body_limit = 1024 * 1024;
+  std::chrono::milliseconds http_read_timeout{10'000};
+  std::chrono::milliseconds http_idle_timeout{60'000};
+  std::chrono::milliseconds shutdown_timeout{10'000};
+
+  // Logging.
+  std::string log_level = "info";
+  LogFormat log_format = LogFormat::kText;
+
+  // Identity and coordination.
+  std::string instance_id;  // default: hostname-pid
+  std::string redis_url;    // secret (may hold a password); empty: local coordination
+
+  // Modules and gates (defaults from the original guide).
+  bool enable_ai_routes = true;
+  bool enable_kb_service = false;
+  bool enable_scheduled_jobs = false;
+  SizeSpec memory_limit = SizeSpec::Bytes(4096ull << 20);
+  SizeSpec scheduler_heap_gate = SizeSpec::Bytes(2ull << 30);
+  SizeSpec kb_heap_gate = SizeSpec::Bytes(1536ull << 20);
+  SizeSpec heap_alert_threshold = SizeSpec::Bytes(3ull << 30);
+  std::chrono::milliseconds monitor_interval{30'000};
+  std::chrono::milliseconds stage_delay{1'000};
+  int stage_batch_size = 1;
+
+  // Metrics.
+  bool request_metrics = true;
+};
+
+// What the command line asked for.
+enum class Command { kServe, kCheckConfig };
+
+struct Invocation {
+  Command command = Command::kServe;
+  Config config;
+  int exit_code = -1;   // >= 0: stop now with this code (after --help, or an error)
+  std::string output;   // what to print before stopping (help text, or the error line)
+};
+
+// Looks up an environment variable; nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+// Parses argv (argv[0] is the program name) and the environment. Never exits and
+// never prints: the caller prints `output` and exits with `exit_code` when it is set.
+// Errors give exit code 2 and a one-line `output` such as
+//   memgate: PORT='80a' is not valid: expected a port number 1-65535 (not a whole number)
+Invocation parse_invocation(const std::vector<std::string>& args, const EnvLookup& env);
+
+// One line per setting, "NAME=value  (source)", with secrets shown as "<redacted>".
+std::string describe(const Config& config);
+
+// Returns the URL with any password replaced by "***": safe to log.
+std::string redact_url(const std::string& url);
+
+}  // namespace memgate

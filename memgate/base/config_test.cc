@@ -1,0 +1,129 @@
+#include "memgate/base/config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace memgate {
+namespace {
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+Invocation parse(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  args.insert(args.begin(), "memgate");
+  return parse_invocation(args, env_of(std::move(env)));
+}
+
+TEST(Config, DefaultsAreTheOriginalGuides) {
+  Invocation inv = parse({});
+  ASSERT_LT(inv.exit_code, 0) << inv.output;
+  const Config& c = inv.config;
+  EXPECT_EQ(c.host, "127.0.0.1");
+  EXPECT_EQ(c.port, 8080);
+  EXPECT_EQ(c.admin_host, "127.0.0.1");
+  EXPECT_EQ(c.admin_port, 9090);
+  EXPECT_TRUE(c.enable_ai_routes);
+  EXPECT_FALSE(c.enable_kb_service);
+  EXPECT_FALSE(c.enable_scheduled_jobs);
+  EXPECT_EQ(c.scheduler_heap_gate, SizeSpec::Bytes(2ull << 30));
+  EXPECT_EQ(c.kb_heap_gate, SizeSpec::Bytes(1536ull << 20));
+  EXPECT_EQ(c.heap_alert_threshold, SizeSpec::Bytes(3ull << 30));
+  EXPECT_EQ(c.memory_limit, SizeSpec::Bytes(4096ull << 20));
+  EXPECT_EQ(c.monitor_interval, std::chrono::seconds(30));
+  EXPECT_EQ(c.log_format, LogFormat::kText);
+  EXPECT_TRUE(c.redis_url.empty());
+  EXPECT_FALSE(c.instance_id.empty());
+  EXPECT_EQ(inv.command, Command::kServe);
+}
+
+TEST(Config, EnvironmentOverridesDefaultsAndFlagsOverrideEnvironment) {
+  Invocation inv = parse({"--port", "9000"}, {{"PORT", "7000"}, {"KB_HEAP_GATE", "75%"},
+                                              {"LOG_FORMAT", "json"}, {"STAGE_DELAY", "0s"}});
+  ASSERT_LT(inv.exit_code, 0) << inv.output;
+  EXPECT_EQ(inv.config.port, 9000);
+  EXPECT_TRUE(inv.config.kb_heap_gate.is_share);
+  EXPECT_EQ(inv.config.log_format, LogFormat::kJson);
+  EXPECT_EQ(inv.config.stage_delay, std::chrono::milliseconds(0));
+}
+
+TEST(Config, ABadValueExitsTwoWithOneLineNamingTheVariableValueAndForm) {
+  Invocation inv = parse({}, {{"PORT", "80a"}});
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_NE(inv.output.find("PORT='80a'"), std::string::npos) << inv.output;
+  EXPECT_NE(inv.output.find("0 to 65535"), std::string::npos) << inv.output;
+  EXPECT_EQ(inv.output.find('\n'), std::string::npos) << "more than one line: " << inv.output;
+
+  inv = parse({}, {{"MONITOR_INTERVAL", "30"}});
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_NE(inv.output.find("MONITOR_INTERVAL='30'"), std::string::npos) << inv.output;
+  EXPECT_NE(inv.output.find("15s"), std::string::npos) << inv.output;
+
+  inv = parse({}, {{"KB_HEAP_GATE", "lots"}});
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_NE(inv.output.find("KB_HEAP_GATE='lots'"), std::string::npos) << inv.output;
+  EXPECT_NE(inv.output.find("1.5GB"), std::string::npos) << inv.output;
+
+  inv = parse({}, {{"ENABLE_KB_SERVICE", "sure"}});
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_NE(inv.output.find("ENABLE_KB_SERVICE='sure'"), std::string::npos) << inv.output;
+}
+
+TEST(Config, ABadFlagNamesTheFlag) {
+  Invocation inv = parse({"--io-threads", "0"});
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_NE(inv.output.find("--io-threads='0'"), std::string::npos) << inv.output;
+  inv = parse({"--no-such-flag"});
+  EXPECT_EQ(inv.exit_code, 2);
+}
+
+TEST(Config, ABadRedisUrlNeverEchoesThePassword) {
+  Invocation inv = parse({}, {{"REDIS_URL", "http://user:hunter2@host:6379"}});
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_NE(inv.output.find("REDIS_URL"), std::string::npos);
+  EXPECT_EQ(inv.output.find("hunter2"), std::string::npos) << inv.output;
+}
+
+TEST(Config, AdminOffLoopbackNeedsAToken) {
+  EXPECT_EQ(parse({}, {{"ADMIN_HOST", "0.0.0.0"}}).exit_code, 2);
+  EXPECT_LT(parse({}, {{"ADMIN_HOST", "0.0.0.0"}, {"ADMIN_TOKEN", "s3cret"}}).exit_code, 0);
+}
+
+TEST(Config, HelpListsEverySettingWithItsDefault) {
+  Invocation inv = parse({"--help"});
+  EXPECT_EQ(inv.exit_code, 0);
+  for (const char* name : {"PORT", "REDIS_URL", "ENABLE_KB_SERVICE", "MONITOR_INTERVAL", "KB_HEAP_GATE",
+                           "LOG_FORMAT", "MEMORY_LIMIT", "WORKER_THREADS", "check-config"}) {
+    EXPECT_NE(inv.output.find(name), std::string::npos) << name << " missing from --help";
+  }
+  EXPECT_NE(inv.output.find("default: 1.5GB"), std::string::npos);
+  EXPECT_NE(inv.output.find("default: 4096MB"), std::string::npos);
+}
+
+TEST(Config, CheckConfigRedactsSecrets) {
+  Invocation inv = parse({"check-config"}, {{"REDIS_URL", "redis://app:hunter2@cache:6379/2"},
+                                            {"ADMIN_TOKEN", "tok-123"}});
+  ASSERT_LT(inv.exit_code, 0) << inv.output;
+  EXPECT_EQ(inv.command, Command::kCheckConfig);
+  std::string text = describe(inv.config);
+  EXPECT_EQ(text.find("hunter2"), std::string::npos) << text;
+  EXPECT_EQ(text.find("tok-123"), std::string::npos) << text;
+  EXPECT_NE(text.find("REDIS_URL=redis://app:***@cache:6379/2"), std::string::npos) << text;
+  EXPECT_NE(text.find("KB_HEAP_GATE=1.5GB"), std::string::npos) << text;
+}
+
+TEST(RedactUrl, HidesOnlyThePassword) {
+  EXPECT_EQ(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+  EXPECT_EQ(redact_url("rediss://user:p@ss@h:1"), "rediss://user:***@h:1");
+  EXPECT_EQ(redact_url("redis://user@h:1"), "redis://user@h:1");
+  EXPECT_EQ(redact_url("redis://h:6379"), "redis://h:6379");
+  EXPECT_EQ(redact_url("unix:///run/redis.sock"), "unix:///run/redis.sock");
+}
+
+}  // namespace
+}  // namespace memgate
