@@ -37,3 +37,10 @@ function(memgate_test name)
     PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
     ENVIRONMENT "MEMGATE_BINARY=$<TARGET_FILE:memgate>;MEMGATE_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()
+
+# The fuzz preset instruments every library for coverage; each fuzz target adds
+# -fsanitize=fuzzer itself (it provides main).
+if(MEMGATE_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()

@@ -198,6 +198,23 @@ const std::vector<Setting>& settings() {
   return table;
 }
 
+// The value as it may appear in a one-line error: control bytes become \xNN, and
+// a very long value is cut.
+std::string printable(const std::string& text, size_t max = 200) {
+  std::string out;
+  for (unsigned char c : text.substr(0, max)) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
 }
@@ -246,7 +263,7 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
     inv.exit_code = 0;
     return inv;
   } catch (const CLI::ParseError& e) {
-    inv.output = std::string("memgate: ") + e.what() + " (see memgate --help)";
+    inv.output = "memgate: " + printable(e.what()) + " (see memgate --help)";
     inv.exit_code = 2;
     return inv;
   }
@@ -268,8 +285,10 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
     if (text.empty() && !*s.default_text) continue;  // unset optional setting
     Status st = s.apply(text, inv.config);
     if (!st.ok()) {
-      std::string shown = s.secret ? "<redacted>" : text;
-      inv.output = "memgate: " + source_name + "='" + shown + "' is not valid: " + st.message();
+      std::string shown = s.secret ? "<redacted>" : printable(text);
+      // The parser's detail may quote part of the value: keep the line one line.
+      inv.output = "memgate: " + source_name + "='" + shown + "' is not valid: " +
+                   (s.secret ? std::string(st.message().substr(0, st.message().find(" ("))) : printable(st.message(), 400));
       inv.exit_code = 2;
       return inv;
     }
@@ -278,7 +297,7 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
   Config& c = inv.config;
   if (c.instance_id.empty()) c.instance_id = default_instance_id();
   if (!is_loopback(c.admin_host) && c.admin_token.empty()) {
-    inv.output = "memgate: ADMIN_HOST='" + c.admin_host +
+    inv.output = "memgate: ADMIN_HOST='" + printable(c.admin_host) +
                  "' is not valid: the admin listener serves heap profiles and metrics; off loopback it "
                  "needs ADMIN_TOKEN";
     inv.exit_code = 2;
