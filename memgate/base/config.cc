@@ -194,6 +194,9 @@ const std::vector<Setting>& settings() {
       {"REQUEST_METRICS", "request-metrics", "true",
        "Count requests and their latency by route and status", "", false,
        bool_field(&Config::request_metrics)},
+      {"MEMGATE_TEST_ROUTES", "test-routes", "false",
+       "Serve the test-only routes /test/sleep and /test/alloc (never in production)", "", false,
+       bool_field(&Config::test_routes)},
   };
   return table;
 }
@@ -345,6 +348,7 @@ std::string describe(const Config& c) {
   row("STAGE_DELAY", d(c.stage_delay));
   row("STAGE_BATCH_SIZE", std::to_string(c.stage_batch_size));
   row("REQUEST_METRICS", b(c.request_metrics));
+  row("MEMGATE_TEST_ROUTES", b(c.test_routes));
   return out.str();
 }
 

@@ -62,6 +62,9 @@ struct Config {
 
   // Metrics.
   bool request_metrics = true;
+
+  // Test-only routes (/test/sleep, /test/alloc): off unless a test turns them on.
+  bool test_routes = false;
 };
 
 // What the command line asked for.

@@ -1,0 +1,47 @@
+// Starts the real memgate binary on free loopback ports for an integration test,
+// waits until /healthz answers, and stops it by its pid.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/support/process.h"
+
+namespace memgate::testing {
+
+class ServerProcess {
+ public:
+  using Env = std::vector<std::pair<std::string, std::string>>;
+
+  // Starts memgate (the binary named by MEMGATE_BINARY) with PORT and ADMIN_PORT set to
+  // free ports plus `env`, and waits up to 10 s for /healthz. Fails the test on error.
+  static std::unique_ptr<ServerProcess> start(Env env = {}, std::vector<std::string> args = {});
+
+  uint16_t port() const { return port_; }
+  uint16_t admin_port() const { return admin_port_; }
+  Subprocess& process() { return *process_; }
+  const std::string& log_path() const { return log_path_; }
+  std::string log() const;  // what the server printed so far
+
+ private:
+  uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
+  std::string log_path_;
+  std::unique_ptr<Subprocess> process_;
+};
+
+// The path of the memgate binary under test.
+std::string memgate_binary();
+
+// Runs memgate to completion with `env` and `args`; returns exit code and output.
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+RunResult run_memgate(const ServerProcess::Env& env, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+}  // namespace memgate::testing
