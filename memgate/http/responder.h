@@ -1,0 +1,84 @@
+// Responder and StreamWriter: completing a request later, from any thread.
+//
+// An async route's handler receives a Responder. It may return at once and hand
+// the Responder to a worker; whoever holds it later calls send() exactly once
+// (it is move-only and send() consumes it), or stream() to start a chunked
+// response such as Server-Sent Events. Both are safe to call from any thread: the
+// work is posted to the connection's IO thread. If a Responder is destroyed
+// without being used, the client gets a 500, so a request never hangs on a lost
+// Responder. If the client has gone (or the server stopped) by then, the
+// response is dropped silently; connected() tells a long job it may give up.
+//
+// A StreamWriter (move-only, any thread) writes the body in pieces: write()
+// queues a chunk, finish() ends the response. Destroying it finishes the
+// response. Chunks are queued without bound; a producer that may outrun the
+// client should check queued_bytes().
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "memgate/http/response.h"
+
+namespace memgate::http {
+
+namespace detail {
+struct AsyncSlot;  // shared between the connection (on its IO thread) and the holder
+}  // namespace detail
+
+class StreamWriter {
+ public:
+  StreamWriter() = default;
+  StreamWriter(StreamWriter&&) noexcept = default;
+  StreamWriter& operator=(StreamWriter&& other) noexcept;
+  StreamWriter(const StreamWriter&) = delete;
+  StreamWriter& operator=(const StreamWriter&) = delete;
+  ~StreamWriter();
+
+  // Queues a piece of the body. Returns false (and drops it) when the client has
+  // gone or the stream was finished. An empty piece is ignored.
+  bool write(std::string data);
+  // Ends the body (the last chunk). Later writes return false. Idempotent.
+  void finish();
+  // False once the connection is gone.
+  bool connected() const;
+  // Bytes queued but not yet handed to the socket (approximate).
+  size_t queued_bytes() const;
+
+ private:
+  friend class Responder;
+  explicit StreamWriter(std::shared_ptr<detail::AsyncSlot> slot) : slot_(std::move(slot)) {}
+  std::shared_ptr<detail::AsyncSlot> slot_;
+};
+
+class Responder {
+ public:
+  Responder() = default;
+  explicit Responder(std::shared_ptr<detail::AsyncSlot> slot) : slot_(std::move(slot)) {}
+  Responder(Responder&&) noexcept = default;
+  Responder& operator=(Responder&& other) noexcept;
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
+  // Sends a 500 if neither send() nor stream() was called.
+  ~Responder();
+
+  // Completes the request with this response.
+  void send(Response response) &&;
+  // Starts a streamed (chunked) response: status line and headers now, the body
+  // through the returned writer. HTTP/1.0 clients get the body unframed and the
+  // connection closed at the end. No Content-Length is sent.
+  StreamWriter stream(int status, std::string content_type,
+                      std::vector<std::pair<std::string, std::string>> headers = {}) &&;
+  // False once the client has gone or the server is stopping.
+  bool connected() const;
+  // True while this Responder still owes the response.
+  bool valid() const { return slot_ != nullptr; }
+
+ private:
+  std::shared_ptr<detail::AsyncSlot> slot_;
+};
+
+}  // namespace memgate::http

@@ -1,0 +1,597 @@
+#include "memgate/http/server.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "memgate/http/test_client.h"
+
+namespace memgate::http {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ClientResponse;
+using testing::TestConnection;
+using testing::fetch;
+
+ServerOptions local_options() {
+  ServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.io_threads = 1;
+  o.read_timeout = 2s;
+  o.idle_timeout = 5s;
+  return o;
+}
+
+Response healthz(const Request&) { return Response::json(200, R"({"status":"ok"})"); }
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions options = local_options()) {
+    server_ = std::make_unique<Server>(options);
+    ASSERT_TRUE(server_->router().add(Method::kGet, "/healthz", healthz).ok());
+    Status s = server_->start();
+    ASSERT_TRUE(s.ok()) << s.to_string();
+    port_ = server_->port();
+    ASSERT_NE(port_, 0);
+  }
+  void TearDown() override {
+    if (server_) server_->stop(1s);
+  }
+  void expect_still_serving() {
+    auto r = fetch(port_, "GET", "/healthz");
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+  }
+  uint64_t count_of(std::string_view route, std::string_view method, int status) {
+    uint64_t n = 0;
+    for (const RouteStats& s : server_->stats()) {
+      if (s.route == route && s.method == method && s.status == status) n += s.count;
+    }
+    return n;
+  }
+
+  std::unique_ptr<Server> server_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(ServerTest, KeepAliveServesManyRequestsOnOneConnection) {
+  start();
+  TestConnection c(port_);
+  ASSERT_TRUE(c.ok());
+  for (int i = 0; i < 200; ++i) {
+    auto r = c.get("/healthz");
+    ASSERT_TRUE(r.has_value()) << "request " << i;
+    ASSERT_EQ(r->status, 200);
+    ASSERT_EQ(r->body, R"({"status":"ok"})");
+  }
+  EXPECT_EQ(server_->connection_stats().accepted, 1u);
+  auto r = c.get("/healthz");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->header("content-type"), "application/json");
+  EXPECT_EQ(r->header("server"), "memgate");
+  EXPECT_FALSE(r->header("date").empty());
+  EXPECT_EQ(r->header("connection"), "");
+}
+
+TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/echo", [](const Request& r) {
+    return Response::text(200, std::string(r.query()));
+  }).ok());
+  TestConnection c(port_);
+  std::string burst;
+  for (int i = 0; i < 50; ++i) burst += "GET /echo?" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(c.send(burst));
+  for (int i = 0; i < 50; ++i) {
+    auto r = c.read_response();
+    ASSERT_TRUE(r.has_value()) << i;
+    EXPECT_EQ(r->body, std::to_string(i));
+  }
+}
+
+TEST_F(ServerTest, UnknownPathIs404JsonAndWrongMethodIs405WithAllow) {
+  start();
+  auto r = fetch(port_, "GET", "/nope");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->body, R"({"error":{"code":"not_found","message":"no route for /nope"}})");
+  auto m = fetch(port_, "DELETE", "/healthz");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->status, 405);
+  EXPECT_EQ(m->header("allow"), "GET, HEAD");
+  EXPECT_NE(m->body.find(R"("code":"method_not_allowed")"), std::string::npos);
+}
+
+TEST_F(ServerTest, HeadGetsTheGetHeadersWithoutABody) {
+  start();
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto r = c.read_response(/*head_request=*/true);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("content-length"), "15");
+  auto next = c.get("/healthz");  // no stray body bytes in between
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->body, R"({"status":"ok"})");
+}
+
+TEST_F(ServerTest, PendingRouteAnswers503WithRetryAfterUntilMadeReady) {
+  start();
+  ASSERT_TRUE(server_->router().add_pending(Method::kGet, "/api/kb/search",
+                                            Pending::of("kb", "building", 3)).ok());
+  auto r = fetch(port_, "GET", "/api/kb/search?q=x");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(r->header("retry-after"), "3");
+  EXPECT_EQ(r->body,
+            R"({"error":{"code":"unavailable","message":"kb is building","module":"kb","state":"building"}})");
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/api/kb/search", [](const Request& req) {
+    return Response::json(200, "{\"q\":\"" + std::string(req.query_param("q")) + "\"}");
+  }).ok());
+  auto ready = fetch(port_, "GET", "/api/kb/search?q=x");
+  ASSERT_TRUE(ready.has_value());
+  EXPECT_EQ(ready->status, 200);
+  EXPECT_EQ(ready->body, R"({"q":"x"})");
+}
+
+TEST_F(ServerTest, RoutesAddedWhileClientsRequestAreServedAndNothingBreaks) {
+  ServerOptions o = local_options();
+  o.io_threads = 2;
+  start(o);
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0}, served{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t) {
+    clients.emplace_back([&] {
+      TestConnection c(port_);
+      while (!done.load()) {
+        auto r = c.get("/healthz");
+        if (!r || r->status != 200) {
+          failures++;
+          return;
+        }
+        served++;
+      }
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(server_->router().add(Method::kGet, "/added/" + std::to_string(i), [i](const Request&) {
+      return Response::text(200, std::to_string(i));
+    }).ok());
+  }
+  // Keep going until the clients have overlapped the additions with real traffic.
+  for (int i = 0; i < 200 && served.load() < 500; ++i) std::this_thread::sleep_for(5ms);
+  done = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GE(served.load(), 500);
+  for (int i : {0, 99, 199}) {
+    auto r = fetch(port_, "GET", "/added/" + std::to_string(i));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, std::to_string(i));
+  }
+}
+
+TEST_F(ServerTest, OversizedHeaderGets431AndTheServerStillAnswers) {
+  ServerOptions o = local_options();
+  o.header_limit = 1024;
+  start(o);
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 431);
+  EXPECT_EQ(r->header("connection"), "close");
+  EXPECT_TRUE(c.closed_by_peer());
+  expect_still_serving();
+}
+
+TEST_F(ServerTest, OversizedBodyGets413AndTheServerStillAnswers) {
+  ServerOptions o = local_options();
+  o.body_limit = 1000;
+  start(o);
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/in", [](const Request& r) {
+    return Response::text(200, std::to_string(r.body().size()));
+  }).ok());
+  auto small = fetch(port_, "POST", "/in", std::string(1000, 'x'));
+  ASSERT_TRUE(small.has_value());
+  EXPECT_EQ(small->status, 200);
+  EXPECT_EQ(small->body, "1000");
+  auto big = fetch(port_, "POST", "/in", std::string(5000, 'x'));
+  ASSERT_TRUE(big.has_value());
+  EXPECT_EQ(big->status, 413);
+  // A chunked body over the limit is caught as it streams in.
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" +
+                     std::string(1024, 'y') + "\r\n0\r\n\r\n"));
+  auto chunked = c.read_response();
+  ASSERT_TRUE(chunked.has_value());
+  EXPECT_EQ(chunked->status, 413);
+  expect_still_serving();
+}
+
+TEST_F(ServerTest, ChunkedRequestBodyIsJoinedForTheHandler) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/in", [](const Request& r) {
+    return Response::text(200, std::string(r.body()));
+  }).ok());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "abcde");
+}
+
+TEST_F(ServerTest, MalformedRequestLineGets400ThenClose) {
+  start();
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("THIS IS NOT HTTP\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find(R"("code":"bad_request")"), std::string::npos);
+  EXPECT_TRUE(c.closed_by_peer());
+  TestConnection binary(port_);
+  ASSERT_TRUE(binary.send(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15)));
+  auto b = binary.read_response();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->status, 400);
+  expect_still_serving();
+  EXPECT_GE(server_->connection_stats().bad_requests, 2u);
+}
+
+TEST_F(ServerTest, SlowClientGets408AfterTheReadTimeoutFromItsFirstByte) {
+  ServerOptions o = local_options();
+  o.read_timeout = 300ms;
+  start(o);
+  TestConnection c(port_);
+  std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto first = std::chrono::steady_clock::now();
+  bool closed_early = false;
+  for (char ch : request) {  // a byte every 100 ms: never finishes within 300 ms
+    if (!c.send(std::string(1, ch))) {
+      closed_early = true;
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+    if (std::chrono::steady_clock::now() - first > 1500ms) break;
+  }
+  auto r = c.read_response();
+  auto elapsed = std::chrono::steady_clock::now() - first;
+  ASSERT_TRUE(r.has_value()) << "closed early: " << closed_early;
+  EXPECT_EQ(r->status, 408);
+  EXPECT_GE(elapsed, 300ms);
+  EXPECT_LT(elapsed, 1500ms);
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_EQ(server_->connection_stats().read_timeouts, 1u);
+  expect_still_serving();
+}
+
+TEST_F(ServerTest, IdleKeepAliveConnectionIsClosedSilently) {
+  ServerOptions o = local_options();
+  o.idle_timeout = 200ms;
+  start(o);
+  TestConnection c(port_);
+  ASSERT_TRUE(c.get("/healthz").has_value());
+  ASSERT_TRUE(c.closed_by_peer(2s));
+  EXPECT_EQ(c.read_response(), std::nullopt);  // nothing was sent before the close
+  EXPECT_EQ(server_->connection_stats().idle_closes, 1u);
+}
+
+TEST_F(ServerTest, StopFinishesAnInFlightRequestThenReturns) {
+  start();
+  std::promise<void> entered;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/slow", [&entered](const Request&, Responder r) {
+    entered.set_value();
+    std::thread([r = std::move(r)]() mutable {
+      std::this_thread::sleep_for(300ms);
+      std::move(r).send(Response::text(200, "finished"));
+    }).detach();
+  }).ok());
+  TestConnection idle(port_);
+  ASSERT_TRUE(idle.get("/healthz").has_value());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  entered.get_future().wait();
+  auto t0 = std::chrono::steady_clock::now();
+  server_->stop(5s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "finished");
+  EXPECT_EQ(r->header("connection"), "close");
+  EXPECT_GE(took, 200ms);
+  EXPECT_LT(took, 3s);
+  EXPECT_TRUE(idle.closed_by_peer(1s));
+  TestConnection after(port_);
+  EXPECT_FALSE(after.ok() && after.get("/healthz").has_value());
+}
+
+TEST_F(ServerTest, StopGivesUpOnRequestsThatOutliveTheDeadline) {
+  start();
+  std::promise<Responder> parked;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/never", [&parked](const Request&, Responder r) {
+    parked.set_value(std::move(r));
+  }).ok());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /never HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Responder held = parked.get_future().get();
+  auto t0 = std::chrono::steady_clock::now();
+  server_->stop(200ms);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 150ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_TRUE(c.closed_by_peer(1s));
+  EXPECT_FALSE(held.connected());
+  std::move(held).send(Response::text(200, "too late"));  // harmless after stop
+}
+
+TEST(ServerPort, SecondServerOnTheSamePortRefusesToStart) {
+  ServerOptions o = local_options();
+  Server first(o);
+  ASSERT_TRUE(first.start().ok());
+  o.port = first.port();
+  Server second(o);
+  Status s = second.start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("in use"), std::string::npos) << s.message();
+  EXPECT_FALSE(second.running());
+  first.stop(1s);
+  // Once the first is gone the port is free again.
+  Server third(o);
+  EXPECT_TRUE(third.start().ok());
+  third.stop(1s);
+}
+
+TEST(ServerPort, SeveralIoThreadsShareOnePort) {
+  ServerOptions o = local_options();
+  o.io_threads = 2;
+  Server server(o);
+  ASSERT_TRUE(server.router().add(Method::kGet, "/healthz", healthz).ok());
+  ASSERT_TRUE(server.start().ok());
+  for (int i = 0; i < 20; ++i) {
+    auto r = fetch(server.port(), "GET", "/healthz");
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(server.connection_stats().accepted, 20u);
+  server.stop(1s);
+}
+
+TEST(ServerPort, BadOptionsAreRefusedWithInvalidArgument) {
+  ServerOptions o = local_options();
+  o.host = "not-an-ip";
+  EXPECT_EQ(Server(o).start().code(), Code::kInvalidArgument);
+  o = local_options();
+  o.io_threads = 0;
+  EXPECT_EQ(Server(o).start().code(), Code::kInvalidArgument);
+}
+
+TEST_F(ServerTest, StatsCountByRoutePatternMethodAndStatus) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/docs/*", [](const Request& r) {
+    return Response::text(r.path() == "/docs/missing" ? 404 : 200, "");
+  }).ok());
+  TestConnection c(port_);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.get("/docs/" + std::to_string(i)).has_value());
+  ASSERT_TRUE(c.get("/docs/missing").has_value());
+  ASSERT_TRUE(c.get("/healthz").has_value());
+  ASSERT_TRUE(c.get("/random/path/1").has_value());
+  ASSERT_TRUE(c.get("/random/path/2").has_value());
+  ASSERT_TRUE(fetch(port_, "POST", "/healthz").has_value());
+
+  EXPECT_EQ(count_of("/docs/*", "GET", 200), 5u);
+  EXPECT_EQ(count_of("/docs/*", "GET", 404), 1u);
+  EXPECT_EQ(count_of("/healthz", "GET", 200), 1u);
+  EXPECT_EQ(count_of("/healthz", "POST", 405), 1u);
+  EXPECT_EQ(count_of("unmatched", "GET", 404), 2u);
+  for (const RouteStats& s : server_->stats()) {
+    EXPECT_EQ(s.route.find("/docs/0"), std::string::npos);  // never the raw path
+    EXPECT_LE(s.bucket_counts.back(), s.count);
+    for (size_t i = 1; i < s.bucket_counts.size(); ++i) EXPECT_LE(s.bucket_counts[i - 1], s.bucket_counts[i]);
+    EXPECT_GT(s.latency_sum_seconds, 0.0);
+    EXPECT_LT(s.latency_sum_seconds, 10.0);
+  }
+}
+
+TEST_F(ServerTest, StatsCanBeTurnedOff) {
+  ServerOptions o = local_options();
+  o.request_stats = false;
+  start(o);
+  ASSERT_TRUE(fetch(port_, "GET", "/healthz").has_value());
+  EXPECT_TRUE(server_->stats().empty());
+}
+
+TEST_F(ServerTest, AsyncHandlerCompletedFromAnotherThread) {
+  start();
+  std::thread::id handler_thread, completer_thread;
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/work", [&](const Request& req, Responder r) {
+    handler_thread = std::this_thread::get_id();
+    std::thread([&completer_thread, body = std::string(req.body()), r = std::move(r)]() mutable {
+      completer_thread = std::this_thread::get_id();
+      std::move(r).send(Response::text(201, "did " + body));
+    }).detach();
+  }).ok());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("POST /work HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 201);
+  EXPECT_EQ(r->body, "did abc");
+  EXPECT_NE(handler_thread, completer_thread);
+  auto again = c.get("/healthz");  // the connection carries on after an async response
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(count_of("/work", "POST", 201), 1u);
+}
+
+TEST_F(ServerTest, DroppedResponderAnswers500) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/drop", [](const Request&, Responder) {}).ok());
+  auto r = fetch(port_, "GET", "/drop");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
+  EXPECT_NE(r->body.find("dropped"), std::string::npos);
+}
+
+TEST_F(ServerTest, ThrowingHandlerAnswers500AndTheConnectionSurvives) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/throw", [](const Request&) -> Response {
+    throw std::runtime_error("boom");
+  }).ok());
+  TestConnection c(port_);
+  auto r = c.get("/throw");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 500);
+  EXPECT_NE(r->body.find("boom"), std::string::npos);
+  EXPECT_TRUE(c.get("/healthz").has_value());
+}
+
+TEST_F(ServerTest, StreamingResponseArrivesChunkByChunk) {
+  start();
+  std::promise<StreamWriter> writer_promise;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
+    writer_promise.set_value(std::move(r).stream(200, "text/event-stream", {{"Cache-Control", "no-cache"}}));
+  }).ok());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  StreamWriter w = writer_promise.get_future().get();
+  auto head = c.read_head();
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->header("content-type"), "text/event-stream");
+  EXPECT_EQ(head->header("transfer-encoding"), "chunked");
+  EXPECT_EQ(head->header("cache-control"), "no-cache");
+  // Each event is read back before the next is written: the body really streams.
+  for (int i = 0; i < 3; ++i) {
+    std::string event = sse_event("tick " + std::to_string(i), "tick", std::to_string(i));
+    ASSERT_TRUE(w.write(event));
+    auto chunk = c.read_chunk();
+    ASSERT_TRUE(chunk.has_value()) << i;
+    EXPECT_EQ(*chunk, event);
+  }
+  w.finish();
+  EXPECT_FALSE(w.write("late"));
+  EXPECT_EQ(c.read_chunk(), std::nullopt);  // the last chunk
+  auto after = c.get("/healthz");  // keep-alive continues after the stream
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->status, 200);
+}
+
+TEST_F(ServerTest, StreamWriterNoticesTheClientLeaving) {
+  start();
+  std::promise<StreamWriter> writer_promise;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
+    writer_promise.set_value(std::move(r).stream(200, "text/event-stream"));
+  }).ok());
+  StreamWriter w;
+  {
+    TestConnection c(port_);
+    ASSERT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+    w = writer_promise.get_future().get();
+    ASSERT_TRUE(c.read_head().has_value());
+  }
+  // Writing into a closed socket fails on the server side, after which write() says no.
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    refused = !w.write(std::string(1024, 'x'));
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_TRUE(refused);
+  expect_still_serving();
+}
+
+TEST_F(ServerTest, RequestCarriesQueryHeadersIdAndRemoteAddress) {
+  start();
+  std::string seen;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/inspect", [&seen](const Request& r) {
+    seen = std::string(r.method_string()) + "|" + std::string(r.path()) + "|" + std::string(r.query_param("a")) +
+           "|" + std::string(r.header("x-custom")) + "|" + std::string(r.request_id()) + "|" +
+           std::string(r.remote_address().substr(0, 10));
+    return Response::text(200, std::string(r.request_id()));
+  }).ok());
+  TestConnection c(port_);
+  auto r = c.get("/inspect?a=1&b=2", "X-Custom: hello\r\nX-Request-Id: rid-42\r\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(seen, "GET|/inspect|1|hello|rid-42|127.0.0.1:");
+  auto g1 = c.get("/inspect");
+  auto g2 = c.get("/inspect");
+  ASSERT_TRUE(g1 && g2);
+  EXPECT_FALSE(g1->body.empty());
+  EXPECT_NE(g1->body, g2->body);
+}
+
+TEST_F(ServerTest, ExpectContinueGetsA100BeforeTheBody) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/in", [](const Request& r) {
+    return Response::text(200, std::string(r.body()));
+  }).ok());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  auto cont = c.read_head();
+  ASSERT_TRUE(cont.has_value());
+  EXPECT_EQ(cont->status, 100);
+  ASSERT_TRUE(c.send("data"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, "data");
+}
+
+TEST_F(ServerTest, Http10ClientsGetConnectionCloseUnlessTheyAskForKeepAlive) {
+  start();
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\n\r\n"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("connection"), "close");
+  EXPECT_TRUE(c.closed_by_peer());
+  TestConnection k(port_);
+  ASSERT_TRUE(k.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  auto kr = k.read_response();
+  ASSERT_TRUE(kr.has_value());
+  EXPECT_EQ(kr->header("connection"), "keep-alive");
+  ASSERT_TRUE(k.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  EXPECT_TRUE(k.read_response().has_value());
+}
+
+class CountingObserver : public RequestObserver {
+ public:
+  void on_request_begin(RouteId route, const Request& request) override {
+    begins++;
+    last_route = route;
+    last_path = std::string(request.path());
+  }
+  void on_request_end(RouteId route, int status) override {
+    ends++;
+    last_status = status;
+  }
+  std::atomic<int> begins{0}, ends{0}, last_status{0};
+  std::atomic<RouteId> last_route{0};
+  std::string last_path;
+};
+
+TEST_F(ServerTest, ObserverSeesBeginAndEndAroundEachHandler) {
+  CountingObserver observer;
+  server_ = std::make_unique<Server>(local_options());
+  RouteId id = *server_->router().add(Method::kGet, "/items/*", [](const Request&) { return Response::text(202, ""); });
+  server_->set_observer(&observer);
+  ASSERT_TRUE(server_->start().ok());
+  port_ = server_->port();
+  auto r = fetch(port_, "GET", "/items/9");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(observer.begins.load(), 1);
+  EXPECT_EQ(observer.ends.load(), 1);
+  EXPECT_EQ(observer.last_route.load(), id);
+  EXPECT_EQ(observer.last_status.load(), 202);
+  EXPECT_EQ(observer.last_path, "/items/9");
+}
+
+}  // namespace
+}  // namespace memgate::http
