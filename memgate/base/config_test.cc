@@ -127,3 +127,19 @@ TEST(RedactUrl, HidesOnlyThePassword) {
 
 }  // namespace
 }  // namespace memgate
+
+namespace memgate {
+namespace {
+
+TEST(Config, AValueWithControlBytesStillGivesOneErrorLine) {
+  Invocation inv = parse_invocation({"memgate"}, [](const std::string& n) -> std::optional<std::string> {
+    if (n == "HTTP_HEADER_LIMIT") return std::string("62HOENA\n\0\0BL", 12);
+    return std::nullopt;
+  });
+  EXPECT_EQ(inv.exit_code, 2);
+  EXPECT_EQ(inv.output.find('\n'), std::string::npos) << inv.output;
+  EXPECT_NE(inv.output.find("\\x0a"), std::string::npos) << inv.output;
+}
+
+}  // namespace
+}  // namespace memgate

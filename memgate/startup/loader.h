@@ -1,0 +1,168 @@
+// StagedLoader: brings heavy modules up after the listener, stage by stage.
+//
+// For each stage in ascending order, the modules of that stage run in batches of
+// `batch_size` on the worker pool. For each module:
+//   flag off                         -> skipped(flag), final
+//   memory gate says no              -> gated; retried after the last stage, every
+//                                       gate_retry_interval, up to gate_retries
+//                                       times, then skipped(memory), final
+//   otherwise                        -> build or load through the FleetRunner
+//                                       (waiting_for_lock / building / loading_artifact)
+//                                       -> ready, or failed with its reason
+// After each stage the allocator is purged and the stage's heap, RSS and peak RSS
+// are recorded; then the loader waits the inter-stage delay. The stage peak comes
+// from VmHWM reset through /proc/self/clear_refs where the kernel allows; where it
+// does not, the increase of the high-water mark is recorded and the stage says so.
+//
+// A module's routes exist from construction as pending routes (503 + Retry-After
+// and the module's state in the body); load() replaces them with real handlers. A
+// disabled module's routes answer 404 naming the flag.
+//
+// Thread-safety: start() and stop() from the owning thread; every other method
+// from any thread. The loader runs on a thread of its own and waits with the
+// injected Clock, so a test drives its delays with a FakeClock.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "memgate/base/clock.h"
+#include "memgate/base/config.h"
+#include "memgate/base/worker_pool.h"
+#include "memgate/http/router.h"
+#include "memgate/memory/memory_probe.h"
+#include "memgate/startup/fleet.h"
+#include "memgate/startup/module.h"
+
+namespace memgate::startup {
+
+enum class ModuleState {
+  kPending,          // not reached yet
+  kGated,            // the memory gate said no; will be retried
+  kWaitingForLock,   // another instance is building its artifact
+  kBuilding,
+  kLoadingArtifact,
+  kReady,
+  kSkippedFlag,      // final
+  kSkippedMemory,    // final: the gate said no every time
+  kFailed,
+};
+std::string_view module_state_name(ModuleState state);  // "skipped(memory)", ...
+// Ready, or skipped for a reason that will not change.
+bool is_settled(ModuleState state);
+
+struct ModuleReport {
+  std::string name;
+  int stage = 0;
+  ModuleState state = ModuleState::kPending;
+  std::string reason;          // why skipped or failed
+  std::string outcome;         // fleet outcome: built, loaded, waited, ...
+  std::string built_by;        // the instance that built the artifact
+  int gate_attempts = 0;
+  int64_t started_ms = -1;     // since the loader started; -1 not yet
+  int64_t finished_ms = -1;
+  int64_t heap_delta = 0;      // allocator bytes, after - before (this module's work)
+  int64_t rss_delta = 0;
+  uint64_t artifact_bytes = 0;
+};
+
+struct StageReport {
+  int stage = 0;
+  std::vector<std::string> modules;
+  int64_t started_ms = -1;
+  int64_t duration_ms = 0;
+  uint64_t heap_after = 0;     // after the purge
+  uint64_t rss_after = 0;
+  uint64_t peak_rss = 0;       // the stage's own peak (see peak_method)
+  std::string peak_method;     // "clear_refs" or "hwm_delta"
+  int64_t purge_released = 0;  // RSS bytes the purge gave back
+};
+
+struct LoaderOptions {
+  std::chrono::milliseconds stage_delay{1'000};
+  int batch_size = 1;
+  int gate_retries = 10;
+  std::chrono::milliseconds gate_retry_interval{30'000};
+  uint64_t memory_limit = 4096ull << 20;  // base for shares when no cgroup limit
+  std::string instance_id;
+  // Reads a module's flag variable (so tests and the config share one source).
+  EnvLookup env;
+  // When set and true, optional initialisation is refused (the memory guard).
+  std::function<bool()> refuse_optional_init;
+  // Try to reset VmHWM per stage through /proc/self/clear_refs.
+  bool reset_peak = true;
+};
+
+class StagedLoader {
+ public:
+  // Registers every enabled module's routes as pending on `router` at once.
+  // Everything passed by reference must outlive the loader.
+  StagedLoader(ModuleList modules, LoaderOptions options, const Config& config, http::Router& router,
+               WorkerPool& workers, memory::MemoryProbe& probe, Clock& clock, FleetRunner& fleet);
+  ~StagedLoader();  // stop()s
+
+  // Starts the plan on the loader's thread. Call once.
+  void start();
+  // Asks the plan to stop (a running build is told through its stop token), waits
+  // for the loader thread, then stops every module that was loaded.
+  void stop();
+  // Blocks until the plan is finished (every module settled, failed or out of
+  // retries) or `timeout` passes; true when finished.
+  bool wait_finished(std::chrono::milliseconds timeout);
+  bool finished() const;
+
+  std::vector<ModuleReport> modules() const;
+  std::vector<StageReport> stages() const;
+  // /readyz: ready, and the enabled modules that are not (name: state).
+  bool ready(std::vector<std::string>* missing = nullptr) const;
+  // /startupz body.
+  boost::json::object startupz() const;
+  // The plan as the current configuration would run it, as a table for people.
+  std::string plan_text() const;
+  // The result as a table for people (logged when the plan finishes).
+  std::string summary_table() const;
+
+ private:
+  struct Entry;
+  void run(std::stop_token stop);
+  void run_module(Entry& e, std::stop_token stop);
+  bool gate_allows(Entry& e, std::string* why);
+  void set_state(Entry& e, ModuleState s, std::string reason = {});
+  void publish_pending(Entry& e);
+  int64_t since_start_ms() const;
+
+  LoaderOptions options_;
+  const Config& config_;
+  http::Router& router_;
+  WorkerPool& workers_;
+  memory::MemoryProbe& probe_;
+  Clock& clock_;
+  FleetRunner& fleet_;
+  TimePoint started_at_{};
+
+  mutable std::mutex mu_;
+  std::condition_variable finished_cv_;
+  std::vector<std::unique_ptr<Entry>> entries_;  // the list is fixed at construction
+  std::vector<StageReport> stages_;              // guarded by mu_
+  bool finished_ = false;                        // guarded by mu_
+  bool stopped_ = false;
+  std::jthread thread_;
+};
+
+// The memory a gate compares against: the container's limit when there is one,
+// else `fallback` (MEMORY_LIMIT).
+uint64_t limit_base(const memory::MemorySample& sample, uint64_t fallback);
+
+// Resets the process's peak RSS (VmHWM) through /proc/self/clear_refs; false when
+// the kernel refuses.
+bool reset_peak_rss();
+
+}  // namespace memgate::startup
