@@ -1,0 +1,720 @@
+// The Redis connection: one socket, one io thread, pipelined.
+//
+// Design. Senders format a command with hiredis and, under one mutex, append it to
+// `out_` and push its callback onto `pending_`; bytes and callbacks therefore stay
+// in the same order, which is all that reply matching needs (Redis answers in
+// order). When no write is in flight, the sender tries a direct non-blocking
+// send() on the socket's descriptor (plain TCP and Unix sockets only): an idle
+// connection then costs no thread hop on the way out. Anything not sent is left to
+// the io thread, which swaps `out_` into its write buffer, writes it whole, and
+// repeats while more arrived meanwhile: under load, hundreds of commands leave in
+// one write. The io thread also reads, feeds hiredis's reader, and pops one
+// callback per reply. Each connection attempt has an epoch; handlers of an older
+// epoch do nothing, so a late completion cannot touch a newer socket.
+//
+// Timeouts are checked by one ticking timer rather than a timer per command: a
+// command's deadline is fixed when it is queued, deadlines are therefore in queue
+// order, and the tick only looks at the front.
+#include "memgate/coord/connection.h"
+
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <optional>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <random>
+#include <thread>
+
+namespace memgate::coord {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+Script::Script(std::string source) : source_(std::move(source)) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(source_.data()), source_.size(), digest);
+  static const char* hex = "0123456789abcdef";
+  sha1_.reserve(2 * SHA_DIGEST_LENGTH);
+  for (unsigned char c : digest) {
+    sha1_.push_back(hex[c >> 4]);
+    sha1_.push_back(hex[c & 15]);
+  }
+}
+
+std::chrono::milliseconds reconnect_delay(int attempt, std::chrono::milliseconds min, std::chrono::milliseconds max,
+                                          double rand01) {
+  double base = static_cast<double>(min.count());
+  for (int i = 0; i < attempt && base < static_cast<double>(max.count()); ++i) base *= 2;
+  if (base > static_cast<double>(max.count())) base = static_cast<double>(max.count());
+  double d = base / 2 + base / 2 * rand01;
+  return std::chrono::milliseconds(static_cast<int64_t>(d));
+}
+
+std::string describe_reply_error(const Result<Reply>& r) {
+  if (!r.ok()) return r.status().to_string();
+  if (r->is_error()) return "redis error: " + r->str;
+  return "unexpected reply";
+}
+
+namespace {
+
+Reply convert(const redisReply* r) {
+  Reply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = Reply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = Reply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = Reply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = Reply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Reply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
+      break;
+    default:
+      out.type = Reply::Type::kNil;
+  }
+  return out;
+}
+
+// The byte stream under the protocol: TCP, TLS over TCP, or a Unix socket.
+class Stream {
+ public:
+  using Handler = std::function<void(error_code, size_t)>;
+  virtual ~Stream() = default;
+  virtual void async_read_some(asio::mutable_buffer buf, Handler h) = 0;
+  virtual void async_write(asio::const_buffer buf, Handler h) = 0;
+  virtual void close() = 0;
+  // The descriptor senders may write to directly, or -1 (TLS).
+  virtual int direct_fd() = 0;
+};
+
+template <typename Socket>
+class PlainStream final : public Stream {
+ public:
+  explicit PlainStream(Socket s) : socket_(std::move(s)) {}
+  void async_read_some(asio::mutable_buffer buf, Handler h) override { socket_.async_read_some(buf, std::move(h)); }
+  void async_write(asio::const_buffer buf, Handler h) override { asio::async_write(socket_, buf, std::move(h)); }
+  void close() override {
+    error_code ec;
+    socket_.close(ec);
+  }
+  int direct_fd() override { return socket_.native_handle(); }
+
+ private:
+  Socket socket_;
+};
+
+class TlsStream final : public Stream {
+ public:
+  explicit TlsStream(std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> s) : s_(std::move(s)) {}
+  void async_read_some(asio::mutable_buffer buf, Handler h) override { s_->async_read_some(buf, std::move(h)); }
+  void async_write(asio::const_buffer buf, Handler h) override { asio::async_write(*s_, buf, std::move(h)); }
+  void close() override {
+    error_code ec;
+    s_->lowest_layer().close(ec);
+  }
+  int direct_fd() override { return -1; }
+
+ private:
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> s_;
+};
+
+struct Pending {
+  ReplyCallback cb;
+  Clock::time_point deadline;
+  bool abandoned = false;  // timed out: its reply is dropped
+};
+
+}  // namespace
+
+class Connection::Impl {
+ public:
+  Impl(RedisSettings settings, CoordMetrics* metrics, bool report_state, bool subscriber,
+       std::vector<std::string> patterns, MessageHandler handler)
+      : settings_(std::move(settings)),
+        metrics_(metrics),
+        report_state_(report_state),
+        subscriber_(subscriber),
+        patterns_(std::move(patterns)),
+        message_handler_(std::move(handler)),
+        ssl_ctx_(asio::ssl::context::tls_client),
+        resolver_(io_),
+        connect_timer_(io_),
+        reconnect_timer_(io_),
+        tick_timer_(io_),
+        rng_(std::random_device{}()) {
+    reader_ = redisReaderCreate();
+    if (settings_.transport == Transport::kTls) setup_tls();
+    work_.emplace(asio::make_work_guard(io_));
+    thread_ = std::thread([this] {
+      io_thread_id_ = std::this_thread::get_id();
+      io_thread_known_.store(true);
+      io_.run();
+    });
+    asio::post(io_, [this] {
+      start_attempt();
+      tick();
+    });
+  }
+
+  ~Impl() {
+    asio::post(io_, [this] {
+      stopping_ = true;
+      fail_connection("connection closed", false);
+      connect_timer_.cancel();
+      reconnect_timer_.cancel();
+      tick_timer_.cancel();
+      resolver_.cancel();
+      work_.reset();
+    });
+    thread_.join();
+    redisReaderFree(reader_);
+  }
+
+  // ---- public surface -------------------------------------------------------------
+
+  Status wait_connected(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    bool ok = state_cv_.wait_for(lock, timeout, [&] { return state_ == ConnectionState::kConnected; });
+    if (ok) return Status::Ok();
+    return Unavailable("redis at " + settings_.describe() + " is not reachable: " +
+                       (last_error_.empty() ? "still connecting" : last_error_));
+  }
+
+  ConnectionState state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+  std::string last_error() const {
+    std::lock_guard lock(mu_);
+    return last_error_;
+  }
+  const RedisSettings& settings() const { return settings_; }
+  bool on_io_thread() const { return io_thread_known_.load() && std::this_thread::get_id() == io_thread_id_; }
+
+  void submit(const std::vector<std::string_view>& args, ReplyCallback cb, bool internal = false) {
+    thread_local std::vector<const char*> argv;
+    thread_local std::vector<size_t> argl;
+    argv.clear();
+    argl.clear();
+    for (auto a : args) {
+      argv.push_back(a.data());
+      argl.push_back(a.size());
+    }
+    char* cmd = nullptr;
+    int len = redisFormatCommandArgv(&cmd, static_cast<int>(argv.size()), argv.data(), argl.data());
+    if (len < 0) {
+      post_failure(std::move(cb), Internal("cannot format a redis command"));
+      return;
+    }
+    std::unique_lock lock(mu_);
+    if (!internal && state_ != ConnectionState::kConnected) {
+      std::string err = last_error_.empty() ? "still connecting" : last_error_;
+      lock.unlock();
+      redisFreeCommand(cmd);
+      metrics_->count(CommandErrorKind::kDisconnected);
+      post_failure(std::move(cb), Unavailable("redis at " + settings_.describe() + " is not connected: " + err));
+      return;
+    }
+    if (cb) pending_.push_back(Pending{std::move(cb), Clock::now() + settings_.command_timeout});
+    size_t sent = 0;
+    if (!writing_ && out_.empty() && direct_fd_ >= 0) {
+      ssize_t n = ::send(direct_fd_, cmd, static_cast<size_t>(len), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) sent = static_cast<size_t>(n);
+    }
+    if (sent < static_cast<size_t>(len)) {
+      out_.append(cmd + sent, static_cast<size_t>(len) - sent);
+      if (!writing_ && !flush_posted_) {
+        flush_posted_ = true;
+        asio::post(io_, [this, epoch = epoch_] { flush(epoch); });
+      }
+    }
+    lock.unlock();
+    redisFreeCommand(cmd);
+  }
+
+ private:
+  void post_failure(ReplyCallback cb, Status st) {
+    if (!cb) return;
+    asio::post(io_, [cb = std::move(cb), st = std::move(st)]() mutable { cb(Result<Reply>(std::move(st))); });
+  }
+
+  void setup_tls() {
+    error_code ec;
+    ssl_ctx_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                         asio::ssl::context::no_tlsv1_1);
+    if (settings_.tls_insecure) {
+      ssl_ctx_.set_verify_mode(asio::ssl::verify_none);
+      return;
+    }
+    ssl_ctx_.set_verify_mode(asio::ssl::verify_peer);
+    if (!settings_.tls_ca.empty()) {
+      ssl_ctx_.load_verify_file(settings_.tls_ca, ec);
+      if (ec) tls_setup_error_ = "cannot load the TLS CA file " + settings_.tls_ca + ": " + ec.message();
+    } else {
+      ssl_ctx_.set_default_verify_paths(ec);
+    }
+  }
+
+  // ---- connecting (io thread) -----------------------------------------------------
+
+  void set_state(ConnectionState s, const std::string& error = {}) {
+    {
+      std::lock_guard lock(mu_);
+      state_ = s;
+      if (!error.empty()) last_error_ = error;
+      if (s == ConnectionState::kConnected) last_error_.clear();
+    }
+    if (report_state_) metrics_->connection_state.store(static_cast<int>(s));
+    state_cv_.notify_all();
+  }
+
+  void start_attempt() {
+    if (stopping_) return;
+    uint64_t epoch;
+    {
+      std::lock_guard lock(mu_);
+      epoch = ++epoch_;
+    }
+    set_state(ConnectionState::kConnecting);
+    if (!tls_setup_error_.empty()) {
+      attempt_failed(epoch, tls_setup_error_);
+      return;
+    }
+    connect_timer_.expires_after(settings_.connect_timeout);
+    connect_timer_.async_wait([this, epoch](error_code ec) {
+      if (!ec && epoch == current_epoch() && !handshake_done_) {
+        attempt_failed(epoch, "connecting to " + settings_.describe() + " timed out after " +
+                                  std::to_string(settings_.connect_timeout.count()) + "ms");
+      }
+    });
+    handshake_done_ = false;
+    if (settings_.transport == Transport::kUnix) {
+      auto sock = std::make_shared<asio::local::stream_protocol::socket>(io_);
+      sock->async_connect(asio::local::stream_protocol::endpoint(settings_.unix_path),
+                          [this, epoch, sock](error_code ec) {
+                            if (epoch != current_epoch()) return;
+                            if (ec) return attempt_failed(epoch, "connect to " + settings_.unix_path + ": " + ec.message());
+                            install_stream(epoch, std::make_unique<PlainStream<asio::local::stream_protocol::socket>>(
+                                                      std::move(*sock)));
+                          });
+      return;
+    }
+    resolver_.async_resolve(settings_.host, std::to_string(settings_.port),
+                            [this, epoch](error_code ec, asio::ip::tcp::resolver::results_type results) {
+                              if (epoch != current_epoch()) return;
+                              if (ec) return attempt_failed(epoch, "resolve " + settings_.host + ": " + ec.message());
+                              connect_tcp(epoch, results);
+                            });
+  }
+
+  void connect_tcp(uint64_t epoch, const asio::ip::tcp::resolver::results_type& results) {
+    auto sock = std::make_shared<asio::ip::tcp::socket>(io_);
+    pending_socket_ = sock;
+    asio::async_connect(*sock, results, [this, epoch, sock](error_code ec, const asio::ip::tcp::endpoint&) {
+      if (epoch != current_epoch()) return;
+      pending_socket_.reset();
+      std::string where = settings_.host + ":" + std::to_string(settings_.port);
+      if (ec) return attempt_failed(epoch, "connect to " + where + ": " + ec.message());
+      error_code ignored;
+      sock->set_option(asio::ip::tcp::no_delay(true), ignored);
+      sock->set_option(asio::socket_base::keep_alive(true), ignored);
+      if (settings_.transport == Transport::kTcp) {
+        install_stream(epoch, std::make_unique<PlainStream<asio::ip::tcp::socket>>(std::move(*sock)));
+        return;
+      }
+      auto tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(*sock), ssl_ctx_);
+      SSL* ssl = tls->native_handle();
+      error_code addr_ec;
+      (void)asio::ip::make_address(settings_.host, addr_ec);
+      if (!settings_.tls_insecure) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        if (!addr_ec) {
+          X509_VERIFY_PARAM_set1_ip_asc(param, settings_.host.c_str());
+        } else {
+          X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+          X509_VERIFY_PARAM_set1_host(param, settings_.host.c_str(), 0);
+        }
+      }
+      if (addr_ec) SSL_set_tlsext_host_name(ssl, settings_.host.c_str());
+      auto* raw = tls.get();
+      auto holder = std::make_shared<std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>>>(std::move(tls));
+      pending_tls_ = holder;
+      raw->async_handshake(asio::ssl::stream_base::client, [this, epoch, holder, where](error_code ec) {
+        if (epoch != current_epoch()) return;
+        pending_tls_.reset();
+        if (ec) {
+          std::string why = ec.message();
+          long verify = SSL_get_verify_result((*holder)->native_handle());
+          if (verify != X509_V_OK) why += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
+          return attempt_failed(epoch, "TLS handshake with " + where + " failed: " + why);
+        }
+        install_stream(epoch, std::make_unique<TlsStream>(std::move(*holder)));
+      });
+    });
+  }
+
+  // The transport is up: read, and run AUTH / SELECT / PING before taking commands.
+  void install_stream(uint64_t epoch, std::unique_ptr<Stream> stream) {
+    stream_ = std::move(stream);
+    {
+      std::lock_guard lock(mu_);
+      direct_fd_ = stream_->direct_fd();
+    }
+    last_read_ = Clock::now();
+    read_loop(epoch);
+    auto step_failed = [this, epoch](const std::string& what, const Result<Reply>& r) {
+      if (epoch != current_epoch()) return;
+      attempt_failed(epoch, what + ": " + describe_reply_error(r));
+    };
+    if (!settings_.password.empty()) {
+      std::vector<std::string_view> auth = {"AUTH"};
+      if (!settings_.username.empty()) auth.push_back(settings_.username);
+      auth.push_back(settings_.password);
+      submit(auth,
+             [step_failed](Result<Reply> r) {
+               if (!r.ok() || r->is_error()) step_failed("redis refused AUTH", r);
+             },
+             true);
+    }
+    if (settings_.db != 0) {
+      std::string db = std::to_string(settings_.db);
+      submit({"SELECT", db},
+             [step_failed](Result<Reply> r) {
+               if (!r.ok() || r->is_error()) step_failed("redis refused SELECT", r);
+             },
+             true);
+    }
+    submit({"PING"},
+           [this, epoch, step_failed](Result<Reply> r) {
+             if (epoch != current_epoch()) return;
+             if (!r.ok() || r->is_error()) return step_failed("redis did not answer PING", r);
+             handshake_done_ = true;
+             connect_timer_.cancel();
+             attempt_ = 0;
+             if (ever_connected_) metrics_->reconnects.fetch_add(1);
+             ever_connected_ = true;
+             set_state(ConnectionState::kConnected);
+             if (subscriber_) {
+               for (auto& p : patterns_) submit({"PSUBSCRIBE", p}, nullptr, true);
+             }
+           },
+           true);
+  }
+
+  uint64_t current_epoch() {
+    std::lock_guard lock(mu_);
+    return epoch_;
+  }
+
+  void attempt_failed(uint64_t epoch, const std::string& why) {
+    if (epoch != current_epoch()) return;
+    fail_connection(why, true);
+  }
+
+  // Closes the socket, fails every pending callback, and schedules a reconnect.
+  void fail_connection(const std::string& why, bool reconnect) {
+    std::deque<Pending> failed;
+    bool was_connected;
+    {
+      std::lock_guard lock(mu_);
+      ++epoch_;
+      was_connected = state_ == ConnectionState::kConnected;
+      failed.swap(pending_);
+      out_.clear();
+      writing_ = false;
+      flush_posted_ = false;
+      direct_fd_ = -1;
+      if (stream_) stream_->close();
+    }
+    if (pending_socket_) {
+      error_code ec;
+      pending_socket_->close(ec);
+      pending_socket_.reset();
+    }
+    if (pending_tls_ && *pending_tls_) {
+      error_code ec;
+      (*pending_tls_)->lowest_layer().close(ec);
+      pending_tls_.reset();
+    }
+    resolver_.cancel();
+    connect_timer_.cancel();
+    // The closed stream still has handlers queued; keep it alive until they ran.
+    // The closed stream may still have handlers queued: keep it until the next failure.
+    if (stream_) retired_ = std::move(stream_);
+    redisReaderFree(reader_);
+    reader_ = redisReaderCreate();
+    set_state(ConnectionState::kDisconnected, why);
+    Status st = Unavailable((was_connected ? "redis connection lost: " : "redis not connected: ") + why);
+    for (auto& p : failed) {
+      if (p.abandoned || !p.cb) continue;
+      metrics_->count(CommandErrorKind::kDisconnected);
+      p.cb(Result<Reply>(st));
+    }
+    if (reconnect && !stopping_) {
+      std::uniform_real_distribution<double> u(0.0, 1.0);
+      auto delay = reconnect_delay(attempt_++, settings_.reconnect_min, settings_.reconnect_max, u(rng_));
+      reconnect_timer_.expires_after(delay);
+      reconnect_timer_.async_wait([this](error_code ec) {
+        if (!ec) start_attempt();
+      });
+    }
+  }
+
+  // ---- reading and writing (io thread) --------------------------------------------
+
+  void read_loop(uint64_t epoch) {
+    stream_->async_read_some(asio::buffer(read_buf_), [this, epoch](error_code ec, size_t n) {
+      if (epoch != current_epoch()) return;
+      if (ec) {
+        attempt_failed(epoch, ec == asio::error::eof ? "the server closed the connection" : "read: " + ec.message());
+        return;
+      }
+      last_read_ = Clock::now();
+      if (redisReaderFeed(reader_, read_buf_.data(), n) != REDIS_OK) {
+        metrics_->count(CommandErrorKind::kProtocol);
+        return attempt_failed(epoch, std::string("protocol error: ") + reader_->errstr);
+      }
+      for (;;) {
+        void* obj = nullptr;
+        if (redisReaderGetReply(reader_, &obj) != REDIS_OK) {
+          metrics_->count(CommandErrorKind::kProtocol);
+          return attempt_failed(epoch, std::string("protocol error: ") + reader_->errstr);
+        }
+        if (obj == nullptr) break;
+        auto* reply = static_cast<redisReply*>(obj);
+        dispatch(reply);
+        freeReplyObject(reply);
+        if (epoch != current_epoch()) return;  // a callback closed the connection
+      }
+      read_loop(epoch);
+    });
+  }
+
+  void dispatch(const redisReply* reply) {
+    Pending p;
+    bool have = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!pending_.empty()) {
+        p = std::move(pending_.front());
+        pending_.pop_front();
+        have = true;
+      }
+    }
+    if (!have) {
+      if (subscriber_ && message_handler_ && reply->type == REDIS_REPLY_ARRAY) {
+        Reply r = convert(reply);
+        if (r.elements.size() == 4 && r.elements[0].str == "pmessage") {
+          message_handler_(r.elements[2].str, r.elements[3].str);
+        } else if (r.elements.size() == 3 && r.elements[0].str == "message") {
+          message_handler_(r.elements[1].str, r.elements[2].str);
+        }
+      }
+      return;
+    }
+    if (p.abandoned || !p.cb) return;
+    if (reply->type == REDIS_REPLY_ERROR) metrics_->count(CommandErrorKind::kServer);
+    p.cb(Result<Reply>(convert(reply)));
+  }
+
+  void flush(uint64_t epoch) {
+    std::unique_lock lock(mu_);
+    flush_posted_ = false;
+    if (epoch != epoch_ || writing_ || out_.empty() || !stream_) return;
+    write_buf_.swap(out_);
+    out_.clear();
+    writing_ = true;
+    lock.unlock();
+    stream_->async_write(asio::buffer(write_buf_), [this, epoch](error_code ec, size_t) {
+      if (epoch != current_epoch()) return;
+      if (ec) return attempt_failed(epoch, "write: " + ec.message());
+      write_buf_.clear();
+      {
+        std::lock_guard lock(mu_);
+        writing_ = false;
+      }
+      flush(epoch);
+    });
+  }
+
+  // Every 25ms: fail commands past their deadline; close a connection that has not
+  // produced a byte for twice the command timeout while commands wait.
+  void tick() {
+    if (stopping_) return;
+    tick_timer_.expires_after(std::chrono::milliseconds(25));
+    tick_timer_.async_wait([this](error_code ec) {
+      if (ec || stopping_) return;
+      auto now = Clock::now();
+      std::vector<ReplyCallback> expired;
+      bool dead = false;
+      uint64_t epoch;
+      {
+        std::lock_guard lock(mu_);
+        epoch = epoch_;
+        for (auto& p : pending_) {
+          if (p.deadline > now) break;
+          if (!p.abandoned && p.cb) {
+            p.abandoned = true;
+            expired.push_back(std::move(p.cb));
+          }
+        }
+        if (!pending_.empty() && state_ == ConnectionState::kConnected &&
+            now - last_read_ > 2 * settings_.command_timeout && pending_.front().deadline <= now) {
+          dead = true;
+        }
+      }
+      for (auto& cb : expired) {
+        metrics_->count(CommandErrorKind::kTimeout);
+        cb(Result<Reply>(DeadlineExceeded("redis did not answer within " +
+                                          std::to_string(settings_.command_timeout.count()) + "ms")));
+      }
+      if (dead) attempt_failed(epoch, "no reply for " + std::to_string(2 * settings_.command_timeout.count()) + "ms");
+      tick();
+    });
+  }
+
+  RedisSettings settings_;
+  CoordMetrics* metrics_;
+  bool report_state_;
+  bool subscriber_;
+  std::vector<std::string> patterns_;
+  MessageHandler message_handler_;
+
+  asio::io_context io_{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  asio::ssl::context ssl_ctx_;
+  std::string tls_setup_error_;
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer connect_timer_;
+  asio::steady_timer reconnect_timer_;
+  asio::steady_timer tick_timer_;
+  std::thread thread_;
+  std::atomic<bool> io_thread_known_{false};
+  std::thread::id io_thread_id_;
+  std::mt19937_64 rng_;
+
+  // io thread only
+  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<Stream> retired_;
+  std::shared_ptr<asio::ip::tcp::socket> pending_socket_;
+  std::shared_ptr<std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>>> pending_tls_;
+  redisReader* reader_ = nullptr;
+  std::array<char, 64 * 1024> read_buf_{};
+  std::string write_buf_;
+  int attempt_ = 0;
+  bool handshake_done_ = false;
+  bool ever_connected_ = false;
+  bool stopping_ = false;
+
+  // guarded by mu_
+  mutable std::mutex mu_;
+  std::condition_variable state_cv_;
+  ConnectionState state_ = ConnectionState::kDisconnected;
+  std::string last_error_;
+  uint64_t epoch_ = 0;
+  std::string out_;
+  std::deque<Pending> pending_;
+  bool writing_ = false;
+  bool flush_posted_ = false;
+  int direct_fd_ = -1;
+  Clock::time_point last_read_;
+};
+
+Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Connection::~Connection() = default;
+
+std::unique_ptr<Connection> Connection::create(RedisSettings settings, CoordMetrics* metrics, bool report_state) {
+  return std::unique_ptr<Connection>(
+      new Connection(std::make_unique<Impl>(std::move(settings), metrics, report_state, false,
+                                            std::vector<std::string>{}, MessageHandler{})));
+}
+
+std::unique_ptr<Connection> Connection::create_subscriber(RedisSettings settings, std::vector<std::string> patterns,
+                                                          MessageHandler handler, CoordMetrics* metrics) {
+  return std::unique_ptr<Connection>(new Connection(
+      std::make_unique<Impl>(std::move(settings), metrics, false, true, std::move(patterns), std::move(handler))));
+}
+
+Status Connection::wait_connected(std::chrono::milliseconds timeout) { return impl_->wait_connected(timeout); }
+bool Connection::connected() const { return impl_->state() == ConnectionState::kConnected; }
+ConnectionState Connection::state() const { return impl_->state(); }
+std::string Connection::last_error() const { return impl_->last_error(); }
+const RedisSettings& Connection::settings() const { return impl_->settings(); }
+bool Connection::on_io_thread() const { return impl_->on_io_thread(); }
+
+void Connection::async_command(const std::vector<std::string_view>& args, ReplyCallback cb) {
+  impl_->submit(args, std::move(cb));
+}
+
+void Connection::async_eval(const Script& script, const std::vector<std::string_view>& keys,
+                            const std::vector<std::string_view>& args, ReplyCallback cb) {
+  std::string nkeys = std::to_string(keys.size());
+  std::vector<std::string_view> cmd;
+  cmd.reserve(3 + keys.size() + args.size());
+  cmd.push_back("EVALSHA");
+  cmd.push_back(script.sha1());
+  cmd.push_back(nkeys);
+  cmd.insert(cmd.end(), keys.begin(), keys.end());
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  // On NOSCRIPT, the same command with EVAL and the source; owned copies because
+  // the retry runs after the caller's views are gone.
+  auto retry = [this, source = &script.source(), owned = std::vector<std::string>(cmd.begin(), cmd.end()),
+                cb = std::move(cb)](Result<Reply> r) mutable {
+    if (r.ok() && r->is_error() && r->str.rfind("NOSCRIPT", 0) == 0) {
+      std::vector<std::string_view> again(owned.begin(), owned.end());
+      again[0] = "EVAL";
+      again[1] = *source;
+      impl_->submit(again, std::move(cb));
+      return;
+    }
+    cb(std::move(r));
+  };
+  impl_->submit(cmd, std::move(retry));
+}
+
+namespace {
+template <typename Fn>
+Result<Reply> blocking(const Connection& c, Fn&& start) {
+  if (c.on_io_thread()) return FailedPrecondition("a blocking redis call on the connection's own io thread");
+  auto promise = std::make_shared<std::promise<Result<Reply>>>();
+  auto future = promise->get_future();
+  start([promise](Result<Reply> r) { promise->set_value(std::move(r)); });
+  return future.get();
+}
+}  // namespace
+
+Result<Reply> Connection::command(const std::vector<std::string_view>& args) {
+  return blocking(*this, [&](ReplyCallback cb) { async_command(args, std::move(cb)); });
+}
+
+Result<Reply> Connection::eval(const Script& script, const std::vector<std::string_view>& keys,
+                               const std::vector<std::string_view>& args) {
+  return blocking(*this, [&](ReplyCallback cb) { async_eval(script, keys, args, std::move(cb)); });
+}
+
+}  // namespace memgate::coord

@@ -1,0 +1,90 @@
+// CoordMetrics: what coordination counts, as plain atomics the metrics layer reads.
+//
+// coord/ does not depend on prometheus. Every Coordinator, Connection and backend
+// records into one CoordMetrics (the process-wide coord_metrics() unless a test
+// passes its own); the exporter reads it with snapshot() or the atomics directly.
+// Suggested Prometheus names in brackets:
+//
+//   backend                      0 = local, 1 = redis    [coord_backend{backend="local"|"redis"} 0/1]
+//   connection_state             0 = disconnected, 1 = connecting, 2 = connected
+//                                                        [coord_redis_connection_state]
+//   reconnects                   connections made after the first  [coord_redis_reconnects_total]
+//   acquire_wait                 seconds from acquire() to a lease (or giving up)
+//                                                        [coord_lock_acquire_wait_seconds]
+//   hold_time                    seconds a lease was held, acquire to release
+//                                                        [coord_lock_hold_seconds]
+//   extension_lag                seconds a watchdog extension ran after it was due
+//                                                        [coord_lock_extension_lag_seconds]
+//   lost_leases                  watchdog found its lease gone or could not extend in time
+//                                                        [coord_lock_lost_total]
+//   fleet_once[outcome]          built, loaded, waited, took_over, rebuilt_bad_artifact, failed
+//                                                        [coord_fleet_once_total{outcome}]
+//   command_errors[kind]         timeout, disconnected, server, protocol
+//                                                        [coord_redis_command_errors_total{kind}]
+//
+// Histograms have fixed bucket bounds (kHistogramBounds, in seconds, cumulative
+// like Prometheus "le" buckets when read through snapshot()). All members are
+// safe to update and read from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+namespace memgate::coord {
+
+inline constexpr std::array<double, 14> kHistogramBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+struct HistogramSnapshot {
+  std::array<uint64_t, kHistogramBounds.size()> cumulative{};  // count of observations <= bound
+  uint64_t count = 0;                                          // all observations (the +Inf bucket)
+  double sum_seconds = 0;
+};
+
+class Histogram {
+ public:
+  void observe(std::chrono::nanoseconds d);
+  HistogramSnapshot snapshot() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kHistogramBounds.size() + 1> buckets_{};  // last: above every bound
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_ns_{0};
+};
+
+enum class FleetOutcome { kBuilt, kLoaded, kWaited, kTookOver, kRebuiltBadArtifact, kFailed };
+inline constexpr size_t kFleetOutcomeCount = 6;
+std::string_view fleet_outcome_name(FleetOutcome outcome);  // "built", "loaded", ...
+
+enum class CommandErrorKind { kTimeout, kDisconnected, kServer, kProtocol };
+inline constexpr size_t kCommandErrorKindCount = 4;
+std::string_view command_error_kind_name(CommandErrorKind kind);  // "timeout", ...
+
+enum class ConnectionState : int { kDisconnected = 0, kConnecting = 1, kConnected = 2 };
+
+struct CoordMetrics {
+  std::atomic<int> backend{0};           // 0 local, 1 redis
+  std::atomic<int> connection_state{0};  // ConnectionState
+  std::atomic<uint64_t> reconnects{0};
+  Histogram acquire_wait;
+  Histogram hold_time;
+  Histogram extension_lag;
+  std::atomic<uint64_t> lost_leases{0};
+  std::array<std::atomic<uint64_t>, kFleetOutcomeCount> fleet_once{};
+  std::array<std::atomic<uint64_t>, kCommandErrorKindCount> command_errors{};
+
+  void count(FleetOutcome o) { fleet_once[static_cast<size_t>(o)].fetch_add(1, std::memory_order_relaxed); }
+  void count(CommandErrorKind k) {
+    command_errors[static_cast<size_t>(k)].fetch_add(1, std::memory_order_relaxed);
+  }
+  uint64_t outcomes(FleetOutcome o) const { return fleet_once[static_cast<size_t>(o)].load(); }
+  uint64_t errors(CommandErrorKind k) const { return command_errors[static_cast<size_t>(k)].load(); }
+};
+
+// The process-wide instance the exporter reads.
+CoordMetrics& coord_metrics();
+
+}  // namespace memgate::coord

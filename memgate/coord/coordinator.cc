@@ -1,0 +1,335 @@
+// The coordinator: choosing a backend, waiting for locks, the watchdog, fleet_once.
+//
+// Design. Backends provide single-shot primitives (try_acquire, release, extend,
+// read/publish artifact, done messages); everything with time in it lives here, once
+// for both backends. acquire() retries with exponential backoff and full jitter
+// (2ms doubling to 100ms, never past the holder's remaining TTL when Redis tells
+// it), so waiters neither stampede nor sleep through a release.
+//
+// The watchdog of with_lock() is a thread per hold: it extends at a third of the
+// TTL, so two extensions can fail before the lease lapses. A transport error is
+// retried quickly while the lease is still ours by our own reckoning (start of the
+// last successful extension + TTL); a "no longer yours" answer, or running out of
+// that time, raises the CancelSignal at once.
+//
+// fleet_once(name):
+//   1. done flag set and artifact verified   → load it                  (loaded)
+//   2. otherwise try the lock once:
+//        won  → read again (someone may have just finished) → load, or
+//               build under the watchdog, publish fenced, release    (built / took_over /
+//                                                                      rebuilt_bad_artifact)
+//        held → wait for the completion message, at most one slow poll, then go to 1
+//               (a waiter that then loads counts "waited"; one that wins the lock after
+//               the builder died counts "took_over")
+// An artifact that is present but fails verification, or that load() rejects, is
+// rebuilt, never loaded. The wait is bounded by FleetOnceOptions::wait_bound.
+#include "memgate/coord/coordinator.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <random>
+
+#include "memgate/base/config.h"
+#include "memgate/coord/local_backend.h"
+#include "memgate/coord/redis_backend.h"
+
+namespace memgate::coord {
+
+using std::chrono::milliseconds;
+using SteadyTime = std::chrono::steady_clock;
+
+namespace {
+
+double rand01() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options) : options_(std::move(options)) {}
+
+Result<std::unique_ptr<Coordinator>> Coordinator::create(CoordinatorOptions options) {
+  std::unique_ptr<Coordinator> c(new Coordinator(options));
+  if (c->options_.instance_id.empty()) c->options_.instance_id = "pid-" + std::to_string(::getpid());
+  c->local_ = std::make_shared<LocalBackend>(c->options_.local_dir, c->options_.instance_id);
+  CoordMetrics* m = c->options_.metrics;
+  if (c->options_.redis_url.empty()) {
+    spdlog::warn("REDIS_URL is unset: coordination is local to this host (lock files in {})", c->options_.local_dir);
+    c->active_ = c->local_;
+    m->backend.store(0);
+    return c;
+  }
+  auto settings = parse_redis_url(c->options_.redis_url);
+  if (!settings.ok()) return settings.status();
+  settings->tls_ca = c->options_.tls_ca;
+  settings->tls_insecure = c->options_.tls_insecure;
+  settings->connect_timeout = c->options_.connect_timeout;
+  settings->command_timeout = c->options_.command_timeout;
+  settings->chunk_size = c->options_.chunk_size;
+  if (settings->tls_insecure && settings->transport == Transport::kTls) {
+    spdlog::warn("REDIS_TLS_INSECURE is set: the Redis server certificate is not verified (development only)");
+  }
+  c->redis_ = std::make_shared<RedisBackend>(*settings, c->options_.instance_id, m);
+  Status st = c->redis_->connection().wait_connected(c->options_.connect_timeout);
+  if (st.ok()) {
+    c->active_ = c->redis_;
+    m->backend.store(1);
+    spdlog::info("coordination uses redis at {}", settings->describe());
+    return c;
+  }
+  spdlog::warn("coordination is local to this host: {}; switching to redis when it answers", st.message());
+  c->active_ = c->local_;
+  m->backend.store(0);
+  if (c->options_.background_switch) {
+    Coordinator* self = c.get();
+    c->switcher_ = std::thread([self] {
+      while (!self->stop_.load()) {
+        if (self->redis_->connection().wait_connected(milliseconds(200)).ok()) {
+          self->switch_to_redis();
+          return;
+        }
+      }
+    });
+  }
+  return c;
+}
+
+Coordinator::~Coordinator() {
+  stop_.store(true);
+  if (switcher_.joinable()) switcher_.join();
+}
+
+void Coordinator::switch_to_redis() {
+  std::lock_guard lock(mu_);
+  if (active_ == redis_) return;
+  active_ = redis_;
+  options_.metrics->backend.store(1);
+  spdlog::info("redis answers: coordination switched from local to redis (local leases stay local until released)");
+}
+
+std::shared_ptr<CoordBackend> Coordinator::active() const {
+  std::lock_guard lock(mu_);
+  return active_;
+}
+
+std::string_view Coordinator::backend() const { return active()->name(); }
+
+RedisBackend* Coordinator::redis() { return redis_.get(); }
+
+CoordBackend* Coordinator::backend_of(const Lease& lease) const {
+  if (lease.backend == "redis" && redis_) return redis_.get();
+  return local_.get();
+}
+
+Status Coordinator::ensure_connected(milliseconds timeout) {
+  if (!redis_) return Status::Ok();
+  Status st = redis_->connection().wait_connected(timeout);
+  if (st.ok()) switch_to_redis();
+  return st;
+}
+
+Result<Lease> Coordinator::acquire(const std::string& key, milliseconds ttl, milliseconds wait) {
+  auto start = SteadyTime::now();
+  auto deadline = start + wait;
+  auto backend = active();
+  milliseconds backoff(2);
+  for (int attempt = 0;; ++attempt) {
+    auto r = backend->try_acquire(key, ttl);
+    auto now = SteadyTime::now();
+    if (r.ok() && r->lease) {
+      options_.metrics->acquire_wait.observe(now - start);
+      return std::move(*r->lease);
+    }
+    if (now >= deadline) {
+      options_.metrics->acquire_wait.observe(now - start);
+      if (!r.ok()) return r.status();
+      return DeadlineExceeded("lock " + key + " is held by another holder (waited " +
+                              std::to_string(std::chrono::duration_cast<milliseconds>(now - start).count()) + "ms)");
+    }
+    milliseconds cap = backoff;
+    if (r.ok() && r->holder_left.count() > 0) cap = std::min(cap, r->holder_left + milliseconds(1));
+    auto sleep = milliseconds(1) + milliseconds(static_cast<int64_t>(static_cast<double>(cap.count()) * rand01()));
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - now);
+    std::this_thread::sleep_for(std::min(sleep, left));
+    backoff = std::min(backoff * 2, milliseconds(100));
+    // A switch to Redis applies to the next attempt.
+    backend = active();
+  }
+}
+
+Result<bool> Coordinator::release(const Lease& lease) {
+  auto r = backend_of(lease)->release(lease);
+  if (r.ok()) options_.metrics->hold_time.observe(SteadyTime::now() - lease.acquired_at);
+  return r;
+}
+
+Result<bool> Coordinator::extend(const Lease& lease, milliseconds ttl) { return backend_of(lease)->extend(lease, ttl); }
+
+Status Coordinator::run_with_watchdog(CoordBackend& backend, const Lease& lease, const LockedFn& fn) {
+  CancelSignal cancel;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    const milliseconds interval = std::max(milliseconds(1), lease.ttl / 3);
+    auto valid_until = lease.acquired_at + lease.ttl;
+    auto due = lease.acquired_at + interval;
+    std::unique_lock lock(mu);
+    for (;;) {
+      if (cv.wait_until(lock, due, [&] { return done; })) return;
+      lock.unlock();
+      auto called = SteadyTime::now();
+      options_.metrics->extension_lag.observe(called - due);
+      auto r = backend.extend(lease, lease.ttl);
+      auto now = SteadyTime::now();
+      lock.lock();
+      if (done) return;
+      if (r.ok() && *r) {
+        valid_until = called + lease.ttl;
+        due = called + interval;
+      } else if (r.ok()) {
+        options_.metrics->lost_leases.fetch_add(1);
+        cancel.cancel("lease on " + lease.key + " (fence " + std::to_string(lease.fence) +
+                      ") was lost: another holder has the lock");
+        return;
+      } else if (now + milliseconds(5) >= valid_until) {
+        options_.metrics->lost_leases.fetch_add(1);
+        cancel.cancel("lease on " + lease.key + " could not be extended before it expired: " + r.status().message());
+        return;
+      } else {
+        auto left = std::chrono::duration_cast<milliseconds>(valid_until - now);
+        due = now + std::clamp(left / 4, milliseconds(5), interval);
+      }
+    }
+  });
+  Status st = fn(lease, cancel);
+  {
+    std::lock_guard lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+  if (st.ok() && cancel.cancelled()) st = Aborted(cancel.reason());
+  return st;
+}
+
+Status Coordinator::with_lock(const std::string& key, milliseconds ttl, const LockedFn& fn,
+                              std::optional<milliseconds> wait) {
+  auto lease = acquire(key, ttl, wait.value_or(ttl));
+  if (!lease.ok()) return lease.status();
+  Status st = run_with_watchdog(*backend_of(*lease), *lease, fn);
+  auto released = release(*lease);
+  if (st.ok() && released.ok() && !*released) {
+    st = Aborted("lease on " + key + " had expired by the time it was released");
+  }
+  return st;
+}
+
+Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, milliseconds lock_ttl, milliseconds done_ttl,
+                                             const BuildFn& build, const LoadFn& load,
+                                             const FleetOnceOptions& options) {
+  CoordMetrics& m = *options_.metrics;
+  auto start = SteadyTime::now();
+  milliseconds poll = options.poll.count() > 0 ? options.poll
+                                               : std::clamp(lock_ttl / 4, milliseconds(50), milliseconds(1000));
+  bool waited = false;
+  bool bad_seen = false;
+  auto fail = [&](Status st) -> Result<FleetOutcome> {
+    m.count(FleetOutcome::kFailed);
+    return st;
+  };
+  // Loads a verified artifact; false (and bad_seen) when load() rejects it.
+  auto try_load = [&](ArtifactRead& read) -> bool {
+    if (read.state == ArtifactState::kBad) {
+      spdlog::warn("fleet_once {}: the published artifact is unusable ({}); rebuilding", name, read.problem);
+      bad_seen = true;
+      return false;
+    }
+    if (read.state != ArtifactState::kOk) return false;
+    Status st = load(read.bytes);
+    if (st.ok()) return true;
+    spdlog::warn("fleet_once {}: load of the artifact (fence {}) failed ({}); rebuilding", name, read.fence,
+                 st.to_string());
+    bad_seen = true;
+    return false;
+  };
+
+  for (;;) {
+    auto backend = active();
+    uint64_t seen = backend->done_generation(name);
+    auto read = backend->read_artifact(name, options.artifact_version);
+    if (!read.ok()) return fail(read.status());
+    if (try_load(*read)) {
+      FleetOutcome o = waited ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
+      m.count(o);
+      return o;
+    }
+    auto attempt = backend->try_acquire(name, lock_ttl);
+    if (!attempt.ok()) return fail(attempt.status());
+    if (attempt->lease) {
+      Lease lease = std::move(*attempt->lease);
+      m.acquire_wait.observe(SteadyTime::now() - start);
+      auto release_lease = [&] {
+        auto r = backend->release(lease);
+        if (r.ok()) m.hold_time.observe(SteadyTime::now() - lease.acquired_at);
+      };
+      auto again = backend->read_artifact(name, options.artifact_version);
+      if (!again.ok()) {
+        release_lease();
+        return fail(again.status());
+      }
+      if (try_load(*again)) {
+        release_lease();
+        FleetOutcome o = waited ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
+        m.count(o);
+        return o;
+      }
+      Status st = run_with_watchdog(*backend, lease, [&](const Lease& l, const CancelSignal& cancel) -> Status {
+        auto bytes = build(cancel);
+        if (!bytes.ok()) return bytes.status();
+        if (cancel.cancelled()) return Aborted(cancel.reason());
+        return backend->publish_artifact(l, name, *bytes, options.artifact_version, done_ttl);
+      });
+      release_lease();
+      if (!st.ok()) {
+        spdlog::warn("fleet_once {}: build or publish failed: {}", name, st.to_string());
+        return fail(st);
+      }
+      FleetOutcome o = bad_seen ? FleetOutcome::kRebuiltBadArtifact
+                                : (waited ? FleetOutcome::kTookOver : FleetOutcome::kBuilt);
+      m.count(o);
+      return o;
+    }
+    // Someone else builds: wait for its message, or one slow poll.
+    waited = true;
+    auto now = SteadyTime::now();
+    if (now - start >= options.wait_bound) {
+      return fail(DeadlineExceeded("fleet_once " + name + ": still not done after waiting " +
+                                   std::to_string(options.wait_bound.count()) + "ms for another instance"));
+    }
+    auto left = std::chrono::duration_cast<milliseconds>(start + options.wait_bound - now);
+    backend->wait_done(name, seen, std::min(poll, left));
+  }
+}
+
+Status Coordinator::publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
+                                     const std::string& version, milliseconds done_ttl) {
+  return backend_of(lease)->publish_artifact(lease, name, bytes, version, done_ttl);
+}
+
+Result<ArtifactRead> Coordinator::read_artifact(const std::string& name, const std::string& version) {
+  return active()->read_artifact(name, version);
+}
+
+Result<std::optional<boost::json::value>> Coordinator::get_json(const std::string& key) {
+  return active()->get_json(key);
+}
+
+Status Coordinator::set_json(const std::string& key, const boost::json::value& value, milliseconds ttl) {
+  return active()->set_json(key, value, ttl);
+}
+
+}  // namespace memgate::coord

@@ -1,0 +1,226 @@
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "memgate/coord/coord_test_env.h"
+#include "memgate/coord/redis_backend.h"
+
+namespace memgate::coord {
+namespace {
+
+using namespace std::chrono_literals;
+using Steady = std::chrono::steady_clock;
+
+class LeaseLock : public RedisTest {};
+
+TEST_F(LeaseLock, EachNewHolderGetsAHigherFencingNumber) {
+  auto c = coordinator();
+  ASSERT_EQ(c->backend(), "redis");
+  EXPECT_EQ(metrics_.backend.load(), 1);
+  int64_t last = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto lease = c->acquire("lock:a", 1s, 0ms);
+    ASSERT_TRUE(lease.ok()) << lease.status().to_string();
+    EXPECT_GT(lease->fence, last);
+    EXPECT_EQ(lease->token.size(), 32u);
+    last = lease->fence;
+    EXPECT_EQ(raw().command({"GET", "lock:a"})->str, lease->token);
+    ASSERT_TRUE(*c->release(*lease));
+  }
+  EXPECT_TRUE(raw().command({"GET", "lock:a"})->is_nil());
+}
+
+TEST_F(LeaseLock, AHeldLockMakesOthersWaitUntilTheirWaitRunsOut) {
+  auto c = coordinator();
+  auto first = c->acquire("lock:b", 2s, 0ms);
+  ASSERT_TRUE(first.ok());
+  auto start = Steady::now();
+  auto second = c->acquire("lock:b", 2s, 150ms);
+  auto waited = Steady::now() - start;
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kDeadlineExceeded);
+  EXPECT_NE(second.status().message().find("held by another holder"), std::string::npos);
+  EXPECT_GE(waited, 150ms);
+  EXPECT_LT(waited, 1s);
+  ASSERT_TRUE(*c->release(*first));
+  // A waiter gets the lock soon after the release.
+  std::thread releaser;
+  auto third = c->acquire("lock:b", 2s, 0ms);
+  ASSERT_TRUE(third.ok());
+  releaser = std::thread([&] {
+    std::this_thread::sleep_for(100ms);
+    (void)c->release(*third);
+  });
+  auto fourth = c->acquire("lock:b", 2s, 2s);
+  releaser.join();
+  ASSERT_TRUE(fourth.ok());
+  EXPECT_GT(fourth->fence, third->fence);
+}
+
+TEST_F(LeaseLock, ReleaseAndExtendAreNoOpsWhenTheTokenNoLongerMatches) {
+  auto c = coordinator();
+  auto old = c->acquire("lock:c", 300ms, 0ms);
+  ASSERT_TRUE(old.ok());
+  auto fresh = c->acquire("lock:c", 5s, 2s);  // waits for the expiry
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_GT(fresh->fence, old->fence);
+  EXPECT_FALSE(*c->release(*old));
+  EXPECT_FALSE(*c->extend(*old, 5s));
+  EXPECT_EQ(raw().command({"GET", "lock:c"})->str, fresh->token);
+  EXPECT_EQ(c->publish_artifact(*old, "lock:c", "x", "1", 10s).code(), Code::kAborted);
+  EXPECT_TRUE(*c->extend(*fresh, 5s));
+  EXPECT_TRUE(*c->release(*fresh));
+}
+
+TEST_F(LeaseLock, SixteenThreadsNeverHoldTogetherAndSeeIncreasingFences) {
+  auto c = coordinator();
+  std::mutex mu;
+  std::vector<int64_t> fences;
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 15; ++i) {
+        Status st = c->with_lock(
+            "lock:threads", 2s,
+            [&](const Lease& lease, const CancelSignal&) {
+              if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
+              {
+                std::lock_guard lock(mu);
+                fences.push_back(lease.fence);
+              }
+              std::this_thread::sleep_for(200us);
+              inside.fetch_sub(1);
+              return Status::Ok();
+            },
+            10s);
+        EXPECT_TRUE(st.ok()) << st.to_string();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(overlaps.load(), 0);
+  ASSERT_EQ(fences.size(), 16u * 15u);
+  for (size_t i = 1; i < fences.size(); ++i) ASSERT_GT(fences[i], fences[i - 1]);
+  EXPECT_EQ(metrics_.acquire_wait.snapshot().count, 16u * 15u);
+  EXPECT_EQ(metrics_.hold_time.snapshot().count, 16u * 15u);
+}
+
+TEST_F(LeaseLock, EightProcessesNeverHoldTogetherAndSeeIncreasingFences) {
+  std::string out = dir_ + "/history";
+  std::vector<std::unique_ptr<testing::Subprocess>> procs;
+  for (int i = 0; i < 8; ++i) {
+    auto p = testing::Subprocess::start({tool(), "lock", "--url", url(), "--key", "lock:procs", "--ttl-ms", "2000",
+                                         "--iterations", "25", "--hold-us", "100", "--out", out},
+                                        {}, dir_ + "/lock-" + std::to_string(i) + ".log");
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    procs.push_back(std::move(*p));
+  }
+  for (auto& p : procs) ASSERT_EQ(p->wait_for(60s), 0);
+  expect_exclusive_history(lines(out), 8 * 25);
+}
+
+TEST_F(LeaseLock, TheWatchdogKeepsALongHoldAlive) {
+  auto c = coordinator();
+  auto other = coordinator();
+  Status st = c->with_lock("lock:long", 300ms, [&](const Lease& lease, const CancelSignal& cancel) {
+    for (int i = 0; i < 5; ++i) {
+      if (cancel.wait_for(200ms)) return Aborted("cancelled");
+      EXPECT_FALSE(other->acquire("lock:long", 300ms, 0ms).ok());
+    }
+    return Status::Ok();
+  });
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(metrics_.lost_leases.load(), 0u);
+  EXPECT_GE(metrics_.extension_lag.snapshot().count, 8u);
+}
+
+TEST_F(LeaseLock, TheWatchdogCancelsTheWorkWhenTheLeaseIsLost) {
+  auto c = coordinator();
+  bool cancelled = false;
+  Status st = c->with_lock("lock:stolen", 600ms, [&](const Lease& lease, const CancelSignal& cancel) {
+    // Someone else's token now sits in the lock (as after an expiry and a takeover).
+    EXPECT_TRUE(raw().command({"SET", "lock:stolen", "another-holder", "PX", "5000"}).ok());
+    cancelled = cancel.wait_for(2s);
+    return Status::Ok();
+  });
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(st.code(), Code::kAborted);
+  EXPECT_NE(st.message().find("lost"), std::string::npos) << st.message();
+  EXPECT_EQ(metrics_.lost_leases.load(), 1u);
+  EXPECT_EQ(raw().command({"GET", "lock:stolen"})->str, "another-holder");
+}
+
+TEST_F(LeaseLock, AHolderKilledWithSigkillIsReplacedOnceItsTtlPasses) {
+  std::string log = dir_ + "/holder.log";
+  auto holder = testing::Subprocess::start(
+      {tool(), "hold", "--url", url(), "--key", "lock:killed", "--ttl-ms", "800", "--hold-ms", "30000"}, {}, log);
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE(testing::wait_until([&] { return testing::read_file(log).find("acquired") != std::string::npos; }, 5s));
+  (*holder)->signal(SIGKILL);
+  EXPECT_EQ((*holder)->wait_for(5s), 128 + SIGKILL);
+  auto c = coordinator();
+  auto start = Steady::now();
+  auto lease = c->acquire("lock:killed", 1s, 3s);
+  ASSERT_TRUE(lease.ok()) << lease.status().to_string();
+  EXPECT_LT(Steady::now() - start, 1500ms);
+  EXPECT_EQ(lease->fence, 2);
+}
+
+TEST_F(LeaseLock, AHolderStoppedPastItsTtlCanNeitherReleaseNorPublishAfterItContinues) {
+  std::string log = dir_ + "/stopped.log";
+  auto holder = testing::Subprocess::start(
+      {tool(), "hold", "--url", url(), "--key", "lock:stopped", "--ttl-ms", "500", "--hold-ms", "300"}, {}, log);
+  ASSERT_TRUE(holder.ok());
+  ASSERT_TRUE(testing::wait_until([&] { return testing::read_file(log).find("acquired") != std::string::npos; }, 5s));
+  (*holder)->signal(SIGSTOP);
+  auto c = coordinator();
+  auto lease = c->acquire("lock:stopped", 5s, 3s);
+  ASSERT_TRUE(lease.ok()) << lease.status().to_string();
+  (*holder)->signal(SIGCONT);
+  EXPECT_EQ((*holder)->wait_for(10s), 0);
+  std::string out = testing::read_file(log);
+  EXPECT_NE(out.find("publish=aborted"), std::string::npos) << out;
+  EXPECT_NE(out.find("release=false"), std::string::npos) << out;
+  EXPECT_EQ(raw().command({"GET", "lock:stopped"})->str, lease->token);
+  EXPECT_TRUE(raw().command({"GET", "lock:stopped:done"})->is_nil());
+  EXPECT_TRUE(*c->release(*lease));
+}
+
+TEST_F(LeaseLock, CallsFailClearlyWhileRedisIsDownAndWorkAgainAfterItReturns) {
+  auto c = coordinator();
+  ASSERT_TRUE(c->acquire("lock:down", 1s, 0ms).ok());
+  server_->kill();
+  auto r = c->acquire("lock:down2", 1s, 200ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().to_string();
+  EXPECT_EQ(c->get_json("k").status().code(), Code::kUnavailable);
+  EXPECT_EQ(c->ensure_connected(100ms).code(), Code::kUnavailable);
+  EXPECT_EQ(c->backend(), "redis");  // no fallback once on redis
+  ASSERT_TRUE(server_->restart().ok());
+  ASSERT_TRUE(c->ensure_connected(5s).ok());
+  auto again = c->acquire("lock:down2", 1s, 0ms);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+}
+
+TEST_F(LeaseLock, JsonValuesRoundTripAndExpire) {
+  auto c = coordinator();
+  boost::json::value v = {{"routes", 12}, {"ready", true}};
+  ASSERT_TRUE(c->set_json("json:a", v, 200ms).ok());
+  auto back = c->get_json("json:a");
+  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE(back->has_value());
+  EXPECT_EQ(**back, v);
+  auto pttl = raw().command({"PTTL", "json:a"});
+  EXPECT_GT(pttl->integer, 0);
+  EXPECT_LE(pttl->integer, 200);
+  ASSERT_TRUE(raw().command({"SET", "json:bad", "{not json"}).ok());
+  EXPECT_EQ(c->get_json("json:bad").status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(c->get_json("json:none")->has_value());
+}
+
+}  // namespace
+}  // namespace memgate::coord

@@ -1,0 +1,57 @@
+// LocalBackend: coordination without Redis, for one host.
+//
+// Locks are flock()s on files in a host-local directory (one file per key, never
+// deleted), so threads and processes on the same host take turns; the fencing
+// counter is kept in the lock file itself and incremented while the flock is held.
+// A local lease has no TTL: it lasts until released or until its process exits
+// (the kernel drops the flock), and extend() only confirms it is still held.
+// Done flags and artifacts are files in the same directory (written to a temp
+// name and renamed, so readers see whole files), with the expiry stored inside.
+// JSON values live in this process only. Completion is not announced: waiters
+// poll. Thread-safe.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "memgate/coord/backend.h"
+
+namespace memgate::coord {
+
+class LocalBackend final : public CoordBackend {
+ public:
+  // `dir` is created when missing.
+  explicit LocalBackend(std::string dir, std::string instance_id);
+
+  std::string_view name() const override { return "local"; }
+  const std::string& dir() const { return dir_; }
+
+  Result<TryAcquire> try_acquire(const std::string& key, std::chrono::milliseconds ttl) override;
+  Result<bool> release(const Lease& lease) override;
+  Result<bool> extend(const Lease& lease, std::chrono::milliseconds ttl) override;
+  Result<std::optional<boost::json::value>> get_json(const std::string& key) override;
+  Status set_json(const std::string& key, const boost::json::value& value, std::chrono::milliseconds ttl) override;
+  Result<ArtifactRead> read_artifact(const std::string& name, const std::string& version) override;
+  Status publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
+                          const std::string& version, std::chrono::milliseconds done_ttl) override;
+  uint64_t done_generation(const std::string& name) override { return 0; }
+  void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait) override;
+
+  // The file name used for `key` (letters, digits, '-', '_', '.' kept; others escaped).
+  static std::string file_stem(const std::string& key);
+
+ private:
+  std::string path(const std::string& key, const char* suffix) const;
+
+  std::string dir_;
+  std::string instance_id_;
+  std::mutex mu_;
+  struct Entry {
+    boost::json::value value;
+    std::chrono::steady_clock::time_point expires;  // max() when no TTL
+  };
+  std::map<std::string, Entry> values_;
+};
+
+}  // namespace memgate::coord

@@ -1,0 +1,145 @@
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "memgate/coord/coord_test_env.h"
+#include "memgate/coord/local_backend.h"
+
+namespace memgate::coord {
+namespace {
+
+using namespace std::chrono_literals;
+
+class LocalFallback : public RedisTest {
+ protected:
+  CoordinatorOptions local_options() {
+    auto o = options();
+    o.redis_url.clear();
+    return o;
+  }
+};
+
+TEST_F(LocalFallback, WithoutARedisUrlCoordinationIsLocal) {
+  auto c = coordinator(local_options());
+  EXPECT_EQ(c->backend(), "local");
+  EXPECT_EQ(metrics_.backend.load(), 0);
+  EXPECT_TRUE(c->ensure_connected(10ms).ok());
+  EXPECT_EQ(c->redis(), nullptr);
+}
+
+TEST_F(LocalFallback, LocalLocksExcludeAndFenceLikeRedisOnes) {
+  auto c = coordinator(local_options());
+  auto a = c->acquire("init:x", 1s, 0ms);
+  ASSERT_TRUE(a.ok());
+  auto b = c->acquire("init:x", 1s, 50ms);
+  EXPECT_EQ(b.status().code(), Code::kDeadlineExceeded);
+  EXPECT_TRUE(*c->extend(*a, 1s));
+  ASSERT_TRUE(*c->release(*a));
+  EXPECT_FALSE(*c->release(*a));
+  EXPECT_EQ(c->publish_artifact(*a, "init:x", "x", "1", 1s).code(), Code::kAborted);
+  auto d = c->acquire("init:x", 1s, 0ms);
+  ASSERT_TRUE(d.ok());
+  EXPECT_GT(d->fence, a->fence);
+}
+
+TEST_F(LocalFallback, EightLocalProcessesNeverHoldTogetherAndSeeIncreasingFences) {
+  std::string out = dir_ + "/local-history";
+  std::vector<std::unique_ptr<testing::Subprocess>> procs;
+  for (int i = 0; i < 8; ++i) {
+    auto p = testing::Subprocess::start({tool(), "lock", "--local-dir", dir_ + "/shared", "--key", "lock:local",
+                                         "--iterations", "25", "--hold-us", "100", "--out", out},
+                                        {}, dir_ + "/local-" + std::to_string(i) + ".log");
+    ASSERT_TRUE(p.ok());
+    procs.push_back(std::move(*p));
+  }
+  for (auto& p : procs) ASSERT_EQ(p->wait_for(60s), 0);
+  expect_exclusive_history(lines(out), 8 * 25);
+  EXPECT_NE(testing::read_file(dir_ + "/local-0.log").find("backend=local"), std::string::npos);
+}
+
+TEST_F(LocalFallback, LocalFleetOnceBuildsOnceAcrossThreads) {
+  auto c = coordinator(local_options());
+  std::atomic<int> builds{0};
+  std::atomic<int> loads{0};
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<FleetOutcome, int> outcomes;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto r = c->fleet_once(
+          "init:local", 1s, 30s,
+          [&](const CancelSignal&) -> Result<std::string> {
+            builds.fetch_add(1);
+            std::this_thread::sleep_for(100ms);
+            return std::string("local artifact");
+          },
+          [&](std::string_view b) {
+            EXPECT_EQ(b, "local artifact");
+            loads.fetch_add(1);
+            return Status::Ok();
+          });
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      std::lock_guard lock(mu);
+      outcomes[*r]++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(builds.load(), 1);
+  EXPECT_EQ(loads.load(), 3);
+  EXPECT_EQ(outcomes[FleetOutcome::kBuilt], 1);
+}
+
+TEST_F(LocalFallback, ACorruptLocalArtifactIsRebuilt) {
+  auto c = coordinator(local_options());
+  auto build = [](const CancelSignal&) -> Result<std::string> { return std::string("good bytes"); };
+  int loads = 0;
+  auto load = [&](std::string_view b) {
+    EXPECT_EQ(b, "good bytes");
+    ++loads;
+    return Status::Ok();
+  };
+  ASSERT_EQ(*c->fleet_once("init:corrupt", 1s, 30s, build, load), FleetOutcome::kBuilt);
+  std::string path = dir_ + "/local/" + LocalBackend::file_stem("init:corrupt") + ".artifact";
+  std::string file = testing::read_file(path);
+  file.back() = 'X';
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << file;
+  ASSERT_EQ(*c->fleet_once("init:corrupt", 1s, 30s, build, load), FleetOutcome::kRebuiltBadArtifact);
+  EXPECT_EQ(loads, 0);
+  ASSERT_EQ(*c->fleet_once("init:corrupt", 1s, 30s, build, load), FleetOutcome::kLoaded);
+  EXPECT_EQ(loads, 1);
+}
+
+TEST_F(LocalFallback, ARedisThatDoesNotAnswerAtBootMeansLocalUntilItDoes) {
+  server_->kill();
+  auto o = options();
+  o.connect_timeout = 200ms;
+  auto c = coordinator(o);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->backend(), "local");
+  EXPECT_EQ(metrics_.backend.load(), 0);
+  auto local_lease = c->acquire("init:switch", 5s, 0ms);
+  ASSERT_TRUE(local_lease.ok());
+  EXPECT_EQ(local_lease->backend, "local");
+
+  ASSERT_TRUE(server_->restart().ok());
+  ASSERT_TRUE(testing::wait_until([&] { return c->backend() == "redis"; }, 5s));
+  EXPECT_EQ(metrics_.backend.load(), 1);
+  // New leases come from Redis; the local one is still released locally.
+  auto redis_lease = c->acquire("init:switch", 5s, 0ms);
+  ASSERT_TRUE(redis_lease.ok());
+  EXPECT_EQ(redis_lease->backend, "redis");
+  EXPECT_TRUE(*c->release(*local_lease));
+  EXPECT_TRUE(*c->release(*redis_lease));
+}
+
+TEST_F(LocalFallback, AMalformedUrlStopsStartUpWithoutEchoingThePassword) {
+  auto o = options();
+  o.redis_url = "redis://:topsecret@host:notaport";
+  auto c = Coordinator::create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("REDIS_URL"), std::string::npos);
+  EXPECT_EQ(c.status().message().find("topsecret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace memgate::coord

@@ -1,0 +1,328 @@
+// Lease locks and run-once artifacts on Redis.
+//
+// Design. Each state change that must be atomic is one Lua script: taking a lock
+// (SET NX PX, and INCR of the fence counter only when the SET won, so fences count
+// holders), releasing and extending (compare the token, then DEL or PEXPIRE), and
+// publishing (compare token and fence, check the chunks exist, set their expiry,
+// the meta and the done flag, PUBLISH). Chunks are written before the publish
+// script under keys that carry the publisher's fence, so a stale holder can never
+// overwrite the chunks a current meta points at, and chunks of a refused publish
+// simply expire. Reads verify everything (format, version, size, SHA-256) and
+// report kBad rather than return bytes that do not match.
+#include "memgate/coord/redis_backend.h"
+
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+#include "memgate/coord/artifact.h"
+
+namespace memgate::coord {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+namespace {
+
+const Script& acquire_script() {
+  static const Script s(R"lua(
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('INCR', KEYS[2])}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+)lua");
+  return s;
+}
+
+const Script& release_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua");
+  return s;
+}
+
+const Script& extend_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+)lua");
+  return s;
+}
+
+// KEYS: lock, fence, done, meta, chunks...; ARGV: token, fence, ttl ms, meta, done value, channel.
+const Script& publish_script() {
+  static const Script s(R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 'the lock is no longer held by this lease'} end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return {0, 'the fencing number is no longer current'} end
+for i = 5, #KEYS do
+  if redis.call('PEXPIRE', KEYS[i], ARGV[3]) == 0 then return {0, 'chunk ' .. (i - 5) .. ' vanished before publish'} end
+end
+redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[6], ARGV[5])
+return {1, 'ok'}
+)lua");
+  return s;
+}
+
+Status reply_status(const Result<Reply>& r, std::string_view what) {
+  if (!r.ok()) return Status(r.status().code(), std::string(what) + ": " + r.status().message());
+  if (r->is_error()) return Internal(std::string(what) + ": redis error: " + r->str);
+  return Status::Ok();
+}
+
+std::string chunk_key(const std::string& name, int64_t fence, uint64_t i) {
+  return name + ":artifact:" + std::to_string(fence) + ":" + std::to_string(i);
+}
+
+constexpr std::string_view kChannelPrefix = "memgate:done:";
+
+}  // namespace
+
+struct RedisBackend::DoneState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, uint64_t> generations;
+  std::unique_ptr<Connection> subscriber;
+};
+
+RedisBackend::RedisBackend(RedisSettings settings, std::string instance_id, CoordMetrics* metrics)
+    : settings_(std::move(settings)),
+      instance_id_(std::move(instance_id)),
+      metrics_(metrics),
+      conn_(Connection::create(settings_, metrics_, true)),
+      done_(std::make_unique<DoneState>()) {}
+
+RedisBackend::~RedisBackend() {
+  std::unique_ptr<Connection> sub;
+  {
+    std::lock_guard lock(done_->mu);
+    sub = std::move(done_->subscriber);
+  }
+  sub.reset();
+  conn_.reset();
+}
+
+void RedisBackend::async_try_acquire(const std::string& key, milliseconds ttl,
+                                     std::function<void(Result<TryAcquire>)> cb) {
+  auto token = random_token();
+  std::string fence_key = key + ":fence";
+  std::string ttl_text = std::to_string(ttl.count());
+  auto started = std::chrono::steady_clock::now();
+  conn_->async_eval(acquire_script(), {key, fence_key}, {token, ttl_text},
+                    [cb = std::move(cb), key, token, ttl, started](Result<Reply> r) {
+                      if (!r.ok() || r->is_error()) {
+                        cb(reply_status(r, "acquire " + key));
+                        return;
+                      }
+                      if (r->type != Reply::Type::kArray || r->elements.size() != 2) {
+                        cb(Internal("acquire " + key + ": unexpected reply"));
+                        return;
+                      }
+                      TryAcquire out;
+                      if (r->elements[0].integer == 1) {
+                        Lease l;
+                        l.key = key;
+                        l.token = token;
+                        l.fence = r->elements[1].integer;
+                        l.ttl = ttl;
+                        l.acquired_at = started;
+                        l.backend = "redis";
+                        out.lease = std::move(l);
+                      } else {
+                        out.holder_left = milliseconds(std::max<int64_t>(0, r->elements[1].integer));
+                      }
+                      cb(std::move(out));
+                    });
+}
+
+void RedisBackend::async_release(const Lease& lease, std::function<void(Result<bool>)> cb) {
+  conn_->async_eval(release_script(), {lease.key}, {lease.token}, [cb = std::move(cb), key = lease.key](Result<Reply> r) {
+    if (!r.ok() || r->is_error()) return cb(reply_status(r, "release " + key));
+    cb(r->integer == 1);
+  });
+}
+
+namespace {
+template <typename T, typename Start>
+Result<T> wait_result(Connection& c, Start&& start) {
+  if (c.on_io_thread()) return FailedPrecondition("a blocking coordination call on the redis io thread");
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<T>> out;
+  start([&](Result<T> r) {
+    std::lock_guard lock(mu);
+    out.emplace(std::move(r));
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return out.has_value(); });
+  return std::move(*out);
+}
+}  // namespace
+
+Result<TryAcquire> RedisBackend::try_acquire(const std::string& key, milliseconds ttl) {
+  return wait_result<TryAcquire>(*conn_, [&](auto cb) { async_try_acquire(key, ttl, std::move(cb)); });
+}
+
+Result<bool> RedisBackend::release(const Lease& lease) {
+  return wait_result<bool>(*conn_, [&](auto cb) { async_release(lease, std::move(cb)); });
+}
+
+Result<bool> RedisBackend::extend(const Lease& lease, milliseconds ttl) {
+  auto r = conn_->eval(extend_script(), {lease.key}, {lease.token, std::to_string(ttl.count())});
+  Status st = reply_status(r, "extend " + lease.key);
+  if (!st.ok()) return st;
+  return r->integer == 1;
+}
+
+Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key) {
+  auto r = conn_->command({"GET", key});
+  Status st = reply_status(r, "GET " + key);
+  if (!st.ok()) return st;
+  if (r->is_nil()) return std::optional<json::value>();
+  boost::system::error_code ec;
+  json::value v = json::parse(r->str, ec);
+  if (ec) return InvalidArgument("the value at " + key + " is not JSON: " + ec.message());
+  return std::optional<json::value>(std::move(v));
+}
+
+Status RedisBackend::set_json(const std::string& key, const json::value& value, milliseconds ttl) {
+  std::string text = json::serialize(value);
+  Result<Reply> r = ttl.count() > 0 ? conn_->command({"SET", key, text, "PX", std::to_string(ttl.count())})
+                                    : conn_->command({"SET", key, text});
+  return reply_status(r, "SET " + key);
+}
+
+Result<ArtifactRead> RedisBackend::read_artifact(const std::string& name, const std::string& version) {
+  ArtifactRead out;
+  auto r = conn_->command({"MGET", name + ":done", name + ":artifact"});
+  Status st = reply_status(r, "read " + name + ":done");
+  if (!st.ok()) return st;
+  if (r->elements.size() != 2 || r->elements[0].is_nil()) return out;  // kAbsent
+  out.state = ArtifactState::kBad;
+  if (r->elements[1].is_nil()) {
+    out.problem = "the done flag is set but the artifact meta is missing";
+    return out;
+  }
+  auto meta = ArtifactMeta::from_json(r->elements[1].str);
+  if (!meta.ok()) {
+    out.problem = meta.status().message();
+    return out;
+  }
+  out.fence = meta->fence;
+  if (meta->format != kArtifactFormat || meta->version != version) {
+    out.problem = check_artifact(*meta, "", version);
+    return out;
+  }
+  // Fetch chunks in batches of 8 (pipelined), so no single reply is huge.
+  std::string bytes;
+  bytes.reserve(meta->size);
+  constexpr uint64_t kBatch = 8;
+  for (uint64_t first = 0; first < meta->chunks; first += kBatch) {
+    std::vector<std::string> keys;
+    for (uint64_t i = first; i < std::min(meta->chunks, first + kBatch); ++i) keys.push_back(chunk_key(name, meta->fence, i));
+    std::vector<std::string_view> cmd = {"MGET"};
+    cmd.insert(cmd.end(), keys.begin(), keys.end());
+    auto chunks = conn_->command(cmd);
+    Status cst = reply_status(chunks, "read chunks of " + name);
+    if (!cst.ok()) return cst;
+    for (size_t i = 0; i < chunks->elements.size(); ++i) {
+      if (chunks->elements[i].is_nil()) {
+        out.problem = "chunk " + std::to_string(first + i) + " of " + std::to_string(meta->chunks) + " is missing";
+        return out;
+      }
+      bytes += chunks->elements[i].str;
+    }
+  }
+  out.problem = check_artifact(*meta, bytes, version);
+  if (!out.problem.empty()) return out;
+  out.state = ArtifactState::kOk;
+  out.bytes = std::move(bytes);
+  return out;
+}
+
+Status RedisBackend::publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
+                                      const std::string& version, milliseconds done_ttl) {
+  if (lease.backend != "redis") return FailedPrecondition("publish " + name + ": the lease is not a redis lease");
+  ArtifactMeta meta = describe_artifact(bytes, version, lease.fence, settings_.chunk_size);
+  std::string ttl = std::to_string(done_ttl.count());
+  // Chunks: pipelined SETs, then one wait for all of them.
+  std::vector<std::string> keys;
+  size_t step = settings_.chunk_size == 0 ? bytes.size() + 1 : settings_.chunk_size;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t outstanding = meta.chunks;
+  Status first_error;
+  for (uint64_t i = 0; i < meta.chunks; ++i) {
+    keys.push_back(chunk_key(name, lease.fence, i));
+    std::string_view piece = bytes.substr(std::min(bytes.size(), i * step), step);
+    conn_->async_command({"SET", keys.back(), piece, "PX", ttl}, [&, i](Result<Reply> r) {
+      Status st = reply_status(r, "write chunk " + std::to_string(i) + " of " + name);
+      std::lock_guard lock(mu);
+      if (!st.ok() && first_error.ok()) first_error = st;
+      if (--outstanding == 0) cv.notify_one();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return outstanding == 0; });
+  }
+  if (!first_error.ok()) return first_error;
+
+  json::object done;
+  done["fence"] = lease.fence;
+  done["instance"] = instance_id_;
+  done["at_unix_ms"] = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string done_text = json::serialize(done);
+  std::vector<std::string> all_keys = {name, name + ":fence", name + ":done", name + ":artifact"};
+  all_keys.insert(all_keys.end(), keys.begin(), keys.end());
+  std::vector<std::string_view> key_views(all_keys.begin(), all_keys.end());
+  std::string fence = std::to_string(lease.fence);
+  std::string meta_text = meta.to_json();
+  std::string channel = std::string(kChannelPrefix) + name;
+  auto r = conn_->eval(publish_script(), key_views, {lease.token, fence, ttl, meta_text, done_text, channel});
+  Status st = reply_status(r, "publish " + name);
+  if (!st.ok()) return st;
+  if (r->type != Reply::Type::kArray || r->elements.size() != 2) return Internal("publish " + name + ": unexpected reply");
+  if (r->elements[0].integer != 1) {
+    return Aborted("publish of " + name + " refused (fence " + fence + "): " + r->elements[1].str);
+  }
+  return Status::Ok();
+}
+
+void RedisBackend::ensure_subscriber() {
+  std::lock_guard lock(done_->mu);
+  if (done_->subscriber) return;
+  DoneState* state = done_.get();
+  done_->subscriber = Connection::create_subscriber(
+      settings_, {std::string(kChannelPrefix) + "*"},
+      [state](const std::string& channel, const std::string&) {
+        std::string name = channel.substr(std::min(channel.size(), kChannelPrefix.size()));
+        {
+          std::lock_guard lock(state->mu);
+          ++state->generations[name];
+        }
+        state->cv.notify_all();
+      },
+      metrics_);
+  // Give the subscription a moment so the first wait does not miss a message; the
+  // slow poll in fleet_once covers the rest.
+  done_->subscriber->wait_connected(std::min(settings_.connect_timeout, milliseconds(500))).message();
+}
+
+uint64_t RedisBackend::done_generation(const std::string& name) {
+  ensure_subscriber();
+  std::lock_guard lock(done_->mu);
+  return done_->generations[name];
+}
+
+void RedisBackend::wait_done(const std::string& name, uint64_t seen, milliseconds max_wait) {
+  ensure_subscriber();
+  std::unique_lock lock(done_->mu);
+  done_->cv.wait_for(lock, max_wait, [&] { return done_->generations[name] != seen; });
+}
+
+}  // namespace memgate::coord

@@ -1,0 +1,56 @@
+// RedisSettings: where and how to reach Redis, parsed from REDIS_URL.
+//
+// Accepted forms:
+//   redis://[user][:password]@host[:port][/db]   plain TCP (port 6379, db 0 by default)
+//   rediss://...                                 TLS; the server certificate is verified
+//                                                against the system CAs or tls_ca
+//   unix:///path/to/socket[?db=N]                a Unix socket; a password may be given as
+//                                                unix://:password@/path or ?password=...
+// Passwords and user names are percent-decoded. parse_redis_url() never puts the
+// password (or the URL) into an error message: errors read
+//   "REDIS_URL is not valid: <what is wrong> (expected redis://[user][:password]@host:port[/db], ...)".
+// Pure functions and plain values: thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "memgate/base/status.h"
+
+namespace memgate::coord {
+
+enum class Transport { kTcp, kTls, kUnix };
+
+struct RedisSettings {
+  Transport transport = Transport::kTcp;
+  std::string host = "127.0.0.1";  // kTcp / kTls
+  uint16_t port = 6379;            // kTcp / kTls
+  std::string unix_path;           // kUnix
+  std::string username;            // AUTH user pass when set (ACL), else AUTH pass
+  std::string password;            // secret
+  int db = 0;
+
+  std::string tls_ca;          // PEM CA file for rediss:// (REDIS_TLS_CA); system CAs when empty
+  bool tls_insecure = false;   // skip certificate verification: development only (REDIS_TLS_INSECURE)
+
+  std::chrono::milliseconds connect_timeout{2000};   // TCP connect + TLS handshake + AUTH
+  std::chrono::milliseconds command_timeout{2000};   // one reply
+  std::chrono::milliseconds reconnect_min{50};       // first reconnect delay (then doubled, jittered)
+  std::chrono::milliseconds reconnect_max{2000};     // reconnect delay cap
+  size_t chunk_size = 512 * 1024;                    // artifacts above this are stored in chunks
+
+  // "redis://127.0.0.1:6379/0", "rediss://host:6380", "unix:///run/redis.sock": no secrets.
+  std::string describe() const;
+};
+
+// The variable the URL comes from, named in every error message.
+inline constexpr std::string_view kRedisUrlVariable = "REDIS_URL";
+
+// Parses a REDIS_URL. An empty URL is an error here; callers treat "unset" as
+// "use local coordination" before calling this.
+Result<RedisSettings> parse_redis_url(std::string_view url);
+
+}  // namespace memgate::coord

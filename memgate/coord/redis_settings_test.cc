@@ -1,0 +1,115 @@
+#include "memgate/coord/redis_settings.h"
+
+#include <gtest/gtest.h>
+
+#include "memgate/coord/connection.h"
+
+namespace memgate::coord {
+namespace {
+
+TEST(RedisUrl, APlainUrlGetsTheDefaultPortAndDatabase) {
+  auto s = parse_redis_url("redis://cache.internal");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->transport, Transport::kTcp);
+  EXPECT_EQ(s->host, "cache.internal");
+  EXPECT_EQ(s->port, 6379);
+  EXPECT_EQ(s->db, 0);
+  EXPECT_TRUE(s->password.empty());
+}
+
+TEST(RedisUrl, UserPasswordPortAndDatabaseAreRead) {
+  auto s = parse_redis_url("redis://app:p%40ss%3Aword@10.0.0.5:6380/3");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->username, "app");
+  EXPECT_EQ(s->password, "p@ss:word");
+  EXPECT_EQ(s->host, "10.0.0.5");
+  EXPECT_EQ(s->port, 6380);
+  EXPECT_EQ(s->db, 3);
+}
+
+TEST(RedisUrl, APasswordWithoutAUserIsAccepted) {
+  auto s = parse_redis_url("redis://:secret@localhost:7000");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->username, "");
+  EXPECT_EQ(s->password, "secret");
+  EXPECT_EQ(s->port, 7000);
+}
+
+TEST(RedisUrl, RedissMeansTls) {
+  auto s = parse_redis_url("rediss://:pw@redis.example.com:6380/1");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->transport, Transport::kTls);
+  EXPECT_EQ(s->db, 1);
+  EXPECT_EQ(s->describe(), "rediss://redis.example.com:6380/1");
+}
+
+TEST(RedisUrl, AnIpv6HostLosesItsBrackets) {
+  auto s = parse_redis_url("redis://[::1]:6379");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->host, "::1");
+  EXPECT_EQ(s->describe(), "redis://[::1]:6379/0");
+}
+
+TEST(RedisUrl, AUnixSocketTakesItsPathDatabaseAndPassword) {
+  auto s = parse_redis_url("unix:///run/redis/redis.sock?db=2&password=pw");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->transport, Transport::kUnix);
+  EXPECT_EQ(s->unix_path, "/run/redis/redis.sock");
+  EXPECT_EQ(s->db, 2);
+  EXPECT_EQ(s->password, "pw");
+  auto t = parse_redis_url("unix://:pw2@/tmp/r.sock");
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  EXPECT_EQ(t->unix_path, "/tmp/r.sock");
+  EXPECT_EQ(t->password, "pw2");
+}
+
+TEST(RedisUrl, BadUrlsAreRefusedWithAMessageThatNamesTheVariableButNotThePassword) {
+  const char* bad[] = {
+      "",
+      "http://hunter2host:6379",
+      "redis://",
+      "redis://:hunter2@",
+      "redis://:hunter2@host:0",
+      "redis://:hunter2@host:99999",
+      "redis://:hunter2@host:12ab",
+      "redis://:hunter2@host:6379/abc",
+      "redis://:hunter2@host:6379/-1",
+      "redis://:hunter2@host:6379/0?timeout=1",
+      "unix://hunter2host/tmp/sock",
+      "unix://",
+      "unix:///tmp/sock?color=blue",
+      "not a url at all hunter2",
+  };
+  for (const char* url : bad) {
+    auto s = parse_redis_url(url);
+    ASSERT_FALSE(s.ok()) << url;
+    EXPECT_EQ(s.status().code(), Code::kInvalidArgument);
+    std::string m = s.status().message();
+    EXPECT_NE(m.find("REDIS_URL is not valid"), std::string::npos) << m;
+    EXPECT_EQ(m.find("hunter2"), std::string::npos) << m;
+  }
+}
+
+TEST(RedisUrl, ErrorsSayWhatIsWrong) {
+  auto message = [](const char* url) { return parse_redis_url(url).status().to_string(); };
+  EXPECT_NE(message("redis://h:0").find("port"), std::string::npos);
+  EXPECT_NE(message("redis://h/x").find("database"), std::string::npos);
+  EXPECT_NE(message("ftp://h").find("scheme"), std::string::npos);
+}
+
+TEST(ReconnectDelay, DoublesFromTheMinimumUpToTheCapWithJitterInTheUpperHalf) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(reconnect_delay(0, milliseconds(100), milliseconds(2000), 0.0), milliseconds(50));
+  EXPECT_EQ(reconnect_delay(0, milliseconds(100), milliseconds(2000), 0.999), milliseconds(99));
+  EXPECT_EQ(reconnect_delay(3, milliseconds(100), milliseconds(2000), 0.0), milliseconds(400));
+  EXPECT_EQ(reconnect_delay(30, milliseconds(100), milliseconds(2000), 0.0), milliseconds(1000));
+  EXPECT_LE(reconnect_delay(30, milliseconds(100), milliseconds(2000), 0.999), milliseconds(2000));
+}
+
+TEST(Script, ComputesTheSha1RedisUses) {
+  // SHA-1 of "return 1", as SCRIPT LOAD reports it.
+  EXPECT_EQ(Script("return 1").sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+}
+
+}  // namespace
+}  // namespace memgate::coord
