@@ -10,17 +10,15 @@
 // on its thread: Idle -> Reading (first byte arrived) -> Handling (a handler runs,
 // or an async Responder is outstanding) -> Writing -> Idle, with Streaming for
 // chunked responses and Draining for the lingering close after an error. The
-// parser is Beast's basic_parser, re-created per request on the stack of the
+// parser is Beast's basic_parser, re-created per request in place inside the
 // session; header fields are copied into a per-connection arena string and the
 // body into a per-connection string, so after warm-up a request allocates nothing
 // in the server. Responses are serialised by hand into a reused output string
 // (Date formatted once per sweep) and written with a non-blocking write() first;
-// only when the kernel does not take it all does an async write start. After a
-// response written that way, the next read waits for readiness (async_wait)
-// instead of attempting a read that would fail with EAGAIN: epoll is edge
-// triggered and the data of the next request can only arrive after our last read,
-// so its readiness event is still to come. Reads that follow a trip through the
-// event loop (accept, async write, async response) read speculatively instead.
+// only when the kernel does not take it all does an async write start. Reads go
+// through Asio's reactor, which skips the speculative read after a read that
+// drained the socket: a keep-alive request costs one read and one write system
+// call plus its share of an epoll_wait.
 //
 // Timeouts are not timers per operation: each session keeps a deadline and the
 // thread's sweep (every 1/8 of the shorter timeout, 5..250 ms) closes or answers
@@ -45,6 +43,7 @@
 #include <ctime>
 #include <optional>
 #include <random>
+#include <cstdlib>
 
 #include "memgate/http/responder.h"
 
@@ -358,7 +357,7 @@ class Session {
   void start() {
     state_ = State::kIdle;
     deadline_ = std::chrono::steady_clock::now() + thread_.options().idle_timeout;
-    read(/*fresh=*/false);
+    read();
   }
 
   // Called by the sweep; `now` is the sweep's time.
@@ -403,7 +402,7 @@ class Session {
   void async_response(Response&& r) {
     detach_slot();
     send(r);
-    if (finish_write_sync()) advance(false);
+    if (finish_write_sync()) advance();
   }
   void stream_begin(int status, std::string&& content_type,
                     std::vector<std::pair<std::string, std::string>>&& headers) {
@@ -446,50 +445,24 @@ class Session {
  private:
   enum class Parse { kNeedMore, kComplete, kFailed };
 
-  // Starts waiting for input. `fresh`: the last read happened in this handler
-  // chain without returning to the event loop, so readiness is still to come and
-  // a wait saves a read that would return EAGAIN.
-  void read(bool fresh) {
+  // Starts reading. Asio's reactor skips the speculative read when its last read
+  // drained the socket, so this costs no EAGAIN read and no epoll_ctl: the read
+  // happens when epoll reports data.
+  void read() {
     if (reading_) return;
+    size_t room = read_room();
+    if (room == 0) {
+      bump(thread_.stats().bad_requests);
+      return error_response(431, "request header too large");
+    }
     reading_ = true;
     ++ops_;
-    if (fresh) {
-      socket_.async_wait(tcp::socket::wait_read, [this](error_code ec) { on_readable(ec); });
-    } else {
-      size_t room = read_room();
-      if (room == 0) return on_buffer_full();
-      socket_.async_read_some(in_.prepare(room), [this](error_code ec, size_t n) { on_read(ec, n); });
-    }
+    socket_.async_read_some(in_.prepare(room), [this](error_code ec, size_t n) { on_read(ec, n); });
   }
 
   size_t read_room() const {
     size_t max = in_.max_size() - in_.size();
     return std::min(max, std::max(kReadChunk, in_.capacity() - in_.size()));
-  }
-
-  void on_buffer_full() {
-    --ops_;
-    reading_ = false;
-    bump(thread_.stats().bad_requests);
-    error_response(431, "request header too large");
-  }
-
-  void on_readable(error_code ec) {
-    --ops_;
-    reading_ = false;
-    if (state_ == State::kClosed) return done_op();
-    if (ec) return close();
-    if (state_ == State::kDraining) return drain();
-    if (state_ != State::kIdle && state_ != State::kReading) return;  // parked; resumed later
-    size_t room = read_room();
-    if (room == 0) {
-      ++ops_;
-      reading_ = true;
-      return on_buffer_full();
-    }
-    size_t n = socket_.read_some(in_.prepare(room), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) return read(true);
-    after_read(ec, n);
   }
 
   void on_read(error_code ec, size_t n) {
@@ -509,15 +482,15 @@ class Session {
     in_.commit(n);
     read_time_ = std::chrono::steady_clock::now();
     if (state_ != State::kIdle && state_ != State::kReading) return;  // input parked until the response is out
-    advance(true);
+    advance();
   }
 
   // Parses and serves what is buffered, then waits for more.
-  void advance(bool fresh) {
+  void advance() {
     for (int turn = 0; turn < kMaxPipelinedPerTurn; ++turn) {
       switch (parse()) {
         case Parse::kNeedMore:
-          return read(fresh);
+          return read();
         case Parse::kFailed:
           return;
         case Parse::kComplete:
@@ -530,7 +503,7 @@ class Session {
     asio::post(thread_.ctx(), [this] {
       --ops_;
       if (state_ == State::kClosed) return done_op();
-      advance(false);
+      advance();
     });
   }
 
@@ -757,10 +730,10 @@ class Session {
       if (!flush()) return;
     }
     if (state_ == State::kStreaming) {
-      if (stream_done_ && finish_response()) advance(false);
+      if (stream_done_ && finish_response()) advance();
       return;
     }
-    if (state_ == State::kWriting && finish_response()) advance(false);
+    if (state_ == State::kWriting && finish_response()) advance();
   }
 
   // After send(): if the write completed at once, finish the response.
@@ -770,7 +743,7 @@ class Session {
   }
 
   void flush_and_continue() {
-    if (flush() && state_ == State::kStreaming && stream_done_ && finish_response()) advance(false);
+    if (flush() && state_ == State::kStreaming && stream_done_ && finish_response()) advance();
   }
 
   // The response is fully written: count it, then keep the connection or close
