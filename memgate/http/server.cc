@@ -43,7 +43,6 @@
 #include <ctime>
 #include <optional>
 #include <random>
-#include <cstdlib>
 
 #include "memgate/http/responder.h"
 
@@ -644,7 +643,8 @@ class Session {
     bool no_body = head_ || r.status == 204 || r.status == 304 || r.status < 200;
     if (!no_body) pending_ += r.body;
     parser_.reset();
-    record(std::chrono::steady_clock::now());
+    sent_at_ = std::chrono::steady_clock::now();
+    record(sent_at_);
     wrote_all_ = flush();
   }
 
@@ -749,9 +749,14 @@ class Session {
   // The response is fully written: count it, then keep the connection or close
   // it. Returns true when the session is ready for the next request.
   bool finish_response() {
-    auto now = std::chrono::steady_clock::now();
-    if (streamed_) record(now);  // a stream counts when it ends; others when handed to the socket
+    SteadyTime now = sent_at_;
+    if (streamed_) {  // a stream counts when it ends; others when handed to the socket
+      now = std::chrono::steady_clock::now();
+      record(now);
+    }
     streamed_ = false;
+    // Bytes already buffered (pipelined) start their clock now, not when they arrived.
+    if (read_time_ < now) read_time_ = now;
     chunked_ = false;
     stream_done_ = false;
     if (!keep_) {
@@ -828,6 +833,7 @@ class Session {
   SteadyTime deadline_{};
   SteadyTime read_time_{};
   SteadyTime started_{};
+  SteadyTime sent_at_{};
   State state_ = State::kIdle;
   RouteId route_ = kUnmatchedRoute;
   Method method_ = Method::kGet;

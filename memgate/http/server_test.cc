@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <random>
 #include <thread>
 
 #include "memgate/http/test_client.h"
@@ -242,6 +243,45 @@ TEST_F(ServerTest, MalformedRequestLineGets400ThenClose) {
   EXPECT_EQ(b->status, 400);
   expect_still_serving();
   EXPECT_GE(server_->connection_stats().bad_requests, 2u);
+}
+
+TEST_F(ServerTest, GarbageAndTruncatedRequestsNeverCrashOrStallTheServer) {
+  ServerOptions o = local_options();
+  o.header_limit = 2048;
+  o.body_limit = 4096;
+  start(o);
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/in", [](const Request& r) {
+    return Response::text(200, std::to_string(r.body().size()));
+  }).ok());
+  const std::string valid[] = {
+      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+      "POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  };
+  std::mt19937 rng(1234);
+  for (int i = 0; i < 300; ++i) {
+    std::string bytes = valid[rng() % 3];
+    switch (rng() % 4) {
+      case 0: bytes.resize(rng() % bytes.size()); break;                       // truncated
+      case 1: bytes[rng() % bytes.size()] = static_cast<char>(rng() % 256); break;  // one byte flipped
+      case 2: for (auto& c : bytes) if (rng() % 8 == 0) c = static_cast<char>(rng() % 256); break;
+      case 3: bytes = std::string(rng() % 3000, static_cast<char>(rng() % 256)); break;  // noise
+    }
+    TestConnection c(port_, 300ms);
+    ASSERT_TRUE(c.ok());
+    c.send(bytes);
+    c.shutdown_write();
+    if (auto r = c.read_response()) {  // whatever came back is a well-formed response
+      EXPECT_TRUE(r->status == 200 || r->status == 400 || r->status == 404 || r->status == 405 ||
+                  r->status == 413 || r->status == 431 || r->status == 501)
+          << r->status << " for case " << i;
+    }
+    if (i % 50 == 0) expect_still_serving();
+  }
+  expect_still_serving();
+  // Connections that sent partial requests and went away are all cleaned up.
+  for (int i = 0; i < 100 && server_->connection_stats().open > 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(server_->connection_stats().open, 0u);
 }
 
 TEST_F(ServerTest, SlowClientGets408AfterTheReadTimeoutFromItsFirstByte) {

@@ -42,6 +42,10 @@ bool TestConnection::send(std::string_view bytes) {
   return true;
 }
 
+void TestConnection::shutdown_write() {
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
+}
+
 bool TestConnection::fill(std::chrono::milliseconds timeout) {
   if (fd_ < 0) return false;
   pollfd p{fd_, POLLIN, 0};

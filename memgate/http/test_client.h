@@ -38,6 +38,8 @@ class TestConnection {
   bool ok() const { return fd_ >= 0; }
   // Sends all bytes; false on error.
   bool send(std::string_view bytes);
+  // Half-closes: the server sees end of input.
+  void shutdown_write();
   // Reads one response; nullopt on timeout, close before a full response, or garbage.
   std::optional<ClientResponse> read_response(bool head_request = false);
   // GET path with keep-alive, then read_response().
