@@ -61,9 +61,10 @@ uint64_t thread_deallocated_bytes();
 
 // Gives free pages back to the OS: jemalloc flushes the calling thread's cache,
 // then decays and purges every arena (arena.<ALL>.decay, arena.<ALL>.purge);
-// glibc calls malloc_trim(0). Blocks for as long as that takes (usually well
-// under a millisecond per hundred MiB released). Fails only if jemalloc refuses
-// the purge call.
+// glibc calls malloc_trim(0). Blocks for as long as that takes: microseconds when
+// there is nothing to release, about 15 ms to release 64 MiB on the development VM
+// (madvise dominates), so call it from a worker thread, not an IO thread. Fails
+// only if jemalloc refuses the purge call.
 Status purge_allocator();
 
 // Turns jemalloc's background purging threads on or off (mallctl

@@ -41,7 +41,8 @@ class MemoryProbe {
   // their defaults (AllocatorStats::available false, zeros, cgroup version 0).
   virtual MemorySample sample() = 0;
   // Returns free allocator pages to the OS and reports what that changed.
-  // Blocks the caller while the allocator purges (typically well under 10 ms).
+  // Blocks the caller while the allocator purges (see purge_allocator(): up to
+  // tens of milliseconds when much is released).
   virtual PurgeResult purge() = 0;
 };
 
@@ -52,10 +53,11 @@ struct ProbePaths {
   std::string cgroup_root = "/sys/fs/cgroup";
 };
 
-// The real probe: allocator.h, process_stats.h and cgroup.h together. A sample
-// costs roughly 10-30 µs (a mallctl epoch refresh and three or four small file
-// reads), so it suits monitoring intervals and scrapes, not per-request use (use
-// thread_allocated_bytes() there). Thread-safe; samples and purges are serialised
+// The real probe: allocator.h, process_stats.h and cgroup.h together. A sample is
+// a mallctl epoch refresh plus six to eight small file reads: tens of
+// microseconds on a plain kernel, about 160 µs on the sandboxed development VM
+// where system calls are dear. It suits monitoring intervals and scrapes, not
+// per-request use (use thread_allocated_bytes() there). Thread-safe; samples and purges are serialised
 // by an internal mutex so a purge's before/after readings are not interleaved.
 class SystemMemoryProbe final : public MemoryProbe {
  public:
