@@ -29,6 +29,7 @@
 #include "memgate/base/status.h"
 #include "memgate/base/units.h"
 #include "memgate/http/router.h"
+#include "memgate/jobs/job.h"
 
 namespace memgate {
 class WorkerPool;
@@ -59,12 +60,7 @@ struct RouteDecl {
 };
 
 // A periodic job (run by the scheduler, once per period across the fleet).
-struct JobSpec {
-  std::string name;
-  std::chrono::milliseconds period{60'000};
-  // Runs on the worker pool; the stop token is requested at shutdown.
-  std::function<Status(std::stop_token)> run;
-};
+using jobs::JobSpec;
 
 // What build and load get from the runtime.
 struct ModuleContext {
