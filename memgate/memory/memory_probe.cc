@@ -1,3 +1,9 @@
+// SystemMemoryProbe composes the three readers (allocator, /proc, cgroup) and adds
+// nothing but a mutex: samples and purges are rare, so serialising them costs
+// nothing, and it keeps a purge's before/after RSS from interleaving with a
+// concurrent sample's epoch refresh. The cgroup is looked up on every sample
+// rather than cached, so a process moved between cgroups, or a limit changed in
+// place, is seen at the next sample.
 #include "memgate/memory/memory_probe.h"
 
 #include <utility>

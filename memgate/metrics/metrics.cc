@@ -1,3 +1,8 @@
+// The registry and the extra collectables are gathered at scrape time, never
+// cached: a scrape is rare (seconds apart) and the figures must be current. The
+// list of collectables is guarded by a mutex that is held only to copy it, so a
+// slow collector (one reading /proc) never blocks registration, and weak entries
+// whose owner is gone are pruned on the way.
 #include "memgate/metrics/metrics.h"
 
 #include <prometheus/collectable.h>
@@ -15,6 +20,9 @@ Metrics::~Metrics() = default;
 
 void Metrics::add_collectable(std::weak_ptr<prometheus::Collectable> collectable) {
   std::lock_guard lock(mu_);
+  // Pruning here too keeps the list bounded when collectables come and go
+  // between scrapes (adds are rare, so the linear pass costs nothing).
+  std::erase_if(collectables_, [](const auto& weak) { return weak.expired(); });
   collectables_.push_back(std::move(collectable));
 }
 

@@ -5,7 +5,9 @@
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "memgate/metrics/families.h"
@@ -61,6 +63,26 @@ TEST(Metrics, AnOwnedCollectableLivesAsLongAsTheMetrics) {
   }
   EXPECT_FALSE(watch.expired());
   EXPECT_EQ(parse_exposition(metrics.serialize()).at("memgate_test_hand_made"), 5);
+}
+
+TEST(Metrics, SerializingWhileOtherThreadsAddAndDropCollectablesIsSafe) {
+  Metrics metrics;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      while (!stop.load()) {
+        auto gauge = std::make_shared<OneGauge>(1);
+        metrics.add_collectable(gauge);
+      }  // dropped at once: serialize() must skip or prune it
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_TRUE(parse_exposition(metrics.serialize()).error.empty());
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(metrics.serialize(), "");
 }
 
 TEST(Metrics, AnEmptyRegistrySerializesToNothing) {
