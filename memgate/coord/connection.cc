@@ -21,7 +21,11 @@
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -109,6 +113,8 @@ class Stream {
   virtual void close() = 0;
   // The descriptor senders may write to directly, or -1 (TLS).
   virtual int direct_fd() = 0;
+  // Plain streams: wait until the descriptor is readable (reads are done with recv()).
+  virtual void async_wait_readable(std::function<void(error_code)> h) {}
 };
 
 template <typename Socket>
@@ -122,6 +128,9 @@ class PlainStream final : public Stream {
     socket_.close(ec);
   }
   int direct_fd() override { return socket_.native_handle(); }
+  void async_wait_readable(std::function<void(error_code)> h) override {
+    socket_.async_wait(Socket::wait_read, std::move(h));
+  }
 
  private:
   Socket socket_;
@@ -146,7 +155,14 @@ struct Pending {
   ReplyCallback cb;
   Clock::time_point deadline;
   bool abandoned = false;  // timed out: its reply is dropped
+  const void* driver = nullptr;  // the blocking caller reading this reply itself, if any
 };
+
+// Who parses replies right now: the io thread, a blocking caller, or nobody.
+enum class ReaderOwner { kNone, kIo, kCaller };
+
+// Set while a thread drives the socket for its own blocking call.
+thread_local const void* tls_driving = nullptr;
 
 }  // namespace
 
@@ -239,9 +255,16 @@ class Connection::Impl {
       post_failure(std::move(cb), Unavailable("redis at " + settings_.describe() + " is not connected: " + err));
       return;
     }
-    if (cb) pending_.push_back(Pending{std::move(cb), Clock::now() + settings_.command_timeout});
+    if (cb) {
+      pending_.push_back(Pending{std::move(cb), Clock::now() + settings_.command_timeout, false,
+                                 tls_driving == this ? this : nullptr});
+      ensure_reading_locked();
+    }
     size_t sent = 0;
-    if (!writing_ && out_.empty() && direct_fd_ >= 0) {
+    // Direct send only from other threads: on the io thread (a callback sending the
+    // next command) the bytes wait for the flush after the current read batch, so
+    // replies handled together produce one write.
+    if (!writing_ && out_.empty() && direct_fd_ >= 0 && !on_io_thread()) {
       ssize_t n = ::send(direct_fd_, cmd, static_cast<size_t>(len), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n > 0) sent = static_cast<size_t>(n);
     }
@@ -384,9 +407,19 @@ class Connection::Impl {
     {
       std::lock_guard lock(mu_);
       direct_fd_ = stream_->direct_fd();
+      caller_runs_ = direct_fd_ >= 0 && !subscriber_;
     }
-    last_read_ = Clock::now();
-    read_loop(epoch);
+    last_read_.store(Clock::now().time_since_epoch().count());
+    wait_outstanding_ = false;
+    if (direct_fd_ >= 0) {
+      {
+        std::lock_guard lock(mu_);
+        read_armed_ = true;
+      }
+      arm_wait(epoch);
+    } else {
+      read_loop(epoch);
+    }
     auto step_failed = [this, epoch](const std::string& what, const Result<Reply>& r) {
       if (epoch != current_epoch()) return;
       attempt_failed(epoch, what + ": " + describe_reply_error(r));
@@ -448,8 +481,21 @@ class Connection::Impl {
       out_.clear();
       writing_ = false;
       flush_posted_ = false;
+      if (reader_owner_ == ReaderOwner::kCaller) {
+        // A blocking caller is reading this socket: wake it (shutdown) but let it
+        // finish with the descriptor before the socket is closed and the reader reset.
+        if (direct_fd_ >= 0) ::shutdown(direct_fd_, SHUT_RDWR);
+        if (stream_) deferred_.push_back(std::move(stream_));
+        reader_reset_needed_ = true;
+      } else {
+        if (stream_) stream_->close();
+        redisReaderFree(reader_);
+        reader_ = redisReaderCreate();
+        reader_owner_ = ReaderOwner::kNone;
+      }
       direct_fd_ = -1;
-      if (stream_) stream_->close();
+      caller_runs_ = false;
+      read_armed_ = false;
     }
     if (pending_socket_) {
       error_code ec;
@@ -466,8 +512,6 @@ class Connection::Impl {
     // The closed stream still has handlers queued; keep it alive until they ran.
     // The closed stream may still have handlers queued: keep it until the next failure.
     if (stream_) retired_ = std::move(stream_);
-    redisReaderFree(reader_);
-    reader_ = redisReaderCreate();
     set_state(ConnectionState::kDisconnected, why);
     Status st = Unavailable((was_connected ? "redis connection lost: " : "redis not connected: ") + why);
     for (auto& p : failed) {
@@ -494,7 +538,7 @@ class Connection::Impl {
         attempt_failed(epoch, ec == asio::error::eof ? "the server closed the connection" : "read: " + ec.message());
         return;
       }
-      last_read_ = Clock::now();
+      last_read_.store(Clock::now().time_since_epoch().count());
       if (redisReaderFeed(reader_, read_buf_.data(), n) != REDIS_OK) {
         metrics_->count(CommandErrorKind::kProtocol);
         return attempt_failed(epoch, std::string("protocol error: ") + reader_->errstr);
@@ -542,6 +586,209 @@ class Connection::Impl {
     p.cb(Result<Reply>(convert(reply)));
   }
 
+  // Plain streams: the io thread reads only while replies are expected (pending_
+  // not empty) or pushes may come (subscriber). An idle connection has no wait
+  // armed, so a blocking caller that reads its own reply does not wake the io
+  // thread as well; the tick notices a server that closed an idle connection.
+  void arm_wait(uint64_t epoch) {
+    if (wait_outstanding_ || !stream_) return;
+    wait_outstanding_ = true;
+    stream_->async_wait_readable([this, epoch](error_code ec) {
+      if (epoch != current_epoch()) return;
+      wait_outstanding_ = false;
+      if (ec) return;
+      on_readable(epoch);
+    });
+  }
+
+  // mu_ held: make sure the io thread reads, when it is not already.
+  void ensure_reading_locked() {
+    if (read_armed_ || direct_fd_ < 0 || reader_owner_ == ReaderOwner::kCaller) return;
+    read_armed_ = true;
+    asio::post(io_, [this, epoch = epoch_] {
+      if (epoch != current_epoch()) return;
+      on_readable(epoch);
+    });
+  }
+
+  // Parses complete replies in the reader and dispatches them. `driver` set: stop
+  // before a reply that is not this blocking caller's. False on a protocol error
+  // or when a callback closed the connection.
+  bool drain(uint64_t epoch, const void* driver, const std::function<bool()>& done) {
+    for (;;) {
+      if (driver != nullptr) {
+        if (done()) return true;
+        std::lock_guard lock(mu_);
+        if (pending_.empty() || pending_.front().driver != driver) return true;
+      }
+      void* obj = nullptr;
+      if (redisReaderGetReply(reader_, &obj) != REDIS_OK) {
+        metrics_->count(CommandErrorKind::kProtocol);
+        post_fail(epoch, std::string("protocol error: ") + reader_->errstr);
+        return false;
+      }
+      if (obj == nullptr) return true;
+      auto* reply = static_cast<redisReply*>(obj);
+      dispatch(reply);
+      freeReplyObject(reply);
+      if (epoch != current_epoch()) return false;
+    }
+  }
+
+  void post_fail(uint64_t epoch, std::string why) {
+    if (on_io_thread()) return attempt_failed(epoch, why);
+    asio::post(io_, [this, epoch, why = std::move(why)] { attempt_failed(epoch, why); });
+  }
+
+  // io thread: read what is there (once), unless a blocking caller owns the reader.
+  void on_readable(uint64_t epoch) {
+    int fd;
+    {
+      std::lock_guard lock(mu_);
+      if (epoch != epoch_) return;
+      if (reader_owner_ != ReaderOwner::kNone) {
+        read_armed_ = false;  // the caller hands reading back when it lets go
+        return;
+      }
+      reader_owner_ = ReaderOwner::kIo;
+      fd = direct_fd_;
+    }
+    auto release = [this, epoch] {
+      std::lock_guard lock(mu_);
+      if (epoch == epoch_) reader_owner_ = ReaderOwner::kNone;
+    };
+    // Keep reading while replies are expected; otherwise go idle.
+    auto next = [this, epoch](bool more_now) {
+      bool keep;
+      {
+        std::lock_guard lock(mu_);
+        if (epoch != epoch_) return;
+        keep = subscriber_ || !pending_.empty();
+        read_armed_ = keep;
+      }
+      if (!keep) return;
+      if (more_now) {
+        asio::post(io_, [this, epoch] { on_readable(epoch); });
+      } else {
+        arm_wait(epoch);
+      }
+    };
+    if (!drain(epoch, nullptr, nullptr)) return release();
+    ssize_t n = ::recv(fd, read_buf_.data(), read_buf_.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      last_read_.store(Clock::now().time_since_epoch().count());
+      if (redisReaderFeed(reader_, read_buf_.data(), static_cast<size_t>(n)) != REDIS_OK) {
+        release();
+        return attempt_failed(epoch, std::string("protocol error: ") + reader_->errstr);
+      }
+      if (!drain(epoch, nullptr, nullptr)) return release();
+    }
+    release();
+    if (n == 0) return attempt_failed(epoch, "the server closed the connection");
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      return attempt_failed(epoch, std::string("read: ") + std::strerror(errno));
+    }
+    // A full buffer: more may be waiting; read again after other handlers had a turn.
+    next(n == static_cast<ssize_t>(read_buf_.size()));
+  }
+
+ public:
+  // A blocking call. On an idle plain connection the calling thread sends the
+  // command and reads its reply itself (poll + recv), which saves the two thread
+  // wake-ups of handing the reply over from the io thread; otherwise it waits for
+  // the io thread like any async caller.
+  Result<Reply> run_blocking(const std::function<void(ReplyCallback)>& start) {
+    if (on_io_thread()) return FailedPrecondition("a blocking redis call on the connection's own io thread");
+    struct Slot {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::optional<Result<Reply>> value;
+    };
+    auto slot = std::make_shared<Slot>();
+    ReplyCallback cb = [slot](Result<Reply> r) {
+      std::lock_guard lock(slot->mu);
+      slot->value.emplace(std::move(r));
+      slot->cv.notify_all();
+    };
+    int fd = -1;
+    uint64_t epoch = 0;
+    {
+      std::lock_guard lock(mu_);
+      if (caller_runs_ && state_ == ConnectionState::kConnected && reader_owner_ == ReaderOwner::kNone &&
+          pending_.empty() && out_.empty() && !writing_ && direct_fd_ >= 0) {
+        reader_owner_ = ReaderOwner::kCaller;
+        fd = direct_fd_;
+        epoch = epoch_;
+      }
+    }
+    if (fd >= 0) {
+      tls_driving = this;
+      start(std::move(cb));
+      drive(fd, epoch, *slot);
+      tls_driving = nullptr;
+      release_reader();
+    } else {
+      start(std::move(cb));
+    }
+    std::unique_lock lock(slot->mu);
+    slot->cv.wait(lock, [&] { return slot->value.has_value(); });
+    return std::move(*slot->value);
+  }
+
+ private:
+  template <typename Slot>
+  void drive(int fd, uint64_t epoch, Slot& slot) {
+    auto filled = [&] {
+      std::lock_guard lock(slot.mu);
+      return slot.value.has_value();
+    };
+    auto deadline = Clock::now() + settings_.command_timeout;
+    for (;;) {
+      if (!drain(epoch, this, filled)) return;
+      if (filled()) return;
+      {
+        std::lock_guard lock(mu_);
+        if (epoch != epoch_ || pending_.empty() || pending_.front().driver != this) return;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return;  // the io thread's tick fails the command
+      pollfd pfd{fd, POLLIN, 0};
+      int r = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 100)));
+      if (r < 0 && errno != EINTR) return post_fail(epoch, std::string("poll: ") + std::strerror(errno));
+      if (r <= 0) continue;
+      ssize_t n = ::recv(fd, read_buf_caller_.data(), read_buf_caller_.size(), MSG_DONTWAIT);
+      if (n > 0) {
+        last_read_.store(Clock::now().time_since_epoch().count());
+        if (redisReaderFeed(reader_, read_buf_caller_.data(), static_cast<size_t>(n)) != REDIS_OK) {
+          return post_fail(epoch, std::string("protocol error: ") + reader_->errstr);
+        }
+      } else if (n == 0) {
+        return post_fail(epoch, "the server closed the connection");
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return post_fail(epoch, std::string("read: ") + std::strerror(errno));
+      }
+    }
+  }
+
+  // The blocking caller is done with the socket: hand reading back to the io thread
+  // if anything else is waiting, and finish a close that happened meanwhile.
+  void release_reader() {
+    bool closed = false;
+    {
+      std::lock_guard lock(mu_);
+      reader_owner_ = ReaderOwner::kNone;
+      if (reader_reset_needed_) {
+        redisReaderFree(reader_);
+        reader_ = redisReaderCreate();
+        reader_reset_needed_ = false;
+        closed = true;
+      }
+      if (!pending_.empty()) ensure_reading_locked();
+    }
+    if (closed) asio::post(io_, [this] { deferred_.clear(); });
+  }
+
+ private:
   void flush(uint64_t epoch) {
     std::unique_lock lock(mu_);
     flush_posted_ = false;
@@ -572,6 +819,7 @@ class Connection::Impl {
       auto now = Clock::now();
       std::vector<ReplyCallback> expired;
       bool dead = false;
+      std::string idle_error;
       uint64_t epoch;
       {
         std::lock_guard lock(mu_);
@@ -583,8 +831,18 @@ class Connection::Impl {
             expired.push_back(std::move(p.cb));
           }
         }
+        if (pending_.empty() && !read_armed_ && reader_owner_ == ReaderOwner::kNone && direct_fd_ >= 0 &&
+            state_ == ConnectionState::kConnected) {
+          char c;
+          ssize_t n = ::recv(direct_fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            idle_error = n == 0 ? "the server closed the connection" : std::string("read: ") + std::strerror(errno);
+          } else if (n > 0) {
+            ensure_reading_locked();
+          }
+        }
         if (!pending_.empty() && state_ == ConnectionState::kConnected &&
-            now - last_read_ > 2 * settings_.command_timeout && pending_.front().deadline <= now) {
+            now - Clock::time_point(Clock::duration(last_read_.load())) > 2 * settings_.command_timeout && pending_.front().deadline <= now) {
           dead = true;
         }
       }
@@ -593,7 +851,8 @@ class Connection::Impl {
         cb(Result<Reply>(DeadlineExceeded("redis did not answer within " +
                                           std::to_string(settings_.command_timeout.count()) + "ms")));
       }
-      if (dead) attempt_failed(epoch, "no reply for " + std::to_string(2 * settings_.command_timeout.count()) + "ms");
+      if (!idle_error.empty()) attempt_failed(epoch, idle_error);
+      else if (dead) attempt_failed(epoch, "no reply for " + std::to_string(2 * settings_.command_timeout.count()) + "ms");
       tick();
     });
   }
@@ -625,6 +884,7 @@ class Connection::Impl {
   std::shared_ptr<std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>>> pending_tls_;
   redisReader* reader_ = nullptr;
   std::array<char, 64 * 1024> read_buf_{};
+  std::array<char, 64 * 1024> read_buf_caller_{};  // used by the caller that owns the reader
   std::string write_buf_;
   int attempt_ = 0;
   bool handshake_done_ = false;
@@ -642,7 +902,14 @@ class Connection::Impl {
   bool writing_ = false;
   bool flush_posted_ = false;
   int direct_fd_ = -1;
-  Clock::time_point last_read_;
+  std::atomic<Clock::rep> last_read_{0};
+  // Caller-driven reads (plain streams): see run_blocking().
+  bool caller_runs_ = false;
+  ReaderOwner reader_owner_ = ReaderOwner::kNone;
+  bool read_armed_ = false;      // the io thread reads (or will) until pending_ drains
+  bool wait_outstanding_ = false;  // io thread: a readiness wait is queued
+  bool reader_reset_needed_ = false;
+  std::vector<std::unique_ptr<Stream>> deferred_;  // io thread; closed after the caller let go
 };
 
 Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -697,24 +964,14 @@ void Connection::async_eval(const Script& script, const std::vector<std::string_
   impl_->submit(cmd, std::move(retry));
 }
 
-namespace {
-template <typename Fn>
-Result<Reply> blocking(const Connection& c, Fn&& start) {
-  if (c.on_io_thread()) return FailedPrecondition("a blocking redis call on the connection's own io thread");
-  auto promise = std::make_shared<std::promise<Result<Reply>>>();
-  auto future = promise->get_future();
-  start([promise](Result<Reply> r) { promise->set_value(std::move(r)); });
-  return future.get();
-}
-}  // namespace
 
 Result<Reply> Connection::command(const std::vector<std::string_view>& args) {
-  return blocking(*this, [&](ReplyCallback cb) { async_command(args, std::move(cb)); });
+  return impl_->run_blocking([&](ReplyCallback cb) { async_command(args, std::move(cb)); });
 }
 
 Result<Reply> Connection::eval(const Script& script, const std::vector<std::string_view>& keys,
                                const std::vector<std::string_view>& args) {
-  return blocking(*this, [&](ReplyCallback cb) { async_eval(script, keys, args, std::move(cb)); });
+  return impl_->run_blocking([&](ReplyCallback cb) { async_eval(script, keys, args, std::move(cb)); });
 }
 
 }  // namespace memgate::coord

@@ -105,6 +105,37 @@ RedisBackend::~RedisBackend() {
   conn_.reset();
 }
 
+namespace {
+
+Result<TryAcquire> parse_acquire(const Result<Reply>& r, const std::string& key, const std::string& token,
+                                 milliseconds ttl, std::chrono::steady_clock::time_point started) {
+  Status st = reply_status(r, "acquire " + key);
+  if (!st.ok()) return st;
+  if (r->type != Reply::Type::kArray || r->elements.size() != 2) return Internal("acquire " + key + ": unexpected reply");
+  TryAcquire out;
+  if (r->elements[0].integer == 1) {
+    Lease l;
+    l.key = key;
+    l.token = token;
+    l.fence = r->elements[1].integer;
+    l.ttl = ttl;
+    l.acquired_at = started;
+    l.backend = "redis";
+    out.lease = std::move(l);
+  } else {
+    out.holder_left = milliseconds(std::max<int64_t>(0, r->elements[1].integer));
+  }
+  return out;
+}
+
+Result<bool> parse_release(const Result<Reply>& r, const std::string& key) {
+  Status st = reply_status(r, "release " + key);
+  if (!st.ok()) return st;
+  return r->integer == 1;
+}
+
+}  // namespace
+
 void RedisBackend::async_try_acquire(const std::string& key, milliseconds ttl,
                                      std::function<void(Result<TryAcquire>)> cb) {
   auto token = random_token();
@@ -113,62 +144,24 @@ void RedisBackend::async_try_acquire(const std::string& key, milliseconds ttl,
   auto started = std::chrono::steady_clock::now();
   conn_->async_eval(acquire_script(), {key, fence_key}, {token, ttl_text},
                     [cb = std::move(cb), key, token, ttl, started](Result<Reply> r) {
-                      if (!r.ok() || r->is_error()) {
-                        cb(reply_status(r, "acquire " + key));
-                        return;
-                      }
-                      if (r->type != Reply::Type::kArray || r->elements.size() != 2) {
-                        cb(Internal("acquire " + key + ": unexpected reply"));
-                        return;
-                      }
-                      TryAcquire out;
-                      if (r->elements[0].integer == 1) {
-                        Lease l;
-                        l.key = key;
-                        l.token = token;
-                        l.fence = r->elements[1].integer;
-                        l.ttl = ttl;
-                        l.acquired_at = started;
-                        l.backend = "redis";
-                        out.lease = std::move(l);
-                      } else {
-                        out.holder_left = milliseconds(std::max<int64_t>(0, r->elements[1].integer));
-                      }
-                      cb(std::move(out));
+                      cb(parse_acquire(r, key, token, ttl, started));
                     });
 }
 
 void RedisBackend::async_release(const Lease& lease, std::function<void(Result<bool>)> cb) {
-  conn_->async_eval(release_script(), {lease.key}, {lease.token}, [cb = std::move(cb), key = lease.key](Result<Reply> r) {
-    if (!r.ok() || r->is_error()) return cb(reply_status(r, "release " + key));
-    cb(r->integer == 1);
-  });
+  conn_->async_eval(release_script(), {lease.key}, {lease.token},
+                    [cb = std::move(cb), key = lease.key](Result<Reply> r) { cb(parse_release(r, key)); });
 }
-
-namespace {
-template <typename T, typename Start>
-Result<T> wait_result(Connection& c, Start&& start) {
-  if (c.on_io_thread()) return FailedPrecondition("a blocking coordination call on the redis io thread");
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<Result<T>> out;
-  start([&](Result<T> r) {
-    std::lock_guard lock(mu);
-    out.emplace(std::move(r));
-    cv.notify_one();
-  });
-  std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return out.has_value(); });
-  return std::move(*out);
-}
-}  // namespace
 
 Result<TryAcquire> RedisBackend::try_acquire(const std::string& key, milliseconds ttl) {
-  return wait_result<TryAcquire>(*conn_, [&](auto cb) { async_try_acquire(key, ttl, std::move(cb)); });
+  auto token = random_token();
+  auto started = std::chrono::steady_clock::now();
+  auto r = conn_->eval(acquire_script(), {key, key + ":fence"}, {token, std::to_string(ttl.count())});
+  return parse_acquire(r, key, token, ttl, started);
 }
 
 Result<bool> RedisBackend::release(const Lease& lease) {
-  return wait_result<bool>(*conn_, [&](auto cb) { async_release(lease, std::move(cb)); });
+  return parse_release(conn_->eval(release_script(), {lease.key}, {lease.token}), lease.key);
 }
 
 Result<bool> RedisBackend::extend(const Lease& lease, milliseconds ttl) {
