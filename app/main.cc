@@ -38,6 +38,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   memgate::setup_logging(inv.config.log_level, inv.config.log_format);
-  memgate::server::App app(inv.config);
+  if (inv.command == memgate::Command::kPlan) {
+    auto plan = memgate::server::App::plan(inv.config, memgate::process_env());
+    if (!plan.ok()) {
+      print("memgate: " + plan.status().message(), stderr);
+      return 2;
+    }
+    print(*plan, stdout);
+    return 0;
+  }
+  memgate::server::App app(inv.config, memgate::process_env());
   return app.run();
 }

@@ -170,6 +170,23 @@ const std::vector<Setting>& settings() {
          c.redis_url = t;
          return Status::Ok();
        }},
+      {"REDIS_TLS_CA", "redis-tls-ca", "", "CA certificate file for rediss:// servers with a private CA", "",
+       false, text_field(&Config::redis_tls_ca)},
+      {"REDIS_TLS_INSECURE", "redis-tls-insecure", "false",
+       "Skip Redis TLS certificate checks (development only; logged as a warning)", "", false,
+       bool_field(&Config::redis_tls_insecure)},
+      {"REDIS_CONNECT_TIMEOUT", "redis-connect-timeout", "2s", "How long to wait for Redis to answer", "",
+       false, duration_field(&Config::redis_connect_timeout)},
+      {"REDIS_COMMAND_TIMEOUT", "redis-command-timeout", "2s", "How long one Redis command may take", "",
+       false, duration_field(&Config::redis_command_timeout)},
+      {"COORD_LOCAL_DIR", "coord-local-dir", "/tmp/memgate-coord",
+       "Where local coordination (no Redis) keeps its lock files and artifacts", "", false,
+       text_field(&Config::coord_local_dir)},
+      {"ARTIFACT_CHUNK_SIZE", "artifact-chunk-size", "512KB", "Artifacts larger than this are stored in chunks",
+       "", false, byte_field(&Config::artifact_chunk_size, 512ull << 20)},
+      {"FLEET_WAIT_BOUND", "fleet-wait-bound", "5m",
+       "How long an instance waits for another instance's build before giving up", "", false,
+       duration_field(&Config::fleet_wait_bound)},
       {"ENABLE_AI_ROUTES", "enable-ai-routes", "true", "Load the AI routes (the coach)", "", false,
        bool_field(&Config::enable_ai_routes)},
       {"ENABLE_KB_SERVICE", "enable-kb-service", "false", "Load the knowledge-base (MCP) service", "",
@@ -191,6 +208,19 @@ const std::vector<Setting>& settings() {
        duration_field(&Config::stage_delay)},
       {"STAGE_BATCH_SIZE", "stage-batch-size", "1", "Modules loaded at once inside a stage", "", false,
        int_field(&Config::stage_batch_size, 1, 64)},
+      {"GATE_RETRIES", "gate-retries", "10",
+       "How many times a memory-gated module is retried before it is skipped(memory)", "", false,
+       int_field(&Config::gate_retries, 0, 1000)},
+      {"GATE_RETRY_INTERVAL", "gate-retry-interval", "30s", "Pause between retries of a memory-gated module", "",
+       false, duration_field(&Config::gate_retry_interval)},
+      {"STARTUP_MODE", "startup-mode", "staged",
+       "staged (stage by stage, purged between) or eager (every module at once, for comparison)", "", false,
+       [](const std::string& t, Config& c) {
+         if (t == "staged") c.startup_eager = false;
+         else if (t == "eager") c.startup_eager = true;
+         else return InvalidArgument("expected staged or eager");
+         return Status::Ok();
+       }},
       {"REQUEST_METRICS", "request-metrics", "true",
        "Count requests and their latency by route and status", "", false,
        bool_field(&Config::request_metrics)},
@@ -257,6 +287,7 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
     options[i] = app.add_option(std::string("--") + s.flag, flag_values[i], desc)->type_name("");
   }
   auto* check = app.add_subcommand("check-config", "Print the resolved configuration (secrets redacted) and exit");
+  auto* plan = app.add_subcommand("plan", "Print the start-up plan this configuration would run, without running it");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));
   try {
@@ -313,6 +344,7 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
     return inv;
   }
   if (check->parsed()) inv.command = Command::kCheckConfig;
+  if (plan->parsed()) inv.command = Command::kPlan;
   return inv;
 }
 
@@ -337,6 +369,13 @@ std::string describe(const Config& c) {
   row("LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text");
   row("INSTANCE_ID", c.instance_id);
   row("REDIS_URL", redact_url(c.redis_url));
+  row("REDIS_TLS_CA", c.redis_tls_ca);
+  row("REDIS_TLS_INSECURE", b(c.redis_tls_insecure));
+  row("REDIS_CONNECT_TIMEOUT", d(c.redis_connect_timeout));
+  row("REDIS_COMMAND_TIMEOUT", d(c.redis_command_timeout));
+  row("COORD_LOCAL_DIR", c.coord_local_dir);
+  row("ARTIFACT_CHUNK_SIZE", SizeSpec::Bytes(c.artifact_chunk_size).to_string());
+  row("FLEET_WAIT_BOUND", d(c.fleet_wait_bound));
   row("ENABLE_AI_ROUTES", b(c.enable_ai_routes));
   row("ENABLE_KB_SERVICE", b(c.enable_kb_service));
   row("ENABLE_SCHEDULED_JOBS", b(c.enable_scheduled_jobs));
@@ -347,6 +386,9 @@ std::string describe(const Config& c) {
   row("MONITOR_INTERVAL", d(c.monitor_interval));
   row("STAGE_DELAY", d(c.stage_delay));
   row("STAGE_BATCH_SIZE", std::to_string(c.stage_batch_size));
+  row("GATE_RETRIES", std::to_string(c.gate_retries));
+  row("GATE_RETRY_INTERVAL", d(c.gate_retry_interval));
+  row("STARTUP_MODE", c.startup_eager ? "eager" : "staged");
   row("REQUEST_METRICS", b(c.request_metrics));
   row("MEMGATE_TEST_ROUTES", b(c.test_routes));
   return out.str();

@@ -47,6 +47,13 @@ struct Config {
   // Identity and coordination.
   std::string instance_id;  // default: hostname-pid
   std::string redis_url;    // secret (may hold a password); empty: local coordination
+  std::string redis_tls_ca;          // CA file for rediss:// with a private CA
+  bool redis_tls_insecure = false;   // skip certificate checks (development only)
+  std::chrono::milliseconds redis_connect_timeout{2'000};
+  std::chrono::milliseconds redis_command_timeout{2'000};
+  std::string coord_local_dir = "/tmp/memgate-coord";  // lock files without Redis
+  uint64_t artifact_chunk_size = 512 * 1024;
+  std::chrono::milliseconds fleet_wait_bound{300'000};
 
   // Modules and gates (defaults from the original guide).
   bool enable_ai_routes = true;
@@ -59,6 +66,9 @@ struct Config {
   std::chrono::milliseconds monitor_interval{30'000};
   std::chrono::milliseconds stage_delay{1'000};
   int stage_batch_size = 1;
+  int gate_retries = 10;
+  std::chrono::milliseconds gate_retry_interval{30'000};
+  bool startup_eager = false;  // STARTUP_MODE=eager: every module at once (for comparison)
 
   // Metrics.
   bool request_metrics = true;
@@ -68,7 +78,7 @@ struct Config {
 };
 
 // What the command line asked for.
-enum class Command { kServe, kCheckConfig };
+enum class Command { kServe, kCheckConfig, kPlan };
 
 struct Invocation {
   Command command = Command::kServe;

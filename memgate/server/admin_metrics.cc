@@ -8,7 +8,10 @@
 #include <functional>
 #include <span>
 
+#include "memgate/coord/coordinator.h"
 #include "memgate/http/stats.h"
+#include "memgate/jobs/scheduler.h"
+#include "memgate/startup/loader.h"
 #include "memgate/metrics/families.h"
 #include "memgate/metrics/memory_collector.h"
 #include "memgate/metrics/process_collector.h"
@@ -75,5 +78,126 @@ AdminMetrics::AdminMetrics(memory::MemoryProbe& probe, const http::Server& publi
 }
 
 AdminMetrics::~AdminMetrics() = default;
+
+namespace {
+
+void add_coord_histogram(prometheus::MetricFamily& family, const coord::HistogramSnapshot& h) {
+  std::array<uint64_t, coord::kHistogramBounds.size() + 1> per_bucket{};
+  uint64_t below = 0;
+  for (size_t i = 0; i < h.cumulative.size(); ++i) {
+    per_bucket[i] = h.cumulative[i] - below;
+    below = h.cumulative[i];
+  }
+  per_bucket.back() = h.count - below;
+  (void)metrics::add_histogram(family, std::span<const double>(coord::kHistogramBounds),
+                               std::span<const uint64_t>(per_bucket), h.sum_seconds);
+}
+
+}  // namespace
+
+void AdminMetrics::add_coordination(coord::Coordinator& coordinator) {
+  coord::CoordMetrics* m = &coordinator.metrics();
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([m] {
+    std::vector<prometheus::MetricFamily> out;
+    auto backend = metrics::gauge_family("coord_backend", "Coordination backend in use (1 for the active one)");
+    int b = m->backend.load();
+    metrics::add_gauge(backend, b == 0 ? 1 : 0, {{"backend", "local"}});
+    metrics::add_gauge(backend, b == 1 ? 1 : 0, {{"backend", "redis"}});
+    out.push_back(std::move(backend));
+    auto state = metrics::gauge_family("coord_redis_connection_state",
+                                       "Redis connection: 0 disconnected, 1 connecting, 2 connected");
+    metrics::add_gauge(state, m->connection_state.load());
+    out.push_back(std::move(state));
+    auto reconnects = metrics::counter_family("coord_redis_reconnects_total", "Redis connections made after the first");
+    metrics::add_counter(reconnects, static_cast<double>(m->reconnects.load()));
+    out.push_back(std::move(reconnects));
+    auto wait = metrics::histogram_family("coord_lock_acquire_wait_seconds", "Time from acquire() to a lease or giving up");
+    add_coord_histogram(wait, m->acquire_wait.snapshot());
+    out.push_back(std::move(wait));
+    auto hold = metrics::histogram_family("coord_lock_hold_seconds", "Time a lease was held");
+    add_coord_histogram(hold, m->hold_time.snapshot());
+    out.push_back(std::move(hold));
+    auto lag = metrics::histogram_family("coord_lock_extension_lag_seconds", "How late a watchdog extension ran");
+    add_coord_histogram(lag, m->extension_lag.snapshot());
+    out.push_back(std::move(lag));
+    auto lost = metrics::counter_family("coord_lock_lost_total", "Leases lost while their holder worked");
+    metrics::add_counter(lost, static_cast<double>(m->lost_leases.load()));
+    out.push_back(std::move(lost));
+    auto fleet = metrics::counter_family("coord_fleet_once_total", "How fleet_once calls ended, by outcome");
+    for (size_t i = 0; i < coord::kFleetOutcomeCount; ++i) {
+      auto o = static_cast<coord::FleetOutcome>(i);
+      metrics::add_counter(fleet, static_cast<double>(m->outcomes(o)),
+                           {{"outcome", std::string(coord::fleet_outcome_name(o))}});
+    }
+    out.push_back(std::move(fleet));
+    auto errors = metrics::counter_family("coord_redis_command_errors_total", "Redis command errors, by kind");
+    for (size_t i = 0; i < coord::kCommandErrorKindCount; ++i) {
+      auto k = static_cast<coord::CommandErrorKind>(i);
+      metrics::add_counter(errors, static_cast<double>(m->errors(k)),
+                           {{"kind", std::string(coord::command_error_kind_name(k))}});
+    }
+    out.push_back(std::move(errors));
+    return out;
+  }));
+}
+
+void AdminMetrics::add_loader(const startup::StagedLoader& loader) {
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([&loader] {
+    std::vector<prometheus::MetricFamily> out;
+    auto state = metrics::gauge_family("memgate_module_state", "1 for each module's current start-up state");
+    auto duration = metrics::gauge_family("memgate_module_duration_seconds", "Time a module took to become ready");
+    for (const startup::ModuleReport& m : loader.modules()) {
+      metrics::add_gauge(state, 1, {{"module", m.name}, {"state", std::string(startup::module_state_name(m.state))}});
+      if (m.finished_ms >= 0)
+        metrics::add_gauge(duration, static_cast<double>(m.finished_ms - m.started_ms) / 1000.0, {{"module", m.name}});
+    }
+    out.push_back(std::move(state));
+    out.push_back(std::move(duration));
+    auto stage_time = metrics::gauge_family("memgate_stage_duration_seconds", "Time a start-up stage took");
+    auto stage_peak = metrics::gauge_family("memgate_stage_peak_rss_bytes", "Peak RSS during a start-up stage");
+    auto stage_heap = metrics::gauge_family("memgate_stage_heap_after_bytes", "Live heap after a stage and its purge");
+    for (const startup::StageReport& st : loader.stages()) {
+      metrics::Labels l{{"stage", std::to_string(st.stage)}};
+      metrics::add_gauge(stage_time, static_cast<double>(st.duration_ms) / 1000.0, l);
+      metrics::add_gauge(stage_peak, static_cast<double>(st.peak_rss), l);
+      metrics::add_gauge(stage_heap, static_cast<double>(st.heap_after), l);
+    }
+    out.push_back(std::move(stage_time));
+    out.push_back(std::move(stage_peak));
+    out.push_back(std::move(stage_heap));
+    auto ready = metrics::gauge_family("memgate_startup_ready", "1 when every enabled module is ready or finally skipped");
+    metrics::add_gauge(ready, loader.ready() ? 1 : 0);
+    out.push_back(std::move(ready));
+    return out;
+  }));
+}
+
+void AdminMetrics::add_scheduler(const jobs::Scheduler& scheduler) {
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([&scheduler] {
+    std::vector<prometheus::MetricFamily> out;
+    auto running = metrics::gauge_family("memgate_scheduler_running", "1 once the scheduler passed its heap gate");
+    metrics::add_gauge(running, scheduler.running() ? 1 : 0);
+    auto runs = metrics::counter_family("memgate_job_runs_total", "Job runs, by job");
+    auto failures = metrics::counter_family("memgate_job_failures_total", "Job runs that failed, by job");
+    auto skips = metrics::counter_family("memgate_job_skips_total", "Job periods not run here, by job and reason");
+    auto duration = metrics::counter_family("memgate_job_duration_seconds_total", "Time spent in job runs, by job");
+    for (const jobs::JobReport& j : scheduler.report()) {
+      metrics::Labels l{{"job", j.name}};
+      metrics::add_counter(runs, static_cast<double>(j.runs), l);
+      metrics::add_counter(failures, static_cast<double>(j.failures), l);
+      metrics::add_counter(duration, j.total_duration_seconds, l);
+      metrics::add_counter(skips, static_cast<double>(j.skipped_memory), {{"job", j.name}, {"reason", "memory"}});
+      metrics::add_counter(skips, static_cast<double>(j.skipped_claimed), {{"job", j.name}, {"reason", "claimed_elsewhere"}});
+      metrics::add_counter(skips, static_cast<double>(j.skipped_overlap), {{"job", j.name}, {"reason", "overlap"}});
+      metrics::add_counter(skips, static_cast<double>(j.claim_errors), {{"job", j.name}, {"reason", "claim_error"}});
+    }
+    out.push_back(std::move(running));
+    out.push_back(std::move(runs));
+    out.push_back(std::move(failures));
+    out.push_back(std::move(skips));
+    out.push_back(std::move(duration));
+    return out;
+  }));
+}
 
 }  // namespace memgate::server

@@ -17,6 +17,16 @@
 #include "memgate/memory/memory_probe.h"
 #include "memgate/metrics/metrics.h"
 
+namespace memgate::coord {
+class Coordinator;
+}
+namespace memgate::startup {
+class StagedLoader;
+}
+namespace memgate::jobs {
+class Scheduler;
+}
+
 namespace memgate::server {
 
 class AdminMetrics {
@@ -26,6 +36,18 @@ class AdminMetrics {
   ~AdminMetrics();
 
   metrics::Metrics& metrics() { return metrics_; }
+
+  // Each adds the families of one more part; the part must outlive this object.
+  //   coord_backend{backend}, coord_redis_connection_state, coord_redis_reconnects_total,
+  //   coord_lock_acquire_wait_seconds, coord_lock_hold_seconds, coord_lock_extension_lag_seconds,
+  //   coord_lock_lost_total, coord_fleet_once_total{outcome}, coord_redis_command_errors_total{kind}
+  void add_coordination(coord::Coordinator& coordinator);
+  //   memgate_module_state{module,state} (1 for the current state), memgate_module_duration_seconds{module},
+  //   memgate_stage_duration_seconds{stage}, memgate_stage_peak_rss_bytes{stage}, memgate_startup_ready
+  void add_loader(const startup::StagedLoader& loader);
+  //   memgate_job_runs_total{job}, memgate_job_failures_total{job},
+  //   memgate_job_skips_total{job,reason}, memgate_job_duration_seconds_total{job}, memgate_scheduler_running
+  void add_scheduler(const jobs::Scheduler& scheduler);
   // The Prometheus text exposition of everything registered.
   std::string serialize() const { return metrics_.serialize(); }
 

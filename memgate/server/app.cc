@@ -10,19 +10,24 @@
 
 #include <spdlog/spdlog.h>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <csignal>
 #include <thread>
 
+#include "memgate/base/clock.h"
 #include "memgate/base/units.h"
+#include "memgate/base/worker_pool.h"
+#include "memgate/coord/coordinator.h"
 #include "memgate/http/server.h"
+#include "memgate/jobs/scheduler.h"
 #include "memgate/memory/allocator.h"
 #include "memgate/memory/memory_probe.h"
 #include "memgate/server/admin_metrics.h"
+#include "memgate/server/coord_adapters.h"
 #include "memgate/server/memory_json.h"
+#include "memgate/server/modules.h"
+#include "memgate/startup/loader.h"
 
 namespace memgate::server {
 
@@ -31,18 +36,47 @@ using http::Method;
 using http::Request;
 using http::Response;
 
+namespace {
+
+// The loader is built before the coordinator exists (its pending routes must be
+// there when the listener opens); it only runs modules once set() was called.
+class DeferredFleetRunner final : public startup::FleetRunner {
+ public:
+  void set(startup::FleetRunner* runner) { runner_.store(runner); }
+  Result<startup::FleetOutcome> run(const startup::FleetSpec& spec, const startup::FleetCallbacks& cb) override {
+    startup::FleetRunner* r = runner_.load();
+    if (!r) return Unavailable("coordination is not up yet");
+    return r->run(spec, cb);
+  }
+
+ private:
+  std::atomic<startup::FleetRunner*> runner_{nullptr};
+};
+
+}  // namespace
+
 struct App::Impl {
-  explicit Impl(Config c) : config(std::move(c)), workers(static_cast<size_t>(config.worker_threads)) {}
+  Impl(Config c, EnvLookup e)
+      : config(std::move(c)), env(std::move(e)), workers(static_cast<size_t>(config.worker_threads)) {}
 
   Config config;
+  EnvLookup env;
   std::chrono::system_clock::time_point started_at = std::chrono::system_clock::now();
   memory::SystemMemoryProbe probe;
-  boost::asio::thread_pool workers;
+  WorkerPool workers;
   std::unique_ptr<http::Server> public_server;
   std::unique_ptr<http::Server> admin_server;
   std::unique_ptr<AdminMetrics> metrics;
+  std::unique_ptr<coord::Coordinator> coordinator;
+  std::unique_ptr<CoordFleetRunner> fleet;
+  std::unique_ptr<DeferredFleetRunner> fleet_holder;
+  std::unique_ptr<CoordJobClaimer> claimer;
+  startup::ModuleList modules;
+  std::unique_ptr<startup::StagedLoader> loader;
+  std::unique_ptr<jobs::Scheduler> scheduler;
   bool started = false;
   bool stopped = false;
+
 
   http::ServerOptions listener_options(const std::string& host, uint16_t port, int threads) const {
     http::ServerOptions o;
@@ -76,18 +110,29 @@ struct App::Impl {
     // Prepared once: the probe answers with the same bytes every time.
     const Response healthz = Response::json(200, R"({"status":"ok"})");
     (void)r.add(Method::kGet, "/healthz", [healthz](const Request&) { return healthz; });
-    (void)r.add(Method::kGet, "/readyz", [](const Request&) {
-      // No module exists yet, so nothing can be missing.
-      return Response::json(200, json::serialize(json::object{{"ready", true}, {"missing", json::array{}}}));
+    (void)r.add(Method::kGet, "/readyz", [this](const Request&) {
+      std::vector<std::string> missing;
+      bool ready = loader->ready(&missing);
+      json::array list;
+      for (auto& m : missing) list.push_back(json::string(m));
+      Response res = Response::json(ready ? 200 : 503, json::serialize(json::object{{"ready", ready}, {"missing", std::move(list)}}));
+      if (!ready) res.header("Retry-After", "2");
+      return res;
     });
     (void)r.add(Method::kGet, "/startupz", [this](const Request&) {
-      json::object doc{{"instance", config.instance_id},
-                       {"started_at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             started_at.time_since_epoch())
-                                             .count()},
-                       {"finished", true},
-                       {"stages", json::array{}},
-                       {"modules", json::array{}}};
+      json::object doc = loader->startupz();
+      doc["started_at_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(started_at.time_since_epoch()).count();
+      doc["coordination"] = coordinator ? std::string(coordinator->backend()) : std::string("starting");
+      if (scheduler) {
+        json::array jobs_json;
+        for (const jobs::JobReport& j : scheduler->report())
+          jobs_json.push_back(json::object{{"name", j.name}, {"period_ms", j.period_ms}, {"runs", j.runs},
+                                           {"failures", j.failures}, {"skipped_memory", j.skipped_memory},
+                                           {"skipped_claimed", j.skipped_claimed}, {"skipped_overlap", j.skipped_overlap}});
+        doc["scheduler"] = json::object{{"enabled", config.enable_scheduled_jobs},
+                                        {"running", scheduler->running()}, {"jobs", std::move(jobs_json)}};
+      }
       return Response::json(200, json::serialize(doc));
     });
     if (config.test_routes) register_test_routes(r);
@@ -107,9 +152,9 @@ struct App::Impl {
         ms = static_cast<int>(*v);
       }
       spdlog::info("test sleep started ({} ms)", ms);
-      boost::asio::post(workers, [ms, responder = std::move(responder)]() mutable {
+      workers.post([ms, responder = std::make_shared<http::Responder>(std::move(responder))]() mutable {
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));  // the point of this route
-        std::move(responder).send(Response::json(200, R"({"slept_ms":)" + std::to_string(ms) + "}"));
+        std::move(*responder).send(Response::json(200, R"({"slept_ms":)" + std::to_string(ms) + "}"));
       });
     });
   }
@@ -139,10 +184,32 @@ struct App::Impl {
                 }));
   }
 
+  startup::LoaderOptions loader_options() {
+    startup::LoaderOptions o;
+    o.stage_delay = config.stage_delay;
+    o.batch_size = config.stage_batch_size;
+    o.gate_retries = config.gate_retries;
+    o.gate_retry_interval = config.gate_retry_interval;
+    o.memory_limit = config.memory_limit.resolve(probe.sample().cgroup.limit.value_or(0));
+    if (o.memory_limit == 0) o.memory_limit = 4096ull << 20;
+    o.instance_id = config.instance_id;
+    o.env = env;
+    o.eager = config.startup_eager;
+    return o;
+  }
+
   Status start() {
     memory::set_background_purge(true);
+    auto mods = builtin_modules(config, env);
+    if (!mods.ok()) return mods.status();
+    modules = *mods;
     public_server = std::make_unique<http::Server>(listener_options(config.host, config.port, config.io_threads));
     admin_server = std::make_unique<http::Server>(listener_options(config.admin_host, config.admin_port, 1));
+    // The coordinator is created after the listeners are up (it may wait for
+    // Redis); until then the fleet runner is local, and the loader starts after.
+    fleet_holder = std::make_unique<DeferredFleetRunner>();
+    loader = std::make_unique<startup::StagedLoader>(modules, loader_options(), config, public_server->router(), workers,
+                                                     probe, SteadyClock::instance(), *fleet_holder);
     metrics = std::make_unique<AdminMetrics>(probe, *public_server);
     register_public_routes(public_server->router());
     register_admin_routes(admin_server->router());
@@ -158,10 +225,49 @@ struct App::Impl {
     spdlog::info("memgate {} listening on http://{}:{} (admin http://{}:{}), {} io thread(s), {} worker(s)",
                  config.instance_id, config.host, public_server->port(), config.admin_host, admin_server->port(),
                  config.io_threads, config.worker_threads);
-    if (config.redis_url.empty())
-      spdlog::warn("REDIS_URL is unset: coordination is local to this host (single instance)");
     spdlog::info("try: curl http://{}:{}/readyz ; curl http://{}:{}/metrics", config.host, public_server->port(),
                  config.admin_host, admin_server->port());
+
+    coord::CoordinatorOptions co;
+    co.redis_url = config.redis_url;
+    co.tls_ca = config.redis_tls_ca;
+    co.tls_insecure = config.redis_tls_insecure;
+    co.connect_timeout = config.redis_connect_timeout;
+    co.command_timeout = config.redis_command_timeout;
+    co.chunk_size = config.artifact_chunk_size;
+    co.local_dir = config.coord_local_dir;
+    co.instance_id = config.instance_id;
+    if (config.redis_tls_insecure) spdlog::warn("REDIS_TLS_INSECURE=true: the Redis server's certificate is not checked");
+    auto created = coord::Coordinator::create(co);
+    if (!created.ok()) {
+      stop();
+      return created.status();
+    }
+    coordinator = std::move(*created);
+    metrics->add_coordination(*coordinator);
+    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
+    fleet_holder->set(fleet.get());
+    spdlog::info("coordination: {}", coordinator->backend());
+    loader->start();
+    metrics->add_loader(*loader);
+
+    if (config.enable_scheduled_jobs) {
+      claimer = std::make_unique<CoordJobClaimer>(*coordinator);
+      jobs::SchedulerOptions so;
+      so.heap_gate = config.scheduler_heap_gate;
+      so.memory_limit = loader_options().memory_limit;
+      so.gate_check_interval = config.monitor_interval;
+      scheduler = std::make_unique<jobs::Scheduler>(so, SteadyClock::instance(), workers, probe, *claimer);
+      size_t n = 0;
+      for (auto& m : modules)
+        for (auto& job : m->jobs()) {
+          scheduler->add(std::move(job));
+          ++n;
+        }
+      scheduler->start();
+      metrics->add_scheduler(*scheduler);
+      spdlog::info("scheduler: {} job(s), starts once the heap is under {}", n, config.scheduler_heap_gate.to_string());
+    }
     return Status::Ok();
   }
 
@@ -172,13 +278,15 @@ struct App::Impl {
     auto begin = std::chrono::steady_clock::now();
     public_server->stop(config.shutdown_timeout);
     admin_server->stop(std::chrono::milliseconds(500));
+    if (scheduler) scheduler->stop();
+    if (loader) loader->stop();
     workers.join();
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - begin);
     spdlog::info("stopped in {} ms", took.count());
   }
 };
 
-App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+App::App(Config config, EnvLookup env) : impl_(std::make_unique<Impl>(std::move(config), std::move(env))) {}
 App::~App() { impl_->stop(); }
 
 Status App::start() { return impl_->start(); }
@@ -196,13 +304,42 @@ int App::run() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   if (Status s = start(); !s.ok()) {
     spdlog::error("memgate cannot start: {}", s.to_string());
-    return 1;
+    // A bad setting is a configuration error (exit 2, as for the config table).
+    return s.code() == Code::kInvalidArgument ? 2 : 1;
   }
   int sig = 0;
   sigwait(&set, &sig);
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   stop();
   return 0;
+}
+
+}  // namespace memgate::server
+
+namespace memgate::server {
+
+Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
+  auto modules = builtin_modules(config, env);
+  if (!modules.ok()) return modules.status();
+  http::Router router;
+  WorkerPool workers(1);
+  memory::SystemMemoryProbe probe;
+  startup::LocalFleetRunner fleet;
+  startup::LoaderOptions o;
+  o.stage_delay = config.stage_delay;
+  o.batch_size = config.stage_batch_size;
+  o.gate_retries = config.gate_retries;
+  o.gate_retry_interval = config.gate_retry_interval;
+  o.instance_id = config.instance_id;
+  o.env = env;
+  o.eager = config.startup_eager;
+  startup::StagedLoader loader(*modules, o, config, router, workers, probe, SteadyClock::instance(), fleet);
+  std::string text = "memgate start-up plan (" + std::string(config.startup_eager ? "eager" : "staged") +
+                     ", coordination: " + (config.redis_url.empty() ? "local" : redact_url(config.redis_url)) + ")\n";
+  text += loader.plan_text();
+  text += "scheduler: " + std::string(config.enable_scheduled_jobs ? "on" : "off (ENABLE_SCHEDULED_JOBS=false)") +
+          ", starts under " + config.scheduler_heap_gate.to_string() + " of heap\n";
+  return text;
 }
 
 }  // namespace memgate::server

@@ -18,7 +18,8 @@ namespace memgate::server {
 
 class App {
  public:
-  explicit App(Config config);
+  // env: where modules read their own variables (flags, module settings).
+  App(Config config, EnvLookup env);
   ~App();
   App(const App&) = delete;
   App& operator=(const App&) = delete;
@@ -36,6 +37,9 @@ class App {
 
   uint16_t port() const;
   uint16_t admin_port() const;
+
+  // The start-up plan `memgate plan` prints: what would run, without running it.
+  static Result<std::string> plan(const Config& config, const EnvLookup& env);
 
  private:
   struct Impl;

@@ -256,6 +256,11 @@ void StagedLoader::run(std::stop_token stop) {
   std::set<int> stage_numbers;
   for (auto& e : entries_)
     if (e->enabled) stage_numbers.insert(e->report.stage);
+  size_t batch_size = static_cast<size_t>(options_.batch_size);
+  if (options_.eager && !stage_numbers.empty()) {
+    stage_numbers = {*stage_numbers.begin()};
+    batch_size = entries_.size();
+  }
 
   size_t stage_index = 0;
   for (int stage : stage_numbers) {
@@ -269,16 +274,16 @@ void StagedLoader::run(std::stop_token stop) {
 
     std::vector<Entry*> todo;
     for (auto& e : entries_)
-      if (e->enabled && e->report.stage == stage) {
+      if (e->enabled && (e->report.stage == stage || options_.eager)) {
         todo.push_back(e.get());
         sr.modules.push_back(e->report.name);
       }
     std::string names;
     for (auto& n : sr.modules) names += (names.empty() ? "" : ", ") + n;
     spdlog::info("stage {}: {} module(s): {}", stage, todo.size(), names);
-    for (size_t i = 0; i < todo.size() && !stop.stop_requested(); i += options_.batch_size) {
+    for (size_t i = 0; i < todo.size() && !stop.stop_requested(); i += batch_size) {
       std::vector<std::future<void>> batch;
-      for (size_t j = i; j < std::min(todo.size(), i + options_.batch_size); ++j)
+      for (size_t j = i; j < std::min(todo.size(), i + batch_size); ++j)
         batch.push_back(workers_.submit([this, entry = todo[j], stop] { run_module(*entry, stop); }));
       for (auto& f : batch) f.wait();
     }
@@ -424,6 +429,7 @@ json::object StagedLoader::startupz() const {
                       {"ready", is_ready},
                       {"missing", std::move(missing_json)},
                       {"elapsed_ms", started_at_ == TimePoint{} ? 0 : since_start_ms()},
+                      {"mode", options_.eager ? "eager" : "staged"},
                       {"stage_delay_ms", options_.stage_delay.count()},
                       {"batch_size", options_.batch_size},
                       {"stages", std::move(stages_json)},

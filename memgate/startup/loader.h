@@ -99,6 +99,9 @@ struct LoaderOptions {
   std::function<bool()> refuse_optional_init;
   // Try to reset VmHWM per stage through /proc/self/clear_refs.
   bool reset_peak = true;
+  // Every enabled module at once in one batch, ignoring stages (STARTUP_MODE=eager):
+  // the naive start the staged plan is measured against.
+  bool eager = false;
 };
 
 class StagedLoader {

@@ -1,0 +1,29 @@
+#include "memgate/server/modules.h"
+
+#include "examples/prime_table_module.h"
+#include "memgate/server/test_modules.h"
+
+namespace memgate::server {
+
+Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLookup& env) {
+  startup::ModuleList modules;
+
+  auto primes = examples::make_prime_table_module(env);
+  if (!primes.ok()) return primes.status();
+  modules.push_back(*primes);
+
+  auto tests = test_modules(config, env);
+  if (!tests.ok()) return tests.status();
+  for (auto& m : *tests) modules.push_back(m);
+
+  // A module's flag must be a boolean: a typo must not silently disable it.
+  for (auto& m : modules) {
+    startup::FlagSpec flag = m->flag();
+    if (flag.env.empty()) continue;
+    if (auto text = env(flag.env); text && !parse_bool(*text).ok())
+      return InvalidArgument(flag.env + "='" + *text + "' is not valid: expected " + std::string(kBoolForm));
+  }
+  return modules;
+}
+
+}  // namespace memgate::server

@@ -1,0 +1,141 @@
+#include "memgate/server/test_modules.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+namespace memgate::server {
+namespace {
+
+class HeavyTestModule final : public startup::Module {
+ public:
+  HeavyTestModule(int index, uint64_t build_bytes, uint64_t keep_bytes, std::chrono::milliseconds build_time)
+      : index_(index), build_bytes_(build_bytes), keep_bytes_(keep_bytes), build_time_(build_time) {}
+
+  std::string name() const override { return "test-heavy-" + std::to_string(index_); }
+  int stage() const override { return index_; }
+  std::optional<startup::FleetSpec> fleet() const override {
+    std::string key = "init:" + name();
+    return startup::FleetSpec{key, std::chrono::seconds(5), key + ":done", std::chrono::minutes(1), "1"};
+  }
+  std::vector<startup::RouteDecl> routes() const override { return {{http::Method::kGet, "/api/" + name()}}; }
+
+  Result<std::string> build(startup::ModuleContext& ctx) override {
+    std::unique_ptr<char[]> scratch(new char[build_bytes_]);
+    // Touch every page so the scratch table is resident, as a real build's would be.
+    for (uint64_t i = 0; i < build_bytes_; i += 4096) scratch[i] = static_cast<char>(i >> 12);
+    auto until = std::chrono::steady_clock::now() + build_time_;
+    while (std::chrono::steady_clock::now() < until) {
+      if (ctx.stop.stop_requested()) return Cancelled("stopping");
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // simulated slow work
+    }
+    std::string kept(keep_bytes_, '\0');
+    for (uint64_t i = 0; i < keep_bytes_; ++i) kept[i] = scratch[(i * 4096) % build_bytes_];
+    return kept;
+  }
+
+  Status load(std::string_view artifact, startup::ModuleContext& ctx) override {
+    if (artifact.size() != keep_bytes_) return InvalidArgument("artifact has the wrong size");
+    {
+      std::lock_guard lock(mu_);
+      kept_.assign(artifact.begin(), artifact.end());
+    }
+    std::string body = "{\"module\":\"" + name() + "\",\"kept_bytes\":" + std::to_string(keep_bytes_) + "}";
+    (void)ctx.router.add(http::Method::kGet, "/api/" + name(),
+                         [body](const http::Request&) { return http::Response::json(200, body); });
+    return Status::Ok();
+  }
+
+  void stop() override {
+    std::lock_guard lock(mu_);
+    kept_.clear();
+    kept_.shrink_to_fit();
+  }
+
+ private:
+  int index_;
+  uint64_t build_bytes_;
+  uint64_t keep_bytes_;
+  std::chrono::milliseconds build_time_;
+  std::mutex mu_;
+  std::vector<char> kept_;
+};
+
+class TickJobModule final : public startup::Module {
+ public:
+  TickJobModule(std::string log_path, std::chrono::milliseconds period, std::string instance)
+      : log_path_(std::move(log_path)), period_(period), instance_(std::move(instance)) {}
+  std::string name() const override { return "test-jobs"; }
+  std::vector<jobs::JobSpec> jobs() override {
+    return {{"test-tick", period_, [this](std::stop_token) -> Status {
+               auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+               std::string line = std::to_string(now / period_.count()) + " " + instance_ + "\n";
+               int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+               if (fd < 0) return Unavailable("cannot open " + log_path_ + ": " + std::strerror(errno));
+               ssize_t n = ::write(fd, line.data(), line.size());
+               ::close(fd);
+               return n == static_cast<ssize_t>(line.size()) ? Status::Ok() : Unavailable("short write");
+             }}};
+  }
+  Result<std::string> build(startup::ModuleContext&) override { return std::string(); }
+  Status load(std::string_view, startup::ModuleContext&) override { return Status::Ok(); }
+
+ private:
+  std::string log_path_;
+  std::chrono::milliseconds period_;
+  std::string instance_;
+};
+
+Status bad(const std::string& name, const std::string& value, const Status& why) {
+  return InvalidArgument(name + "='" + value + "' is not valid: " + why.message());
+}
+
+}  // namespace
+
+Result<startup::ModuleList> test_modules(const Config& config, const EnvLookup& env) {
+  startup::ModuleList out;
+  if (!config.test_routes) return out;
+  auto size_of = [&](const char* name, uint64_t fallback) -> Result<uint64_t> {
+    auto text = env(name);
+    if (!text) return fallback;
+    auto v = parse_int(*text, 0, 64 * 1024);
+    if (!v.ok()) return bad(name, *text, v.status());
+    return static_cast<uint64_t>(*v) << 20;
+  };
+  int count = 0;
+  if (auto text = env("MEMGATE_TEST_HEAVY_MODULES")) {
+    auto v = parse_int(*text, 0, 32);
+    if (!v.ok()) return bad("MEMGATE_TEST_HEAVY_MODULES", *text, v.status());
+    count = static_cast<int>(*v);
+  }
+  auto build = size_of("MEMGATE_TEST_BUILD_MB", 64ull << 20);
+  if (!build.ok()) return build.status();
+  auto keep = size_of("MEMGATE_TEST_KEEP_MB", 8ull << 20);
+  if (!keep.ok()) return keep.status();
+  std::chrono::milliseconds build_time{0};
+  if (auto text = env("MEMGATE_TEST_BUILD_MS")) {
+    auto v = parse_duration(*text + "ms");
+    if (!v.ok()) return bad("MEMGATE_TEST_BUILD_MS", *text, v.status());
+    build_time = *v;
+  }
+  if (*build == 0) return InvalidArgument("MEMGATE_TEST_BUILD_MB must be at least 1");
+  for (int i = 1; i <= count; ++i)
+    out.push_back(std::make_shared<HeavyTestModule>(i, *build, *keep, build_time));
+  if (auto log = env("MEMGATE_TEST_JOB_LOG")) {
+    std::chrono::milliseconds period{1000};
+    if (auto text = env("MEMGATE_TEST_JOB_PERIOD")) {
+      auto v = parse_duration(*text);
+      if (!v.ok() || v->count() <= 0) return bad("MEMGATE_TEST_JOB_PERIOD", *text, InvalidArgument("expected a duration such as 1s"));
+      period = *v;
+    }
+    out.push_back(std::make_shared<TickJobModule>(*log, period, config.instance_id));
+  }
+  return out;
+}
+
+}  // namespace memgate::server
