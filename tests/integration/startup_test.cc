@@ -1,0 +1,201 @@
+// The staged start-up of the real binary: pending routes, /readyz and /startupz
+// along the way, one build per fleet with a real redis-server, and the scheduler
+// running a job once per period across two processes.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tests/integration/http_client.h"
+#include "tests/integration/server_process.h"
+#include "tests/support/redis_server.h"
+
+namespace memgate::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+json::object startupz(uint16_t port) {
+  HttpReply r = http_get(port, "/startupz");
+  EXPECT_EQ(r.status, 200) << r.error;
+  return json::parse(r.body).as_object();
+}
+
+const json::object* module_in(const json::object& startup, const std::string& name) {
+  for (auto& m : startup.at("modules").as_array())
+    if (m.at("name").as_string() == name) return &m.as_object();
+  return nullptr;
+}
+
+TEST(StagedStart, CoreRoutesAnswerAtOnceAndHeavyRoutesAre503UntilReady) {
+  std::string dir = temp_dir("memgate-staged");
+  auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"},
+                                      {"MEMGATE_TEST_HEAVY_MODULES", "2"},
+                                      {"MEMGATE_TEST_BUILD_MB", "32"},
+                                      {"MEMGATE_TEST_KEEP_MB", "4"},
+                                      {"MEMGATE_TEST_BUILD_MS", "400"},
+                                      {"STAGE_DELAY", "300ms"},
+                                      {"INSTANCE_ID", "inst-a"},
+                                      {"COORD_LOCAL_DIR", dir}});
+  ASSERT_NE(server, nullptr);
+  // The listener is up while stage 1 is still building.
+  HttpReply ready = http_get(server->port(), "/readyz");
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  EXPECT_NE(ready.body.find("test-heavy-2"), std::string::npos) << ready.body;
+  HttpReply pending = http_get(server->port(), "/api/test-heavy-2");
+  EXPECT_EQ(pending.status, 503) << "a heavy route must be pending, never 404";
+  EXPECT_FALSE(pending.header("retry-after").empty());
+  auto body = json::parse(pending.body);
+  EXPECT_EQ(body.at("error").at("module"), "test-heavy-2");
+  EXPECT_EQ(body.at("error").at("state"), "pending");
+
+  ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 20s)) << server->log();
+  EXPECT_EQ(http_get(server->port(), "/api/test-heavy-2").status, 200);
+  json::object s = startupz(server->port());
+  EXPECT_EQ(s.at("finished"), true);
+  ASSERT_EQ(s.at("stages").as_array().size(), 2u);
+  // Stage 2 started only after stage 1 was done and the delay had passed.
+  auto& st = s.at("stages").as_array();
+  EXPECT_GE(st[1].at("started_ms").to_number<int64_t>(),
+            st[0].at("started_ms").to_number<int64_t>() + st[0].at("duration_ms").to_number<int64_t>() + 300);
+  for (const char* name : {"test-heavy-1", "test-heavy-2"}) {
+    const json::object* m = module_in(s, name);
+    ASSERT_NE(m, nullptr) << name;
+    EXPECT_EQ(m->at("state"), "ready");
+    EXPECT_EQ(m->at("built_by"), "inst-a");
+    EXPECT_GE(m->at("duration_ms").to_number<int64_t>(), 400);
+  }
+  // The stage peak saw the 32 MiB scratch table; the heap kept far less.
+  EXPECT_GE(st[0].at("peak_rss_bytes").to_number<int64_t>(), 16 << 20);
+  // The log has the summary table.
+  EXPECT_NE(server->log().find("start-up plan finished"), std::string::npos);
+  remove_tree(dir);
+}
+
+TEST(StagedStart, ADisabledModulesRouteIsA404NamingTheFlag) {
+  auto server = ServerProcess::start({{"ENABLE_EXAMPLE_MODULE", "false"}});
+  ASSERT_NE(server, nullptr);
+  HttpReply r = http_get(server->port(), "/api/example/primes?below=10");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(r.body.find("ENABLE_EXAMPLE_MODULE=false"), std::string::npos) << r.body;
+  EXPECT_EQ(http_get(server->port(), "/readyz").status, 200);
+}
+
+TEST(StagedStart, ABadModuleSettingStopsStartUpNamingIt) {
+  RunResult r = run_memgate({{"ENABLE_EXAMPLE_MODULE", "true"}, {"EXAMPLE_PRIMES_LIMIT", "lots"},
+                             {"PORT", std::to_string(free_port())}, {"ADMIN_PORT", std::to_string(free_port())}},
+                            {});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("EXAMPLE_PRIMES_LIMIT='lots'"), std::string::npos) << r.output;
+}
+
+TEST(StagedStart, PlanPrintsWhatWouldRunWithoutRunningIt) {
+  RunResult r = run_memgate({{"ENABLE_EXAMPLE_MODULE", "true"}}, {"plan"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("example-primes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("init:example-primes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ENABLE_EXAMPLE_MODULE=true"), std::string::npos) << r.output;
+}
+
+class FleetStart : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto redis = RedisServer::start();
+    ASSERT_TRUE(redis.ok()) << redis.status().to_string();
+    redis_ = std::move(*redis);
+  }
+  ServerProcess::Env env(const std::string& instance) {
+    return {{"REDIS_URL", redis_->url()},
+            {"INSTANCE_ID", instance},
+            {"ENABLE_EXAMPLE_MODULE", "true"},
+            {"EXAMPLE_PRIMES_LIMIT", "60000000"},
+            {"STAGE_DELAY", "0s"}};
+  }
+  std::unique_ptr<RedisServer> redis_;
+};
+
+TEST_F(FleetStart, TwoInstancesStartedTogetherBuildOnceAndTheOtherLoads) {
+  auto a = ServerProcess::start(env("inst-a"));
+  auto b = ServerProcess::start(env("inst-b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(wait_for_status(a->port(), "/readyz", 200, 60s)) << a->log();
+  ASSERT_TRUE(wait_for_status(b->port(), "/readyz", 200, 60s)) << b->log();
+  const json::object* ma = nullptr;
+  const json::object* mb = nullptr;
+  json::object sa = startupz(a->port()), sb = startupz(b->port());
+  ma = module_in(sa, "example-primes");
+  mb = module_in(sb, "example-primes");
+  ASSERT_TRUE(ma && mb);
+  std::multiset<std::string> outcomes{std::string(ma->at("outcome").as_string()),
+                                      std::string(mb->at("outcome").as_string())};
+  EXPECT_EQ(outcomes.count("built"), 1u) << sa << "\n" << sb;
+  EXPECT_EQ(outcomes.count("waited") + outcomes.count("loaded"), 1u) << sa << "\n" << sb;
+  // Both say who built: the same instance.
+  EXPECT_EQ(ma->at("built_by"), mb->at("built_by"));
+  std::string builder(ma->at("built_by").as_string());
+  EXPECT_TRUE(builder == "inst-a" || builder == "inst-b") << builder;
+  // Both answer the same thing.
+  HttpReply ra = http_get(a->port(), "/api/example/primes?below=1000000");
+  HttpReply rb = http_get(b->port(), "/api/example/primes?below=1000000");
+  EXPECT_EQ(ra.status, 200);
+  EXPECT_EQ(ra.body, rb.body);
+  EXPECT_NE(ra.body.find("\"count\":78498"), std::string::npos) << ra.body;
+
+  // A restart skips the build: the done flag and artifact are in Redis.
+  auto c = ServerProcess::start(env("inst-c"));
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(wait_for_status(c->port(), "/readyz", 200, 60s)) << c->log();
+  json::object sc = startupz(c->port());
+  const json::object* mc = module_in(sc, "example-primes");
+  ASSERT_NE(mc, nullptr);
+  EXPECT_EQ(mc->at("outcome"), "loaded") << sc;
+  EXPECT_EQ(std::string(mc->at("built_by").as_string()), builder);
+}
+
+TEST_F(FleetStart, AJobWithAOneSecondPeriodRunsOncePerPeriodAcrossTwoProcesses) {
+  std::string dir = temp_dir("memgate-jobs");
+  std::string log = dir + "/ticks.log";
+  auto job_env = [&](const std::string& instance) {
+    return ServerProcess::Env{{"REDIS_URL", redis_->url()},  {"INSTANCE_ID", instance},
+                              {"MEMGATE_TEST_ROUTES", "1"},   {"MEMGATE_TEST_JOB_LOG", log},
+                              {"MEMGATE_TEST_JOB_PERIOD", "1s"}, {"ENABLE_SCHEDULED_JOBS", "true"}};
+  };
+  auto a = ServerProcess::start(job_env("job-a"));
+  auto b = ServerProcess::start(job_env("job-b"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  // Let about five periods pass (the job itself is what is being watched).
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::ifstream in(log);
+        return std::count(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), '\n') >= 5;
+      },
+      15s));
+  a->process().signal(SIGTERM);
+  b->process().signal(SIGTERM);
+  a->process().wait_for(10s);
+  b->process().wait_for(10s);
+  std::ifstream in(log);
+  std::map<int64_t, std::vector<std::string>> runs;
+  int64_t period = 0;
+  std::string who;
+  while (in >> period >> who) runs[period].push_back(who);
+  EXPECT_GE(runs.size(), 5u);
+  std::set<std::string> runners;
+  for (auto& [p, list] : runs) {
+    EXPECT_EQ(list.size(), 1u) << "period " << p << " ran " << list.size() << " times";
+    runners.insert(list.begin(), list.end());
+  }
+  // Consecutive periods: no period in the middle was lost.
+  EXPECT_EQ(runs.rbegin()->first - runs.begin()->first + 1, static_cast<int64_t>(runs.size()));
+  remove_tree(dir);
+}
+
+}  // namespace
+}  // namespace memgate::testing
