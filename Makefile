@@ -3,6 +3,9 @@ PRESET ?= release
 BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# ccache hits across clones in other folders (CI builds a fresh clone).
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
 ifeq ($(CI),true)
 CMAKE_FLAGS += -DMEMGATE_WERROR=ON
 endif
