@@ -1,8 +1,10 @@
 // Lock benchmark: acquire+release round trips per second, and fleet readiness.
 //
 // Starts a redis-server on a free loopback port and measures, in one run:
-//   1. a bare hiredis loop (blocking context): SET key token NX PX, EVALSHA release;
-//   2. memgate sequential: Coordinator::acquire + release from one thread;
+//   1. a bare hiredis loop (blocking context): SET key token NX PX, EVALSHA release,
+//      and the same loop with memgate's own fenced acquire script instead of SET;
+//   2. memgate sequential: Coordinator::acquire + release from one thread
+//      (1 and 2 run interleaved in 0.2 s slices so they share the machine's load);
 //   3. memgate with N concurrent lockers (default 64): async acquire -> release chains
 //      sharing the one pipelined connection, each locker on its own key;
 //   4. redis-benchmark -c N running the same SET NX PX and the same release script
@@ -35,43 +37,76 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
+// The same scripts RedisBackend sends (redis_backend.cc).
+const char* kAcquire =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, redis.call('INCR', KEYS[2])} end "
+    "return {0, redis.call('PTTL', KEYS[1])}";
 const char* kRelease = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 double seconds_since(Steady::time_point t) { return std::chrono::duration<double>(Steady::now() - t).count(); }
 
-double bare_hiredis(uint16_t port, double seconds) {
-  redisContext* c = redisConnect("127.0.0.1", port);
-  if (!c || c->err) return 0;
-  auto* loaded = static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", kRelease));
+std::string load_script(redisContext* c, const char* source) {
+  auto* loaded = static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", source));
   std::string sha(loaded->str, loaded->len);
   freeReplyObject(loaded);
+  return sha;
+}
+
+// A rate measured in slices, so that runs compared with each other share the
+// machine's conditions (this machine is shared: load comes and goes).
+struct Rate {
   uint64_t n = 0;
+  double seconds = 0;
+  double per_second() const { return seconds > 0 ? static_cast<double>(n) / seconds : 0; }
+};
+
+// fenced = false: SET NX PX + EVALSHA release; true: EVALSHA of memgate's fenced
+// acquire script + EVALSHA release (the exact commands memgate sends).
+void bare_hiredis_slice(redisContext* c, const std::string& acquire_sha, const std::string& release_sha, bool fenced,
+                        double seconds, Rate& rate) {
   auto start = Steady::now();
+  uint64_t n = 0;
   while (seconds_since(start) < seconds) {
-    auto* a = static_cast<redisReply*>(redisCommand(c, "SET bare:lock tok NX PX 10000"));
+    auto* a = static_cast<redisReply*>(
+        fenced ? redisCommand(c, "EVALSHA %s 2 bare:lock bare:lock:fence tok 10000", acquire_sha.c_str())
+               : redisCommand(c, "SET bare:lock tok NX PX 10000"));
     freeReplyObject(a);
-    auto* r = static_cast<redisReply*>(redisCommand(c, "EVALSHA %s 1 bare:lock tok", sha.c_str()));
+    auto* r = static_cast<redisReply*>(redisCommand(c, "EVALSHA %s 1 bare:lock tok", release_sha.c_str()));
     freeReplyObject(r);
     ++n;
   }
-  double rate = static_cast<double>(n) / seconds_since(start);
-  redisFree(c);
-  return rate;
+  rate.n += n;
+  rate.seconds += seconds_since(start);
 }
 
-double memgate_sequential(Coordinator& c, double seconds) {
-  uint64_t n = 0;
+void memgate_sequential_slice(Coordinator& c, double seconds, Rate& rate) {
   auto start = Steady::now();
+  uint64_t n = 0;
   while (seconds_since(start) < seconds) {
     auto lease = c.acquire("seq:lock", 10s, 0ms);
     if (!lease.ok()) {
       std::cerr << "acquire: " << lease.status().to_string() << "\n";
-      return 0;
+      return;
     }
     (void)c.release(*lease);
     ++n;
   }
-  return static_cast<double>(n) / seconds_since(start);
+  rate.n += n;
+  rate.seconds += seconds_since(start);
+}
+
+// Interleaves 0.2 s slices of the three sequential loops for `seconds` each.
+void sequential(uint16_t port, Coordinator& coord, double seconds, Rate& bare, Rate& bare_fenced, Rate& ours) {
+  redisContext* c = redisConnect("127.0.0.1", port);
+  if (!c || c->err) return;
+  std::string release_sha = load_script(c, kRelease);
+  std::string acquire_sha = load_script(c, kAcquire);
+  for (double done = 0; done < seconds; done += 0.2) {
+    bare_hiredis_slice(c, acquire_sha, release_sha, false, 0.2, bare);
+    bare_hiredis_slice(c, acquire_sha, release_sha, true, 0.2, bare_fenced);
+    memgate_sequential_slice(coord, 0.2, ours);
+  }
+  redisFree(c);
 }
 
 double memgate_concurrent(RedisBackend& backend, int lockers, double seconds) {
@@ -134,13 +169,14 @@ double redis_benchmark_rps(const std::string& cmd) {
 }
 
 double fleet_ready_seconds(const std::string& url, bool alone, int instances, int build_ms, const std::string& dir,
-                           const std::string& name) {
+                           const std::string& name, bool cpu) {
   std::vector<std::unique_ptr<testing::Subprocess>> procs;
   auto start = Steady::now();
   for (int i = 0; i < instances; ++i) {
     std::vector<std::string> argv = {MEMGATE_COORD_TOOL, "fleet", "--url", url, "--name", name, "--lock-ttl-ms", "5000",
                                      "--build-ms", std::to_string(build_ms), "--size", "1048576"};
     if (alone) argv.push_back("--alone");
+    if (cpu) argv.push_back("--cpu");
     auto p = testing::Subprocess::start(argv, {}, dir + "/fleet-" + name + "-" + std::to_string(i) + ".log");
     if (!p.ok()) return -1;
     procs.push_back(std::move(*p));
@@ -158,13 +194,11 @@ int main(int argc, char** argv) {
   double seconds = 3;
   int lockers = 64;
   int build_ms = 1000;
-  std::string only;  // run one measurement: bare, seq, conc (for profiling)
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--seconds") seconds = std::stod(argv[i + 1]);
     else if (f == "--lockers") lockers = std::stoi(argv[i + 1]);
     else if (f == "--build-ms") build_ms = std::stoi(argv[i + 1]);
-    else if (f == "--only") only = argv[i + 1];
   }
   spdlog::set_level(spdlog::level::warn);
   auto server = testing::RedisServer::start();
@@ -181,45 +215,48 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  if (!only.empty()) {
-    double r = only == "bare" ? bare_hiredis(s.port(), seconds)
-               : only == "seq" ? memgate_sequential(**coord, seconds)
-                               : memgate_concurrent(*(*coord)->redis(), lockers, seconds);
-    std::printf("%s: %.0f locks/s\n", only.c_str(), r);
-    return 0;
-  }
   std::printf("redis-server 127.0.0.1:%u, %.1fs per measurement, %d concurrent lockers\n", s.port(), seconds, lockers);
-  double bare = bare_hiredis(s.port(), seconds);
-  double seq = memgate_sequential(**coord, seconds);
+  Rate bare_rate, fenced_rate, seq_rate;
+  sequential(s.port(), **coord, seconds, bare_rate, fenced_rate, seq_rate);
+  double bare = bare_rate.per_second(), bare_fenced = fenced_rate.per_second(), seq = seq_rate.per_second();
   double conc = memgate_concurrent(*(*coord)->redis(), lockers, seconds);
 
   std::string port = std::to_string(s.port());
   std::string sha = Script(kRelease).sha1();
   capture("redis-cli -p " + port + " SCRIPT LOAD \"" + std::string(kRelease) + "\" >/dev/null");
+  capture("redis-cli -p " + port + " SCRIPT LOAD \"" + std::string(kAcquire) + "\" >/dev/null");
+  std::string acquire_sha = Script(kAcquire).sha1();
   std::string common = "redis-benchmark -p " + port + " -c " + std::to_string(lockers) + " -n " +
                        std::to_string(static_cast<int>(200000 * seconds / 3)) + " -r 100000 -q ";
   double rb_set = redis_benchmark_rps(common + "SET rb:lock:__rand_int__ tok NX PX 10000");
   double rb_rel = redis_benchmark_rps(common + "EVALSHA " + sha + " 1 rb:lock:__rand_int__ tok");
   double rb_lock = (rb_set > 0 && rb_rel > 0) ? 1.0 / (1.0 / rb_set + 1.0 / rb_rel) : 0;
+  // -r replaces __rand_int__ in every argument: the lock and its fence key share it.
+  double rb_acq = redis_benchmark_rps(common + "EVALSHA " + acquire_sha +
+                                      " 2 rbf:lock:__rand_int__ rbf:lock:__rand_int__:fence tok 10000");
+  double rb_fenced = (rb_acq > 0 && rb_rel > 0) ? 1.0 / (1.0 / rb_acq + 1.0 / rb_rel) : 0;
 
   std::printf("\n%-58s %12s\n", "acquire+release round trips", "locks/s");
   std::printf("%-58s %12.0f\n", "bare hiredis loop, sequential (SET NX PX + EVALSHA)", bare);
-  std::printf("%-58s %12.0f   %.2fx of bare hiredis\n", "memgate Coordinator, sequential", seq, seq / bare);
+  std::printf("%-58s %12.0f\n", "bare hiredis loop, sequential (memgate's two scripts)", bare_fenced);
+  std::printf("%-58s %12.0f   %.2fx of bare SET NX, %.2fx of bare scripts\n", "memgate Coordinator, sequential", seq,
+              seq / bare, seq / bare_fenced);
   std::printf("%-58s %12.0f\n", ("redis-benchmark -c " + std::to_string(lockers) + ": SET NX PX").c_str(), rb_set);
   std::printf("%-58s %12.0f\n", ("redis-benchmark -c " + std::to_string(lockers) + ": EVALSHA release").c_str(), rb_rel);
   std::printf("%-58s %12.0f\n", "redis-benchmark, one of each (1/(1/a+1/b))", rb_lock);
-  std::printf("%-58s %12.0f   %.2fx of redis-benchmark\n",
+  std::printf("%-58s %12.0f\n", ("redis-benchmark -c " + std::to_string(lockers) + ": EVALSHA fenced acquire").c_str(), rb_acq);
+  std::printf("%-58s %12.0f\n", "redis-benchmark, fenced acquire + release", rb_fenced);
+  std::printf("%-58s %12.0f   %.2fx of redis-benchmark SET NX + release, %.2fx of its fenced pair\n",
               ("memgate, " + std::to_string(lockers) + " concurrent lockers, one connection").c_str(), conc,
-              rb_lock > 0 ? conc / rb_lock : 0);
+              rb_lock > 0 ? conc / rb_lock : 0, rb_fenced > 0 ? conc / rb_fenced : 0);
 
   std::string dir = testing::temp_dir("memgate-bench-lock");
-  double shared = fleet_ready_seconds(s.url(), false, 8, build_ms, dir, "bench:fleet");
-  double alone = fleet_ready_seconds(s.url(), true, 8, build_ms, dir, "bench:alone");
-  std::printf("\n%-58s %12s\n", ("8 instances all ready (build " + std::to_string(build_ms) + "ms)").c_str(), "seconds");
-  std::printf("%-58s %12.3f\n", "fleet_once (one builds, seven load)", shared);
-  std::printf("%-58s %12.3f\n", "each builds alone", alone);
-  std::printf("(on 2 cores, 8 'alone' builds are sleeps, not CPU work: the CPU a real build burns\n"
-              " eight times over is the larger saving; see docs/design/coord.md)\n");
+  double shared = fleet_ready_seconds(s.url(), false, 8, build_ms, dir, "bench:fleet", true);
+  double alone = fleet_ready_seconds(s.url(), true, 8, build_ms, dir, "bench:alone", true);
+  std::printf("\n%-58s %12s\n", ("8 instances all ready (build = " + std::to_string(build_ms) + "ms of CPU)").c_str(),
+              "seconds");
+  std::printf("%-58s %12.3f\n", "fleet_once (one builds, seven load a 1 MiB artifact)", shared);
+  std::printf("%-58s %12.3f   %.2fx\n", "each builds alone", alone, shared > 0 ? alone / shared : 0);
   testing::remove_tree(dir);
   return 0;
 }

@@ -10,7 +10,8 @@
 //   memgate_coord_tool fleet --name N --lock-ttl-ms T --done-ttl-ms D --build-ms B --size S
 //       fleet_once(N) with a build that sleeps B ms and makes S bytes; prints
 //       "outcome=<outcome>" and "ready_ms=<ms from start>". --alone builds without
-//       coordination (the baseline for the fleet benchmark).
+//       coordination (the baseline for the fleet benchmark); --cpu makes the build
+//       spend B ms of CPU instead of sleeping.
 // Common: --url U (empty: local), --local-dir D, --tls-ca F, --instance I.
 // Exit code 0 on success, 1 on a failed operation, 2 on bad arguments.
 #include <fcntl.h>
@@ -45,6 +46,22 @@ std::string artifact_bytes(size_t size) {
   return s;
 }
 
+// Spends `d` of this thread's CPU time (a stand-in for a heavy build); false when cancelled.
+bool burn_cpu(milliseconds d, const CancelSignal* cancel) {
+  auto cpu_ns = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  };
+  int64_t end = cpu_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  volatile uint64_t x = 1;
+  while (cpu_ns() < end) {
+    for (int i = 0; i < 10000; ++i) x = x * 6364136223846793005ull + 1442695040888963407ull;
+    if (cancel && cancel->cancelled()) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -61,8 +78,8 @@ int main(int argc, char** argv) {
       std::cerr << "unexpected argument " << a << "\n";
       return 2;
     }
-    if (a == "--alone") {
-      flags["alone"] = "1";
+    if (a == "--alone" || a == "--cpu") {
+      flags[a.substr(2)] = "1";
       continue;
     }
     if (i + 1 >= argc) {
@@ -74,8 +91,10 @@ int main(int argc, char** argv) {
   auto flag = [&](const std::string& k, const std::string& def) { return flags.count(k) ? flags[k] : def; };
   auto num = [&](const std::string& k, int64_t def) { return flags.count(k) ? std::stoll(flags[k]) : def; };
 
+  bool cpu = flags.count("cpu") > 0;
   if (cmd == "fleet" && flags.count("alone")) {
-    std::this_thread::sleep_for(milliseconds(num("build-ms", 200)));
+    if (cpu) burn_cpu(milliseconds(num("build-ms", 200)), nullptr);
+    else std::this_thread::sleep_for(milliseconds(num("build-ms", 200)));
     std::string bytes = artifact_bytes(static_cast<size_t>(num("size", 1024)));
     auto ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count();
     std::cout << "outcome=alone\nready_ms=" << ms << std::endl;
@@ -153,7 +172,11 @@ int main(int argc, char** argv) {
     auto outcome = coord.fleet_once(
         name, milliseconds(num("lock-ttl-ms", 2000)), milliseconds(num("done-ttl-ms", 60000)),
         [&](const CancelSignal& cancel) -> Result<std::string> {
-          if (cancel.wait_for(build_ms)) return Aborted(cancel.reason());
+          if (cpu) {
+            if (!burn_cpu(build_ms, &cancel)) return Aborted(cancel.reason());
+          } else if (cancel.wait_for(build_ms)) {
+            return Aborted(cancel.reason());
+          }
           return artifact_bytes(size);
         },
         [&](std::string_view bytes) -> Status {
