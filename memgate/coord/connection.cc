@@ -590,15 +590,24 @@ class Connection::Impl {
   // not empty) or pushes may come (subscriber). An idle connection has no wait
   // armed, so a blocking caller that reads its own reply does not wake the io
   // thread as well; the tick notices a server that closed an idle connection.
+  //
+  // Asio queues a readiness wait without checking the descriptor first, and the
+  // reactor is edge-triggered: bytes that arrived before the wait was queued would
+  // never complete it. So after queuing, look once (poll with timeout 0) and read
+  // now if something is already there.
   void arm_wait(uint64_t epoch) {
-    if (wait_outstanding_ || !stream_) return;
-    wait_outstanding_ = true;
-    stream_->async_wait_readable([this, epoch](error_code ec) {
-      if (epoch != current_epoch()) return;
-      wait_outstanding_ = false;
-      if (ec) return;
-      on_readable(epoch);
-    });
+    if (!stream_) return;
+    if (!wait_outstanding_) {
+      wait_outstanding_ = true;
+      stream_->async_wait_readable([this, epoch](error_code ec) {
+        if (epoch != current_epoch()) return;
+        wait_outstanding_ = false;
+        if (ec) return;
+        on_readable(epoch);
+      });
+    }
+    pollfd pfd{stream_->direct_fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 0) > 0) asio::post(io_, [this, epoch] { on_readable(epoch); });
   }
 
   // mu_ held: make sure the io thread reads, when it is not already.
