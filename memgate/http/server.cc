@@ -86,12 +86,11 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-bool has_crlf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
-
-void append_number(std::string& out, uint64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, end);
+bool has_crlf(std::string_view s) {
+  for (char c : s) {
+    if (c == '\r' || c == '\n') return true;
+  }
+  return false;
 }
 
 std::string format_endpoint(const tcp::endpoint& ep) {
@@ -290,7 +289,8 @@ class IoThread {
   asio::io_context& ctx() { return *ctx_; }
   const std::shared_ptr<asio::io_context>& shared_ctx() const { return ctx_; }
   const ServerOptions& options() const { return options_; }
-  std::string_view date() const { return {date_, 29}; }
+  // "Server: <name>\r\nDate: <http-date>\r\n", refreshed once a second.
+  std::string_view common_headers() const { return common_headers_; }
   bool stopping() const { return stopping_; }
   ThreadStats& stats() { return stats_; }
   const ThreadStats& stats() const { return stats_; }
@@ -332,8 +332,8 @@ class IoThread {
   std::atomic<size_t> live_{0};
   bool stopping_ = false;
   bool forced_ = false;
-  char date_[30] = {};
-  time_t date_second_ = 0;
+  std::string common_headers_;
+  time_t date_second_ = -1;
   uint64_t serial_ = 0;
   uint64_t id_seed_;
   ThreadStats stats_;
@@ -654,44 +654,62 @@ class Session {
     thread_.stats().record(route_, method_, status_, static_cast<uint64_t>(std::max<int64_t>(ns, 0)));
   }
 
+  // Serialises the status line and headers into pending_. One resize, then
+  // plain copies: the common header lines ("Server", "Date") come prepared from
+  // the thread, refreshed once a second.
   void write_head(int status, std::string_view content_type,
                   const std::vector<std::pair<std::string, std::string>>& headers,
                   std::optional<size_t> content_length) {
+    using namespace std::string_view_literals;
+    status = std::clamp(status, 100, 999);
+    std::string_view reason = reason_phrase(status);
+    std::string_view common = thread_.common_headers();
+    bool ct = !content_type.empty() && !has_crlf(content_type);
+    size_t need = 16 + reason.size() + common.size() + (ct ? 16 + content_type.size() : 0) + 48 + 26;
+    for (const auto& [name, value] : headers) need += name.size() + value.size() + 4;
     std::string& o = pending_;
-    o += version_ >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
-    append_number(o, static_cast<uint64_t>(std::clamp(status, 100, 999)));
-    o += ' ';
-    o += reason_phrase(status);
-    o += "\r\nServer: ";
-    o += thread_.options().server_name;
-    o += "\r\nDate: ";
-    o += thread_.date();
-    o += "\r\n";
-    if (!content_type.empty() && !has_crlf(content_type)) {
-      o += "Content-Type: ";
-      o += content_type;
-      o += "\r\n";
+    size_t start = o.size();
+    o.resize(start + need);
+    char* p = o.data() + start;
+    auto put = [&p](std::string_view v) {
+      std::memcpy(p, v.data(), v.size());
+      p += v.size();
+    };
+    put(version_ >= 11 ? "HTTP/1.1 "sv : "HTTP/1.0 "sv);
+    p[0] = static_cast<char>('0' + status / 100);
+    p[1] = static_cast<char>('0' + status / 10 % 10);
+    p[2] = static_cast<char>('0' + status % 10);
+    p[3] = ' ';
+    p += 4;
+    put(reason);
+    put("\r\n"sv);
+    put(common);
+    if (ct) {
+      put("Content-Type: "sv);
+      put(content_type);
+      put("\r\n"sv);
     }
     if (content_length) {
-      o += "Content-Length: ";
-      append_number(o, *content_length);
-      o += "\r\n";
+      put("Content-Length: "sv);
+      p = std::to_chars(p, p + 20, *content_length).ptr;
+      put("\r\n"sv);
     } else if (chunked_) {
-      o += "Transfer-Encoding: chunked\r\n";
+      put("Transfer-Encoding: chunked\r\n"sv);
     }
     for (const auto& [name, value] : headers) {
       if (name.empty() || has_crlf(name) || has_crlf(value)) continue;
-      o += name;
-      o += ": ";
-      o += value;
-      o += "\r\n";
+      put(name);
+      put(": "sv);
+      put(value);
+      put("\r\n"sv);
     }
     if (!keep_) {
-      o += "Connection: close\r\n";
+      put("Connection: close\r\n"sv);
     } else if (version_ < 11) {
-      o += "Connection: keep-alive\r\n";
+      put("Connection: keep-alive\r\n"sv);
     }
-    o += "\r\n";
+    put("\r\n"sv);
+    o.resize(static_cast<size_t>(p - o.data()));
   }
 
   // Hands pending_ to the socket. Returns true when all of it was written at
@@ -977,7 +995,9 @@ void IoThread::refresh_date() {
   date_second_ = t;
   struct tm tm;
   gmtime_r(&t, &tm);
-  std::strftime(date_, sizeof date_, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  char date[64];
+  size_t n = std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  common_headers_ = "Server: " + options_.server_name + "\r\nDate: " + std::string(date, n) + "\r\n";
 }
 
 void IoThread::begin_stop() {
@@ -1091,6 +1111,9 @@ Status Server::start() {
     return InvalidArgument("io_threads must be between 1 and 256, not " + std::to_string(options_.io_threads));
   }
   if (options_.header_limit < 256) return InvalidArgument("header_limit must be at least 256 bytes");
+  if (options_.server_name.find_first_of("\r\n") != std::string::npos) {
+    return InvalidArgument("server_name must not contain line breaks");
+  }
   if (options_.read_timeout.count() <= 0 || options_.idle_timeout.count() <= 0) {
     return InvalidArgument("read_timeout and idle_timeout must be positive");
   }
