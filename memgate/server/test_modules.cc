@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -32,8 +33,11 @@ class HeavyTestModule final : public startup::Module {
       if (ctx.stop.stop_requested()) return Cancelled("stopping");
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // simulated slow work
     }
-    std::string kept(keep_bytes_, '\0');
-    for (uint64_t i = 0; i < keep_bytes_; ++i) kept[i] = scratch[(i * 4096) % build_bytes_];
+    // Keep a slice of the table (repeated if the slice is larger than the table).
+    std::string kept;
+    kept.reserve(keep_bytes_);
+    while (kept.size() < keep_bytes_)
+      kept.append(scratch.get(), std::min<uint64_t>(build_bytes_, keep_bytes_ - kept.size()));
     return kept;
   }
 

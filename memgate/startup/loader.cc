@@ -288,13 +288,16 @@ void StagedLoader::run(std::stop_token stop) {
       for (auto& f : batch) f.wait();
     }
 
+    // The high-water mark is read before the purge too: the kernel may not
+    // account pages that a purge hands back (MADV_DONTNEED) into it.
+    uint64_t hwm_end = probe_.sample().process.peak_rss;
     memory::PurgeResult purge = probe_.purge();
     memory::MemorySample after = probe_.sample();
+    hwm_end = std::max(hwm_end, after.process.peak_rss);
     sr.purge_released = purge.released();
     sr.heap_after = after.allocator.allocated;
     sr.rss_after = after.process.rss;
-    sr.peak_rss = cleared ? after.process.peak_rss
-                          : (after.process.peak_rss > hwm_before ? after.process.peak_rss - hwm_before : 0);
+    sr.peak_rss = cleared ? hwm_end : (hwm_end > hwm_before ? hwm_end - hwm_before : 0);
     sr.duration_ms = since_start_ms() - sr.started_ms;
     spdlog::info("stage {} done in {} ms: heap {}, RSS {}, stage peak {} ({}), purge released {}", stage,
                  sr.duration_ms, format_bytes(sr.heap_after), format_bytes(sr.rss_after), format_bytes(sr.peak_rss),
@@ -424,7 +427,10 @@ json::object StagedLoader::startupz() const {
   }
   json::array missing_json;
   for (auto& m : missing) missing_json.push_back(json::string(m));
+  uint64_t startup_peak = 0;
+  for (const StageReport& s : sts) startup_peak = std::max(startup_peak, s.peak_rss);
   return json::object{{"instance", options_.instance_id},
+                      {"startup_peak_rss_bytes", startup_peak},
                       {"finished", finished()},
                       {"ready", is_ready},
                       {"missing", std::move(missing_json)},
