@@ -194,11 +194,13 @@ int main(int argc, char** argv) {
   double seconds = 3;
   int lockers = 64;
   int build_ms = 1000;
+  bool seq_only = false;  // --seq-only 1: just the interleaved sequential loops (for profiling)
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--seconds") seconds = std::stod(argv[i + 1]);
     else if (f == "--lockers") lockers = std::stoi(argv[i + 1]);
     else if (f == "--build-ms") build_ms = std::stoi(argv[i + 1]);
+    else if (f == "--seq-only") seq_only = std::string(argv[i + 1]) == "1";
   }
   spdlog::set_level(spdlog::level::warn);
   auto server = testing::RedisServer::start();
@@ -219,6 +221,11 @@ int main(int argc, char** argv) {
   Rate bare_rate, fenced_rate, seq_rate;
   sequential(s.port(), **coord, seconds, bare_rate, fenced_rate, seq_rate);
   double bare = bare_rate.per_second(), bare_fenced = fenced_rate.per_second(), seq = seq_rate.per_second();
+  if (seq_only) {
+    std::printf("bare %.0f, bare scripts %.0f, memgate %.0f locks/s: %.2fx, %.2fx\n", bare, bare_fenced, seq,
+                seq / bare, seq / bare_fenced);
+    return 0;
+  }
   double conc = memgate_concurrent(*(*coord)->redis(), lockers, seconds);
 
   std::string port = std::to_string(s.port());
@@ -235,6 +242,13 @@ int main(int argc, char** argv) {
   double rb_acq = redis_benchmark_rps(common + "EVALSHA " + acquire_sha +
                                       " 2 rbf:lock:__rand_int__ rbf:lock:__rand_int__:fence tok 10000");
   double rb_fenced = (rb_acq > 0 && rb_rel > 0) ? 1.0 / (1.0 / rb_acq + 1.0 / rb_rel) : 0;
+  // The server's own ceiling: the same scripts with 64 in flight, pipelined (-c 4 -P 16).
+  std::string piped = "redis-benchmark -p " + port + " -c 4 -P 16 -n " +
+                      std::to_string(static_cast<int>(400000 * seconds / 3)) + " -r 100000 -q ";
+  double rbp_acq = redis_benchmark_rps(piped + "EVALSHA " + acquire_sha +
+                                       " 2 rbp:lock:__rand_int__ rbp:lock:__rand_int__:fence tok 10000");
+  double rbp_rel = redis_benchmark_rps(piped + "EVALSHA " + sha + " 1 rbp:lock:__rand_int__ tok");
+  double rbp_fenced = (rbp_acq > 0 && rbp_rel > 0) ? 1.0 / (1.0 / rbp_acq + 1.0 / rbp_rel) : 0;
 
   std::printf("\n%-58s %12s\n", "acquire+release round trips", "locks/s");
   std::printf("%-58s %12.0f\n", "bare hiredis loop, sequential (SET NX PX + EVALSHA)", bare);
@@ -246,9 +260,11 @@ int main(int argc, char** argv) {
   std::printf("%-58s %12.0f\n", "redis-benchmark, one of each (1/(1/a+1/b))", rb_lock);
   std::printf("%-58s %12.0f\n", ("redis-benchmark -c " + std::to_string(lockers) + ": EVALSHA fenced acquire").c_str(), rb_acq);
   std::printf("%-58s %12.0f\n", "redis-benchmark, fenced acquire + release", rb_fenced);
+  std::printf("%-58s %12.0f\n", "redis-benchmark -c 4 -P 16, fenced acquire + release", rbp_fenced);
   std::printf("%-58s %12.0f   %.2fx of redis-benchmark SET NX + release, %.2fx of its fenced pair\n",
               ("memgate, " + std::to_string(lockers) + " concurrent lockers, one connection").c_str(), conc,
               rb_lock > 0 ? conc / rb_lock : 0, rb_fenced > 0 ? conc / rb_fenced : 0);
+  std::printf("%-58s %12s   %.2fx of the pipelined fenced pair\n", "", "", rbp_fenced > 0 ? conc / rbp_fenced : 0);
 
   std::string dir = testing::temp_dir("memgate-bench-lock");
   double shared = fleet_ready_seconds(s.url(), false, 8, build_ms, dir, "bench:fleet", true);
