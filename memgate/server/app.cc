@@ -248,6 +248,7 @@ struct App::Impl {
     fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
     fleet_holder->set(fleet.get());
     spdlog::info("coordination: {}", coordinator->backend());
+    loader->set_coordinator(coordinator.get());
     loader->start();
     metrics->add_loader(*loader);
 

@@ -112,6 +112,8 @@ class StagedLoader {
                WorkerPool& workers, memory::MemoryProbe& probe, Clock& clock, FleetRunner& fleet);
   ~StagedLoader();  // stop()s
 
+  // The coordinator modules see in their ModuleContext; call before start().
+  void set_coordinator(coord::Coordinator* coordinator) { coordinator_ = coordinator; }
   // Starts the plan on the loader's thread. Call once.
   void start();
   // Asks the plan to stop (a running build is told through its stop token), waits
@@ -149,6 +151,7 @@ class StagedLoader {
   memory::MemoryProbe& probe_;
   Clock& clock_;
   FleetRunner& fleet_;
+  coord::Coordinator* coordinator_ = nullptr;
   TimePoint started_at_{};
 
   mutable std::mutex mu_;

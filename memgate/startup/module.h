@@ -33,7 +33,10 @@
 
 namespace memgate {
 class WorkerPool;
+namespace coord {
+class Coordinator;
 }
+}  // namespace memgate
 
 namespace memgate::startup {
 
@@ -68,6 +71,11 @@ struct ModuleContext {
   http::Router& router;  // load() installs the real handlers here
   WorkerPool& workers;
   std::stop_token stop;  // requested at shutdown: a long build should give up
+  // Fleet coordination (Redis or local), for modules that publish or watch
+  // shared state beyond their start-up artifact; null in unit tests without one.
+  coord::Coordinator* coordinator = nullptr;
+  // This instance's id (INSTANCE_ID).
+  std::string instance_id;
 };
 
 class Module {
