@@ -111,6 +111,20 @@ TEST_F(ConnectionTest, AuthenticatesAndReportsAWrongPasswordWithoutEchoingIt) {
   EXPECT_EQ(st.message().find("battery-staple"), std::string::npos);
 }
 
+TEST_F(ConnectionTest, AuthenticatesAsANamedAclUser) {
+  testing::RedisOptions o;
+  o.password = "admin-pw";
+  start_redis(o);
+  auto admin = Connection::create(settings_for(url()), &metrics_, false);
+  ASSERT_TRUE(admin->wait_connected(2s).ok());
+  auto acl = admin->command({"ACL", "SETUSER", "app", "on", ">app-pw", "~*", "&*", "+@all"});
+  ASSERT_TRUE(acl.ok() && !acl->is_error()) << describe_reply_error(acl);
+  auto app = Connection::create(
+      settings_for("redis://app:app-pw@127.0.0.1:" + std::to_string(server_->port())), &metrics_, false);
+  ASSERT_TRUE(app->wait_connected(2s).ok()) << app->last_error();
+  EXPECT_EQ(app->command({"ACL", "WHOAMI"})->str, "app");
+}
+
 TEST_F(ConnectionTest, ConnectsOverAUnixSocket) {
   std::string sock = dir_ + "/redis.sock";
   auto proc = testing::Subprocess::start({"redis-server", "--port", "0", "--unixsocket", sock, "--save", "",

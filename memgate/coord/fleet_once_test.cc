@@ -190,6 +190,25 @@ TEST_F(FleetOnce, AWaiterTakesOverWhenTheBuilderDies) {
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kTookOver), 1u);
 }
 
+TEST_F(FleetOnce, ABuildLongerThanTheLockTtlKeepsItsLeaseAndNobodyTakesOver) {
+  auto builder_side = coordinator();
+  auto waiter_side = coordinator();
+  std::thread b([&] {
+    auto r = builder_side->fleet_once("task:long", 500ms, 30s, builder("slow build", 1200ms), loader());
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(*r, FleetOutcome::kBuilt);
+  });
+  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "task:long"})->integer == 1; }, 2s));
+  auto r = waiter_side->fleet_once("task:long", 500ms, 30s, builder("must not run"), loader());
+  b.join();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kWaited);
+  EXPECT_EQ(builds_.load(), 1);
+  EXPECT_EQ(metrics_.lost_leases.load(), 0u);
+  ASSERT_EQ(loaded_.size(), 1u);
+  EXPECT_EQ(loaded_[0], "slow build");
+}
+
 TEST_F(FleetOnce, ABuildThatFailsReleasesTheLockAndReportsTheError) {
   auto c = coordinator();
   auto r = c->fleet_once(

@@ -126,16 +126,16 @@ TEST_F(LeaseLock, EightProcessesNeverHoldTogetherAndSeeIncreasingFences) {
 TEST_F(LeaseLock, TheWatchdogKeepsALongHoldAlive) {
   auto c = coordinator();
   auto other = coordinator();
-  Status st = c->with_lock("lock:long", 300ms, [&](const Lease& lease, const CancelSignal& cancel) {
+  Status st = c->with_lock("lock:long", 500ms, [&](const Lease& lease, const CancelSignal& cancel) {
     for (int i = 0; i < 5; ++i) {
       if (cancel.wait_for(200ms)) return Aborted("cancelled");
-      EXPECT_FALSE(other->acquire("lock:long", 300ms, 0ms).ok());
+      EXPECT_FALSE(other->acquire("lock:long", 500ms, 0ms).ok());
     }
     return Status::Ok();
   });
   EXPECT_TRUE(st.ok()) << st.to_string();
   EXPECT_EQ(metrics_.lost_leases.load(), 0u);
-  EXPECT_GE(metrics_.extension_lag.snapshot().count, 8u);
+  EXPECT_GE(metrics_.extension_lag.snapshot().count, 5u);
 }
 
 TEST_F(LeaseLock, TheWatchdogCancelsTheWorkWhenTheLeaseIsLost) {

@@ -27,6 +27,17 @@ TEST_F(LocalFallback, WithoutARedisUrlCoordinationIsLocal) {
   EXPECT_EQ(c->redis(), nullptr);
 }
 
+TEST_F(LocalFallback, LocalJsonValuesRoundTripAndExpire) {
+  auto c = coordinator(local_options());
+  boost::json::value v = {{"a", 1}};
+  ASSERT_TRUE(c->set_json("j", v, 50ms).ok());
+  ASSERT_TRUE(c->get_json("j")->has_value());
+  EXPECT_EQ(**c->get_json("j"), v);
+  ASSERT_TRUE(testing::wait_until([&] { return !c->get_json("j")->has_value(); }, 1s));
+  ASSERT_TRUE(c->set_json("forever", v, 0ms).ok());
+  EXPECT_TRUE(c->get_json("forever")->has_value());
+}
+
 TEST_F(LocalFallback, LocalLocksExcludeAndFenceLikeRedisOnes) {
   auto c = coordinator(local_options());
   auto a = c->acquire("init:x", 1s, 0ms);
