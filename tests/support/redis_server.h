@@ -13,16 +13,30 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "memgate/base/status.h"
 #include "tests/support/process.h"
 
 namespace memgate::testing {
 
+// Note: g++ -Wextra warns on designated initializers that omit fields
+// ({.tls = true}); set fields one by one, or use the helpers below.
 struct RedisOptions {
   bool tls = false;
   std::string password;  // requirepass, when set
   std::string dir;       // working directory; a fresh temp dir when empty
+
+  static RedisOptions with_tls() {
+    RedisOptions o;
+    o.tls = true;
+    return o;
+  }
+  static RedisOptions with_password(std::string password) {
+    RedisOptions o;
+    o.password = std::move(password);
+    return o;
+  }
 };
 
 class RedisServer {
