@@ -1,8 +1,8 @@
-#include "memgate/server/memory_json.h"
+#include "memgate/guard/memory_json.h"
 
 #include "memgate/memory/allocator.h"
 
-namespace memgate::server {
+namespace memgate::guard {
 namespace {
 
 boost::json::value optional_bytes(const std::optional<uint64_t>& v) {
@@ -41,4 +41,4 @@ boost::json::object memory_sample_json(const memory::MemorySample& s) {
   return {{"allocator", std::move(allocator)}, {"process", std::move(process)}, {"cgroup", std::move(cgroup)}};
 }
 
-}  // namespace memgate::server
+}  // namespace memgate::guard

@@ -5,9 +5,9 @@
 
 #include "memgate/memory/memory_probe.h"
 
-namespace memgate::server {
+namespace memgate::guard {
 
 // {"allocator":{...},"process":{...},"cgroup":{...}}; absent figures are null.
 boost::json::object memory_sample_json(const memory::MemorySample& sample);
 
-}  // namespace memgate::server
+}  // namespace memgate::guard

@@ -25,7 +25,7 @@
 #include "memgate/memory/memory_probe.h"
 #include "memgate/server/admin_metrics.h"
 #include "memgate/server/coord_adapters.h"
-#include "memgate/server/memory_json.h"
+#include "memgate/guard/memory_json.h"
 #include "memgate/server/modules.h"
 #include "memgate/startup/loader.h"
 
@@ -170,7 +170,7 @@ struct App::Impl {
                 }));
     (void)r.add(Method::kGet, "/debug/memory", admin([this](const Request&) {
                   memory::MemorySample s = probe.sample();
-                  json::object doc = memory_sample_json(s);
+                  json::object doc = guard::memory_sample_json(s);
                   uint64_t container = s.cgroup.limit.value_or(0);
                   uint64_t limit_base = container ? container : config.memory_limit.resolve(0);
                   doc["instance"] = config.instance_id;
