@@ -3,6 +3,8 @@
 // the one policy we want (an escaping exception is logged, not fatal).
 #include "memgate/base/worker_pool.h"
 
+#include "memgate/base/task_context.h"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -21,9 +23,12 @@ WorkerPool::WorkerPool(size_t threads) : impl_(std::make_unique<Impl>(threads)),
 WorkerPool::~WorkerPool() { join(); }
 
 void WorkerPool::post(std::function<void()> task) {
-  boost::asio::post(impl_->pool, [task = std::move(task)] {
+  // The work follows its request (or whatever context the poster runs in).
+  std::shared_ptr<TaskContext> context;
+  if (TaskContextSource* source = current_task_context_source()) context = source->capture();
+  boost::asio::post(impl_->pool, [task = std::move(task), context = std::move(context)] {
     try {
-      task();
+      run_in_context(context, task);
     } catch (const std::exception& e) {
       spdlog::error("worker task threw: {}", e.what());
     } catch (...) {

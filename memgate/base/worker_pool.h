@@ -22,7 +22,8 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Queues a task. An exception escaping the task is logged and swallowed.
+  // Queues a task. An exception escaping the task is logged and swallowed. The
+  // task runs inside the poster's TaskContext, if any (see task_context.h).
   void post(std::function<void()> task);
 
   // Queues a task and returns a future for its result (exceptions reach the future).
