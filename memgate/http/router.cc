@@ -100,6 +100,7 @@ Result<RouteId> Router::put(Method method, std::string_view pattern, Endpoint en
     r.id = static_cast<RouteId>(patterns_.size());
     r.pattern = std::string(pattern);
     r.prefix = prefix;
+    r.sheddable = std::find(sheddable_.begin(), sheddable_.end(), pattern) != sheddable_.end();
     patterns_.emplace_back(pattern);
     next->routes_.push_back(std::move(r));
     it = next->routes_.end() - 1;
@@ -119,6 +120,19 @@ Result<RouteId> Router::put(Method method, std::string_view pattern, Endpoint en
   table_ = std::move(next);
   version_.fetch_add(1, std::memory_order_acq_rel);
   return id;
+}
+
+void Router::set_sheddable(std::string_view pattern, bool sheddable) {
+  std::lock_guard lock(mu_);
+  auto known = std::find(sheddable_.begin(), sheddable_.end(), pattern);
+  if (sheddable && known == sheddable_.end()) sheddable_.emplace_back(pattern);
+  if (!sheddable && known != sheddable_.end()) sheddable_.erase(known);
+  auto next = std::make_shared<RouteTable>(*table_);
+  for (Route& r : next->routes_)
+    if (r.pattern == pattern) r.sheddable = sheddable;
+  next->index();
+  table_ = std::move(next);
+  version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 std::shared_ptr<const RouteTable> Router::snapshot() const {

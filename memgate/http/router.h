@@ -80,6 +80,8 @@ struct Route {
   bool prefix = false;
   std::array<std::shared_ptr<const Endpoint>, kMethodCount> endpoints;
   std::string allow;  // "GET, HEAD, POST", for 405
+  // Answered 503 while the server sheds load (heavy routes; never health/admin).
+  bool sheddable = false;
 };
 
 // An immutable set of routes. Safe to read from any number of threads.
@@ -126,6 +128,11 @@ class Router {
   // Registers (or turns an existing endpoint into) a pending one.
   Result<RouteId> add_pending(Method method, std::string_view pattern, Pending pending);
 
+  // Marks a pattern as sheddable (or not): while the server sheds load
+  // (Server::set_shedding), its requests get 503 + Retry-After without reaching
+  // the handler. Applies to a route registered later under that pattern too.
+  void set_sheddable(std::string_view pattern, bool sheddable);
+
   // The current table; readers keep it as long as they like.
   std::shared_ptr<const RouteTable> snapshot() const;
   // Bumped on every change (acquire load). Compare with the version a snapshot
@@ -145,6 +152,7 @@ class Router {
   mutable std::mutex mu_;
   std::shared_ptr<const RouteTable> table_;  // guarded by mu_
   std::vector<std::string> patterns_;        // by RouteId, guarded by mu_
+  std::vector<std::string> sheddable_;       // patterns, guarded by mu_
   std::atomic<uint64_t> version_{1};
 };
 

@@ -271,7 +271,7 @@ class ThreadStats {
 class IoThread {
  public:
   IoThread(const ServerOptions& options, std::shared_ptr<Router> router, RequestObserver* observer,
-           uint64_t id_seed);
+           uint64_t id_seed, std::shared_ptr<ServerControls> controls);
   ~IoThread();
 
   Status listen(const tcp::endpoint& endpoint);
@@ -295,6 +295,7 @@ class IoThread {
   ThreadStats& stats() { return stats_; }
   const ThreadStats& stats() const { return stats_; }
   RequestObserver* observer() const { return observer_; }
+  ServerControls& controls() { return *controls_; }
   const RouteTable& routes() {
     uint64_t v = router_->version();
     if (v != table_version_) table_ = router_->snapshot(&table_version_);
@@ -316,6 +317,7 @@ class IoThread {
   ServerOptions options_;
   std::shared_ptr<Router> router_;
   RequestObserver* observer_;
+  std::shared_ptr<ServerControls> controls_;
   std::shared_ptr<asio::io_context> ctx_;
   tcp::acceptor acceptor_;
   asio::steady_timer sweep_timer_;
@@ -596,6 +598,13 @@ class Session {
       return finish_write_sync();
     }
     const Endpoint& e = *match.endpoint;
+    if (match.route->sheddable && thread_.controls().shedding.load(std::memory_order_relaxed)) {
+      thread_.controls().shed_requests.fetch_add(1, std::memory_order_relaxed);
+      Response r = Response::error(503, "unavailable", "shedding load: the server is under memory pressure");
+      r.header("Retry-After", "5");
+      send(r);
+      return finish_write_sync();
+    }
     RequestObserver* observer = thread_.observer();
     switch (e.kind) {
       case Endpoint::Kind::kPending:
@@ -638,6 +647,7 @@ class Session {
     state_ = State::kWriting;
     if (r.close) keep_ = false;
     if (close_after_ || thread_.stopping()) keep_ = false;
+    if (thread_.controls().keepalive_disabled.load(std::memory_order_relaxed)) keep_ = false;
     status_ = r.status;
     write_head(r.status, r.content_type, r.headers, r.body.size());
     bool no_body = head_ || r.status == 204 || r.status == 304 || r.status < 200;
@@ -873,10 +883,11 @@ class Session {
 // --- IoThread implementation -----------------------------------------------
 
 IoThread::IoThread(const ServerOptions& options, std::shared_ptr<Router> router, RequestObserver* observer,
-                   uint64_t id_seed)
+                   uint64_t id_seed, std::shared_ptr<ServerControls> controls)
     : options_(options),
       router_(std::move(router)),
       observer_(observer),
+      controls_(std::move(controls)),
       ctx_(std::make_shared<asio::io_context>(1)),
       acceptor_(*ctx_),
       sweep_timer_(*ctx_),
@@ -1143,7 +1154,7 @@ Status Server::start() {
   std::random_device rd;
   for (int i = 0; i < options_.io_threads; ++i) {
     uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-    auto t = std::make_unique<detail::IoThread>(options_, router_, observer_, seed);
+    auto t = std::make_unique<detail::IoThread>(options_, router_, observer_, seed, controls_);
     Status s = t->listen(endpoint);
     if (!s.ok()) {
       threads_.clear();

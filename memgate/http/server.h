@@ -37,6 +37,14 @@
 
 namespace memgate::http {
 
+// Switches the memory guard flips while the server runs. Shared by every IO
+// thread; read with one relaxed load per request.
+struct ServerControls {
+  std::atomic<bool> shedding{false};            // sheddable routes answer 503
+  std::atomic<bool> keepalive_disabled{false};  // every response closes its connection
+  std::atomic<uint64_t> shed_requests{0};       // requests answered 503 by shedding
+};
+
 struct ServerOptions {
   std::string host = "0.0.0.0";
   uint16_t port = 0;  // 0: pick a free port; port() tells which
@@ -94,10 +102,20 @@ class Server {
   std::vector<RouteStats> stats() const;
   ConnectionStats connection_stats() const;
 
+  // While on, requests to sheddable routes (Router::set_sheddable) get 503 with
+  // Retry-After and never reach their handler. Any thread.
+  void set_shedding(bool on) { controls_->shedding.store(on, std::memory_order_relaxed); }
+  // While on, every response carries "Connection: close". Any thread.
+  void set_keepalive_disabled(bool on) { controls_->keepalive_disabled.store(on, std::memory_order_relaxed); }
+  bool shedding() const { return controls_->shedding.load(std::memory_order_relaxed); }
+  bool keepalive_disabled() const { return controls_->keepalive_disabled.load(std::memory_order_relaxed); }
+  uint64_t shed_requests() const { return controls_->shed_requests.load(std::memory_order_relaxed); }
+
  private:
   ServerOptions options_;
   std::shared_ptr<Router> router_;
   RequestObserver* observer_ = nullptr;
+  std::shared_ptr<ServerControls> controls_ = std::make_shared<ServerControls>();
   std::vector<std::unique_ptr<detail::IoThread>> threads_;
   std::atomic<uint16_t> port_{0};
   std::atomic<bool> running_{false};
