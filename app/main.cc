@@ -4,11 +4,37 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include "memgate/base/config.h"
+#include "memgate/base/units.h"
 #include "memgate/base/logging.h"
 #include "memgate/server/app.h"
 
 namespace {
+
+// jemalloc reads its options once, before main, so heap profiling cannot be
+// switched on later in a running process. With MEMGATE_HEAP_PROFILE=1 and
+// profiling not compiled into the allocator's start-up options, memgate execs
+// itself once with MALLOC_CONF asking for it (prof:true; a sample every 512 KiB
+// on average). Without the variable nothing changes and profiling costs nothing.
+void reexec_for_heap_profiling(char** argv) {
+#ifdef MEMGATE_WITH_JEMALLOC
+  const char* want = std::getenv("MEMGATE_HEAP_PROFILE");
+  if (!want || !memgate::parse_bool(want).value_or(false)) return;
+  if (std::getenv("MEMGATE_HEAP_PROFILE_EXECED")) return;  // once
+  std::string conf = "prof:true,prof_active:true,lg_prof_sample:19";
+  if (const char* existing = std::getenv("MALLOC_CONF")) conf = std::string(existing) + "," + conf;
+  setenv("MALLOC_CONF", conf.c_str(), 1);
+  setenv("MEMGATE_HEAP_PROFILE_EXECED", "1", 1);
+  execv("/proc/self/exe", argv);
+  // If exec fails, carry on without profiling; the server says so in its log.
+#else
+  (void)argv;
+#endif
+}
 
 void print(const std::string& text, FILE* to) {
   std::fputs(text.c_str(), to);
@@ -18,6 +44,7 @@ void print(const std::string& text, FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  reexec_for_heap_profiling(argv);
   // Block the stop signals before any thread exists, so every thread inherits the
   // mask and App::run() receives them with sigwait.
   sigset_t set;

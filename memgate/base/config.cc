@@ -204,6 +204,35 @@ const std::vector<Setting>& settings() {
        false, size_field(&Config::heap_alert_threshold)},
       {"MONITOR_INTERVAL", "monitor-interval", "30s", "How often the memory monitor samples", "", false,
        duration_field(&Config::monitor_interval)},
+      {"HEAP_SHED_THRESHOLD", "heap-shed-threshold", "3.5GB",
+       "Above this heap: shed heavy routes, refuse optional init, no keep-alive, purge", "", false,
+       size_field(&Config::heap_shed_threshold)},
+      {"CGROUP_PRESSURE_THRESHOLD", "cgroup-pressure-threshold", "90%",
+       "Above this share (or size) of the container limit in use: purge, shed, refuse optional init, alert", "",
+       false, size_field(&Config::cgroup_pressure_threshold)},
+      {"GUARD_HYSTERESIS", "guard-hysteresis", "10%",
+       "A memory trigger clears only this far below its threshold", "", false,
+       [](const std::string& t, Config& c) {
+         auto r = parse_size(t);
+         if (!r || !r->is_share || r->share >= 1.0)
+           return InvalidArgument("expected a share below 100% such as 10%");
+         c.guard_hysteresis = r->share;
+         return Status::Ok();
+       }},
+      {"SNAPSHOT_STREAM", "snapshot-stream", "memgate:memory:snapshots",
+       "Redis stream that keeps alert snapshots across the fleet", "", false, text_field(&Config::snapshot_stream)},
+      {"SNAPSHOT_STREAM_MAXLEN", "snapshot-stream-maxlen", "1000", "Approximate cap of that stream's length", "",
+       false, int_field(&Config::snapshot_stream_maxlen, 1, 1'000'000)},
+      {"MEMGATE_HEAP_PROFILE", "heap-profile", "false",
+       "Turn jemalloc heap profiling on (GET /debug/pprof/heap; alerts dump profiles)", "", false,
+       bool_field(&Config::heap_profile)},
+      {"HEAP_PROFILE_INTERVAL", "heap-profile-interval", "10m", "At most one alert heap profile per this much time",
+       "", false, duration_field(&Config::heap_profile_interval)},
+      {"PROFILE_DIR", "profile-dir", "/tmp", "Where heap profiles are written", "", false,
+       text_field(&Config::profile_dir)},
+      {"ALLOCATION_ACCOUNTING", "allocation-accounting", "true",
+       "Account bytes allocated per request by route (jemalloc thread counters)", "", false,
+       bool_field(&Config::allocation_accounting)},
       {"STAGE_DELAY", "stage-delay", "1s", "Pause between start-up stages", "", false,
        duration_field(&Config::stage_delay)},
       {"STAGE_BATCH_SIZE", "stage-batch-size", "1", "Modules loaded at once inside a stage", "", false,
@@ -384,6 +413,15 @@ std::string describe(const Config& c) {
   row("KB_HEAP_GATE", c.kb_heap_gate.to_string());
   row("HEAP_ALERT_THRESHOLD", c.heap_alert_threshold.to_string());
   row("MONITOR_INTERVAL", d(c.monitor_interval));
+  row("HEAP_SHED_THRESHOLD", c.heap_shed_threshold.to_string());
+  row("CGROUP_PRESSURE_THRESHOLD", c.cgroup_pressure_threshold.to_string());
+  row("GUARD_HYSTERESIS", SizeSpec::Share(c.guard_hysteresis).to_string());
+  row("SNAPSHOT_STREAM", c.snapshot_stream);
+  row("SNAPSHOT_STREAM_MAXLEN", std::to_string(c.snapshot_stream_maxlen));
+  row("MEMGATE_HEAP_PROFILE", b(c.heap_profile));
+  row("HEAP_PROFILE_INTERVAL", d(c.heap_profile_interval));
+  row("PROFILE_DIR", c.profile_dir);
+  row("ALLOCATION_ACCOUNTING", b(c.allocation_accounting));
   row("STAGE_DELAY", d(c.stage_delay));
   row("STAGE_BATCH_SIZE", std::to_string(c.stage_batch_size));
   row("GATE_RETRIES", std::to_string(c.gate_retries));

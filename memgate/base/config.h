@@ -64,6 +64,15 @@ struct Config {
   SizeSpec kb_heap_gate = SizeSpec::Bytes(1536ull << 20);
   SizeSpec heap_alert_threshold = SizeSpec::Bytes(3ull << 30);
   std::chrono::milliseconds monitor_interval{30'000};
+  SizeSpec heap_shed_threshold = SizeSpec::Bytes(3584ull << 20);
+  SizeSpec cgroup_pressure_threshold = SizeSpec::Share(0.9);
+  double guard_hysteresis = 0.1;
+  std::string snapshot_stream = "memgate:memory:snapshots";
+  int snapshot_stream_maxlen = 1000;
+  bool heap_profile = false;  // MEMGATE_HEAP_PROFILE
+  std::chrono::milliseconds heap_profile_interval{600'000};
+  std::string profile_dir = "/tmp";
+  bool allocation_accounting = true;
   std::chrono::milliseconds stage_delay{1'000};
   int stage_batch_size = 1;
   int gate_retries = 10;

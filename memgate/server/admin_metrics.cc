@@ -9,6 +9,8 @@
 #include <span>
 
 #include "memgate/coord/coordinator.h"
+#include "memgate/guard/memory_guard.h"
+#include "memgate/memory/route_accounting.h"
 #include "memgate/http/stats.h"
 #include "memgate/jobs/scheduler.h"
 #include "memgate/startup/loader.h"
@@ -71,7 +73,7 @@ std::vector<prometheus::MetricFamily> http_families(const http::Server& server) 
 
 }  // namespace
 
-AdminMetrics::AdminMetrics(memory::MemoryProbe& probe, const http::Server& public_server) {
+AdminMetrics::AdminMetrics(memory::MemoryProbe& probe, const http::Server& public_server) : server_(&public_server) {
   metrics_.own_collectable(metrics::make_process_collector());
   metrics_.own_collectable(metrics::make_memory_collector(probe));
   metrics_.own_collectable(std::make_shared<CallbackCollector>([&public_server] { return http_families(public_server); }));
@@ -196,6 +198,72 @@ void AdminMetrics::add_scheduler(const jobs::Scheduler& scheduler) {
     out.push_back(std::move(failures));
     out.push_back(std::move(skips));
     out.push_back(std::move(duration));
+    return out;
+  }));
+}
+
+}  // namespace memgate::server
+
+namespace memgate::server {
+
+void AdminMetrics::add_guard(const guard::MemoryGuard& g) {
+  const http::Server* server = server_;
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([&g, server] {
+    std::vector<prometheus::MetricFamily> out;
+    auto in_force = metrics::gauge_family("memgate_guard_action_in_force", "1 while a memory action is in force");
+    auto changes = metrics::counter_family("memgate_guard_action_changes_total", "Times a memory action came into force");
+    for (int i = 0; i < guard::kActionCount; ++i) {
+      auto a = static_cast<guard::Action>(i);
+      metrics::Labels l{{"action", std::string(guard::action_name(a))}};
+      metrics::add_gauge(in_force, g.in_force(a) ? 1 : 0, l);
+      metrics::add_counter(changes, static_cast<double>(g.action_changes(a)), l);
+    }
+    auto active = metrics::gauge_family("memgate_guard_trigger_active", "1 while a memory trigger is active");
+    auto fired = metrics::counter_family("memgate_guard_trigger_fired_total", "Times a memory trigger fired");
+    auto value = metrics::gauge_family("memgate_guard_trigger_value_bytes", "The figure a trigger watched at its last sample");
+    auto threshold = metrics::gauge_family("memgate_guard_trigger_threshold_bytes", "A trigger's threshold in bytes");
+    for (const guard::TriggerReport& t : g.triggers()) {
+      metrics::Labels l{{"trigger", t.name}, {"resource", t.resource}};
+      metrics::add_gauge(active, t.active ? 1 : 0, l);
+      metrics::add_counter(fired, static_cast<double>(t.fired), l);
+      metrics::add_gauge(value, static_cast<double>(t.value), l);
+      metrics::add_gauge(threshold, static_cast<double>(t.on), l);
+    }
+    auto samples = metrics::counter_family("memgate_guard_samples_total", "Memory samples the guard took");
+    metrics::add_counter(samples, static_cast<double>(g.samples()));
+    auto purges = metrics::counter_family("memgate_guard_purges_total", "Purges the guard ran");
+    metrics::add_counter(purges, static_cast<double>(g.purges()));
+    auto released = metrics::counter_family("memgate_guard_purge_released_bytes_total", "RSS the guard's purges gave back");
+    metrics::add_counter(released, static_cast<double>(std::max<int64_t>(0, g.purge_released_bytes())));
+    auto alerts = metrics::counter_family("memgate_guard_alerts_total", "Memory alerts (snapshots written)");
+    metrics::add_counter(alerts, static_cast<double>(g.alerts()));
+    auto profiles = metrics::counter_family("memgate_guard_heap_profiles_total", "Heap profiles dumped by alerts");
+    metrics::add_counter(profiles, static_cast<double>(g.profiles()));
+    auto shed = metrics::counter_family("http_shed_requests_total", "Requests answered 503 because the server shed load");
+    metrics::add_counter(shed, static_cast<double>(server->shed_requests()));
+    for (auto* f : {&in_force, &changes, &active, &fired, &value, &threshold, &samples, &purges, &released, &alerts,
+                    &profiles, &shed})
+      out.push_back(std::move(*f));
+    return out;
+  }));
+}
+
+void AdminMetrics::add_accounting(const memory::RouteAccounting& accounting, const http::Router& router) {
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([&accounting, &router] {
+    auto hist = metrics::histogram_family("http_request_allocated_bytes",
+                                          "Bytes allocated by each request's work (its handler and the tasks it posted), by route");
+    auto held = metrics::gauge_family("http_request_held_bytes",
+                                      "Bytes requests allocated and did not free, summed, by route");
+    for (const memory::RouteAllocation& a : accounting.snapshot()) {
+      std::string pattern = router.pattern(a.route);
+      metrics::Labels l{{"route", pattern.empty() ? std::string("unmatched") : pattern}};
+      (void)metrics::add_histogram(hist, std::span<const double>(memory::kAllocationBucketBounds),
+                                   std::span<const uint64_t>(a.buckets), static_cast<double>(a.allocated), l);
+      metrics::add_gauge(held, static_cast<double>(a.held), l);
+    }
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(std::move(hist));
+    out.push_back(std::move(held));
     return out;
   }));
 }

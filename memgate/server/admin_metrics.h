@@ -26,6 +26,12 @@ class StagedLoader;
 namespace memgate::jobs {
 class Scheduler;
 }
+namespace memgate::guard {
+class MemoryGuard;
+}
+namespace memgate::memory {
+class RouteAccounting;
+}
 
 namespace memgate::server {
 
@@ -48,11 +54,20 @@ class AdminMetrics {
   //   memgate_job_runs_total{job}, memgate_job_failures_total{job},
   //   memgate_job_skips_total{job,reason}, memgate_job_duration_seconds_total{job}, memgate_scheduler_running
   void add_scheduler(const jobs::Scheduler& scheduler);
+  //   memgate_guard_action_in_force{action}, memgate_guard_action_changes_total{action},
+  //   memgate_guard_trigger_active{trigger}, memgate_guard_trigger_fired_total{trigger},
+  //   memgate_guard_trigger_value_bytes{trigger}, memgate_guard_samples_total, memgate_guard_purges_total,
+  //   memgate_guard_purge_released_bytes_total, memgate_guard_alerts_total, memgate_guard_heap_profiles_total,
+  //   http_shed_requests_total
+  void add_guard(const guard::MemoryGuard& guard);
+  //   http_request_allocated_bytes{route} (histogram), http_request_held_bytes_total{route}
+  void add_accounting(const memory::RouteAccounting& accounting, const http::Router& router);
   // The Prometheus text exposition of everything registered.
   std::string serialize() const { return metrics_.serialize(); }
 
  private:
   metrics::Metrics metrics_;
+  const http::Server* server_;
 };
 
 }  // namespace memgate::server

@@ -11,8 +11,13 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "memgate/base/clock.h"
@@ -25,7 +30,10 @@
 #include "memgate/memory/memory_probe.h"
 #include "memgate/server/admin_metrics.h"
 #include "memgate/server/coord_adapters.h"
+#include "memgate/guard/memory_guard.h"
 #include "memgate/guard/memory_json.h"
+#include "memgate/memory/route_accounting.h"
+#include "memgate/server/snapshot_sinks.h"
 #include "memgate/server/modules.h"
 #include "memgate/startup/loader.h"
 
@@ -53,6 +61,38 @@ class DeferredFleetRunner final : public startup::FleetRunner {
   std::atomic<startup::FleetRunner*> runner_{nullptr};
 };
 
+// Per-route allocation accounting around every handler call.
+class AllocationObserver final : public http::RequestObserver {
+ public:
+  explicit AllocationObserver(memory::RouteAccounting& accounting) : accounting_(accounting) {}
+  void on_request_begin(http::RouteId route, const http::Request&) override { accounting_.begin(route); }
+  void on_request_end(http::RouteId, int) override { accounting_.end(); }
+
+ private:
+  memory::RouteAccounting& accounting_;
+};
+
+// Memory a test route holds on purpose (MEMGATE_TEST_ROUTES only).
+std::mutex g_test_hold_mu;
+std::vector<std::unique_ptr<char[]>> g_test_hold;
+
+// Allocates `bytes` in 1 MiB blocks, touches them, and keeps them when `hold`.
+// Not inlined, so heap profiles name it.
+[[gnu::noinline]] uint64_t memgate_test_allocate(uint64_t bytes, bool hold) {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  for (uint64_t done = 0; done < bytes; done += 1 << 20) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(1 << 20, bytes - done));
+    std::unique_ptr<char[]> b(new char[n]);
+    for (size_t i = 0; i < n; i += 4096) b[i] = static_cast<char>(i);
+    blocks.push_back(std::move(b));
+  }
+  if (hold) {
+    std::lock_guard lock(g_test_hold_mu);
+    for (auto& b : blocks) g_test_hold.push_back(std::move(b));
+  }
+  return bytes;
+}
+
 }  // namespace
 
 struct App::Impl {
@@ -74,6 +114,10 @@ struct App::Impl {
   startup::ModuleList modules;
   std::unique_ptr<startup::StagedLoader> loader;
   std::unique_ptr<jobs::Scheduler> scheduler;
+  memory::RouteAccounting accounting;
+  std::unique_ptr<AllocationObserver> observer;
+  std::unique_ptr<guard::MemoryGuard> guard_;
+  std::shared_ptr<RedisStreamSink> stream_sink;
   bool started = false;
   bool stopped = false;
 
@@ -135,7 +179,10 @@ struct App::Impl {
       }
       return Response::json(200, json::serialize(doc));
     });
-    if (config.test_routes) register_test_routes(r);
+    if (config.test_routes) {
+      register_test_routes(r);
+      register_alloc_test_routes(r);
+    }
   }
 
   // Routes that exist only for the integration tests (MEMGATE_TEST_ROUTES=1).
@@ -159,6 +206,44 @@ struct App::Impl {
     });
   }
 
+  void register_alloc_test_routes(http::Router& r) {
+    // /test/alloc?kb=N[&hold=1]: allocates N KiB (kept when hold=1).
+    (void)r.add(Method::kGet, "/test/alloc", [](const Request& req) {
+      auto kb = parse_int(req.query_param("kb"), 1, 16 * 1024 * 1024);
+      if (!kb) return Response::error(400, "kb must be a whole number from 1 to 16777216");
+      bool hold = req.query_param("hold") == "1";
+      uint64_t bytes = memgate_test_allocate(static_cast<uint64_t>(*kb) << 10, hold);
+      return Response::json(200, "{\"allocated\":" + std::to_string(bytes) + ",\"held\":" + (hold ? "true" : "false") + "}");
+    });
+    (void)r.add(Method::kGet, "/test/free", [](const Request&) {
+      size_t n;
+      {
+        std::lock_guard lock(g_test_hold_mu);
+        n = g_test_hold.size();
+        g_test_hold.clear();
+        g_test_hold.shrink_to_fit();
+      }
+      return Response::json(200, "{\"freed_blocks\":" + std::to_string(n) + "}");
+    });
+  }
+
+  json::array top_routes(size_t n) {
+    std::vector<memory::RouteAllocation> rows = accounting.snapshot();
+    json::array by_allocated, by_held;
+    auto to_json = [&](const memory::RouteAllocation& a) {
+      std::string pattern = public_server->router().pattern(a.route);
+      return json::object{{"route", pattern.empty() ? std::string("unmatched") : pattern},
+                          {"requests", a.requests},
+                          {"allocated_bytes", a.allocated},
+                          {"allocated_per_request", a.requests ? a.allocated / a.requests : 0},
+                          {"held_bytes", a.held}};
+    };
+    std::sort(rows.begin(), rows.end(), [](auto& x, auto& y) { return x.allocated > y.allocated; });
+    json::array out;
+    for (size_t i = 0; i < rows.size() && i < n; ++i) out.push_back(to_json(rows[i]));
+    return out;
+  }
+
   void register_admin_routes(http::Router& r) {
     (void)r.add(Method::kGet, "/healthz", [](const Request&) { return Response::json(200, R"({"status":"ok"})"); });
     (void)r.add(Method::kGet, "/metrics", admin([this](const Request&) {
@@ -177,10 +262,76 @@ struct App::Impl {
                   doc["limits"] = json::object{
                       {"memory_limit", config.memory_limit.resolve(container ? container : 0)},
                       {"heap_alert_threshold", config.heap_alert_threshold.resolve(limit_base)},
+                      {"heap_shed_threshold", config.heap_shed_threshold.resolve(limit_base)},
                       {"scheduler_heap_gate", config.scheduler_heap_gate.resolve(limit_base)},
                       {"kb_heap_gate", config.kb_heap_gate.resolve(limit_base)},
                   };
+                  if (guard_) doc["guard"] = guard_->state_json();
+                  doc["shed_requests"] = public_server->shed_requests();
                   return Response::json(200, json::serialize(doc));
+                }));
+    (void)r.add(Method::kGet, "/debug/memory/routes", admin([this](const Request& req) {
+                  size_t n = 20;
+                  if (auto v = parse_int(req.query_param("n"), 1, 1000); v.ok()) n = static_cast<size_t>(*v);
+                  std::vector<memory::RouteAllocation> rows = accounting.snapshot();
+                  auto pattern_of = [&](uint32_t id) {
+                    std::string p = public_server->router().pattern(id);
+                    return p.empty() ? std::string("unmatched") : p;
+                  };
+                  auto row_json = [&](const memory::RouteAllocation& a) {
+                    return json::object{{"route", pattern_of(a.route)},
+                                        {"requests", a.requests},
+                                        {"allocated_bytes", a.allocated},
+                                        {"allocated_per_request", a.requests ? a.allocated / a.requests : 0},
+                                        {"held_bytes", a.held}};
+                  };
+                  auto by = [&](auto key) {
+                    auto sorted = rows;
+                    std::sort(sorted.begin(), sorted.end(), [&](auto& x, auto& y) { return key(x) > key(y); });
+                    json::array out;
+                    for (size_t i = 0; i < sorted.size() && i < n; ++i) out.push_back(row_json(sorted[i]));
+                    return out;
+                  };
+                  json::object doc{
+                      {"available", accounting.available() && config.allocation_accounting},
+                      {"by_allocated", by([](const memory::RouteAllocation& a) { return static_cast<double>(a.allocated); })},
+                      {"by_held", by([](const memory::RouteAllocation& a) { return static_cast<double>(a.held); })}};
+                  return Response::json(200, json::serialize(doc));
+                }));
+    (void)r.add(Method::kGet, "/debug/memory/history", admin([this](const Request& req) {
+                  size_t n = 50;
+                  if (auto v = parse_int(req.query_param("n"), 1, 1000); v.ok()) n = static_cast<size_t>(*v);
+                  json::array list;
+                  std::string source = "local";
+                  if (stream_sink) {
+                    auto fleet = stream_sink->history(n);
+                    if (fleet.ok()) {
+                      source = "redis";
+                      for (auto& o : *fleet) list.push_back(std::move(o));
+                    }
+                  }
+                  if (source == "local" && guard_)
+                    for (auto& o : guard_->recent_snapshots(n)) list.push_back(std::move(o));
+                  return Response::json(200, json::serialize(json::object{{"source", source}, {"snapshots", std::move(list)}}));
+                }));
+    (void)r.add(Method::kGet, "/debug/pprof/heap", admin([this](const Request&) {
+                  if (!memory::heap_profiling_active())
+                    return Response::error(409, "failed_precondition",
+                                           "heap profiling is off: start memgate with MEMGATE_HEAP_PROFILE=1");
+                  std::string path = config.profile_dir + "/memgate-" + config.instance_id + "-" +
+                                     std::to_string(SteadyClock::instance().unix_millis()) + "-pprof.heap";
+                  auto dumped = memory::dump_heap_profile(path);
+                  if (!dumped.ok()) return Response::from_status(dumped.status());
+                  std::ifstream in(*dumped, std::ios::binary);
+                  std::stringstream body;
+                  body << in.rdbuf();
+                  std::remove(dumped->c_str());
+                  Response res;
+                  res.status = 200;
+                  res.content_type = "application/octet-stream";
+                  res.body = body.str();
+                  res.header("Content-Disposition", "attachment; filename=\"memgate.heap\"");
+                  return res;
                 }));
   }
 
@@ -195,6 +346,7 @@ struct App::Impl {
     o.instance_id = config.instance_id;
     o.env = env;
     o.eager = config.startup_eager;
+    o.refuse_optional_init = [this] { return guard_ && guard_->refuse_optional_init(); };
     return o;
   }
 
@@ -211,8 +363,22 @@ struct App::Impl {
     loader = std::make_unique<startup::StagedLoader>(modules, loader_options(), config, public_server->router(), workers,
                                                      probe, SteadyClock::instance(), *fleet_holder);
     metrics = std::make_unique<AdminMetrics>(probe, *public_server);
+    if (config.allocation_accounting && accounting.available()) {
+      observer = std::make_unique<AllocationObserver>(accounting);
+      public_server->set_observer(observer.get());
+      metrics->add_accounting(accounting, public_server->router());
+    }
+    // Heavy routes are the modules' routes: those are what shedding turns away.
+    for (auto& m : modules)
+      for (auto& route : m->routes()) public_server->router().set_sheddable(route.pattern, true);
+    if (config.heap_profile) {
+      Status s = memory::set_heap_profiling_active(true);
+      if (!s.ok()) spdlog::warn("MEMGATE_HEAP_PROFILE=1 but heap profiling cannot start: {}", s.to_string());
+      else spdlog::info("heap profiling on: GET /debug/pprof/heap on the admin listener");
+    }
     register_public_routes(public_server->router());
     register_admin_routes(admin_server->router());
+    start_guard();
 
     if (Status s = public_server->start(); !s.ok())
       return Status(s.code(), "public listener " + config.host + ":" + std::to_string(config.port) + ": " + s.message());
@@ -245,6 +411,9 @@ struct App::Impl {
     }
     coordinator = std::move(*created);
     metrics->add_coordination(*coordinator);
+    stream_sink = std::make_shared<RedisStreamSink>(*coordinator, config.snapshot_stream,
+                                                    static_cast<size_t>(config.snapshot_stream_maxlen));
+    guard_->add_sink(stream_sink);
     fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
     fleet_holder->set(fleet.get());
     spdlog::info("coordination: {}", coordinator->backend());
@@ -258,6 +427,7 @@ struct App::Impl {
       so.heap_gate = config.scheduler_heap_gate;
       so.memory_limit = loader_options().memory_limit;
       so.gate_check_interval = config.monitor_interval;
+      so.refuse_optional_init = [this] { return guard_ && guard_->refuse_optional_init(); };
       scheduler = std::make_unique<jobs::Scheduler>(so, SteadyClock::instance(), workers, probe, *claimer);
       size_t n = 0;
       for (auto& m : modules)
@@ -272,6 +442,28 @@ struct App::Impl {
     return Status::Ok();
   }
 
+  void start_guard() {
+    uint64_t limit = config.memory_limit.resolve(probe.sample().cgroup.limit.value_or(0));
+    guard::GuardOptions go;
+    go.interval = config.monitor_interval;
+    go.memory_limit = limit ? limit : (4096ull << 20);
+    go.instance_id = config.instance_id;
+    go.profile_interval = config.heap_profile_interval;
+    go.profile_dir = config.profile_dir;
+    go.triggers = guard::default_triggers(config.heap_alert_threshold, config.heap_shed_threshold,
+                                          config.cgroup_pressure_threshold, config.guard_hysteresis);
+    guard::GuardHooks hooks;
+    http::Server* pub = public_server.get();
+    hooks.set_shedding = [pub](bool on) { pub->set_shedding(on); };
+    hooks.set_keepalive_disabled = [pub](bool on) { pub->set_keepalive_disabled(on); };
+    hooks.top_routes = [this] { return top_routes(5); };
+    if (memory::heap_profiling_active())
+      hooks.dump_profile = [](const std::string& path) { return memory::dump_heap_profile(path); };
+    guard_ = std::make_unique<guard::MemoryGuard>(go, SteadyClock::instance(), probe, hooks);
+    guard_->start();
+    metrics->add_guard(*guard_);
+  }
+
   void stop() {
     if (!started || stopped) return;
     stopped = true;
@@ -281,6 +473,7 @@ struct App::Impl {
     admin_server->stop(std::chrono::milliseconds(500));
     if (scheduler) scheduler->stop();
     if (loader) loader->stop();
+    if (guard_) guard_->stop();
     workers.join();
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - begin);
     spdlog::info("stopped in {} ms", took.count());
