@@ -12,6 +12,16 @@
 // callback per reply. Each connection attempt has an epoch; handlers of an older
 // epoch do nothing, so a late completion cannot touch a newer socket.
 //
+// Blocking calls go one step further on plain connections: when the connection is
+// idle, the caller takes ownership of the reader, sends, and polls and reads the
+// socket itself until its own reply is parsed, then hands reading back (and wakes
+// the io thread only if other replies are now expected). The io thread, for its
+// part, reads only while replies are expected, with a readiness wait it re-checks
+// after queuing (Asio's epoll reactor is edge-triggered and does not look before it
+// queues a wait). A sequential client therefore pays one wake-up per reply, like a
+// plain blocking hiredis context. A close that happens while a caller reads is
+// turned into shutdown(), and the socket is closed once the caller let go.
+//
 // Timeouts are checked by one ticking timer rather than a timer per command: a
 // command's deadline is fixed when it is queued, deadlines are therefore in queue
 // order, and the tick only looks at the front.

@@ -16,9 +16,11 @@
 //     reconnects with exponential backoff and jitter (reconnect_min..max), then
 //     runs AUTH and SELECT before taking commands again.
 // A Redis error reply (-ERR ...) is a successful Result holding a Reply of type
-// kError. Callbacks run on the io thread: they must not block; they may send
-// more commands. command() and eval() are blocking wrappers; calling them on the
-// io thread (from a callback) returns kFailedPrecondition instead of deadlocking.
+// kError. Callbacks of async_command/async_eval run on the io thread: they must
+// not block; they may send more commands. command() and eval() are blocking
+// wrappers (on an idle TCP or Unix connection the calling thread reads its own
+// reply, saving a thread hand-off); calling them on the io thread (from a
+// callback) returns kFailedPrecondition instead of deadlocking.
 //
 // Thread-safe. The destructor stops the io thread; pending callbacks get
 // kUnavailable ("connection closed") before it returns.
