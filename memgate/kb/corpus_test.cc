@@ -1,0 +1,144 @@
+// Corpus ingestion: listing, HTML to text, chunking.
+#include "memgate/kb/corpus.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace memgate::kb {
+namespace {
+
+const std::string kCorpus = std::string(MEMGATE_KB_TESTDATA) + "/corpus";
+
+TEST(Corpus, ScanListsIndexableFilesInPathOrderAndSkipsHiddenOnes) {
+  auto files = scan_corpus(kCorpus);
+  ASSERT_TRUE(files.ok()) << files.status().to_string();
+  std::vector<std::string> paths;
+  for (auto& f : *files) paths.push_back(f.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"astronomy/moon-phases.txt", "astronomy/telescopes.html",
+                                             "computing/redis-locks.md", "computing/sqlite.html", "cooking/bread.md",
+                                             "cooking/tomato-sauce.md", "gardening/compost.md",
+                                             "gardening/tomatoes.md"}));
+}
+
+TEST(Corpus, ScanOfAMissingFolderIsAnInvalidArgument) {
+  auto files = scan_corpus(kCorpus + "/no-such-folder");
+  ASSERT_FALSE(files.ok());
+  EXPECT_EQ(files.status().code(), Code::kInvalidArgument);
+}
+
+TEST(Corpus, FingerprintChangesWhenAFileChangesAndIdsAreStable) {
+  auto files = scan_corpus(kCorpus);
+  ASSERT_TRUE(files.ok());
+  std::string before = corpus_fingerprint(*files);
+  EXPECT_EQ(before, corpus_fingerprint(*files));
+  (*files)[0].size += 1;
+  EXPECT_NE(before, corpus_fingerprint(*files));
+  EXPECT_EQ(document_id("a/b.md"), document_id("a/b.md"));
+  EXPECT_NE(document_id("a/b.md"), document_id("a/c.md"));
+  EXPECT_EQ(document_id("a/b.md").size(), 16u);
+}
+
+TEST(HtmlToText, DropsScriptsStylesCommentsAndNavigationAndDecodesEntities) {
+  HtmlText h = html_to_text(
+      "<html><head><title>T &amp; U</title><style>p{}</style><script>var x = '<p>';</script></head>"
+      "<body><nav>menu</nav><div role=\"navigation\">prev <div>next</div> still nav</div>"
+      "<!-- secret --><p>caf&eacute; &lt;b&gt; 3&#160;m &#x263A; AT&amp;T</p></body></html>");
+  EXPECT_EQ(h.title, "T & U");
+  EXPECT_EQ(h.text.find("menu"), std::string::npos) << h.text;
+  EXPECT_EQ(h.text.find("still nav"), std::string::npos) << h.text;
+  EXPECT_EQ(h.text.find("secret"), std::string::npos) << h.text;
+  EXPECT_EQ(h.text.find("var x"), std::string::npos) << h.text;
+  EXPECT_NE(h.text.find("<b> 3 m \xE2\x98\xBA AT&T"), std::string::npos) << h.text;
+}
+
+TEST(HtmlToText, HeadingsBecomeMarkdownHeadingsAndBlocksBecomeParagraphs) {
+  HtmlText h = html_to_text("<h1>Top<a href='#'>&#182;</a></h1><p>one\n two</p><h2>Sub</h2><ul><li>a</li><li>b</li></ul>"
+                            "<pre>x  =\n  y</pre>");
+  EXPECT_EQ(h.title, "Top");
+  EXPECT_EQ(h.text, "# Top\n\none two\n\n## Sub\n\na\n\nb\n\nx  =\n  y");
+}
+
+TEST(HtmlToText, BrokenMarkupNeverLosesTheTextAfterIt) {
+  HtmlText h = html_to_text("a < b and <unclosed attr='x");
+  EXPECT_NE(h.text.find("a < b and"), std::string::npos) << h.text;
+  h = html_to_text("<p>ok</p><script>never closed");
+  EXPECT_EQ(h.text, "ok");
+}
+
+TEST(ChunkText, AHeadingStartsAChunkAndParagraphsPackUpToTheLimit) {
+  std::string text = "intro\n\n# A\n\npara one\n\npara two\n\n## B\n\n" + std::string(30, 'x');
+  auto chunks = chunk_text(text, 40);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0].heading, "");
+  EXPECT_EQ(chunks[0].body, "intro");
+  EXPECT_EQ(chunks[1].heading, "A");
+  EXPECT_EQ(chunks[1].body, "# A\n\npara one\n\npara two");
+  EXPECT_EQ(chunks[2].heading, "B");
+  EXPECT_EQ(chunks[2].body, "## B\n\n" + std::string(30, 'x'));
+  // One byte more and the paragraph no longer fits beside its heading.
+  auto split = chunk_text("## B\n\n" + std::string(35, 'x'), 40);
+  ASSERT_EQ(split.size(), 2u);
+  EXPECT_EQ(split[0].body, "## B");
+  EXPECT_EQ(split[1].heading, "B");
+}
+
+TEST(ChunkText, NoChunkIsLongerThanTheLimitAndNoTextIsLost) {
+  std::string para;
+  for (int i = 0; i < 200; ++i) para += "word" + std::to_string(i) + (i % 10 == 9 ? ". " : " ");
+  auto chunks = chunk_text("# H\n\n" + para, 120);
+  ASSERT_GT(chunks.size(), 5u);
+  std::string joined;
+  for (auto& c : chunks) {
+    EXPECT_LE(c.body.size(), 120u);
+    EXPECT_EQ(c.heading, "H");
+    joined += c.body + " ";
+  }
+  for (int i = 0; i < 200; ++i) {
+    std::string w = "word" + std::to_string(i);
+    bool found = joined.find(w + " ") != std::string::npos || joined.find(w + ".") != std::string::npos;
+    EXPECT_TRUE(found) << w;
+  }
+}
+
+TEST(ChunkText, HashLinesInsideCodeFencesAreNotHeadings) {
+  auto chunks = chunk_text("# Real\n\n```\n# comment\n\ncode\n```\n", 1000);
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].heading, "Real");
+  EXPECT_NE(chunks[0].body.find("# comment\n\ncode"), std::string::npos);
+}
+
+TEST(ChunkText, ALongWordIsCutOnACharacterBoundary) {
+  std::string word;
+  for (int i = 0; i < 50; ++i) word += "\xC3\xA9";  // é, two bytes each
+  auto chunks = chunk_text(word, 17);
+  for (auto& c : chunks) {
+    EXPECT_LE(c.body.size(), 17u);
+    EXPECT_EQ(c.body.size() % 2, 0u) << "cut inside a UTF-8 sequence";
+  }
+}
+
+TEST(LoadDocument, TitlesComeFromTheHtmlTitleTheFirstHeadingOrTheFirstLine) {
+  auto files = scan_corpus(kCorpus);
+  ASSERT_TRUE(files.ok());
+  std::map<std::string, std::string> titles;
+  for (auto& f : *files) {
+    auto doc = load_document(f, 1200);
+    ASSERT_TRUE(doc.ok()) << f.path;
+    titles[f.path] = doc->title;
+    EXPECT_EQ(doc->id, document_id(f.path));
+    EXPECT_FALSE(doc->chunks.empty()) << f.path;
+  }
+  EXPECT_EQ(titles["astronomy/telescopes.html"], "Choosing a Telescope \xE2\x80\x94 Sky Notes");
+  EXPECT_EQ(titles["astronomy/moon-phases.txt"], "Phases of the Moon");
+  EXPECT_EQ(titles["cooking/bread.md"], "Sourdough Bread");
+  EXPECT_EQ(titles["computing/redis-locks.md"], "Distributed Locks with Redis");
+}
+
+TEST(LoadDocument, InvalidUtf8BecomesTheReplacementCharacter) {
+  HtmlText h = html_to_text("<p>bad \xFF byte \xC3</p>");
+  EXPECT_EQ(h.text, "bad \xEF\xBF\xBD byte \xEF\xBF\xBD");
+}
+
+}  // namespace
+}  // namespace memgate::kb

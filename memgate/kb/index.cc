@@ -1,0 +1,590 @@
+// The FTS5 index: build, artifact, open, query.
+//
+// Build. Files are parsed and chunked by helpers on the worker pool while the
+// building thread inserts finished documents in path order (so the database, and
+// the artifact, are the same for the same corpus). Helpers claim files from a
+// shared counter and run at most kWindow files ahead of the inserter, which
+// bounds the memory held by parsed-but-not-inserted documents; the inserter also
+// parses when it would otherwise wait, so a pool with no free thread (or no pool)
+// still finishes. Every chunk of a document gets a consecutive rowid, so a
+// document is read back with one rowid range. After the inserts the FTS5 b-trees
+// are merged ('optimize'), which makes queries faster and the image smaller.
+//
+// Artifact. "MGKB", a format byte, three zero bytes, the image size (8 bytes,
+// little-endian), then one zstd frame (with its content checksum). Anything else
+// is refused with kInvalidArgument, which the loader treats as "rebuild".
+//
+// Open. The image is decompressed once into an sqlite3_malloc64 buffer owned by
+// the Index; each pooled connection deserializes it read-only (no copy, no
+// ownership), with mmap access so pages are read in place rather than copied
+// into each connection's cache. The buffer is freed after the last connection
+// is closed.
+#include "memgate/kb/index.h"
+
+#include <sqlite3.h>
+#include <zstd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <spdlog/spdlog.h>
+
+#include "memgate/base/worker_pool.h"
+#include "memgate/kb/corpus.h"
+
+namespace memgate::kb {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr char kMagic[4] = {'M', 'G', 'K', 'B'};
+constexpr uint8_t kFormat = 1;
+constexpr size_t kHeaderSize = 16;
+constexpr uint64_t kMaxImage = 8ull << 30;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE docs(
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  title TEXT NOT NULL,
+  path TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  first_chunk INTEGER NOT NULL,
+  chunk_count INTEGER NOT NULL);
+CREATE VIRTUAL TABLE chunks USING fts5(
+  title, heading, body, doc UNINDEXED,
+  tokenize = 'porter unicode61 remove_diacritics 2');
+INSERT INTO chunks(chunks, rank) VALUES('rank', 'bm25(10.0, 4.0, 1.0)');
+)sql";
+
+const char* kind_name(DocKind k) {
+  switch (k) {
+    case DocKind::kMarkdown: return "markdown";
+    case DocKind::kHtml: return "html";
+    case DocKind::kText: return "text";
+  }
+  return "text";
+}
+
+Status sql_error(sqlite3* db, std::string_view what) {
+  return Internal(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Internal(std::string("sqlite: ") + msg);
+  }
+  return Status::Ok();
+}
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() const { return s_; }
+  void text(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void integer(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  std::string column(int i) const {
+    const unsigned char* p = sqlite3_column_text(s_, i);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s_, i)))
+             : std::string();
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_ = SQLITE_ERROR;
+};
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Parsed documents handed from the helpers to the inserter, in path order.
+struct Pipeline {
+  static constexpr size_t kWindow = 64;
+  std::vector<SourceFile> files;
+  size_t chunk_size = 1200;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::optional<Result<Document>>> slots;  // guarded by mu
+  size_t next = 0;      // next file to claim, guarded by mu
+  size_t consumed = 0;  // next slot the inserter takes, guarded by mu
+  bool done = false;    // the inserter has finished or given up, guarded by mu
+
+  bool can_claim() const { return !done && next < files.size() && next < consumed + kWindow; }
+  // Parses file i outside the lock and stores the result.
+  void parse(size_t i, std::unique_lock<std::mutex>& lock) {
+    lock.unlock();
+    Result<Document> doc = load_document(files[i], chunk_size);
+    lock.lock();
+    slots[i].emplace(std::move(doc));
+    cv.notify_all();
+  }
+  void help() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return done || next >= files.size() || can_claim(); });
+      if (!can_claim()) return;
+      parse(next++, lock);
+    }
+  }
+};
+
+std::string compress(std::string_view raw, int level, Status* error) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  if (!cctx) {
+    *error = ResourceExhausted("zstd: cannot create a compression context");
+    return {};
+  }
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, 2);  // ignored where libzstd has no threads
+  std::string out(kHeaderSize + ZSTD_compressBound(raw.size()), '\0');
+  std::memcpy(out.data(), kMagic, 4);
+  out[4] = static_cast<char>(kFormat);
+  uint64_t n = raw.size();
+  for (int i = 0; i < 8; ++i) out[8 + static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  size_t written = ZSTD_compress2(cctx, out.data() + kHeaderSize, out.size() - kHeaderSize, raw.data(), raw.size());
+  ZSTD_freeCCtx(cctx);
+  if (ZSTD_isError(written)) {
+    *error = Internal(std::string("zstd: ") + ZSTD_getErrorName(written));
+    return {};
+  }
+  out.resize(kHeaderSize + written);
+  return out;
+}
+
+}  // namespace
+
+std::chrono::milliseconds BuildProgress::eta() const {
+  if (bytes_done == 0 || bytes_total <= bytes_done) return milliseconds(0);
+  double rate = static_cast<double>(bytes_done) / std::max<int64_t>(1, elapsed.count());
+  return milliseconds(static_cast<int64_t>(static_cast<double>(bytes_total - bytes_done) / rate));
+}
+
+int BuildProgress::percent() const {
+  if (bytes_total == 0) return finished ? 100 : 0;
+  return static_cast<int>(std::min<uint64_t>(100, bytes_done * 100 / bytes_total));
+}
+
+std::string quote_query(std::string_view text, bool any_word) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+    size_t start = i;
+    while (i < text.size() && !(text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+    std::string_view word = text.substr(start, i - start);
+    bool has_letter = false;
+    for (unsigned char c : word) has_letter |= std::isalnum(c) || c >= 0x80;
+    if (!has_letter) continue;
+    if (!out.empty()) out += any_word ? " OR " : " ";
+    out += '"';
+    for (char c : word) {
+      if (c == '"') out += '"';
+      out += c;
+    }
+    out += '"';
+  }
+  return out;
+}
+
+Result<std::string> build_artifact(const std::string& dir, const BuildOptions& options, BuildStats* stats) {
+  auto started = Clock::now();
+  auto listing = scan_corpus(dir);
+  if (!listing.ok()) return listing.status();
+  auto pipe = std::make_shared<Pipeline>();
+  pipe->files = std::move(*listing);
+  pipe->chunk_size = options.chunk_size;
+  pipe->slots.resize(pipe->files.size());
+  BuildProgress progress;
+  progress.files_total = pipe->files.size();
+  for (const SourceFile& f : pipe->files) progress.bytes_total += f.size;
+  std::string fingerprint = corpus_fingerprint(pipe->files);
+
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    Status st = sql_error(db, "open");
+    sqlite3_close(db);
+    return st;
+  }
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> holder(db, sqlite3_close);
+  if (Status st = exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;"); !st.ok())
+    return st;
+  if (Status st = exec(db, kSchema); !st.ok()) return st;
+  if (Status st = exec(db, "BEGIN"); !st.ok()) return st;
+
+  auto finish_pipeline = [&] {
+    std::lock_guard lock(pipe->mu);
+    pipe->done = true;
+    pipe->cv.notify_all();
+  };
+  if (options.workers) {
+    for (size_t i = 0; i < options.workers->size() && i < pipe->files.size(); ++i)
+      options.workers->post([pipe] { pipe->help(); });
+  }
+
+  Stmt insert_doc(db,
+                  "INSERT INTO docs(rowid, id, title, path, kind, bytes, first_chunk, chunk_count) "
+                  "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  Stmt insert_chunk(db, "INSERT INTO chunks(rowid, title, heading, body, doc) VALUES(?1, ?2, ?3, ?4, ?5)");
+  if (!insert_doc.ok() || !insert_chunk.ok()) {
+    finish_pipeline();
+    return sql_error(db, "prepare");
+  }
+  size_t documents = 0, chunks = 0;
+  int64_t rowid = 1;
+  auto last_report = Clock::now();
+  for (size_t i = 0; i < pipe->files.size(); ++i) {
+    if (options.stop.stop_requested()) {
+      finish_pipeline();
+      return Cancelled("index build stopped");
+    }
+    std::optional<Result<Document>> slot;
+    {
+      std::unique_lock lock(pipe->mu);
+      while (!pipe->slots[i]) {
+        if (pipe->can_claim()) pipe->parse(pipe->next++, lock);
+        else pipe->cv.wait(lock);
+      }
+      slot = std::move(pipe->slots[i]);
+      pipe->slots[i].reset();
+      pipe->consumed = i + 1;
+      pipe->cv.notify_all();
+    }
+    const SourceFile& file = pipe->files[i];
+    progress.files_done = i + 1;
+    progress.bytes_done += file.size;
+    if (!slot->ok()) {
+      spdlog::warn("kb: skipping {}: {}", file.path, slot->status().message());
+      continue;
+    }
+    Document& doc = slot->value();
+    if (doc.chunks.empty()) continue;
+    int64_t doc_rowid = static_cast<int64_t>(documents) + 1;
+    insert_doc.integer(1, doc_rowid);
+    insert_doc.text(2, doc.id);
+    insert_doc.text(3, doc.title);
+    insert_doc.text(4, doc.path);
+    insert_doc.text(5, kind_name(doc.kind));
+    insert_doc.integer(6, static_cast<int64_t>(doc.source_bytes));
+    insert_doc.integer(7, rowid);
+    insert_doc.integer(8, static_cast<int64_t>(doc.chunks.size()));
+    int rc = sqlite3_step(insert_doc.get());
+    sqlite3_reset(insert_doc.get());
+    if (rc == SQLITE_CONSTRAINT) {
+      spdlog::warn("kb: skipping {}: its id {} is taken by another path", doc.path, doc.id);
+      continue;
+    }
+    if (rc != SQLITE_DONE) {
+      finish_pipeline();
+      return sql_error(db, "insert document");
+    }
+    ++documents;
+    for (const Chunk& c : doc.chunks) {
+      insert_chunk.integer(1, rowid++);
+      insert_chunk.text(2, doc.title);
+      insert_chunk.text(3, c.heading);
+      insert_chunk.text(4, c.body);
+      insert_chunk.integer(5, doc_rowid);
+      rc = sqlite3_step(insert_chunk.get());
+      sqlite3_reset(insert_chunk.get());
+      if (rc != SQLITE_DONE) {
+        finish_pipeline();
+        return sql_error(db, "insert chunk");
+      }
+      ++chunks;
+    }
+    auto now = Clock::now();
+    if (options.progress && now - last_report >= options.progress_every) {
+      last_report = now;
+      progress.elapsed = std::chrono::duration_cast<milliseconds>(now - started);
+      options.progress(progress);
+    }
+  }
+  finish_pipeline();
+  {
+    Stmt meta(db, "INSERT INTO meta(key, value) VALUES(?1, ?2)");
+    auto put = [&](const char* key, const std::string& value) {
+      meta.text(1, key);
+      meta.text(2, value);
+      int rc = sqlite3_step(meta.get());
+      sqlite3_reset(meta.get());
+      return rc == SQLITE_DONE;
+    };
+    bool ok = meta.ok() && put("format", std::to_string(kFormat)) && put("fingerprint", fingerprint) &&
+              put("built_at", utc_now()) && put("documents", std::to_string(documents)) &&
+              put("chunks", std::to_string(chunks)) && put("chunk_size", std::to_string(options.chunk_size));
+    if (!ok) return sql_error(db, "insert meta");
+  }
+  if (Status st = exec(db, "COMMIT"); !st.ok()) return st;
+  if (Status st = exec(db, "INSERT INTO chunks(chunks) VALUES('optimize'); VACUUM;"); !st.ok()) return st;
+  auto indexed = Clock::now();
+
+  sqlite3_int64 size = 0;
+  unsigned char* image = sqlite3_serialize(db, "main", &size, 0);
+  if (!image) return ResourceExhausted("sqlite3_serialize failed (out of memory)");
+  holder.reset();
+  Status error;
+  std::string artifact = compress(std::string_view(reinterpret_cast<char*>(image), static_cast<size_t>(size)),
+                                  options.zstd_level, &error);
+  sqlite3_free(image);
+  if (!error.ok()) return error;
+  auto finished = Clock::now();
+  progress.finished = true;
+  progress.elapsed = std::chrono::duration_cast<milliseconds>(finished - started);
+  if (options.progress) options.progress(progress);
+  if (stats) {
+    stats->files = pipe->files.size();
+    stats->documents = documents;
+    stats->chunks = chunks;
+    stats->source_bytes = progress.bytes_total;
+    stats->database_bytes = static_cast<uint64_t>(size);
+    stats->artifact_bytes = artifact.size();
+    stats->fingerprint = fingerprint;
+    stats->index_time = std::chrono::duration_cast<milliseconds>(indexed - started);
+    stats->compress_time = std::chrono::duration_cast<milliseconds>(finished - indexed);
+  }
+  return artifact;
+}
+
+// ---------------------------------------------------------------------------
+
+class Index::Lease {
+ public:
+  Lease(const Index* index, sqlite3* db) : index_(index), db_(db) {}
+  Lease(Lease&& o) noexcept : index_(o.index_), db_(std::exchange(o.db_, nullptr)) {}
+  Lease& operator=(Lease&&) = delete;
+  ~Lease() {
+    if (db_) index_->checkin(db_);
+  }
+  sqlite3* get() const { return db_; }
+
+ private:
+  const Index* index_;
+  sqlite3* db_;
+};
+
+Index::~Index() {
+  std::lock_guard lock(mu_);
+  for (sqlite3* db : idle_) sqlite3_close(db);
+  idle_.clear();
+  sqlite3_free(image_);
+}
+
+int Index::connections_opened() const {
+  std::lock_guard lock(mu_);
+  return opened_;
+}
+
+Result<sqlite3*> Index::open_connection() const {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    Status st = sql_error(db, "open");
+    sqlite3_close(db);
+    return st;
+  }
+  int rc = sqlite3_deserialize(db, "main", static_cast<unsigned char*>(image_), static_cast<sqlite3_int64>(image_size_),
+                               static_cast<sqlite3_int64>(image_size_), SQLITE_DESERIALIZE_READONLY);
+  if (rc != SQLITE_OK) {
+    Status st = sql_error(db, "deserialize");
+    sqlite3_close(db);
+    return st;
+  }
+  std::string pragmas = "PRAGMA query_only=1; PRAGMA mmap_size=" + std::to_string(image_size_) + ";";
+  if (Status st = exec(db, pragmas.c_str()); !st.ok()) {
+    sqlite3_close(db);
+    return st;
+  }
+  return db;
+}
+
+Result<Index::Lease> Index::checkout() const {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (!idle_.empty()) {
+      sqlite3* db = idle_.back();
+      idle_.pop_back();
+      return Lease(this, db);
+    }
+    if (opened_ < pool_size_) {
+      ++opened_;
+      lock.unlock();
+      auto db = open_connection();
+      if (!db.ok()) {
+        lock.lock();
+        --opened_;
+        cv_.notify_one();
+        return db.status();
+      }
+      return Lease(this, *db);
+    }
+    cv_.wait(lock);
+  }
+}
+
+void Index::checkin(sqlite3* db) const {
+  std::lock_guard lock(mu_);
+  idle_.push_back(db);
+  cv_.notify_one();
+}
+
+Result<std::shared_ptr<Index>> Index::open(std::string_view artifact, int pool_size) {
+  if (artifact.size() < kHeaderSize || std::memcmp(artifact.data(), kMagic, 4) != 0)
+    return InvalidArgument("not a knowledge-base artifact (bad magic)");
+  if (static_cast<uint8_t>(artifact[4]) != kFormat)
+    return InvalidArgument("knowledge-base artifact format " + std::to_string(static_cast<uint8_t>(artifact[4])) +
+                           " is not supported (expected " + std::to_string(kFormat) + ")");
+  uint64_t raw = 0;
+  for (int i = 7; i >= 0; --i) raw = (raw << 8) | static_cast<uint8_t>(artifact[8 + static_cast<size_t>(i)]);
+  std::string_view frame = artifact.substr(kHeaderSize);
+  unsigned long long content = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw || raw > kMaxImage ||
+      raw < 512)
+    return InvalidArgument("knowledge-base artifact: the compressed frame does not match its header");
+  std::shared_ptr<Index> index(new Index());
+  index->pool_size_ = std::max(1, pool_size);
+  index->image_ = sqlite3_malloc64(raw);
+  if (!index->image_) return ResourceExhausted("cannot allocate " + std::to_string(raw) + " bytes for the index");
+  index->image_size_ = raw;
+  size_t got = ZSTD_decompress(index->image_, raw, frame.data(), frame.size());
+  if (ZSTD_isError(got) || got != raw)
+    return InvalidArgument(std::string("knowledge-base artifact does not decompress: ") +
+                           (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
+  if (std::memcmp(index->image_, "SQLite format 3", 16) != 0)
+    return InvalidArgument("knowledge-base artifact does not hold an SQLite database");
+
+  auto lease = index->checkout();
+  if (!lease.ok()) return lease.status();
+  {
+    Stmt meta(lease->get(), "SELECT key, value FROM meta");
+    if (!meta.ok()) return InvalidArgument("knowledge-base artifact has no meta table: " +
+                                           std::string(sqlite3_errmsg(lease->get())));
+    IndexInfo& info = index->info_;
+    std::string format;
+    int rc;
+    while ((rc = sqlite3_step(meta.get())) == SQLITE_ROW) {
+      std::string key = meta.column(0), value = meta.column(1);
+      if (key == "format") format = value;
+      else if (key == "fingerprint") info.fingerprint = value;
+      else if (key == "built_at") info.built_at = value;
+      else if (key == "documents") info.documents = std::atoll(value.c_str());
+      else if (key == "chunks") info.chunks = std::atoll(value.c_str());
+      else if (key == "chunk_size") info.chunk_size = std::atoll(value.c_str());
+    }
+    if (rc != SQLITE_DONE) return InvalidArgument("knowledge-base artifact: " + std::string(sqlite3_errmsg(lease->get())));
+    if (format != std::to_string(kFormat)) return InvalidArgument("knowledge-base artifact has format '" + format + "'");
+    info.database_bytes = raw;
+    info.artifact_bytes = artifact.size();
+  }
+  return index;
+}
+
+Result<std::vector<SearchHit>> Index::run_search(sqlite3* db, const std::string& match, int limit) const {
+  static constexpr const char* kSql =
+      "SELECT d.id, d.title, d.path, h.heading, h.snip, h.score FROM "
+      "(SELECT doc, heading, snippet(chunks, 2, '<mark>', '</mark>', '…', 24) AS snip, rank AS score "
+      " FROM chunks WHERE chunks MATCH ?1 ORDER BY rank LIMIT ?2) AS h "
+      "JOIN docs d ON d.rowid = h.doc ORDER BY h.score";
+  Stmt q(db, kSql);
+  if (!q.ok()) return sql_error(db, "prepare search");
+  q.text(1, match);
+  q.integer(2, limit);
+  std::vector<SearchHit> hits;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    SearchHit h;
+    h.doc_id = q.column(0);
+    h.title = q.column(1);
+    h.path = q.column(2);
+    h.heading = q.column(3);
+    h.snippet = q.column(4);
+    h.score = -sqlite3_column_double(q.get(), 5);
+    hits.push_back(std::move(h));
+  }
+  if (rc != SQLITE_DONE) {
+    std::string msg = sqlite3_errmsg(db);
+    if (rc == SQLITE_ERROR) return InvalidArgument("bad query: " + msg);
+    return Internal("search: " + msg);
+  }
+  return hits;
+}
+
+Result<std::vector<SearchHit>> Index::search(std::string_view query, const SearchOptions& options) const {
+  int k = std::clamp(options.k, 1, 50);
+  if (query.size() > 1000) return InvalidArgument("the query is longer than 1000 bytes");
+  std::string match = options.advanced ? std::string(query) : quote_query(query, false);
+  if (match.find_first_not_of(" \t\r\n") == std::string::npos)
+    return InvalidArgument("the query has no word to search for");
+  auto lease = checkout();
+  if (!lease.ok()) return lease.status();
+  // Up to three chunks a document, so k documents usually come out of one query.
+  auto collect = [&](const std::string& m) -> Result<std::vector<SearchHit>> {
+    auto rows = run_search(lease->get(), m, k * 3);
+    if (!rows.ok()) return rows.status();
+    std::vector<SearchHit> out;
+    for (SearchHit& h : *rows) {
+      bool seen = false;
+      for (const SearchHit& o : out) seen |= o.doc_id == h.doc_id;
+      if (!seen) out.push_back(std::move(h));
+      if (static_cast<int>(out.size()) == k) break;
+    }
+    return out;
+  };
+  auto hits = collect(match);
+  if (!hits.ok() || options.advanced || !hits->empty()) return hits;
+  // Nothing has every word: rank by any word instead.
+  std::string any = quote_query(query, true);
+  if (any == match) return hits;
+  return collect(any);
+}
+
+Result<DocumentText> Index::document(std::string_view id) const {
+  auto lease = checkout();
+  if (!lease.ok()) return lease.status();
+  sqlite3* db = lease->get();
+  Stmt d(db, "SELECT id, title, path, first_chunk, chunk_count FROM docs WHERE id = ?1");
+  if (!d.ok()) return sql_error(db, "prepare document");
+  d.text(1, id);
+  int rc = sqlite3_step(d.get());
+  if (rc == SQLITE_DONE) return NotFound("no document with id '" + std::string(id) + "'");
+  if (rc != SQLITE_ROW) return sql_error(db, "document");
+  DocumentText out;
+  out.id = d.column(0);
+  out.title = d.column(1);
+  out.path = d.column(2);
+  int64_t first = sqlite3_column_int64(d.get(), 3);
+  int64_t count = sqlite3_column_int64(d.get(), 4);
+  out.chunks = static_cast<int>(count);
+  Stmt c(db, "SELECT body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid");
+  if (!c.ok()) return sql_error(db, "prepare chunks");
+  c.integer(1, first);
+  c.integer(2, first + count - 1);
+  while ((rc = sqlite3_step(c.get())) == SQLITE_ROW) {
+    if (!out.text.empty()) out.text += "\n\n";
+    out.text += c.column(0);
+  }
+  if (rc != SQLITE_DONE) return sql_error(db, "chunks");
+  return out;
+}
+
+}  // namespace memgate::kb

@@ -1,0 +1,158 @@
+// Index: the knowledge base as an SQLite FTS5 database, built from a corpus,
+// shipped as an artifact, and queried by many threads at once.
+//
+// build_artifact() reads and chunks the corpus (on a worker pool when given one),
+// writes every chunk into an in-memory database with an FTS5 table (porter
+// stemming over unicode61 tokens; columns title, heading, body), then returns the
+// database image (sqlite3_serialize) compressed with zstd: the artifact.
+//
+// Index::open() turns an artifact back into a queryable index without indexing:
+// the image is decompressed once into one buffer, and every connection of the
+// pool is a read-only sqlite3_deserialize over that same buffer, so N
+// connections cost one image plus N small page caches. Queries check a
+// connection out of the pool (opening one more, up to the pool size, when all
+// are busy), so concurrent queries never serialize on one connection.
+//
+// Ranking is bm25 with the title weighted above the section heading and both
+// above the body; snippets mark matches with <mark>...</mark>.
+//
+// Index is thread-safe. An Index is immutable once opened; a refresh opens a new
+// one and swaps a shared_ptr, so queries in flight finish on the old one.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "memgate/base/status.h"
+
+struct sqlite3;
+
+namespace memgate {
+class WorkerPool;
+}
+
+namespace memgate::kb {
+
+struct BuildProgress {
+  size_t files_done = 0;
+  size_t files_total = 0;
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+  std::chrono::milliseconds elapsed{0};
+  bool finished = false;
+  // Estimated time left, from the bytes done so far; 0 when unknown.
+  std::chrono::milliseconds eta() const;
+  int percent() const;
+};
+using ProgressFn = std::function<void(const BuildProgress&)>;
+
+struct BuildOptions {
+  size_t chunk_size = 1200;        // KB_CHUNK_SIZE
+  WorkerPool* workers = nullptr;   // parse files in parallel; null: on the calling thread
+  ProgressFn progress;             // called at most every progress_every, and once at the end
+  std::chrono::milliseconds progress_every{1000};
+  std::stop_token stop;            // a requested stop ends the build with kCancelled
+  int zstd_level = 3;
+};
+
+struct BuildStats {
+  size_t files = 0;
+  size_t documents = 0;
+  size_t chunks = 0;
+  uint64_t source_bytes = 0;    // bytes read from the corpus
+  uint64_t database_bytes = 0;  // the serialized image
+  uint64_t artifact_bytes = 0;  // compressed
+  std::string fingerprint;      // corpus_fingerprint of what was indexed
+  std::chrono::milliseconds index_time{0};    // reading, chunking, inserting, optimizing
+  std::chrono::milliseconds compress_time{0}; // serializing and compressing
+};
+
+// Builds the index of the corpus in `dir` and returns the artifact. Fails with
+// kInvalidArgument when dir is not a folder, kCancelled when stopped.
+Result<std::string> build_artifact(const std::string& dir, const BuildOptions& options, BuildStats* stats = nullptr);
+
+struct SearchOptions {
+  int k = 10;             // hits wanted, 1..50
+  bool advanced = false;  // the query is FTS5 syntax; otherwise every word is quoted
+};
+
+struct SearchHit {
+  std::string doc_id;
+  std::string title;
+  std::string path;
+  std::string heading;  // the section the hit is in
+  std::string snippet;  // with <mark>...</mark> around matches
+  double score = 0;     // higher is better (the negated bm25)
+};
+
+struct DocumentText {
+  std::string id;
+  std::string title;
+  std::string path;
+  std::string text;  // the chunks joined with blank lines
+  int chunks = 0;
+};
+
+struct IndexInfo {
+  std::string fingerprint;  // of the corpus it was built from
+  std::string built_at;     // ISO 8601, UTC
+  int64_t documents = 0;
+  int64_t chunks = 0;
+  int64_t chunk_size = 0;
+  uint64_t database_bytes = 0;
+  uint64_t artifact_bytes = 0;
+};
+
+// The FTS5 query default mode runs for `text`: each word quoted (so no operator,
+// column filter or prefix syntax survives), joined with spaces (all words) or
+// with " OR " (any word). Empty when `text` has no word.
+std::string quote_query(std::string_view text, bool any_word);
+
+class Index {
+ public:
+  // Opens an artifact made by build_artifact. kInvalidArgument when it is not
+  // one (bad magic, failed checksum, not a database of ours). `pool_size` caps
+  // the connections opened for concurrent queries.
+  static Result<std::shared_ptr<Index>> open(std::string_view artifact, int pool_size = 8);
+  ~Index();
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  // The best hits, at most one per document. kInvalidArgument with SQLite's reason
+  // for an advanced query it rejects, or for a query with no word in it.
+  Result<std::vector<SearchHit>> search(std::string_view query, const SearchOptions& options) const;
+  // The document with this id; kNotFound when there is none.
+  Result<DocumentText> document(std::string_view id) const;
+
+  const IndexInfo& info() const { return info_; }
+  // Connections opened so far (for tests and metrics).
+  int connections_opened() const;
+
+ private:
+  class Lease;
+  Index() = default;
+  Result<sqlite3*> open_connection() const;
+  Result<Lease> checkout() const;
+  void checkin(sqlite3* db) const;
+  Result<std::vector<SearchHit>> run_search(sqlite3* db, const std::string& match, int limit) const;
+
+  void* image_ = nullptr;  // sqlite3_malloc64'd, shared read-only by every connection
+  uint64_t image_size_ = 0;
+  int pool_size_ = 8;
+  IndexInfo info_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable std::vector<sqlite3*> idle_;  // guarded by mu_
+  mutable int opened_ = 0;              // guarded by mu_
+};
+
+}  // namespace memgate::kb
