@@ -1,0 +1,188 @@
+// The memory guard in the real binary, with a real redis-server and low
+// thresholds: a test route drives the heap over them, heavy routes shed while
+// health stays 200, a snapshot lands in the Redis stream and in
+// /debug/memory/history, releasing the memory lifts every action, and /metrics
+// shows each step. Also: per-route allocation accounting and heap profiles.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
+
+#include "tests/integration/http_client.h"
+#include "tests/integration/server_process.h"
+#include "tests/support/redis_server.h"
+
+namespace memgate::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+json::object get_json(uint16_t port, const std::string& path) {
+  HttpReply r = http_get(port, path);
+  EXPECT_EQ(r.status, 200) << path << ": " << r.error << r.body;
+  boost::system::error_code ec;
+  auto v = json::parse(r.body, ec);
+  if (ec || !v.is_object()) return {};
+  return v.as_object();
+}
+
+// A keep-alive request: the server decides whether to close.
+HttpReply keepalive_get(uint16_t port) { return http_raw(port, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"); }
+
+bool action(uint16_t admin, const std::string& name) {
+  json::object m = get_json(admin, "/debug/memory");
+  return m.contains("guard") && m.at("guard").at("actions").at(name).as_bool();
+}
+
+std::string metric_line(const std::string& metrics, const std::string& prefix) {
+  size_t at = metrics.find("\n" + prefix);
+  if (at == std::string::npos) return "";
+  size_t end = metrics.find('\n', at + 1);
+  return metrics.substr(at + 1, end - at - 1);
+}
+
+TEST(MemoryGuard, PressureShedsHeavyRoutesWritesASnapshotAndReleasingMemoryClearsIt) {
+  auto redis = RedisServer::start();
+  ASSERT_TRUE(redis.ok()) << redis.status().to_string();
+  std::string dir = temp_dir("memgate-guard");
+  auto server = ServerProcess::start({{"REDIS_URL", (*redis)->url()},
+                                      {"MEMGATE_TEST_ROUTES", "1"},
+                                      {"MEMGATE_TEST_HEAVY_MODULES", "1"},
+                                      {"MEMGATE_TEST_BUILD_MB", "4"},
+                                      {"MEMGATE_TEST_KEEP_MB", "1"},
+                                      {"STAGE_DELAY", "0s"},
+                                      {"MONITOR_INTERVAL", "100ms"},
+                                      {"HEAP_ALERT_THRESHOLD", "64MB"},
+                                      {"HEAP_SHED_THRESHOLD", "96MB"},
+                                      {"INSTANCE_ID", "guarded"},
+                                      {"COORD_LOCAL_DIR", dir}});
+  ASSERT_NE(server, nullptr);
+  uint16_t port = server->port(), admin = server->admin_port();
+  ASSERT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
+  EXPECT_EQ(http_get(port, "/api/test-heavy-1").status, 200);
+  EXPECT_FALSE(action(admin, "shed"));
+
+  // Over both thresholds.
+  ASSERT_EQ(http_get(port, "/test/alloc?kb=131072&hold=1").status, 200);
+  ASSERT_TRUE(wait_until([&] { return action(admin, "shed"); }, 10s)) << server->log();
+  HttpReply shed = http_get(port, "/api/test-heavy-1");
+  EXPECT_EQ(shed.status, 503);
+  EXPECT_FALSE(shed.header("retry-after").empty());
+  EXPECT_EQ(http_get(port, "/healthz").status, 200) << "health never sheds";
+  EXPECT_EQ(http_get(admin, "/metrics").status, 200) << "admin never sheds";
+  EXPECT_TRUE(action(admin, "alert"));
+  EXPECT_TRUE(action(admin, "refuse_optional_init"));
+  EXPECT_TRUE(action(admin, "disable_keepalive"));
+  EXPECT_EQ(keepalive_get(port).header("connection"), "close");
+  std::string metrics = http_get(admin, "/metrics").body;
+  EXPECT_EQ(metric_line(metrics, "memgate_guard_action_in_force{action=\"shed\"}"),
+            "memgate_guard_action_in_force{action=\"shed\"} 1");
+  EXPECT_NE(metric_line(metrics, "http_shed_requests_total"), "http_shed_requests_total 0");
+
+  // The snapshot is in the Redis stream, and history reads it from there.
+  json::object history = get_json(admin, "/debug/memory/history");
+  EXPECT_EQ(history.at("source"), "redis");
+  ASSERT_FALSE(history.at("snapshots").as_array().empty());
+  const auto& snap = history.at("snapshots").as_array()[0];
+  EXPECT_EQ(snap.at("instance"), "guarded");
+  EXPECT_TRUE(snap.at("stream_id").is_string());
+  EXPECT_GT(snap.at("memory").at("allocator").at("allocated").to_number<double>(), 64 << 20);
+  // The alert fired while /test/alloc was still running (a request is accounted
+  // when it ends), so its top routes are those finished before it.
+  EXPECT_TRUE(snap.at("top_routes").is_array());
+  EXPECT_TRUE(snap.at("actions").is_array());
+
+  // Releasing the memory lifts everything.
+  ASSERT_EQ(http_get(port, "/test/free").status, 200);
+  ASSERT_TRUE(wait_until([&] { return !action(admin, "shed") && !action(admin, "alert"); }, 10s)) << server->log();
+  EXPECT_EQ(http_get(port, "/api/test-heavy-1").status, 200);
+  EXPECT_NE(keepalive_get(port).header("connection"), "close");
+  metrics = http_get(admin, "/metrics").body;
+  EXPECT_EQ(metric_line(metrics, "memgate_guard_action_in_force{action=\"shed\"}"),
+            "memgate_guard_action_in_force{action=\"shed\"} 0");
+  EXPECT_EQ(metric_line(metrics, "memgate_guard_action_changes_total{action=\"shed\"}"),
+            "memgate_guard_action_changes_total{action=\"shed\"} 1");
+  EXPECT_NE(metric_line(metrics, "memgate_guard_alerts_total"), "memgate_guard_alerts_total 0");
+  EXPECT_NE(server->log().find("memory action shed lifted"), std::string::npos);
+  // Once over, the request that caused it heads the routes by bytes held.
+  json::object routes = get_json(admin, "/debug/memory/routes");
+  if (routes.at("available").as_bool()) {
+    EXPECT_EQ(routes.at("by_allocated").as_array()[0].at("route"), "/test/alloc") << routes;
+  }
+  remove_tree(dir);
+}
+
+TEST(AllocationAccounting, ARouteThatAllocatesAKnownSizeIsReportedWithThatMany) {
+  auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"}});
+  ASSERT_NE(server, nullptr);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(http_get(server->port(), "/test/alloc?kb=2048").status, 200);
+  json::object routes = get_json(server->admin_port(), "/debug/memory/routes");
+  if (!routes.at("available").as_bool()) GTEST_SKIP() << "allocator without thread counters";
+  const json::object* row = nullptr;
+  for (auto& r : routes.at("by_allocated").as_array())
+    if (r.at("route") == "/test/alloc") row = &r.as_object();
+  ASSERT_NE(row, nullptr) << routes;
+  EXPECT_EQ(row->at("requests").to_number<int64_t>(), 4);
+  int64_t per_request = row->at("allocated_per_request").to_number<int64_t>();
+  EXPECT_GE(per_request, 2048 * 1024);
+  EXPECT_LT(per_request, 2048 * 1024 + 64 * 1024) << "within the allocator's rounding";
+  EXPECT_LT(row->at("held_bytes").to_number<int64_t>(), 64 * 1024) << "nothing kept";
+  std::string metrics = http_get(server->admin_port(), "/metrics").body;
+  EXPECT_NE(metrics.find("http_request_allocated_bytes_count{route=\"/test/alloc\"} 4"), std::string::npos);
+}
+
+TEST(AllocationAccounting, WorkOnTheWorkerPoolCountsForItsRoute) {
+  auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"}});
+  ASSERT_NE(server, nullptr);
+  ASSERT_EQ(http_get(server->port(), "/test/sleep?ms=1").status, 200);
+  json::object routes = get_json(server->admin_port(), "/debug/memory/routes");
+  if (!routes.at("available").as_bool()) GTEST_SKIP();
+  bool found = false;
+  for (auto& r : routes.at("by_allocated").as_array())
+    if (r.at("route") == "/test/sleep") {
+      found = true;
+      EXPECT_GT(r.at("allocated_bytes").to_number<int64_t>(), 0);
+    }
+  EXPECT_TRUE(found) << routes;
+}
+
+TEST(HeapProfile, PprofHeapIsReadByJeprofAndNamesTheAllocatingFunction) {
+  auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"}, {"MEMGATE_HEAP_PROFILE", "1"}});
+  ASSERT_NE(server, nullptr);
+  HttpReply off = http_get(server->admin_port(), "/debug/memory");
+  if (json::parse(off.body).at("allocator").at("name") != "jemalloc") GTEST_SKIP() << "not a jemalloc build";
+  ASSERT_EQ(http_get(server->port(), "/test/alloc?kb=65536&hold=1").status, 200);
+  HttpReply heap = http_get(server->admin_port(), "/debug/pprof/heap");
+  ASSERT_EQ(heap.status, 200) << heap.body;
+  ASSERT_EQ(heap.body.rfind("heap_v2/", 0), 0u) << heap.body.substr(0, 100);
+  std::string dir = temp_dir("memgate-pprof");
+  std::string path = dir + "/memgate.heap";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << heap.body;
+  }
+  std::string cmd = "jeprof --text --cum " + memgate_binary() + " " + path + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string text;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) text.append(buf, n);
+  int rc = pclose(p);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("Total:"), std::string::npos) << text;
+  EXPECT_NE(text.find("memgate_test_allocate"), std::string::npos) << text;
+  remove_tree(dir);
+}
+
+TEST(HeapProfile, WithoutProfilingPprofSaysHowToTurnItOn) {
+  auto server = ServerProcess::start();
+  ASSERT_NE(server, nullptr);
+  HttpReply r = http_get(server->admin_port(), "/debug/pprof/heap");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("MEMGATE_HEAP_PROFILE=1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace memgate::testing
