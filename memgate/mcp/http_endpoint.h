@@ -1,0 +1,27 @@
+// The MCP endpoint on the HTTP router: POST /mcp runs the dispatcher on the
+// worker pool (tool calls may block on a query); GET and DELETE answer 405 on
+// the IO thread. Thread-safe; the server must outlive the routes (it is held
+// by shared_ptr).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "memgate/base/status.h"
+#include "memgate/http/router.h"
+#include "memgate/mcp/server.h"
+
+namespace memgate {
+class WorkerPool;
+}
+
+namespace memgate::mcp {
+
+// Installs (or replaces) the endpoint's POST, GET and DELETE handlers at `path`.
+Status install_endpoint(http::Router& router, const std::string& path, std::shared_ptr<const McpServer> server,
+                        WorkerPool& workers);
+
+// The HTTP reply as a memgate response.
+http::Response to_response(HttpReply reply);
+
+}  // namespace memgate::mcp
