@@ -45,13 +45,6 @@ void print(const std::string& text, FILE* to) {
 
 int main(int argc, char** argv) {
   reexec_for_heap_profiling(argv);
-  // Block the stop signals before any thread exists, so every thread inherits the
-  // mask and App::run() receives them with sigwait.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::string> args(argv, argv + argc);

@@ -11,9 +11,14 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -488,21 +493,43 @@ void App::stop() { impl_->stop(); }
 uint16_t App::port() const { return impl_->public_server ? impl_->public_server->port() : 0; }
 uint16_t App::admin_port() const { return impl_->admin_server ? impl_->admin_server->port() : 0; }
 
+namespace {
+
+// The stop signals reach the main thread through a pipe: the handler, which may
+// run on any thread (a profiler's preloaded library can start threads of its own
+// before main, so a signal mask cannot cover them all), only writes the signal
+// number; the main thread blocks reading it.
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int sig) {
+  int saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t ignored = ::write(g_signal_pipe[1], &b, 1);
+  (void)ignored;
+  errno = saved;
+}
+
+}  // namespace
+
 int App::run() {
-  // Block the stop signals in every thread the servers start; the main thread
-  // waits for them below.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    spdlog::error("memgate cannot start: pipe: {}", std::strerror(errno));
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
   if (Status s = start(); !s.ok()) {
     spdlog::error("memgate cannot start: {}", s.to_string());
     // A bad setting is a configuration error (exit 2, as for the config table).
     return s.code() == Code::kInvalidArgument ? 2 : 1;
   }
-  int sig = 0;
-  sigwait(&set, &sig);
+  unsigned char sig = 0;
+  while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+  }
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   stop();
   return 0;
