@@ -11,6 +11,7 @@
 #include "memgate/base/config.h"
 #include "memgate/base/units.h"
 #include "memgate/base/logging.h"
+#include "memgate/kb/kb_cli.h"
 #include "memgate/server/app.h"
 
 namespace {
@@ -44,6 +45,8 @@ void print(const std::string& text, FILE* to) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `memgate kb ...` is an offline tool with its own options.
+  if (argc > 1 && std::string(argv[1]) == "kb") return memgate::kb::run_kb_cli(argc, argv);
   reexec_for_heap_profiling(argv);
   std::signal(SIGPIPE, SIG_IGN);
 

@@ -239,7 +239,8 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
     pipe->cv.notify_all();
   };
   if (options.workers) {
-    for (size_t i = 0; i < options.workers->size() && i < pipe->files.size(); ++i)
+    size_t helpers = options.max_helpers ? std::min(options.max_helpers, options.workers->size()) : options.workers->size();
+    for (size_t i = 0; i < helpers && i < pipe->files.size(); ++i)
       options.workers->post([pipe] { pipe->help(); });
   }
 
@@ -448,7 +449,10 @@ void Index::checkin(sqlite3* db) const {
   cv_.notify_one();
 }
 
-Result<std::shared_ptr<Index>> Index::open(std::string_view artifact, int pool_size) {
+namespace {
+
+// Checks the header and frame; returns the image size.
+Result<uint64_t> check_artifact(std::string_view artifact) {
   if (artifact.size() < kHeaderSize || std::memcmp(artifact.data(), kMagic, 4) != 0)
     return InvalidArgument("not a knowledge-base artifact (bad magic)");
   if (static_cast<uint8_t>(artifact[4]) != kFormat)
@@ -461,6 +465,25 @@ Result<std::shared_ptr<Index>> Index::open(std::string_view artifact, int pool_s
   if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw || raw > kMaxImage ||
       raw < 512)
     return InvalidArgument("knowledge-base artifact: the compressed frame does not match its header");
+  return raw;
+}
+
+}  // namespace
+
+Result<std::string> artifact_database(std::string_view artifact) {
+  auto raw = check_artifact(artifact);
+  if (!raw.ok()) return raw.status();
+  std::string out(*raw, '\0');
+  size_t got = ZSTD_decompress(out.data(), out.size(), artifact.data() + kHeaderSize, artifact.size() - kHeaderSize);
+  if (ZSTD_isError(got) || got != *raw) return InvalidArgument("knowledge-base artifact does not decompress");
+  return out;
+}
+
+Result<std::shared_ptr<Index>> Index::open(std::string_view artifact, int pool_size) {
+  auto checked = check_artifact(artifact);
+  if (!checked.ok()) return checked.status();
+  uint64_t raw = *checked;
+  std::string_view frame = artifact.substr(kHeaderSize);
   std::shared_ptr<Index> index(new Index());
   index->pool_size_ = std::max(1, pool_size);
   index->image_ = sqlite3_malloc64(raw);

@@ -58,6 +58,7 @@ using ProgressFn = std::function<void(const BuildProgress&)>;
 struct BuildOptions {
   size_t chunk_size = 1200;        // KB_CHUNK_SIZE
   WorkerPool* workers = nullptr;   // parse files in parallel; null: on the calling thread
+  size_t max_helpers = 0;          // tasks posted to `workers`; 0: one per worker
   ProgressFn progress;             // called at most every progress_every, and once at the end
   std::chrono::milliseconds progress_every{1000};
   std::stop_token stop;            // a requested stop ends the build with kCancelled
@@ -79,6 +80,10 @@ struct BuildStats {
 // Builds the index of the corpus in `dir` and returns the artifact. Fails with
 // kInvalidArgument when dir is not a folder, kCancelled when stopped.
 Result<std::string> build_artifact(const std::string& dir, const BuildOptions& options, BuildStats* stats = nullptr);
+
+// The SQLite database inside an artifact (the image sqlite3_serialize gave),
+// e.g. to open it with the sqlite3 shell. kInvalidArgument as Index::open.
+Result<std::string> artifact_database(std::string_view artifact);
 
 struct SearchOptions {
   int k = 10;             // hits wanted, 1..50

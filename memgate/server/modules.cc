@@ -1,6 +1,7 @@
 #include "memgate/server/modules.h"
 
 #include "examples/prime_table_module.h"
+#include "memgate/kb/kb_module.h"
 #include "memgate/server/test_modules.h"
 
 namespace memgate::server {
@@ -11,6 +12,10 @@ Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLooku
   auto primes = examples::make_prime_table_module(env);
   if (!primes.ok()) return primes.status();
   modules.push_back(*primes);
+
+  auto kb = kb::make_kb_module(config, env);
+  if (!kb.ok()) return kb.status();
+  modules.push_back(*kb);
 
   auto tests = test_modules(config, env);
   if (!tests.ok()) return tests.status();

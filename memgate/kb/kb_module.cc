@@ -1,0 +1,464 @@
+// The kb module.
+//
+// The serving index is one shared_ptr behind a mutex: handlers copy it per
+// request, load() and the refresh path replace it. An index in use by a query
+// stays alive until that query lets go, so a swap never fails a request; the old
+// image is freed by whichever request finishes last.
+//
+// The refresh job and the watcher share the fleet's artifact slot with start-up:
+// the refreshed artifact is published under the same name and version the
+// loader's fleet_once reads ("init:mcp-kb"), wrapped with the builder's id like
+// the loader's own, so an instance that restarts within the done flag's TTL
+// loads the newest index, not the one the fleet started with.
+#include "memgate/kb/kb_module.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "memgate/base/worker_pool.h"
+#include "memgate/coord/coordinator.h"
+#include "memgate/kb/corpus.h"
+#include "memgate/kb/index.h"
+#include "memgate/kb/routes.h"
+#include "memgate/mcp/http_endpoint.h"
+#include "memgate/mcp/server.h"
+#include "memgate/startup/fleet.h"
+
+namespace memgate::kb {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+struct Settings {
+  bool enabled = false;
+  std::string corpus_dir;
+  std::string artifact_file;
+  size_t chunk_size = 1200;
+  int pool_size = 4;
+  milliseconds refresh_period{300'000};
+  milliseconds watch_interval{10'000};
+  SizeSpec heap_gate = SizeSpec::Bytes(1536ull << 20);
+  mcp::ServerOptions mcp;
+};
+
+std::string mib(uint64_t bytes) { return format_bytes(bytes); }
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Unavailable("cannot open '" + path + "'");
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+json::object search_output_schema() {
+  return json::parse(R"({
+    "type": "object",
+    "properties": {
+      "query": {"type": "string"},
+      "hits": {
+        "type": "array",
+        "items": {
+          "type": "object",
+          "properties": {
+            "id": {"type": "string", "description": "document id, for get_document"},
+            "title": {"type": "string"},
+            "path": {"type": "string"},
+            "heading": {"type": "string"},
+            "score": {"type": "number", "description": "bm25, higher is better"},
+            "snippet": {"type": "string", "description": "matches marked with <mark></mark>"}
+          },
+          "required": ["id", "title", "path", "heading", "score", "snippet"]
+        }
+      }
+    },
+    "required": ["query", "hits"]
+  })").as_object();
+}
+
+class KbModule final : public startup::Module, public std::enable_shared_from_this<KbModule> {
+ public:
+  explicit KbModule(Settings s) : s_(std::move(s)) {}
+  ~KbModule() override { stop(); }
+
+  std::string name() const override { return "kb"; }
+  int stage() const override { return 1; }
+  startup::FlagSpec flag() const override { return {"ENABLE_KB_SERVICE", false}; }
+  std::optional<SizeSpec> memory_gate() const override { return s_.heap_gate; }
+  std::optional<startup::FleetSpec> fleet() const override {
+    const coord::FleetTaskSpec& t = coord::kMcpKbInit;
+    return startup::FleetSpec{std::string(t.lock_key), t.lock_ttl, std::string(t.done_key), t.done_ttl,
+                              version()};
+  }
+  std::vector<startup::RouteDecl> routes() const override {
+    return {{http::Method::kGet, "/api/kb/search"}, {http::Method::kGet, "/api/kb/docs/*"},
+            {http::Method::kGet, "/api/kb/info"},   {http::Method::kPost, "/mcp"},
+            {http::Method::kGet, "/mcp"},           {http::Method::kDelete, "/mcp"}};
+  }
+  std::vector<jobs::JobSpec> jobs() override {
+    if (!s_.enabled || s_.corpus_dir.empty()) return {};
+    std::weak_ptr<KbModule> weak = weak_from_this();
+    return {{"kb-refresh", s_.refresh_period, [weak](std::stop_token stop) -> Status {
+               auto self = weak.lock();
+               return self ? self->refresh(stop) : Status::Ok();
+             }}};
+  }
+
+  Result<std::string> build(startup::ModuleContext& ctx) override {
+    if (!s_.artifact_file.empty()) {
+      auto bytes = read_file(s_.artifact_file);
+      Status why = bytes.status();
+      if (bytes.ok()) {
+        auto probe = Index::open(*bytes, 1);
+        if (probe.ok()) {
+          spdlog::info("kb: using KB_ARTIFACT_FILE {} ({}, {} documents)", s_.artifact_file, mib(bytes->size()),
+                       (*probe)->info().documents);
+          return bytes;
+        }
+        why = probe.status();
+      }
+      if (s_.corpus_dir.empty())
+        return InvalidArgument("KB_ARTIFACT_FILE='" + s_.artifact_file + "' is not usable: " + why.message());
+      spdlog::warn("kb: KB_ARTIFACT_FILE {} is not usable ({}); indexing KB_CORPUS_DIR instead", s_.artifact_file,
+                   why.message());
+    }
+    return index_corpus(&ctx.workers, ctx.stop, ctx.workers.size());
+  }
+
+  Status load(std::string_view artifact, startup::ModuleContext& ctx) override {
+    auto index = Index::open(artifact, s_.pool_size);
+    if (!index.ok()) return index.status();
+    const IndexInfo& info = (*index)->info();
+    spdlog::info("kb: ready: {} documents, {} chunks, database {}, corpus {}", info.documents, info.chunks,
+                 mib(info.database_bytes), info.fingerprint);
+    swap(*index);
+    std::lock_guard lock(wiring_mu_);
+    if (installed_) return Status::Ok();
+    coordinator_ = ctx.coordinator;
+    workers_ = &ctx.workers;
+    instance_id_ = ctx.instance_id;
+    std::weak_ptr<KbModule> weak = weak_from_this();
+    CurrentIndex current = [weak]() -> std::shared_ptr<const Index> {
+      auto self = weak.lock();
+      return self ? self->current() : nullptr;
+    };
+    if (Status st = install_rest_routes(ctx.router, current, ctx.workers); !st.ok()) return st;
+    auto server = std::make_shared<mcp::McpServer>(s_.mcp);
+    add_tools(*server, current);
+    if (Status st = mcp::install_endpoint(ctx.router, "/mcp", server, ctx.workers); !st.ok()) return st;
+    installed_ = true;
+    if (coordinator_ && s_.watch_interval.count() > 0)
+      watcher_ = std::jthread([this](std::stop_token stop) { watch(stop); });
+    return Status::Ok();
+  }
+
+  void stop() override {
+    if (watcher_.joinable()) {
+      watcher_.request_stop();
+      watch_cv_.notify_all();
+      watcher_.join();
+    }
+    std::lock_guard lock(mu_);
+    index_.reset();
+  }
+
+ private:
+  std::string version() const { return "kb1-c" + std::to_string(s_.chunk_size); }
+
+  std::shared_ptr<const Index> current() const {
+    std::lock_guard lock(mu_);
+    return index_;
+  }
+  void swap(std::shared_ptr<Index> next) {
+    std::shared_ptr<const Index> old;
+    {
+      std::lock_guard lock(mu_);
+      old = std::move(index_);
+      index_ = std::move(next);
+    }
+    // `old` is released here, outside the lock (queries may still hold it).
+  }
+
+  Result<std::string> index_corpus(WorkerPool* workers, std::stop_token stop, size_t helpers) {
+    BuildOptions o;
+    o.chunk_size = s_.chunk_size;
+    o.workers = workers;
+    o.max_helpers = helpers;
+    o.stop = stop;
+    o.progress = [](const BuildProgress& p) {
+      if (p.finished) return;
+      spdlog::info("kb: indexing {}% ({}/{} files, {} of {}), ETA {}s", p.percent(), p.files_done, p.files_total,
+                   format_bytes(p.bytes_done), format_bytes(p.bytes_total), (p.eta().count() + 999) / 1000);
+    };
+    BuildStats stats;
+    auto artifact = build_artifact(s_.corpus_dir, o, &stats);
+    if (!artifact.ok()) return artifact.status();
+    double seconds = static_cast<double>((stats.index_time + stats.compress_time).count()) / 1000.0;
+    spdlog::info(
+        "kb: indexed {} documents ({} chunks) from {} in {:.2f}s ({:.1f} MB/s); database {}, artifact {} (zstd)",
+        stats.documents, stats.chunks, s_.corpus_dir, seconds,
+        seconds > 0 ? static_cast<double>(stats.source_bytes) / 1e6 / seconds : 0.0, mib(stats.database_bytes),
+        mib(stats.artifact_bytes));
+    return artifact;
+  }
+
+  void add_tools(mcp::McpServer& server, const CurrentIndex& current) {
+    mcp::Tool search;
+    search.name = "search_knowledge_base";
+    search.title = "Search the knowledge base";
+    search.description =
+        "Full-text search over the knowledge base (bm25 ranking, titles weighted above body text). Returns the best "
+        "matching documents with a highlighted snippet each; pass a hit's id to get_document for the whole text.";
+    search.input_schema = json::parse(R"({
+      "type": "object",
+      "properties": {
+        "query": {"type": "string", "description": "words to search for"},
+        "k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5, "description": "how many hits"}
+      },
+      "required": ["query"]
+    })").as_object();
+    search.output_schema = search_output_schema();
+    search.run = [current](const json::object& args) -> mcp::ToolResult {
+      const json::value* q = args.if_contains("query");
+      if (!q || !q->is_string()) return mcp::ToolResult::error("query must be a string");
+      int k = 5;
+      if (const json::value* kv = args.if_contains("k")) {
+        std::optional<int64_t> v;
+        if (kv->is_int64()) v = kv->as_int64();
+        else if (kv->is_uint64() && kv->as_uint64() <= 50) v = static_cast<int64_t>(kv->as_uint64());
+        else if (kv->is_double() && kv->as_double() == static_cast<double>(static_cast<int64_t>(kv->as_double())))
+          v = static_cast<int64_t>(kv->as_double());
+        if (!v || *v < 1 || *v > 50) return mcp::ToolResult::error("k must be a whole number from 1 to 50");
+        k = static_cast<int>(*v);
+      }
+      auto index = current();
+      if (!index) return mcp::ToolResult::error("the knowledge base is not loaded");
+      std::string query(q->as_string());
+      auto hits = index->search(query, {k, false});
+      if (!hits.ok()) return mcp::ToolResult::error(hits.status().message());
+      json::array list;
+      for (const SearchHit& h : *hits)
+        list.push_back(json::object{{"id", h.doc_id},
+                                    {"title", h.title},
+                                    {"path", h.path},
+                                    {"heading", h.heading},
+                                    {"score", h.score},
+                                    {"snippet", h.snippet}});
+      json::object structured{{"query", query}, {"hits", std::move(list)}};
+      return {json::serialize(structured), std::move(structured), false};
+    };
+    server.add_tool(std::move(search));
+
+    mcp::Tool get;
+    get.name = "get_document";
+    get.title = "Read a document";
+    get.description = "Returns the whole text of one knowledge-base document by the id search_knowledge_base gave.";
+    get.input_schema = json::parse(R"({
+      "type": "object",
+      "properties": {"id": {"type": "string", "description": "the document id from a search hit"}},
+      "required": ["id"]
+    })").as_object();
+    get.output_schema = json::parse(R"({
+      "type": "object",
+      "properties": {
+        "id": {"type": "string"}, "title": {"type": "string"}, "path": {"type": "string"},
+        "chunks": {"type": "integer"}, "text": {"type": "string"}
+      },
+      "required": ["id", "title", "path", "chunks", "text"]
+    })").as_object();
+    get.run = [current](const json::object& args) -> mcp::ToolResult {
+      const json::value* id = args.if_contains("id");
+      if (!id || !id->is_string()) return mcp::ToolResult::error("id must be a string");
+      auto index = current();
+      if (!index) return mcp::ToolResult::error("the knowledge base is not loaded");
+      auto doc = index->document(std::string_view(id->as_string()));
+      if (!doc.ok()) return mcp::ToolResult::error(doc.status().message());
+      json::object structured{
+          {"id", doc->id}, {"title", doc->title}, {"path", doc->path}, {"chunks", doc->chunks}, {"text", doc->text}};
+      return {"# " + doc->title + " (" + doc->path + ")\n\n" + doc->text, std::move(structured), false};
+    };
+    server.add_tool(std::move(get));
+  }
+
+  // kb-refresh: re-index once for the fleet when the corpus changed.
+  Status refresh(std::stop_token stop) {
+    auto index = current();
+    if (!index) return Status::Ok();  // not loaded (yet): start-up builds
+    auto files = scan_corpus(s_.corpus_dir);
+    if (!files.ok()) return files.status();
+    std::string fingerprint = corpus_fingerprint(*files);
+    if (fingerprint == index->info().fingerprint) return Status::Ok();
+    spdlog::info("kb-refresh: the corpus changed ({} -> {}); re-indexing", index->info().fingerprint, fingerprint);
+    // Half the pool at most, so queries keep workers while the refresh parses.
+    size_t helpers = workers_ ? std::max<size_t>(1, workers_->size() / 2) : 0;
+    std::string artifact;
+    auto publish = [&](const coord::Lease* lease) -> Status {
+      auto built = index_corpus(workers_, stop, helpers);
+      if (!built.ok()) return built.status();
+      artifact = std::move(*built);
+      if (!lease) return Status::Ok();
+      const coord::FleetTaskSpec& t = coord::kMcpKbInit;
+      std::string wrapped = startup::wrap_artifact(instance_id_, artifact);
+      if (Status st = coordinator_->publish_artifact(*lease, std::string(t.lock_key), wrapped, version(), t.done_ttl);
+          !st.ok())
+        return st;
+      return Status::Ok();
+    };
+    Status st;
+    if (coordinator_) {
+      const coord::FleetTaskSpec& t = coord::kMcpKbInit;
+      st = coordinator_->with_lock(std::string(t.lock_key), t.lock_ttl,
+                                   [&](const coord::Lease& lease, const coord::CancelSignal&) { return publish(&lease); });
+    } else {
+      st = publish(nullptr);
+    }
+    if (!st.ok()) return st;
+    auto next = Index::open(artifact, s_.pool_size);
+    if (!next.ok()) return next.status();
+    std::string now_fp = (*next)->info().fingerprint;
+    swap(*next);
+    if (coordinator_) {
+      json::object current_doc{{"fingerprint", now_fp}, {"built_by", instance_id_}, {"version", version()}};
+      if (Status s = coordinator_->set_json(kCurrentKey, current_doc, milliseconds(0)); !s.ok())
+        spdlog::warn("kb-refresh: could not record the new index at {}: {}", kCurrentKey, s.message());
+    }
+    spdlog::info("kb-refresh: published and swapped to the index of corpus {}", now_fp);
+    return Status::Ok();
+  }
+
+  // Every instance: follow the fleet's newest index.
+  void watch(std::stop_token stop) {
+    std::string last_bad;
+    while (!stop.stop_requested()) {
+      {
+        std::unique_lock lock(watch_mu_);
+        watch_cv_.wait_for(lock, stop, s_.watch_interval, [] { return false; });
+      }
+      if (stop.stop_requested()) return;
+      auto doc = coordinator_->get_json(kCurrentKey);
+      if (!doc.ok() || !*doc || !(*doc)->is_object()) continue;
+      const json::value* fp = (*doc)->as_object().if_contains("fingerprint");
+      const json::value* ver = (*doc)->as_object().if_contains("version");
+      if (!fp || !fp->is_string() || (ver && ver->is_string() && ver->as_string() != version())) continue;
+      std::string wanted(fp->as_string());
+      auto index = current();
+      if (!index || wanted == index->info().fingerprint || wanted == last_bad) continue;
+      auto read = coordinator_->read_artifact(std::string(coord::kMcpKbInit.lock_key), version());
+      if (!read.ok() || read->state != coord::ArtifactState::kOk) continue;
+      startup::Unwrapped u = startup::unwrap_artifact(read->bytes);
+      auto next = Index::open(u.bytes, s_.pool_size);
+      if (!next.ok()) {
+        spdlog::warn("kb: the fleet's new index does not open: {}", next.status().message());
+        last_bad = wanted;
+        continue;
+      }
+      if ((*next)->info().fingerprint != wanted) continue;  // published slot not updated yet
+      swap(*next);
+      spdlog::info("kb: swapped to the fleet's index of corpus {} (built by {})", wanted,
+                   u.builder.empty() ? "?" : std::string(u.builder));
+    }
+  }
+
+  Settings s_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const Index> index_;  // guarded by mu_
+  std::mutex wiring_mu_;
+  bool installed_ = false;  // guarded by wiring_mu_
+  coord::Coordinator* coordinator_ = nullptr;
+  WorkerPool* workers_ = nullptr;
+  std::string instance_id_;
+  std::mutex watch_mu_;
+  std::condition_variable_any watch_cv_;
+  std::jthread watcher_;
+};
+
+Status bad(const std::string& name, const std::string& value, const std::string& expected) {
+  return InvalidArgument(name + "='" + value + "' is not valid: expected " + expected);
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env) {
+  Settings s;
+  s.heap_gate = config.kb_heap_gate;
+  s.enabled = config.enable_kb_service;
+  if (auto flag = env("ENABLE_KB_SERVICE")) {
+    auto v = parse_bool(*flag);
+    if (v.ok()) s.enabled = *v;
+  }
+  s.pool_size = std::max(2, config.worker_threads);
+  if (auto v = env("KB_CORPUS_DIR"); v && !v->empty()) {
+    struct stat st {};
+    if (s.enabled && (::stat(v->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+      return bad("KB_CORPUS_DIR", *v, "a folder of Markdown, text or HTML files");
+    s.corpus_dir = *v;
+  }
+  if (auto v = env("KB_ARTIFACT_FILE"); v && !v->empty()) {
+    struct stat st {};
+    if (s.enabled && (::stat(v->c_str(), &st) != 0 || !S_ISREG(st.st_mode)))
+      return bad("KB_ARTIFACT_FILE", *v, "a file made by `memgate kb build DIR -o FILE`");
+    s.artifact_file = *v;
+  }
+  if (s.enabled && s.corpus_dir.empty() && s.artifact_file.empty())
+    return InvalidArgument(
+        "ENABLE_KB_SERVICE=true needs KB_CORPUS_DIR (a folder to index) or KB_ARTIFACT_FILE (an index built by "
+        "`memgate kb build`)");
+  if (auto v = env("KB_CHUNK_SIZE")) {
+    auto n = parse_int(*v, 200, 65536);
+    if (!n.ok()) return bad("KB_CHUNK_SIZE", *v, "a number of bytes from 200 to 65536");
+    s.chunk_size = static_cast<size_t>(*n);
+  }
+  if (auto v = env("KB_QUERY_CONNECTIONS")) {
+    auto n = parse_int(*v, 1, 256);
+    if (!n.ok()) return bad("KB_QUERY_CONNECTIONS", *v, "a whole number from 1 to 256");
+    s.pool_size = static_cast<int>(*n);
+  }
+  if (auto v = env("KB_REFRESH_PERIOD")) {
+    auto d = parse_duration(*v);
+    if (!d.ok() || d->count() < 1000) return bad("KB_REFRESH_PERIOD", *v, "a duration of at least 1s, such as 5m");
+    s.refresh_period = *d;
+  }
+  if (auto v = env("KB_WATCH_INTERVAL")) {
+    auto d = parse_duration(*v);
+    if (!d.ok()) return bad("KB_WATCH_INTERVAL", *v, std::string(kDurationForm) + " (0s: do not watch)");
+    s.watch_interval = *d;
+  }
+  if (auto v = env("MCP_AUTH_TOKEN"); v && !v->empty()) {
+    for (char c : *v)
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F)
+        return InvalidArgument("MCP_AUTH_TOKEN is not valid: a token has no spaces or control characters");
+    s.mcp.auth_token = *v;
+  }
+  if (auto v = env("MCP_ALLOWED_ORIGINS")) {
+    std::vector<std::string> origins = mcp::split_list(*v);
+    for (const std::string& o : origins) {
+      bool scheme = o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0;
+      size_t host = o.find("://");
+      bool has_path = host != std::string::npos && o.find('/', host + 3) != std::string::npos;
+      if (o != "*" && (!scheme || has_path || o.size() <= host + 3))
+        return bad("MCP_ALLOWED_ORIGINS", *v, "a comma-separated list of origins such as https://app.example:8443, or *");
+    }
+    if (origins.empty()) return bad("MCP_ALLOWED_ORIGINS", *v, "at least one origin, or *");
+    s.mcp.allowed_origins = std::move(origins);
+  }
+  s.mcp.name = "memgate-kb";
+  s.mcp.instructions =
+      "Search the knowledge base with search_knowledge_base, then read a whole document with get_document.";
+  if (s.enabled && !is_loopback(config.host) && s.mcp.auth_token.empty())
+    spdlog::warn("kb: /mcp is served on {} (not loopback) without MCP_AUTH_TOKEN", config.host);
+  return std::shared_ptr<startup::Module>(std::make_shared<KbModule>(std::move(s)));
+}
+
+}  // namespace memgate::kb

@@ -1,0 +1,39 @@
+// The kb module: the knowledge base and its MCP endpoint as a heavy module of the
+// staged loader.
+//
+// Declares: stage 1, flag ENABLE_KB_SERVICE (off by default), memory gate
+// KB_HEAP_GATE (1.5 GB), fleet lock init:mcp-kb (20 s) with done flag
+// init:mcp-kb:done (10 min), routes /api/kb/search, /api/kb/docs/*, /api/kb/info
+// and /mcp (POST; GET and DELETE answer 405), and the job kb-refresh.
+//
+// build(): loads KB_ARTIFACT_FILE when set (falling back to indexing when it is
+// unusable and a corpus is configured), else indexes KB_CORPUS_DIR on the worker
+// pool, logging progress with a percentage and ETA; returns the artifact.
+// load(): opens the artifact (decompress + deserialize, no indexing) and installs
+// the handlers; later loads swap the index under queries in flight.
+//
+// kb-refresh (run by the scheduler once per period across the fleet): when the
+// corpus fingerprint differs from the index's, re-indexes, publishes the new
+// artifact under the fleet lock (so restarts load it too), records the new
+// fingerprint at "kb:current", and swaps. Every instance watches "kb:current"
+// every KB_WATCH_INTERVAL and swaps to the published artifact when it changes.
+//
+// Thread-safe as the Module interface requires.
+#pragma once
+
+#include <memory>
+
+#include "memgate/base/config.h"
+#include "memgate/startup/module.h"
+
+namespace memgate::kb {
+
+// Reads the module's variables (see docs/operations.md, "Knowledge base and
+// MCP"). A bad value is kInvalidArgument naming the variable; with the module
+// enabled, a missing corpus and artifact is one too.
+Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env);
+
+// The fleet key holding the fingerprint of the newest published index.
+inline constexpr const char* kCurrentKey = "kb:current";
+
+}  // namespace memgate::kb

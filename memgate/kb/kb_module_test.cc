@@ -1,0 +1,189 @@
+// The kb module on its own: settings checked by the factory, build then load,
+// the routes it installs (through a real listener), and a refresh swapping the
+// index without a coordinator.
+#include "memgate/kb/kb_module.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "memgate/base/worker_pool.h"
+#include "memgate/http/server.h"
+#include "memgate/http/test_client.h"
+
+namespace memgate::kb {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+const std::string kCorpus = std::string(MEMGATE_KB_TESTDATA) + "/corpus";
+
+TEST(KbModuleSettings, BadValuesAreRefusedNamingTheVariable) {
+  Config c;
+  struct Case {
+    std::map<std::string, std::string> env;
+    const char* names;
+  };
+  const Case cases[] = {
+      {{{"ENABLE_KB_SERVICE", "true"}, {"KB_CORPUS_DIR", "/no/such/folder"}}, "KB_CORPUS_DIR"},
+      {{{"ENABLE_KB_SERVICE", "true"}, {"KB_ARTIFACT_FILE", "/no/such/file"}}, "KB_ARTIFACT_FILE"},
+      {{{"ENABLE_KB_SERVICE", "true"}}, "KB_CORPUS_DIR"},
+      {{{"KB_CHUNK_SIZE", "10"}}, "KB_CHUNK_SIZE"},
+      {{{"KB_CHUNK_SIZE", "big"}}, "KB_CHUNK_SIZE"},
+      {{{"KB_QUERY_CONNECTIONS", "0"}}, "KB_QUERY_CONNECTIONS"},
+      {{{"KB_REFRESH_PERIOD", "30"}}, "KB_REFRESH_PERIOD"},
+      {{{"KB_WATCH_INTERVAL", "soon"}}, "KB_WATCH_INTERVAL"},
+      {{{"MCP_AUTH_TOKEN", "has space"}}, "MCP_AUTH_TOKEN"},
+      {{{"MCP_ALLOWED_ORIGINS", "evil.example"}}, "MCP_ALLOWED_ORIGINS"},
+      {{{"MCP_ALLOWED_ORIGINS", "https://a.example/path"}}, "MCP_ALLOWED_ORIGINS"},
+      {{{"MCP_ALLOWED_ORIGINS", " , "}}, "MCP_ALLOWED_ORIGINS"},
+  };
+  for (const Case& k : cases) {
+    auto m = make_kb_module(c, env_of(k.env));
+    ASSERT_FALSE(m.ok()) << k.names;
+    EXPECT_EQ(m.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(m.status().message().find(k.names), std::string::npos) << m.status().message();
+  }
+  // Disabled, a missing folder is not checked (nothing will read it).
+  EXPECT_TRUE(make_kb_module(c, env_of({{"KB_CORPUS_DIR", "/no/such/folder"}})).ok());
+}
+
+TEST(KbModuleSettings, TheModuleDeclaresTheGuideDefaults) {
+  Config c;
+  auto m = make_kb_module(c, env_of({{"KB_CORPUS_DIR", kCorpus}}));
+  ASSERT_TRUE(m.ok());
+  auto& mod = **m;
+  EXPECT_EQ(mod.name(), "kb");
+  EXPECT_EQ(mod.flag().env, "ENABLE_KB_SERVICE");
+  EXPECT_FALSE(mod.flag().default_on);
+  ASSERT_TRUE(mod.memory_gate().has_value());
+  EXPECT_EQ(mod.memory_gate()->bytes, 1536ull << 20);
+  auto fleet = mod.fleet();
+  ASSERT_TRUE(fleet.has_value());
+  EXPECT_EQ(fleet->lock_key, "init:mcp-kb");
+  EXPECT_EQ(fleet->lock_ttl, std::chrono::seconds(20));
+  EXPECT_EQ(fleet->done_key, "init:mcp-kb:done");
+  EXPECT_EQ(fleet->done_ttl, std::chrono::minutes(10));
+  bool has_mcp = false;
+  for (auto& r : mod.routes()) has_mcp |= r.pattern == "/mcp" && r.method == http::Method::kPost;
+  EXPECT_TRUE(has_mcp);
+  EXPECT_TRUE(mod.jobs().empty()) << "disabled: no refresh job";
+  auto on = make_kb_module(c, env_of({{"KB_CORPUS_DIR", kCorpus}, {"ENABLE_KB_SERVICE", "1"}}));
+  ASSERT_TRUE(on.ok());
+  ASSERT_EQ((*on)->jobs().size(), 1u);
+  EXPECT_EQ((*on)->jobs()[0].name, "kb-refresh");
+}
+
+class KbModuleServing : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("memgate-kb-module-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::copy(kCorpus, dir_, fs::copy_options::recursive);
+    server_ = std::make_unique<http::Server>(http::ServerOptions{"127.0.0.1", 0, 1});
+    ASSERT_TRUE(server_->start().ok());
+  }
+  void TearDown() override {
+    if (module_) module_->stop();
+    server_->stop(std::chrono::milliseconds(0));
+    workers_.join();
+    fs::remove_all(dir_);
+  }
+  void bring_up(std::map<std::string, std::string> env) {
+    env["ENABLE_KB_SERVICE"] = "true";
+    env["KB_CORPUS_DIR"] = dir_.string();
+    auto m = make_kb_module(config_, env_of(env));
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    module_ = *m;
+    startup::ModuleContext ctx{config_, server_->router(), workers_, {}, nullptr, "test"};
+    auto artifact = module_->build(ctx);
+    ASSERT_TRUE(artifact.ok()) << artifact.status().to_string();
+    artifact_ = *artifact;
+    ASSERT_TRUE(module_->load(*artifact, ctx).ok());
+  }
+  http::testing::ClientResponse get(const std::string& path, const std::string& headers = "") {
+    http::testing::TestConnection c(server_->port());
+    auto r = c.get(path, headers);
+    EXPECT_TRUE(r.has_value()) << path;
+    return r.value_or(http::testing::ClientResponse{});
+  }
+  http::testing::ClientResponse post_mcp(const std::string& body) {
+    http::testing::TestConnection c(server_->port());
+    c.send("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "Accept: application/json, text/event-stream\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body);
+    auto r = c.read_response();
+    EXPECT_TRUE(r.has_value());
+    return r.value_or(http::testing::ClientResponse{});
+  }
+
+  Config config_;
+  fs::path dir_;
+  WorkerPool workers_{2};
+  std::unique_ptr<http::Server> server_;
+  std::shared_ptr<startup::Module> module_;
+  std::string artifact_;
+};
+
+TEST_F(KbModuleServing, BuildThenLoadServesRestAndMcp) {
+  bring_up({});
+  auto r = get("/api/kb/search?q=waxing+gibbous");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("hits").as_array()[0].at("path"), "astronomy/moon-phases.txt");
+  auto mcp = post_mcp(R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search_knowledge_base","arguments":{"query":"compost","k":2}}})");
+  ASSERT_EQ(mcp.status, 200) << mcp.body;
+  auto result = json::parse(mcp.body).at("result").as_object();
+  EXPECT_EQ(result.at("isError"), false);
+  auto hits = result.at("structuredContent").at("hits").as_array();
+  ASSERT_FALSE(hits.empty());
+  EXPECT_EQ(hits[0].at("path"), "gardening/compost.md");
+  std::string id(hits[0].at("id").as_string());
+  auto doc = post_mcp(R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_document","arguments":{"id":")" +
+                      id + R"("}}})");
+  EXPECT_EQ(json::parse(doc.body).at("result").at("structuredContent").at("title"), "Composting at Home");
+  EXPECT_EQ(get("/mcp").status, 405);
+}
+
+TEST_F(KbModuleServing, AnArtifactFileIsLoadedInsteadOfIndexing) {
+  bring_up({});
+  fs::path file = dir_ / "kb.artifact";
+  { std::ofstream(file, std::ios::binary) << artifact_; }
+  auto m = make_kb_module(config_, env_of({{"ENABLE_KB_SERVICE", "true"}, {"KB_ARTIFACT_FILE", file.string()}}));
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  startup::ModuleContext ctx{config_, server_->router(), workers_, {}, nullptr, "test"};
+  auto bytes = (*m)->build(ctx);
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(*bytes, artifact_);
+  { std::ofstream(file, std::ios::binary) << "garbage"; }
+  auto bad = (*m)->build(ctx);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("KB_ARTIFACT_FILE"), std::string::npos);
+}
+
+TEST_F(KbModuleServing, ARefreshNoticesAChangedCorpusAndSwapsTheIndex) {
+  bring_up({});
+  auto jobs = module_->jobs();
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(json::parse(get("/api/kb/search?q=quasar").body).at("count"), 0);
+  ASSERT_TRUE(jobs[0].run({}).ok());  // nothing changed: nothing to do
+  { std::ofstream(dir_ / "new.md") << "# Quasars\n\nA quasar is a very bright galactic nucleus.\n"; }
+  ASSERT_TRUE(jobs[0].run({}).ok());
+  auto r = get("/api/kb/search?q=quasar");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body).at("hits").as_array()[0].at("path"), "new.md");
+}
+
+}  // namespace
+}  // namespace memgate::kb

@@ -1,0 +1,135 @@
+#include "memgate/kb/routes.h"
+
+#include <boost/json.hpp>
+#include <chrono>
+
+#include "memgate/base/units.h"
+#include "memgate/base/worker_pool.h"
+
+namespace memgate::kb {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view kDocsPrefix = "/api/kb/docs/";
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+http::Response unavailable() {
+  return http::Response::error(503, "unavailable", "the knowledge base is not loaded");
+}
+
+}  // namespace
+
+Result<std::string> percent_decode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '%') {
+      if (i + 2 >= text.size()) return InvalidArgument("a '%' escape is cut short");
+      int hi = hex_value(text[i + 1]), lo = hex_value(text[i + 2]);
+      if (hi < 0 || lo < 0) return InvalidArgument("'%" + std::string(text.substr(i + 1, 2)) + "' is not a valid escape");
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits) {
+  json::array list;
+  for (const SearchHit& h : hits)
+    list.push_back(json::object{{"id", h.doc_id},
+                                {"title", h.title},
+                                {"path", h.path},
+                                {"heading", h.heading},
+                                {"score", h.score},
+                                {"snippet", h.snippet}});
+  json::object out{{"query", query}, {"mode", mode}, {"k", k}, {"count", hits.size()}, {"hits", std::move(list)}};
+  return json::serialize(out);
+}
+
+http::Response handle_search(const Index& index, const http::Request& request) {
+  std::string_view raw_q = request.query_param("q");
+  if (raw_q.empty()) return http::Response::error(400, "bad_request", "q is required: /api/kb/search?q=words");
+  auto q = percent_decode(raw_q, true);
+  if (!q.ok()) return http::Response::error(400, "bad_request", "q: " + q.status().message());
+  int k = 10;
+  if (std::string_view raw_k = request.query_param("k"); !raw_k.empty()) {
+    auto v = parse_int(raw_k, 1, 50);
+    if (!v.ok()) return http::Response::error(400, "bad_request", "k must be a whole number from 1 to 50");
+    k = static_cast<int>(*v);
+  }
+  std::string_view mode = request.query_param("mode");
+  if (!mode.empty() && mode != "simple" && mode != "advanced")
+    return http::Response::error(400, "bad_request", "mode must be simple or advanced");
+  bool advanced = mode == "advanced";
+  auto hits = index.search(*q, {k, advanced});
+  if (!hits.ok()) return http::Response::from_status(hits.status());
+  return http::Response::json(200, hits_json(*q, advanced ? "advanced" : "simple", k, *hits));
+}
+
+http::Response handle_document(const Index& index, const http::Request& request) {
+  std::string_view path = request.path();
+  std::string_view raw = path.size() > kDocsPrefix.size() ? path.substr(kDocsPrefix.size()) : std::string_view();
+  if (raw.empty()) return http::Response::error(404, "not_found", "a document id is required: /api/kb/docs/{id}");
+  auto id = percent_decode(raw, false);
+  if (!id.ok()) return http::Response::error(400, "bad_request", "id: " + id.status().message());
+  auto doc = index.document(*id);
+  if (!doc.ok()) return http::Response::from_status(doc.status());
+  json::object out{{"id", doc->id},
+                   {"title", doc->title},
+                   {"path", doc->path},
+                   {"chunks", doc->chunks},
+                   {"text", doc->text}};
+  return http::Response::json(200, json::serialize(out));
+}
+
+http::Response handle_info(const Index& index) {
+  const IndexInfo& i = index.info();
+  json::object out{{"fingerprint", i.fingerprint},     {"built_at", i.built_at},
+                   {"documents", i.documents},         {"chunks", i.chunks},
+                   {"chunk_size", i.chunk_size},       {"database_bytes", i.database_bytes},
+                   {"artifact_bytes", i.artifact_bytes}};
+  return http::Response::json(200, json::serialize(out));
+}
+
+Status install_rest_routes(http::Router& router, CurrentIndex current, WorkerPool& workers) {
+  // Each route copies what it needs from the request, then answers on a worker.
+  auto on_worker = [current, &workers](auto handler) {
+    return [current, &workers, handler](const http::Request& req, http::Responder r) {
+      auto target = std::make_shared<std::string>(req.target());
+      auto responder = std::make_shared<http::Responder>(std::move(r));
+      workers.post([current, handler, target, responder] {
+        std::shared_ptr<const Index> index = current();
+        if (!index) {
+          std::move(*responder).send(unavailable());
+          return;
+        }
+        http::RequestBuilder b;
+        b.method("GET").target(*target);
+        std::move(*responder).send(handler(*index, b.get()));
+      });
+    };
+  };
+  auto a = router.add(http::Method::kGet, "/api/kb/search", on_worker(handle_search));
+  if (!a.ok()) return a.status();
+  auto b = router.add(http::Method::kGet, "/api/kb/docs/*", on_worker(handle_document));
+  if (!b.ok()) return b.status();
+  auto c = router.add(http::Method::kGet, "/api/kb/info",
+                      on_worker([](const Index& index, const http::Request&) { return handle_info(index); }));
+  if (!c.ok()) return c.status();
+  return Status::Ok();
+}
+
+}  // namespace memgate::kb

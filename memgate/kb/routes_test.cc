@@ -1,0 +1,100 @@
+// The REST handlers, called directly with built requests.
+#include "memgate/kb/routes.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "memgate/kb/corpus.h"
+
+namespace memgate::kb {
+namespace {
+
+namespace json = boost::json;
+
+class RoutesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto a = build_artifact(std::string(MEMGATE_KB_TESTDATA) + "/corpus", {});
+    ASSERT_TRUE(a.ok());
+    auto idx = Index::open(*a, 2);
+    ASSERT_TRUE(idx.ok());
+    index_ = new std::shared_ptr<Index>(*idx);
+  }
+  static void TearDownTestSuite() { delete index_; }
+  static http::Response get(const std::string& target) {
+    http::RequestBuilder b;
+    b.method("GET").target(target);
+    if (target.rfind("/api/kb/docs/", 0) == 0) return handle_document(**index_, b.get());
+    return handle_search(**index_, b.get());
+  }
+  static inline std::shared_ptr<Index>* index_ = nullptr;
+};
+
+TEST_F(RoutesTest, SearchReturnsHitsWithIdTitlePathScoreAndSnippet) {
+  auto r = get("/api/kb/search?q=fencing+token&k=3");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto body = json::parse(r.body).as_object();
+  EXPECT_EQ(body.at("query"), "fencing token");
+  EXPECT_EQ(body.at("mode"), "simple");
+  auto hits = body.at("hits").as_array();
+  ASSERT_FALSE(hits.empty());
+  EXPECT_EQ(hits[0].at("path"), "computing/redis-locks.md");
+  EXPECT_EQ(std::string(hits[0].at("id").as_string()), document_id("computing/redis-locks.md"));
+  EXPECT_TRUE(hits[0].at("score").is_double());
+  EXPECT_NE(std::string(hits[0].at("snippet").as_string()).find("<mark>"), std::string::npos);
+}
+
+TEST_F(RoutesTest, PercentEncodedQueriesAreDecoded) {
+  auto r = get("/api/kb/search?q=caf%C3%A9");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body).at("query"), "caf\xC3\xA9");
+  EXPECT_EQ(json::parse(r.body).at("hits").as_array()[0].at("path"), "cooking/bread.md");
+}
+
+TEST_F(RoutesTest, BadRequestsAre400WithTheReasonNever500) {
+  for (const char* t : {"/api/kb/search", "/api/kb/search?q=", "/api/kb/search?q=%ZZ", "/api/kb/search?q=a&k=0",
+                        "/api/kb/search?q=a&k=51", "/api/kb/search?q=a&k=x", "/api/kb/search?q=a&mode=raw",
+                        "/api/kb/search?q=%22%22", "/api/kb/search?q=compost+AND&mode=advanced",
+                        "/api/kb/search?q=nosuch%3Acompost&mode=advanced", "/api/kb/search?q=%25"}) {
+    auto r = get(t);
+    EXPECT_EQ(r.status, 400) << t << " " << r.body;
+    auto e = json::parse(r.body).at("error").as_object();
+    EXPECT_FALSE(e.at("message").as_string().empty()) << t;
+  }
+}
+
+TEST_F(RoutesTest, InjectionAttemptsAreSearchedAsText) {
+  for (const char* t : {"/api/kb/search?q=compost%22+OR+%22bread", "/api/kb/search?q=title%3Acompost",
+                        "/api/kb/search?q=%27%3B+DROP+TABLE+docs%3B+--", "/api/kb/search?q=NEAR%28a+b%29",
+                        "/api/kb/search?q=*"}) {
+    auto r = get(t);
+    EXPECT_TRUE(r.status == 200 || r.status == 400) << t;
+    EXPECT_NE(r.status, 500) << t;
+  }
+  // Still serving afterwards.
+  EXPECT_EQ(get("/api/kb/search?q=compost").status, 200);
+}
+
+TEST_F(RoutesTest, DocumentsAreFoundByIdAndUnknownIdsAre404) {
+  std::string id = document_id("astronomy/moon-phases.txt");
+  auto r = get("/api/kb/docs/" + id);
+  ASSERT_EQ(r.status, 200);
+  auto doc = json::parse(r.body).as_object();
+  EXPECT_EQ(doc.at("title"), "Phases of the Moon");
+  EXPECT_NE(std::string(doc.at("text").as_string()).find("synodic month"), std::string::npos);
+  EXPECT_EQ(get("/api/kb/docs/ffffffffffffffff").status, 404);
+  EXPECT_EQ(get("/api/kb/docs/").status, 404);
+  EXPECT_EQ(get("/api/kb/docs/%G0").status, 400);
+}
+
+TEST(PercentDecode, DecodesEscapesAndPlusesAndRefusesBadOnes) {
+  EXPECT_EQ(*percent_decode("a+b%20c%2B", true), "a b c+");
+  EXPECT_EQ(*percent_decode("a+b", false), "a+b");
+  EXPECT_FALSE(percent_decode("%4", true).ok());
+  EXPECT_FALSE(percent_decode("%", true).ok());
+  EXPECT_FALSE(percent_decode("%x1", true).ok());
+}
+
+}  // namespace
+}  // namespace memgate::kb
