@@ -296,6 +296,15 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     if (!files.ok()) return files.status();
     std::string fingerprint = corpus_fingerprint(*files);
     if (fingerprint == index->info().fingerprint) return Status::Ok();
+    // Another instance may have re-indexed this corpus already (our watcher has
+    // not swapped yet): then there is nothing to do for the fleet.
+    if (coordinator_) {
+      auto doc = coordinator_->get_json(kCurrentKey);
+      if (doc.ok() && *doc && (*doc)->is_object()) {
+        const json::value* fp = (*doc)->as_object().if_contains("fingerprint");
+        if (fp && fp->is_string() && fp->as_string() == fingerprint) return Status::Ok();
+      }
+    }
     spdlog::info("kb-refresh: the corpus changed ({} -> {}); re-indexing", index->info().fingerprint, fingerprint);
     // Half the pool at most, so queries keep workers while the refresh parses.
     size_t helpers = workers_ ? std::max<size_t>(1, workers_->size() / 2) : 0;
