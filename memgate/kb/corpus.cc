@@ -375,8 +375,9 @@ Result<std::vector<SourceFile>> scan_corpus(const std::string& dir) {
     if (::stat(entry.path().c_str(), &st) != 0) continue;
     SourceFile f;
     f.abs_path = entry.path().string();
-    f.path = fs::relative(entry.path(), root, ec).generic_string();
-    if (ec) f.path = name;
+    // Lexical, not canonical: a symlinked file keeps the path it has in the corpus.
+    f.path = entry.path().lexically_relative(root).generic_string();
+    if (f.path.empty()) f.path = name;
     f.size = static_cast<uint64_t>(st.st_size);
     f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
     f.kind = kind;
