@@ -44,6 +44,13 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+// A header value safe to echo in JSON: printable ASCII, others as '?', at most 64 bytes.
+std::string printable(std::string_view v) {
+  std::string out;
+  for (char c : v.substr(0, 64)) out += (c >= 0x20 && c < 0x7F) ? c : '?';
+  return out;
+}
+
 json::object error_object(int code, std::string_view message, json::value data = nullptr) {
   json::object e{{"code", code}, {"message", message}};
   if (!data.is_null()) e["data"] = std::move(data);
@@ -225,7 +232,7 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
     }
   } else if (!header_version.empty() && call.method != "initialize" && !is_supported(header_version)) {
     return reply(400, error_reply(call.id, kUnsupportedVersion, "unsupported protocol version",
-                                  json::object{{"supported", supported_json()}, {"requested", header_version}}));
+                                  json::object{{"supported", supported_json()}, {"requested", printable(header_version)}}));
   }
 
   int status = 200;
