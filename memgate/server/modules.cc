@@ -1,6 +1,7 @@
 #include "memgate/server/modules.h"
 
 #include "examples/prime_table_module.h"
+#include "memgate/coach/coach_module.h"
 #include "memgate/kb/kb_module.h"
 #include "memgate/server/test_modules.h"
 
@@ -16,6 +17,10 @@ Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLooku
   auto kb = kb::make_kb_module(config, env);
   if (!kb.ok()) return kb.status();
   modules.push_back(*kb);
+
+  auto coach = coach::make_coach_module(config, env);
+  if (!coach.ok()) return coach.status();
+  modules.push_back(*coach);
 
   auto tests = test_modules(config, env);
   if (!tests.ok()) return tests.status();

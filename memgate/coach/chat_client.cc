@@ -1,0 +1,563 @@
+// The chat-completions client, on Beast and OpenSSL.
+//
+// One io_context, one thread. A call is a small state machine (connect or reuse,
+// write, read the head, read the body piece by piece) whose handlers all run on
+// that thread, so a call's state needs no lock; cancel() and the destructor only
+// post to it. Each read and write arms the tcp_stream's own expiry (Beast closes
+// the socket when it passes), which gives connect_timeout and read_timeout; a
+// steady_timer per call ticks every poll_interval to enforce request_timeout and
+// to ask still_wanted(), so a caller whose client went away stops the upstream
+// request within one tick.
+//
+// A connection is reused only when the previous response was read to its end and
+// both sides kept the connection alive; anything else (an error, a cancel in the
+// middle of a stream) closes it. Idle connections that the provider closed are
+// found out on the next call's first read: if nothing of the answer arrived yet,
+// the call retries once on a fresh connection.
+#include "memgate/coach/chat_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace memgate::coach {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+namespace {
+
+std::atomic<int64_t> g_open_connections{0};
+
+// A connection to the provider: TCP, or TLS over TCP.
+struct Connection {
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  SteadyTime idle_since{};
+
+  Connection() { g_open_connections.fetch_add(1, std::memory_order_relaxed); }
+  ~Connection() { g_open_connections.fetch_sub(1, std::memory_order_relaxed); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  void close() {
+    error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
+  }
+};
+
+std::string provider_error_message(int status, std::string_view body) {
+  std::string detail;
+  error_code ec;
+  json::value v = json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    const json::object& o = v.as_object();
+    if (auto* e = o.if_contains("error")) {
+      if (e->is_object()) {
+        if (auto* m = e->as_object().if_contains("message"); m && m->is_string()) detail = m->as_string().c_str();
+      } else if (e->is_string()) {
+        detail = e->as_string().c_str();
+      }
+    }
+  }
+  if (detail.empty()) detail = std::string(body.substr(0, 200));
+  std::string out = "the provider answered " + std::to_string(status);
+  if (!detail.empty()) out += ": " + detail;
+  return out;
+}
+
+}  // namespace
+
+// --- the SSE body of a streamed completion -----------------------------------
+
+bool ChatStreamParser::feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_delta) {
+  pending_.append(bytes);
+  size_t start = 0;
+  bool ok = true;
+  while (ok && !cancelled_) {
+    size_t eol = pending_.find('\n', start);
+    if (eol == std::string::npos) break;
+    std::string_view l(pending_.data() + start, eol - start);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    ok = line(l, on_delta);
+    start = eol + 1;
+  }
+  pending_.erase(0, start);
+  return ok;
+}
+
+bool ChatStreamParser::line(std::string_view l, const std::function<bool(std::string_view)>& on_delta) {
+  if (l.empty() || l[0] == ':' || done_) return true;  // event boundary, comment, or after [DONE]
+  if (l.substr(0, 5) != "data:") return true;           // event:, id:, retry: carry nothing for us
+  std::string_view data = l.substr(5);
+  if (!data.empty() && data[0] == ' ') data.remove_prefix(1);
+  if (data == "[DONE]") {
+    done_ = true;
+    return true;
+  }
+  error_code ec;
+  json::value v = json::parse(data, ec);
+  if (ec || !v.is_object()) return false;
+  const json::object& o = v.as_object();
+  if (auto* m = o.if_contains("model"); m && m->is_string() && model_.empty()) model_ = m->as_string().c_str();
+  if (auto* e = o.if_contains("error"); e) return false;
+  auto* choices = o.if_contains("choices");
+  if (!choices || !choices->is_array()) return false;
+  for (const json::value& c : choices->as_array()) {
+    if (!c.is_object()) continue;
+    const json::object& co = c.as_object();
+    if (auto* fr = co.if_contains("finish_reason"); fr && fr->is_string()) finish_reason_ = fr->as_string().c_str();
+    auto* delta = co.if_contains("delta");
+    if (!delta || !delta->is_object()) continue;
+    auto* content = delta->as_object().if_contains("content");
+    if (!content || !content->is_string() || content->as_string().empty()) continue;
+    if (on_delta && !on_delta(std::string_view(content->as_string()))) {
+      cancelled_ = true;
+      return true;
+    }
+  }
+  return true;
+}
+
+// --- the client ----------------------------------------------------------------
+
+struct ChatClient::Impl : std::enable_shared_from_this<ChatClient::Impl> {
+  ChatClientOptions options;
+  bool https = false;
+  std::string host, port, target, endpoint;
+  asio::io_context ctx{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::optional<ssl::context> tls{std::nullopt};
+  std::thread thread;
+  // Only touched on the client's thread.
+  std::deque<std::unique_ptr<Connection>> idle;
+  std::vector<std::weak_ptr<ChatCall>> calls;
+  std::atomic<bool> stopped{false};
+  std::atomic<int64_t> live_calls{0};
+  std::atomic<int64_t> idle_count{0};
+  std::atomic<uint64_t> connects{0};
+  std::atomic<uint64_t> reuses{0};
+
+  std::unique_ptr<Connection> checkout() {
+    auto now = std::chrono::steady_clock::now();
+    while (!idle.empty()) {
+      std::unique_ptr<Connection> c = std::move(idle.back());
+      idle.pop_back();
+      idle_count.store(static_cast<int64_t>(idle.size()), std::memory_order_relaxed);
+      // Providers close idle connections after a while; don't bet on an old one.
+      if (now - c->idle_since < std::chrono::seconds(30) && c->lowest().socket().is_open()) return c;
+      c->close();
+    }
+    return nullptr;
+  }
+  void checkin(std::unique_ptr<Connection> c) {
+    c->idle_since = std::chrono::steady_clock::now();
+    c->buffer.clear();
+    idle.push_back(std::move(c));
+    while (idle.size() > options.max_idle_connections) {
+      idle.front()->close();
+      idle.pop_front();
+    }
+    idle_count.store(static_cast<int64_t>(idle.size()), std::memory_order_relaxed);
+  }
+};
+
+namespace {
+
+class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
+ public:
+  Call(std::shared_ptr<ChatClient::Impl> client, ChatRequest request, ChatHandlers handlers)
+      : client_(std::move(client)),
+        request_(std::move(request)),
+        handlers_(std::move(handlers)),
+        timer_(client_->ctx) {
+    client_->live_calls.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Call() override {
+    if (!done_) client_->live_calls.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void begin() {
+    started_ = std::chrono::steady_clock::now();
+    body_ = request_body();
+    tick();
+    connection_ = client_->checkout();
+    if (connection_) {
+      reused_ = true;
+      client_->reuses.fetch_add(1, std::memory_order_relaxed);
+      write();
+    } else {
+      connect();
+    }
+  }
+
+  void cancel() override {
+    asio::post(client_->ctx, [self = shared_from_this()] { self->fail(Cancelled("the call was cancelled"), 0); });
+  }
+
+ private:
+  const ChatClientOptions& opt() const { return client_->options; }
+
+  std::string request_body() const {
+    json::array messages;
+    for (const ChatMessage& m : request_.messages)
+      messages.push_back(json::object{{"role", m.role}, {"content", m.content}});
+    json::object body{{"model", request_.model},
+                      {"messages", std::move(messages)},
+                      {"stream", request_.stream},
+                      {"temperature", request_.temperature}};
+    return json::serialize(body);
+  }
+
+  // request_timeout and still_wanted(), every poll_interval.
+  void tick() {
+    if (done_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - started_ >= opt().request_timeout)
+      return fail(DeadlineExceeded("the provider did not finish within " + std::to_string(opt().request_timeout.count()) + " ms"), status_);
+    if (request_.still_wanted && !request_.still_wanted()) return fail(Cancelled("the client went away"), status_);
+    auto next = std::min<std::chrono::nanoseconds>(opt().poll_interval, opt().request_timeout - (now - started_));
+    timer_.expires_after(next);
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (!ec) self->tick();
+    });
+  }
+
+  void connect() {
+    connection_ = std::make_unique<Connection>();
+    client_->connects.fetch_add(1, std::memory_order_relaxed);
+    if (client_->https) {
+      connection_->tls.emplace(client_->ctx, *client_->tls);
+      if (!SSL_set_tlsext_host_name(connection_->tls->native_handle(), client_->host.c_str()))
+        return fail(Internal("could not set the TLS server name"), 0);
+      connection_->tls->set_verify_callback(ssl::host_name_verification(client_->host));
+    } else {
+      connection_->plain.emplace(client_->ctx);
+    }
+    resolver_.emplace(client_->ctx);
+    connection_->lowest().expires_after(opt().connect_timeout);
+    resolver_->async_resolve(client_->host, client_->port,
+                             [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
+                               if (self->done_) return;
+                               if (ec) return self->fail(Unavailable("cannot resolve the provider's host: " + ec.message()), 0);
+                               self->connection_->lowest().async_connect(
+                                   results, [self](error_code ec2, const tcp::endpoint&) { self->on_connect(ec2); });
+                             });
+  }
+
+  void on_connect(error_code ec) {
+    if (done_) return;
+    if (ec) return fail(transport_error("connecting to the provider", ec, opt().connect_timeout), 0);
+    connection_->lowest().socket().set_option(tcp::no_delay(true), ec);
+    if (!connection_->tls) return write();
+    connection_->lowest().expires_after(opt().connect_timeout);
+    connection_->tls->async_handshake(ssl::stream_base::client, [self = shared_from_this()](error_code ec2) {
+      if (self->done_) return;
+      if (ec2) return self->fail(transport_error("the TLS handshake with the provider", ec2, self->opt().connect_timeout), 0);
+      self->write();
+    });
+  }
+
+  static Status transport_error(std::string_view what, error_code ec, std::chrono::milliseconds limit) {
+    if (ec == beast::error::timeout)
+      return DeadlineExceeded(std::string(what) + " took longer than " + std::to_string(limit.count()) + " ms");
+    return Unavailable(std::string(what) + " failed: " + ec.message());
+  }
+
+  void write() {
+    req_.emplace(bhttp::verb::post, client_->target, 11);
+    req_->set(bhttp::field::host, client_->host);
+    req_->set(bhttp::field::user_agent, "memgate-coach");
+    req_->set(bhttp::field::content_type, "application/json");
+    req_->set(bhttp::field::accept, request_.stream ? "text/event-stream" : "application/json");
+    if (!opt().api_key.empty()) req_->set(bhttp::field::authorization, "Bearer " + opt().api_key);
+    req_->keep_alive(true);
+    req_->body() = body_;
+    req_->prepare_payload();
+    parser_.emplace();
+    parser_->body_limit(boost::none);  // we count the answer ourselves
+    parser_->header_limit(64 * 1024);
+    connection_->lowest().expires_after(opt().read_timeout);
+    auto on_written = [self = shared_from_this()](error_code ec, size_t) { self->on_write(ec); };
+    if (connection_->tls)
+      bhttp::async_write(*connection_->tls, *req_, std::move(on_written));
+    else
+      bhttp::async_write(*connection_->plain, *req_, std::move(on_written));
+  }
+
+  void on_write(error_code ec) {
+    if (done_) return;
+    if (ec) {
+      if (retry_stale()) return;
+      return fail(transport_error("sending to the provider", ec, opt().read_timeout), 0);
+    }
+    read_more();
+  }
+
+  // A kept-alive connection the provider had closed: try once more, fresh.
+  bool retry_stale() {
+    if (!reused_ || got_bytes_ || retried_) return false;
+    retried_ = true;
+    reused_ = false;
+    connection_->close();
+    connection_.reset();
+    connect();
+    return true;
+  }
+
+  void read_more() {
+    connection_->lowest().expires_after(opt().read_timeout);
+    auto on_read = [self = shared_from_this()](error_code ec, size_t n) { self->on_read(ec, n); };
+    if (connection_->tls)
+      bhttp::async_read_some(*connection_->tls, connection_->buffer, *parser_, std::move(on_read));
+    else
+      bhttp::async_read_some(*connection_->plain, connection_->buffer, *parser_, std::move(on_read));
+  }
+
+  void on_read(error_code ec, size_t n) {
+    if (done_) return;
+    if (n > 0 || parser_->got_some()) got_bytes_ = true;
+    if (ec && ec != bhttp::error::need_buffer) {
+      if (!got_bytes_ && retry_stale()) return;
+      if (ec == beast::error::timeout)
+        return fail(DeadlineExceeded("the provider sent nothing for " + std::to_string(opt().read_timeout.count()) + " ms"), status_);
+      if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == bhttp::error::partial_message)
+        return fail(Unavailable("the provider closed the connection before the answer was complete"), status_);
+      return fail(Unavailable("reading from the provider failed: " + ec.message()), status_);
+    }
+    if (parser_->is_header_done() && status_ == 0) {
+      status_ = static_cast<int>(parser_->get().result_int());
+      std::string_view ct = parser_->get()[bhttp::field::content_type];
+      sse_ = ct.substr(0, 17) == "text/event-stream";
+      if (status_ == 200 && request_.stream && sse_ && handlers_.on_headers) handlers_.on_headers();
+    }
+    // Take what the parser has of the body so far.
+    std::string& body = parser_->get().body();
+    if (!body.empty()) {
+      bool consume = status_ == 200 && sse_;  // stream pieces are consumed; anything else accumulates
+      size_t total = consume ? received_ + body.size() : body.size();
+      if (consume) received_ = total;
+      if (total > opt().max_response_bytes)
+        return fail(ResourceExhausted("the provider's answer is larger than " + std::to_string(opt().max_response_bytes) + " bytes"), status_);
+      if (status_ == 200 && sse_) {
+        auto on_delta = [this](std::string_view piece) {
+          outcome_.content.append(piece);
+          if (request_.stream && handlers_.on_delta && !handlers_.on_delta(piece)) return false;
+          return true;
+        };
+        if (!stream_.feed(body, on_delta))
+          return fail(Unavailable("the provider's stream is not a chat completion stream"), status_);
+        if (stream_.cancelled()) return fail(Cancelled("the client went away"), status_);
+        body.clear();
+      }
+    }
+    if (request_.still_wanted && !request_.still_wanted()) return fail(Cancelled("the client went away"), status_);
+    if (!parser_->is_done()) return read_more();
+    complete();
+  }
+
+  void complete() {
+    std::string& body = parser_->get().body();
+    if (status_ != 200) return fail(Unavailable(provider_error_message(status_, body)), status_);
+    if (sse_) {
+      if (!stream_.feed("\n", nullptr)) return fail(Unavailable("the provider's stream is not a chat completion stream"), status_);
+      outcome_.finish_reason = stream_.finish_reason();
+      outcome_.model = stream_.model();
+    } else {
+      error_code ec;
+      json::value v = json::parse(body, ec);
+      const json::value* content = nullptr;
+      if (!ec && v.is_object()) {
+        const json::object& o = v.as_object();
+        if (auto* m = o.if_contains("model"); m && m->is_string()) outcome_.model = m->as_string().c_str();
+        if (auto* ch = o.if_contains("choices"); ch && ch->is_array() && !ch->as_array().empty() &&
+                                                 ch->as_array()[0].is_object()) {
+          const json::object& c0 = ch->as_array()[0].as_object();
+          if (auto* fr = c0.if_contains("finish_reason"); fr && fr->is_string())
+            outcome_.finish_reason = fr->as_string().c_str();
+          if (auto* msg = c0.if_contains("message"); msg && msg->is_object())
+            content = msg->as_object().if_contains("content");
+        }
+      }
+      if (!content || !content->is_string())
+        return fail(Unavailable("the provider's answer is not a chat completion"), status_);
+      outcome_.content = content->as_string().c_str();
+      // A provider that ignored "stream": relay its answer as one piece.
+      if (request_.stream && handlers_.on_headers) handlers_.on_headers();
+      if (request_.stream && handlers_.on_delta && !handlers_.on_delta(outcome_.content))
+        return fail(Cancelled("the client went away"), status_);
+    }
+    bool reusable = parser_->keep_alive();
+    finish(Status::Ok(), reusable);
+  }
+
+  void fail(Status status, int provider_status) {
+    if (done_) return;
+    outcome_.provider_status = provider_status;
+    finish(std::move(status), false);
+  }
+
+  void finish(Status status, bool reusable) {
+    if (done_) return;
+    done_ = true;
+    client_->live_calls.fetch_sub(1, std::memory_order_relaxed);
+    timer_.cancel();
+    if (resolver_) resolver_->cancel();
+    if (connection_) {
+      if (reusable && status.ok()) {
+        connection_->lowest().expires_never();
+        client_->checkin(std::move(connection_));
+      } else {
+        connection_->close();
+        connection_.reset();
+      }
+    }
+    outcome_.status = std::move(status);
+    if (outcome_.provider_status == 0) outcome_.provider_status = status_;
+    outcome_.reused_connection = reused_;
+    auto done = std::move(handlers_.on_done);
+    handlers_ = {};
+    request_.still_wanted = nullptr;
+    if (done) done(std::move(outcome_));
+  }
+
+  std::shared_ptr<ChatClient::Impl> client_;
+  ChatRequest request_;
+  ChatHandlers handlers_;
+  asio::steady_timer timer_;
+  std::optional<tcp::resolver> resolver_;
+  std::unique_ptr<Connection> connection_;
+  std::optional<bhttp::request<bhttp::string_body>> req_;
+  std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  std::string body_;
+  ChatStreamParser stream_;
+  ChatOutcome outcome_;
+  SteadyTime started_{};
+  size_t received_ = 0;
+  int status_ = 0;
+  bool sse_ = false;
+  bool reused_ = false;
+  bool retried_ = false;
+  bool got_bytes_ = false;
+  bool done_ = false;
+};
+
+}  // namespace
+
+Status check_base_url(std::string_view base_url) {
+  auto url = boost::urls::parse_uri(base_url);
+  if (!url) return InvalidArgument("expected http(s)://host[:port][/path]");
+  std::string scheme = url->scheme();
+  if (scheme != "http" && scheme != "https")
+    return InvalidArgument("expected http(s)://host[:port][/path] (the scheme is " + scheme + ")");
+  if (url->encoded_host().empty()) return InvalidArgument("expected http(s)://host[:port][/path] (no host)");
+  if (url->has_userinfo()) return InvalidArgument("put the API key in LLM_API_KEY, not in the URL");
+  if (url->has_query() || url->has_fragment()) return InvalidArgument("expected no query or fragment");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<ChatClient>> ChatClient::create(ChatClientOptions options) {
+  auto impl = std::make_shared<Impl>();
+  if (Status st = check_base_url(options.base_url); !st.ok()) return st;
+  auto url = boost::urls::parse_uri(options.base_url);
+  std::string scheme = url->scheme();
+  impl->https = scheme == "https";
+  impl->host = url->host();
+  impl->port = url->has_port() ? std::string(url->port()) : (impl->https ? "443" : "80");
+  std::string path = url->path();
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  bool has_v1 = path.size() >= 3 && path.compare(path.size() - 3, 3, "/v1") == 0;
+  impl->target = path + (has_v1 ? "/chat/completions" : "/v1/chat/completions");
+  impl->endpoint = scheme + "://" + std::string(url->encoded_host_and_port()) + impl->target;
+  if (impl->https) {
+    impl->tls.emplace(ssl::context::tls_client);
+    impl->tls->set_verify_mode(ssl::verify_peer);
+    impl->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                           ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    error_code ec;
+    if (options.ca_file.empty()) {
+      impl->tls->set_default_verify_paths(ec);
+      if (ec) return InvalidArgument("cannot load the system CA store: " + ec.message());
+    } else {
+      impl->tls->load_verify_file(options.ca_file, ec);
+      if (ec) return InvalidArgument("cannot read the CA file " + options.ca_file + ": " + ec.message());
+    }
+  }
+  impl->options = std::move(options);
+  impl->work.emplace(impl->ctx.get_executor());
+  impl->thread = std::thread([raw = impl.get()] { raw->ctx.run(); });
+  return std::unique_ptr<ChatClient>(new ChatClient(std::move(impl)));
+}
+
+ChatClient::~ChatClient() { shutdown(); }
+
+void ChatClient::shutdown() {
+  if (impl_->stopped.exchange(true)) return;
+  // Cancel what is in flight (each reports kCancelled), drop idle connections,
+  // and let the thread run out of work.
+  asio::post(impl_->ctx, [impl = impl_] {
+    for (auto& weak : impl->calls)
+      if (auto call = weak.lock()) call->cancel();
+    impl->calls.clear();
+    for (auto& c : impl->idle) c->close();
+    impl->idle.clear();
+    impl->idle_count.store(0);
+    impl->work.reset();
+  });
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+std::shared_ptr<ChatCall> ChatClient::start(ChatRequest request, ChatHandlers handlers) {
+  if (impl_->stopped.load()) {
+    ChatOutcome outcome;
+    outcome.status = Cancelled("the provider client is shut down");
+    if (handlers.on_done) handlers.on_done(std::move(outcome));
+    return nullptr;
+  }
+  auto call = std::make_shared<Call>(impl_, std::move(request), std::move(handlers));
+  asio::post(impl_->ctx, [impl = impl_, call] {
+    // Forget calls that have finished; remember this one for the destructor.
+    std::erase_if(impl->calls, [](const std::weak_ptr<ChatCall>& w) { return w.expired(); });
+    impl->calls.push_back(call);
+    call->begin();
+  });
+  return call;
+}
+
+const std::string& ChatClient::endpoint() const { return impl_->endpoint; }
+
+ChatClient::Stats ChatClient::stats() const {
+  Stats s;
+  s.live_calls = impl_->live_calls.load(std::memory_order_relaxed);
+  s.open_connections = g_open_connections.load(std::memory_order_relaxed);
+  s.idle_connections = impl_->idle_count.load(std::memory_order_relaxed);
+  s.connects = impl_->connects.load(std::memory_order_relaxed);
+  s.reuses = impl_->reuses.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace memgate::coach

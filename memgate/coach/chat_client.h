@@ -1,0 +1,152 @@
+// ChatClient: an asynchronous client for OpenAI-compatible chat-completions
+// servers (POST <base>/v1/chat/completions), plain or streamed.
+//
+// The client owns one io_context and the thread that runs it; every call runs
+// there, so no handler of the caller's ever blocks on the provider. Connections
+// are HTTP/1.1 keep-alive over TCP or TLS (OpenSSL, the server's certificate
+// verified against the system store or a CA file, host name checked, SNI sent)
+// and go back to a small idle pool after a complete response; a reused
+// connection that turns out to be closed by the provider is retried once on a
+// fresh one, before any byte of the answer arrived. Three clocks bound a call:
+// connect_timeout (TCP and TLS handshake), read_timeout (the longest the provider
+// may stay silent, before its first byte or between two pieces of a stream) and
+// request_timeout (the whole call).
+//
+// A call reports exactly once, through on_done, on the client's thread: OK with
+// the whole answer; kUnavailable when the provider could not be reached, closed
+// early, answered garbage or answered an error status (provider_status says
+// which); kDeadlineExceeded on a timeout; kCancelled when cancel() was called,
+// still_wanted() said no, or on_delta returned false; kResourceExhausted when
+// the answer outgrew max_response_bytes. In streamed mode on_delta gets each
+// piece of the answer in order as it arrives.
+//
+// Thread-safe: start() and ChatCall::cancel() may be called from any thread.
+// Destroying the client cancels every call in flight (their on_done runs with
+// kCancelled) and joins its thread. The API key is sent as a bearer token and
+// never logged.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "memgate/base/status.h"
+
+namespace memgate::coach {
+
+struct ChatClientOptions {
+  std::string base_url;  // "https://api.example.com" or ".../v1"; http:// or https://
+  std::string api_key;   // secret; empty: no Authorization header
+  std::string ca_file;   // PEM CA bundle for https; empty: the system store
+  std::chrono::milliseconds connect_timeout{5'000};
+  std::chrono::milliseconds read_timeout{30'000};
+  std::chrono::milliseconds request_timeout{120'000};
+  size_t max_idle_connections = 8;
+  size_t max_response_bytes = 1 << 20;  // the answer (and an error body) beyond this fails
+  std::chrono::milliseconds poll_interval{200};  // how often still_wanted() is asked
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+struct ChatRequest {
+  std::string model;
+  std::vector<ChatMessage> messages;
+  bool stream = false;
+  double temperature = 0.2;
+  // Asked every poll_interval and on every piece; false cancels the call.
+  std::function<bool()> still_wanted;
+};
+
+struct ChatOutcome {
+  Status status;
+  int provider_status = 0;    // the provider's HTTP status, 0 when none arrived
+  std::string content;        // the whole answer
+  std::string finish_reason;  // "stop", "length", ... when the provider said
+  std::string model;          // as the provider named it
+  bool reused_connection = false;
+};
+
+struct ChatHandlers {
+  // Streamed calls: the provider accepted (200); pieces follow. Optional.
+  std::function<void()> on_headers;
+  // Streamed calls: one piece of the answer; return false to cancel. Optional.
+  std::function<bool(std::string_view)> on_delta;
+  // Exactly once.
+  std::function<void(ChatOutcome)> on_done;
+};
+
+class ChatCall {
+ public:
+  virtual ~ChatCall() = default;
+  // Stops the call; on_done reports kCancelled unless it already reported.
+  virtual void cancel() = 0;
+};
+
+class ChatClient {
+ public:
+  // Fails with kInvalidArgument for a base URL that is not http(s)://host[:port][/path],
+  // or a CA file that cannot be read.
+  static Result<std::unique_ptr<ChatClient>> create(ChatClientOptions options);
+  ~ChatClient();
+  ChatClient(const ChatClient&) = delete;
+  ChatClient& operator=(const ChatClient&) = delete;
+
+  // Starts a call. After shutdown() the call reports kCancelled at once.
+  std::shared_ptr<ChatCall> start(ChatRequest request, ChatHandlers handlers);
+
+  // Cancels every call in flight (each reports kCancelled), closes idle
+  // connections and joins the client's thread. Idempotent; the destructor calls it.
+  void shutdown();
+
+  // "https://host:port/v1/chat/completions", for logs (it holds no secret).
+  const std::string& endpoint() const;
+
+  struct Stats {
+    int64_t live_calls = 0;        // started and not yet reported
+    int64_t open_connections = 0;  // sockets open, busy or idle
+    int64_t idle_connections = 0;
+    uint64_t connects = 0;         // fresh connections made
+    uint64_t reuses = 0;           // calls served on a kept-alive connection
+  };
+  Stats stats() const;
+
+  struct Impl;
+
+ private:
+  explicit ChatClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
+};
+
+// OK when `base_url` is a URL the client accepts: http(s)://host[:port][/path],
+// with no user name or password in it.
+Status check_base_url(std::string_view base_url);
+
+// The pieces of one server-sent-events body of a streamed chat completion.
+// feed() takes bytes as they arrive and calls on_delta for each content piece;
+// returns false when a data line is not a chunk of a chat completion.
+class ChatStreamParser {
+ public:
+  bool feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_delta);
+  bool done() const { return done_; }  // "data: [DONE]" seen
+  bool cancelled() const { return cancelled_; }
+  const std::string& finish_reason() const { return finish_reason_; }
+  const std::string& model() const { return model_; }
+
+ private:
+  bool line(std::string_view line, const std::function<bool(std::string_view)>& on_delta);
+  std::string pending_;
+  std::string finish_reason_;
+  std::string model_;
+  bool done_ = false;
+  bool cancelled_ = false;
+};
+
+}  // namespace memgate::coach

@@ -1,0 +1,484 @@
+// The coach handler.
+//
+// The IO thread does only what is cheap and bounded: size checks and parsing a
+// body of at most COACH_MAX_BODY bytes. Everything else happens elsewhere: the
+// bulkhead admits the request (or queues it, or says 503 at once), retrieval
+// runs on the worker pool (SQLite is blocking), and the provider call runs on the
+// chat client's own io_context. A Job carries the request from one to the next;
+// it holds the bulkhead slot, so whichever path a request ends on (answered,
+// failed, client gone), dropping the last reference to its Job frees its place.
+//
+// The stream's first event (meta) goes out only when the provider said 200, so a
+// provider error before any piece still becomes a proper 502/504 status; an
+// error after the stream began can only be an `error` event.
+#include "memgate/coach/coach.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+
+#include "memgate/base/units.h"
+#include "memgate/base/worker_pool.h"
+
+namespace memgate::coach {
+
+namespace json = boost::json;
+using http::Response;
+
+namespace {
+
+constexpr size_t kMaxStreamBacklog = 1 << 20;  // a client this far behind is dropped
+// While a stream waits on the provider, a comment line this often: a write is the
+// only way the HTTP layer notices that a streaming client has gone.
+constexpr std::chrono::seconds kHeartbeat{1};
+
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
+Response error_json(int status, std::string_view code, std::string_view message, int provider_status = 0) {
+  json::object err{{"code", code}, {"message", message}};
+  if (provider_status > 0) err["provider_status"] = provider_status;
+  return Response::json(status, json::serialize(json::object{{"error", std::move(err)}}));
+}
+
+json::array citations_json(const std::vector<Passage>& passages, const std::string* answer) {
+  json::array out;
+  for (size_t i = 0; i < passages.size(); ++i) {
+    const Passage& p = passages[i];
+    json::object c{{"n", i + 1},         {"doc_id", p.doc_id}, {"title", p.title},
+                   {"path", p.path},     {"heading", p.heading}, {"score", p.score}};
+    if (answer) c["cited"] = answer->find("[" + std::to_string(i + 1) + "]") != std::string::npos;
+    else c["excerpt"] = p.text;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<std::chrono::milliseconds> env_duration(const EnvLookup& env, const char* name, std::chrono::milliseconds def) {
+  auto text = env(name);
+  if (!text) return def;
+  auto v = parse_duration(*text);
+  if (!v.ok() || v->count() <= 0)
+    return InvalidArgument(std::string(name) + "='" + *text + "' is not valid: expected a positive " +
+                           std::string(kDurationForm));
+  return *v;
+}
+
+Result<int64_t> env_int(const EnvLookup& env, const char* name, int64_t def, int64_t min, int64_t max) {
+  auto text = env(name);
+  if (!text) return def;
+  auto v = parse_int(*text, min, max);
+  if (!v.ok())
+    return InvalidArgument(std::string(name) + "='" + *text + "' is not valid: expected a whole number from " +
+                           std::to_string(min) + " to " + std::to_string(max));
+  return *v;
+}
+
+Result<size_t> env_size(const EnvLookup& env, const char* name, size_t def, uint64_t min, uint64_t max) {
+  auto text = env(name);
+  if (!text) return def;
+  auto v = parse_size(*text);
+  if (!v.ok() || v->is_share || v->bytes < min || v->bytes > max)
+    return InvalidArgument(std::string(name) + "='" + *text + "' is not valid: expected a size from " +
+                           format_bytes(min) + " to " + format_bytes(max) + " such as 4000, 64KB or 1MB");
+  return static_cast<size_t>(v->bytes);
+}
+
+}  // namespace
+
+Result<CoachOptions> coach_options_from_env(const EnvLookup& env) {
+  CoachOptions o;
+  if (auto v = env("LLM_BASE_URL"); v && !v->empty()) {
+    Status st = check_base_url(*v);
+    if (!st.ok())
+      return InvalidArgument("LLM_BASE_URL='" + *v + "' is not valid: " + st.message());
+    o.llm_base_url = *v;
+  }
+  if (auto v = env("LLM_API_KEY")) o.llm_api_key = *v;
+  if (auto v = env("LLM_MODEL")) {
+    if (v->empty() || v->size() > 200) return InvalidArgument("LLM_MODEL is not valid: expected a model name of 1 to 200 characters");
+    o.llm_model = *v;
+  }
+  if (auto v = env("LLM_TLS_CA"); v && !v->empty()) {
+    if (FILE* f = std::fopen(v->c_str(), "r")) {
+      std::fclose(f);
+    } else {
+      return InvalidArgument("LLM_TLS_CA='" + *v + "' is not valid: expected a readable PEM file");
+    }
+    o.llm_tls_ca = *v;
+  }
+#define MEMGATE_TRY_ASSIGN(dst, expr)  \
+  do {                                 \
+    auto r_ = (expr);                  \
+    if (!r_.ok()) return r_.status();  \
+    dst = *r_;                         \
+  } while (0)
+  MEMGATE_TRY_ASSIGN(o.llm_connect_timeout, env_duration(env, "LLM_CONNECT_TIMEOUT", o.llm_connect_timeout));
+  MEMGATE_TRY_ASSIGN(o.llm_read_timeout, env_duration(env, "LLM_READ_TIMEOUT", o.llm_read_timeout));
+  MEMGATE_TRY_ASSIGN(o.llm_request_timeout, env_duration(env, "LLM_REQUEST_TIMEOUT", o.llm_request_timeout));
+  MEMGATE_TRY_ASSIGN(o.llm_max_response, env_size(env, "LLM_MAX_RESPONSE", o.llm_max_response, 1024, 64ull << 20));
+  int64_t n = 0;
+  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_MAX_INFLIGHT", 8, 1, 4096));
+  o.max_inflight = static_cast<size_t>(n);
+  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_QUEUE", 32, 0, 100'000));
+  o.max_queue = static_cast<size_t>(n);
+  MEMGATE_TRY_ASSIGN(o.max_question, env_size(env, "COACH_MAX_QUESTION", o.max_question, 1, 1 << 20));
+  MEMGATE_TRY_ASSIGN(o.max_body, env_size(env, "COACH_MAX_BODY", o.max_body, 64, 16 << 20));
+  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_MAX_HISTORY", 20, 0, 200));
+  o.max_history = static_cast<size_t>(n);
+  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_PASSAGES", 4, 1, 20));
+  o.passages = static_cast<int>(n);
+  MEMGATE_TRY_ASSIGN(o.passage_bytes, env_size(env, "COACH_PASSAGE_BYTES", o.passage_bytes, 64, 64 * 1024));
+#undef MEMGATE_TRY_ASSIGN
+  return o;
+}
+
+PromptTemplates default_templates() {
+  PromptTemplates t;
+  t.system =
+      "You are a coach. Answer the user's question using only the knowledge-base passages below. "
+      "Cite every passage you use by its number in square brackets, like [1]. If the passages do not "
+      "contain the answer, say that the knowledge base does not cover it; do not invent facts.\n\n"
+      "Passages:\n\n{passages}";
+  t.passage = "[{n}] {title} ({path}){heading}\n{text}\n\n";
+  t.no_passages = "(no passage of the knowledge base matched the question)\n";
+  t.extractive_note =
+      "No language model is configured (LLM_BASE_URL is unset): these are the knowledge-base passages that "
+      "best match the question, quoted as they are.";
+  t.empty_note = "No language model is configured, and no knowledge-base passage matched the question.";
+  return t;
+}
+
+std::string templates_to_artifact(const PromptTemplates& t) {
+  return json::serialize(json::object{{"format", "memgate-coach-templates/1"},
+                                      {"system", t.system},
+                                      {"passage", t.passage},
+                                      {"no_passages", t.no_passages},
+                                      {"extractive_note", t.extractive_note},
+                                      {"empty_note", t.empty_note}});
+}
+
+Result<PromptTemplates> templates_from_artifact(std::string_view artifact) {
+  boost::system::error_code ec;
+  json::value v = json::parse(artifact, ec);
+  if (ec || !v.is_object()) return InvalidArgument("the coach artifact is not a JSON object");
+  const json::object& o = v.as_object();
+  auto field = [&](const char* name, std::string* out) {
+    auto* f = o.if_contains(name);
+    if (!f || !f->is_string()) return false;
+    *out = f->as_string().c_str();
+    return true;
+  };
+  PromptTemplates t;
+  std::string format;
+  if (!field("format", &format) || format != "memgate-coach-templates/1")
+    return InvalidArgument("the coach artifact has an unknown format");
+  if (!field("system", &t.system) || !field("passage", &t.passage) || !field("no_passages", &t.no_passages) ||
+      !field("extractive_note", &t.extractive_note) || !field("empty_note", &t.empty_note))
+    return InvalidArgument("the coach artifact misses a template");
+  if (t.system.find("{passages}") == std::string::npos || t.passage.find("{text}") == std::string::npos)
+    return InvalidArgument("the coach artifact's templates lack their placeholders");
+  return t;
+}
+
+// --- one request ---------------------------------------------------------------
+
+struct Coach::Job {
+  std::shared_ptr<Coach> coach;
+  std::string question;
+  std::vector<ChatMessage> history;
+  bool stream = false;
+  http::Responder responder;
+  http::StreamWriter writer;  // once the stream began
+  bool streaming = false;
+  std::chrono::steady_clock::time_point last_write{};  // of the stream, on the client's thread
+  Bulkhead::Slot slot;
+  std::vector<Passage> passages;
+  std::string retrieval_note;
+
+  Job() = default;
+  ~Job() {
+    if (coach) coach->counters_.jobs.fetch_sub(1, std::memory_order_relaxed);
+  }
+  bool connected() const { return streaming ? writer.connected() : responder.connected(); }
+  void send(Response r) {
+    if (responder.valid()) std::move(responder).send(std::move(r));
+  }
+};
+
+Result<std::shared_ptr<Coach>> Coach::create(CoachOptions options, PromptTemplates templates,
+                                             RetrieverSource retrievers, WorkerPool& workers) {
+  std::shared_ptr<Coach> coach(new Coach(std::move(options), std::move(templates), std::move(retrievers), workers));
+  if (!coach->options_.llm_base_url.empty()) {
+    ChatClientOptions co;
+    co.base_url = coach->options_.llm_base_url;
+    co.api_key = coach->options_.llm_api_key;
+    co.ca_file = coach->options_.llm_tls_ca;
+    co.connect_timeout = coach->options_.llm_connect_timeout;
+    co.read_timeout = coach->options_.llm_read_timeout;
+    co.request_timeout = coach->options_.llm_request_timeout;
+    co.max_response_bytes = coach->options_.llm_max_response;
+    co.max_idle_connections = coach->options_.max_inflight;
+    auto client = ChatClient::create(std::move(co));
+    if (!client.ok()) return client.status();
+    coach->client_ = std::move(*client);
+    spdlog::info("coach: generative answers through {} (model {})", coach->client_->endpoint(), coach->options_.llm_model);
+  } else {
+    spdlog::info("coach: LLM_BASE_URL is unset; answers are extractive (cited passages)");
+  }
+  return coach;
+}
+
+Coach::Coach(CoachOptions options, PromptTemplates templates, RetrieverSource retrievers, WorkerPool& workers)
+    : options_(std::move(options)),
+      templates_(std::move(templates)),
+      retrievers_(std::move(retrievers)),
+      workers_(workers),
+      bulkhead_(Bulkhead::make(options_.max_inflight, options_.max_queue)) {}
+
+Coach::~Coach() = default;
+
+void Coach::stop() {
+  if (client_) client_->shutdown();
+}
+
+ChatClient::Stats Coach::client_stats() const { return client_ ? client_->stats() : ChatClient::Stats{}; }
+
+void Coach::handle(const http::Request& request, http::Responder responder) {
+  counters_.requests.fetch_add(1, std::memory_order_relaxed);
+  auto invalid = [&](int status, std::string_view message) {
+    counters_.invalid.fetch_add(1, std::memory_order_relaxed);
+    std::move(responder).send(error_json(status, http::error_code_for_status(status), message));
+  };
+  std::string_view body = request.body();
+  if (body.size() > options_.max_body)
+    return invalid(413, "the request body is " + std::to_string(body.size()) + " bytes; COACH_MAX_BODY allows " +
+                            std::to_string(options_.max_body));
+  boost::system::error_code ec;
+  json::value doc = json::parse(body, ec);
+  if (ec) return invalid(400, "the body is not valid JSON: " + ec.message());
+  if (!doc.is_object()) return invalid(400, "the body must be a JSON object");
+  const json::object& o = doc.as_object();
+  auto job = std::make_shared<Job>();
+  auto* q = o.if_contains("question");
+  if (!q || !q->is_string()) return invalid(400, "\"question\" is required and must be a string");
+  job->question = q->as_string().c_str();
+  if (job->question.find_first_not_of(" \t\r\n") == std::string::npos) return invalid(400, "\"question\" is empty");
+  if (job->question.size() > options_.max_question)
+    return invalid(413, "the question is " + std::to_string(job->question.size()) +
+                            " bytes; COACH_MAX_QUESTION allows " + std::to_string(options_.max_question));
+  if (auto* s = o.if_contains("stream")) {
+    if (!s->is_bool()) return invalid(400, "\"stream\" must be true or false");
+    job->stream = s->as_bool();
+  }
+  if (auto* h = o.if_contains("history"); h && !h->is_null()) {
+    if (!h->is_array()) return invalid(400, "\"history\" must be an array of {\"role\", \"content\"}");
+    const json::array& a = h->as_array();
+    if (a.size() > options_.max_history)
+      return invalid(413, "the history has " + std::to_string(a.size()) + " messages; COACH_MAX_HISTORY allows " +
+                              std::to_string(options_.max_history));
+    for (const json::value& m : a) {
+      const json::object* mo = m.if_object();
+      const json::value* role = mo ? mo->if_contains("role") : nullptr;
+      const json::value* content = mo ? mo->if_contains("content") : nullptr;
+      if (!role || !role->is_string() || !content || !content->is_string())
+        return invalid(400, "each history entry must be {\"role\": \"user\"|\"assistant\", \"content\": string}");
+      std::string r = role->as_string().c_str();
+      if (r != "user" && r != "assistant") return invalid(400, "a history role must be \"user\" or \"assistant\"");
+      if (content->as_string().size() > options_.max_question)
+        return invalid(413, "a history message is longer than COACH_MAX_QUESTION allows");
+      job->history.push_back({std::move(r), content->as_string().c_str()});
+    }
+  }
+  job->coach = shared_from_this();
+  counters_.jobs.fetch_add(1, std::memory_order_relaxed);
+  job->responder = std::move(responder);
+  auto self = shared_from_this();
+  Bulkhead::Admission admission = bulkhead_->enter([self, job](Bulkhead::Slot slot) {
+    job->slot = std::move(slot);
+    self->workers_.post([self, job] { self->run(job); });
+  });
+  if (admission == Bulkhead::Admission::kRejected) {
+    counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+    Response r = error_json(503, "unavailable",
+                            "the coach is busy: " + std::to_string(options_.max_inflight) + " requests at work and " +
+                                std::to_string(options_.max_queue) + " waiting; try again shortly");
+    r.header("Retry-After", std::to_string(options_.retry_after_seconds));
+    job->send(std::move(r));
+  }
+}
+
+// On a worker: retrieval, then the extractive answer or the provider call.
+void Coach::run(const std::shared_ptr<Job>& job) {
+  if (!job->responder.connected()) {
+    counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  std::shared_ptr<const Retriever> retriever = retrievers_ ? retrievers_() : nullptr;
+  if (!retriever) {
+    job->retrieval_note = "the knowledge base is not loaded";
+  } else {
+    auto found = retriever->search(job->question, options_.passages);
+    if (found.ok()) {
+      job->passages = std::move(*found);
+    } else {
+      job->retrieval_note = "retrieval failed: " + found.status().message();
+      spdlog::warn("coach: {}", job->retrieval_note);
+    }
+  }
+  if (client_) return generate(job);
+
+  counters_.extractive.fetch_add(1, std::memory_order_relaxed);
+  json::object out{{"mode", "extractive"}, {"question", job->question}};
+  std::string answer;
+  for (size_t i = 0; i < job->passages.size(); ++i) {
+    const Passage& p = job->passages[i];
+    answer += "[" + std::to_string(i + 1) + "] " + p.title + (p.heading.empty() ? "" : " — " + p.heading) + ": " +
+              p.snippet + "\n";
+  }
+  out["answer"] = answer;
+  out["citations"] = citations_json(job->passages, nullptr);
+  out["note"] = job->passages.empty() ? templates_.empty_note : templates_.extractive_note;
+  if (!job->retrieval_note.empty()) out["retrieval"] = job->retrieval_note;
+  job->send(Response::json(200, json::serialize(out)));
+}
+
+void Coach::generate(const std::shared_ptr<Job>& job) {
+  std::string passages;
+  for (size_t i = 0; i < job->passages.size(); ++i) {
+    const Passage& p = job->passages[i];
+    std::string s = templates_.passage;
+    replace_all(s, "{n}", std::to_string(i + 1));
+    replace_all(s, "{title}", p.title);
+    replace_all(s, "{path}", p.path);
+    replace_all(s, "{heading}", p.heading.empty() ? "" : " — " + p.heading);
+    replace_all(s, "{text}", p.text);  // last: passage text may contain braces
+    passages += s;
+  }
+  std::string system = templates_.system;
+  replace_all(system, "{passages}", passages.empty() ? templates_.no_passages : passages);
+
+  ChatRequest req;
+  req.model = options_.llm_model;
+  req.stream = job->stream;
+  req.messages.push_back({"system", std::move(system)});
+  for (ChatMessage& m : job->history) req.messages.push_back(std::move(m));
+  job->history.clear();
+  req.messages.push_back({"user", job->question});
+  req.still_wanted = [job] {
+    if (job->streaming && std::chrono::steady_clock::now() - job->last_write >= kHeartbeat) {
+      job->last_write = std::chrono::steady_clock::now();
+      job->writer.write(": keep-alive\n\n");
+    }
+    return job->connected();
+  };
+
+  ChatHandlers h;
+  if (job->stream) {
+    h.on_headers = [job] {
+      if (job->streaming) return;
+      job->streaming = true;
+      job->writer = std::move(job->responder).stream(200, "text/event-stream",
+                                                     {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}});
+      json::object meta{{"mode", "generative"},
+                        {"model", job->coach->options_.llm_model},
+                        {"citations", citations_json(job->passages, nullptr)}};
+      job->writer.write(http::sse_event(json::serialize(meta), "meta"));
+      job->last_write = std::chrono::steady_clock::now();
+    };
+    h.on_delta = [job](std::string_view piece) {
+      if (job->writer.queued_bytes() > kMaxStreamBacklog) return false;
+      job->last_write = std::chrono::steady_clock::now();
+      return job->writer.write(http::sse_event(json::serialize(json::object{{"delta", piece}}), "token"));
+    };
+  }
+  h.on_done = [job](ChatOutcome outcome) {
+    Coach& c = *job->coach;
+    const Status& st = outcome.status;
+    if (st.code() == Code::kCancelled && !job->connected()) {
+      c.counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    int status = 200;
+    std::string code;
+    if (!st.ok()) {
+      if (st.code() == Code::kDeadlineExceeded) {
+        status = 504;
+        code = "gateway_timeout";
+        c.counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
+      } else if (st.code() == Code::kCancelled) {
+        status = 503;
+        code = "unavailable";  // stopping
+      } else {
+        status = 502;
+        code = "bad_gateway";
+        c.counters_.provider_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    } else {
+      c.counters_.generative.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (job->streaming) {
+      if (st.ok()) {
+        json::object done{{"finish_reason", outcome.finish_reason},
+                          {"model", outcome.model},
+                          {"citations", citations_json(job->passages, &outcome.content)}};
+        job->writer.write(http::sse_event(json::serialize(done), "done"));
+      } else {
+        json::object err{{"code", code}, {"message", st.message()}};
+        if (outcome.provider_status > 0 && outcome.provider_status != 200) err["provider_status"] = outcome.provider_status;
+        job->writer.write(http::sse_event(json::serialize(json::object{{"error", std::move(err)}}), "error"));
+      }
+      job->writer.finish();
+      return;
+    }
+    if (!st.ok()) {
+      int ps = outcome.provider_status == 200 ? 0 : outcome.provider_status;
+      job->send(error_json(status, code, st.message(), ps));
+      return;
+    }
+    json::object out{{"mode", "generative"},
+                     {"model", outcome.model.empty() ? c.options_.llm_model : outcome.model},
+                     {"question", job->question},
+                     {"answer", outcome.content},
+                     {"finish_reason", outcome.finish_reason},
+                     {"citations", citations_json(job->passages, &outcome.content)}};
+    if (!job->retrieval_note.empty()) out["retrieval"] = job->retrieval_note;
+    job->send(Response::json(200, json::serialize(out)));
+  };
+  client_->start(std::move(req), std::move(h));
+}
+
+http::Response Coach::status() const {
+  Bulkhead::Counts b = bulkhead_->counts();
+  ChatClient::Stats cs = client_stats();
+  auto load = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  json::object out{
+      {"mode", client_ ? "generative" : "extractive"},
+      {"model", client_ ? options_.llm_model : std::string()},
+      {"provider", client_ ? client_->endpoint() : std::string()},
+      {"knowledge_base", retrievers_ && retrievers_() != nullptr},
+      {"limits", json::object{{"max_inflight", options_.max_inflight},
+                              {"max_queue", options_.max_queue},
+                              {"max_question", options_.max_question},
+                              {"max_body", options_.max_body}}},
+      {"inflight", b.inflight},
+      {"queued", b.queued},
+      {"jobs", counters_.jobs.load(std::memory_order_relaxed)},
+      {"requests", load(counters_.requests)},
+      {"rejected", load(counters_.rejected)},
+      {"invalid", load(counters_.invalid)},
+      {"extractive", load(counters_.extractive)},
+      {"generative", load(counters_.generative)},
+      {"provider_errors", load(counters_.provider_errors)},
+      {"timeouts", load(counters_.timeouts)},
+      {"cancelled", load(counters_.cancelled)},
+      {"upstream", json::object{{"live_calls", cs.live_calls},
+                                {"open_connections", cs.open_connections},
+                                {"idle_connections", cs.idle_connections},
+                                {"connects", cs.connects},
+                                {"reuses", cs.reuses}}}};
+  return Response::json(200, json::serialize(out));
+}
+
+}  // namespace memgate::coach

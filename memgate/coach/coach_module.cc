@@ -1,0 +1,78 @@
+#include "memgate/coach/coach_module.h"
+
+#include <mutex>
+
+#include "memgate/coord/coordinator.h"
+
+namespace memgate::coach {
+namespace {
+
+class CoachModule final : public startup::Module {
+ public:
+  CoachModule(bool default_on, CoachOptions options, RetrieverSource retrievers)
+      : default_on_(default_on), options_(std::move(options)), retrievers_(std::move(retrievers)) {}
+
+  std::string name() const override { return "ai-routes"; }
+  int stage() const override { return 2; }
+  startup::FlagSpec flag() const override { return {"ENABLE_AI_ROUTES", default_on_}; }
+  std::optional<startup::FleetSpec> fleet() const override {
+    const coord::FleetTaskSpec& t = coord::kAiRoutesInit;
+    return startup::FleetSpec{std::string(t.lock_key), t.lock_ttl, std::string(t.done_key), t.done_ttl, "1"};
+  }
+  std::vector<startup::RouteDecl> routes() const override {
+    return {{http::Method::kPost, std::string(kCoachRoute)}, {http::Method::kGet, std::string(kCoachStatusRoute)}};
+  }
+
+  Result<std::string> build(startup::ModuleContext&) override {
+    PromptTemplates t = default_templates();
+    std::string artifact = templates_to_artifact(t);
+    // What load will accept, checked where it is made.
+    auto back = templates_from_artifact(artifact);
+    if (!back.ok()) return back.status();
+    return artifact;
+  }
+
+  Status load(std::string_view artifact, startup::ModuleContext& ctx) override {
+    auto templates = templates_from_artifact(artifact);
+    if (!templates.ok()) return templates.status();
+    auto coach = Coach::create(options_, std::move(*templates), retrievers_, ctx.workers);
+    if (!coach.ok()) return coach.status();
+    std::shared_ptr<Coach> c = *coach;
+    {
+      std::lock_guard lock(mu_);
+      if (coach_) coach_->stop();
+      coach_ = c;
+    }
+    auto added = ctx.router.add(http::Method::kPost, kCoachRoute,
+                                [c](const http::Request& req, http::Responder r) { c->handle(req, std::move(r)); });
+    if (!added.ok()) return added.status();
+    added = ctx.router.add(http::Method::kGet, kCoachStatusRoute, [c](const http::Request&) { return c->status(); });
+    if (!added.ok()) return added.status();
+    return Status::Ok();
+  }
+
+  void stop() override {
+    std::lock_guard lock(mu_);
+    if (coach_) coach_->stop();
+  }
+
+ private:
+  bool default_on_;
+  CoachOptions options_;
+  RetrieverSource retrievers_;
+  std::mutex mu_;
+  std::shared_ptr<Coach> coach_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<startup::Module>> make_coach_module(const Config& config, const EnvLookup& env,
+                                                           RetrieverSource retrievers) {
+  auto options = coach_options_from_env(env);
+  if (!options.ok()) return options.status();
+  if (!retrievers) retrievers = [] { return RetrieverRegistry::global().get(); };
+  return std::shared_ptr<startup::Module>(
+      std::make_shared<CoachModule>(config.enable_ai_routes, std::move(*options), std::move(retrievers)));
+}
+
+}  // namespace memgate::coach

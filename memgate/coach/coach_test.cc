@@ -1,0 +1,385 @@
+// The coach handler behind a real http::Server, with the stand-in provider and
+// either a fake retriever or the kb index of the test corpus.
+#include "memgate/coach/coach.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <thread>
+
+#include "memgate/base/worker_pool.h"
+#include "memgate/coach/fake_provider.h"
+#include "memgate/http/server.h"
+#include "memgate/http/test_client.h"
+#include "memgate/kb/index.h"
+
+namespace memgate::coach {
+namespace {
+
+using namespace std::chrono_literals;
+using http::testing::ClientResponse;
+using http::testing::fetch;
+using http::testing::TestConnection;
+using testing::FakeProvider;
+namespace json = boost::json;
+
+// Always the same passages.
+class FakeRetriever final : public Retriever {
+ public:
+  Result<std::vector<Passage>> search(std::string_view, int k) const override {
+    std::vector<Passage> out;
+    out.push_back({"00000000000000a1", "Pumpkins", "garden/pumpkins.md", "Harvest",
+                   "The secret word is pumpkin. Harvest when the stem dries.", "secret word is pumpkin", 3.5});
+    out.push_back({"00000000000000b2", "Squash", "garden/squash.md", "", "Squash keeps for months.", "Squash keeps", 1.0});
+    if (static_cast<int>(out.size()) > k) out.resize(static_cast<size_t>(k));
+    return out;
+  }
+};
+
+std::shared_ptr<const Retriever> corpus_retriever() {
+  static std::shared_ptr<const Retriever> r = [] {
+    auto artifact = kb::build_artifact(std::string(MEMGATE_KB_TESTDATA) + "/corpus", kb::BuildOptions{});
+    EXPECT_TRUE(artifact.ok());
+    auto index = kb::Index::open(*artifact, 2);
+    EXPECT_TRUE(index.ok());
+    return std::shared_ptr<const Retriever>(std::make_shared<KbRetriever>(*index));
+  }();
+  return r;
+}
+
+json::object parse(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  EXPECT_FALSE(ec) << body;
+  return v.is_object() ? v.as_object() : json::object{};
+}
+
+struct SseEvent {
+  std::string event;
+  std::string data;
+};
+std::vector<SseEvent> parse_sse(const std::string& text) {
+  std::vector<SseEvent> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find("\n\n", pos);
+    if (end == std::string::npos) break;
+    std::string block = text.substr(pos, end - pos);
+    pos = end + 2;
+    SseEvent e;
+    size_t lp = 0;
+    while (lp <= block.size()) {
+      size_t le = block.find('\n', lp);
+      std::string line = block.substr(lp, le == std::string::npos ? std::string::npos : le - lp);
+      if (line.rfind("event: ", 0) == 0) e.event = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) e.data += line.substr(6);
+      if (le == std::string::npos) break;
+      lp = le + 1;
+    }
+    if (!e.event.empty() || !e.data.empty()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+class CoachTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    provider_ = FakeProvider::start();
+    ASSERT_NE(provider_, nullptr);
+  }
+  void TearDown() override {
+    if (server_) server_->stop(2s);
+    if (coach_) coach_->stop();
+  }
+
+  // Starts the coach behind a server; with_provider: through the stand-in.
+  void start(bool with_provider, std::shared_ptr<const Retriever> retriever, CoachOptions o = {}) {
+    if (with_provider) {
+      o.llm_base_url = provider_->base_url();
+      o.llm_model = "fake-model";
+      o.llm_api_key = "sk-secret";
+    }
+    auto coach = Coach::create(o, default_templates(), [retriever] { return retriever; }, workers_);
+    ASSERT_TRUE(coach.ok()) << coach.status().to_string();
+    coach_ = *coach;
+    http::ServerOptions so;
+    so.host = "127.0.0.1";
+    server_ = std::make_unique<http::Server>(so);
+    auto c = coach_;
+    ASSERT_TRUE(server_->router()
+                    .add(http::Method::kPost, "/api/ai/coach",
+                         [c](const http::Request& req, http::Responder r) { c->handle(req, std::move(r)); })
+                    .ok());
+    ASSERT_TRUE(server_->start().ok());
+  }
+  std::optional<ClientResponse> ask(const std::string& body) {
+    return fetch(server_->port(), "POST", "/api/ai/coach", body);
+  }
+  // Everything a request held is given back.
+  void expect_nothing_held() {
+    for (int i = 0; i < 500 && coach_->counters().jobs.load() != 0; ++i) std::this_thread::yield();
+    EXPECT_EQ(coach_->counters().jobs.load(), 0);
+    EXPECT_EQ(coach_->bulkhead().inflight, 0u);
+    EXPECT_EQ(coach_->bulkhead().queued, 0u);
+    EXPECT_EQ(coach_->client_stats().live_calls, 0);
+  }
+
+  WorkerPool workers_{2};
+  std::unique_ptr<FakeProvider> provider_;
+  std::shared_ptr<Coach> coach_;
+  std::unique_ptr<http::Server> server_;
+};
+
+TEST_F(CoachTest, WithoutAProviderTheAnswerIsExtractiveAndCitesTheRightDocuments) {
+  start(false, corpus_retriever());
+  auto r = ask(R"({"question":"How often should I turn my compost heap?"})");
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->status, 200) << r->body;
+  json::object o = parse(r->body);
+  EXPECT_EQ(o["mode"], "extractive");
+  json::array cites = o["citations"].as_array();
+  ASSERT_FALSE(cites.empty());
+  EXPECT_EQ(cites[0].at("path"), "gardening/compost.md");
+  EXPECT_EQ(cites[0].at("n"), 1);
+  EXPECT_NE(std::string(cites[0].at("excerpt").as_string()).find("every two weeks"), std::string::npos);
+  EXPECT_NE(std::string(o["answer"].as_string()).find("[1] Composting at Home"), std::string::npos) << r->body;
+  EXPECT_NE(std::string(o["note"].as_string()).find("No language model"), std::string::npos);
+
+  auto bread = ask(R"({"question":"What hydration makes a soft sourdough?"})");
+  ASSERT_EQ(bread->status, 200);
+  EXPECT_EQ(parse(bread->body)["citations"].as_array()[0].at("path"), "cooking/bread.md") << bread->body;
+  EXPECT_EQ(provider_->requests(), 0) << "extractive mode never calls a provider";
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, WithoutAKnowledgeBaseTheExtractiveAnswerSaysItHasNothing) {
+  start(false, nullptr);
+  auto r = ask(R"({"question":"How often should I turn my compost heap?"})");
+  ASSERT_EQ(r->status, 200);
+  json::object o = parse(r->body);
+  EXPECT_EQ(o["mode"], "extractive");
+  EXPECT_TRUE(o["citations"].as_array().empty());
+  EXPECT_EQ(o["answer"], "");
+  EXPECT_EQ(o["retrieval"], "the knowledge base is not loaded");
+}
+
+TEST_F(CoachTest, BadRequestsGet400Or413WithAReason) {
+  CoachOptions o;
+  o.max_question = 50;
+  o.max_body = 1024;
+  o.max_history = 2;
+  start(false, nullptr, o);
+  auto expect = [&](const std::string& body, int status, const std::string& reason) {
+    auto r = ask(body);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, status) << body << " -> " << r->body;
+    EXPECT_NE(r->body.find(reason), std::string::npos) << r->body;
+  };
+  expect("{not json", 400, "not valid JSON");
+  expect("[1,2]", 400, "JSON object");
+  expect(R"({"q":"x"})", 400, "is required and must be a string");
+  expect(R"({"question":"   "})", 400, "empty");
+  expect(R"({"question":")" + std::string(51, 'a') + "\"}", 413, "COACH_MAX_QUESTION");
+  expect(R"({"question":"x","stream":"yes"})", 400, "must be true or false");
+  expect(R"({"question":"x","history":{}})", 400, "must be an array");
+  expect(R"({"question":"x","history":[{"role":"system","content":"hi"}]})", 400, "role");
+  expect(R"({"question":"x","history":[{},{},{}]})", 413, "COACH_MAX_HISTORY");
+  expect(R"({"question":"x","pad":")" + std::string(1100, 'p') + "\"}", 413, "COACH_MAX_BODY");
+  EXPECT_EQ(coach_->counters().invalid.load(), 10u);
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, TheProviderGetsThePassagesTheHistoryAndTheModelAndTheAnswerCitesThem) {
+  start(true, std::make_shared<FakeRetriever>());
+  auto r = ask(R"({"question":"What is the secret word?","history":[{"role":"user","content":"hello"},{"role":"assistant","content":"hi there"}]})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  json::object o = parse(r->body);
+  EXPECT_EQ(o["mode"], "generative");
+  EXPECT_EQ(o["answer"], "Turn the heap every two weeks [1].");
+  EXPECT_EQ(o["model"], "fake-model");
+  json::array cites = o["citations"].as_array();
+  ASSERT_EQ(cites.size(), 2u);
+  EXPECT_EQ(cites[0].at("path"), "garden/pumpkins.md");
+  EXPECT_EQ(cites[0].at("cited"), true);
+  EXPECT_EQ(cites[1].at("cited"), false);
+
+  ASSERT_EQ(provider_->requests(), 1);
+  json::object sent = parse(provider_->bodies()[0]);
+  EXPECT_EQ(sent["model"], "fake-model");
+  json::array msgs = sent["messages"].as_array();
+  ASSERT_EQ(msgs.size(), 4u);
+  EXPECT_EQ(msgs[0].at("role"), "system");
+  std::string system(msgs[0].at("content").as_string());
+  EXPECT_NE(system.find("[1] Pumpkins (garden/pumpkins.md) — Harvest"), std::string::npos) << system;
+  EXPECT_NE(system.find("The secret word is pumpkin."), std::string::npos) << system;
+  EXPECT_NE(system.find("[2] Squash"), std::string::npos) << system;
+  EXPECT_EQ(msgs[1].at("content"), "hello");
+  EXPECT_EQ(msgs[2].at("role"), "assistant");
+  EXPECT_EQ(msgs[3].at("content"), "What is the secret word?");
+  EXPECT_EQ(provider_->authorizations()[0], "Bearer sk-secret");
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, StreamedTokensReachTheClientInOrderAsServerSentEvents) {
+  provider_->set_pieces({"Alpha ", "beta ", "gamma ", "delta [2]"});
+  start(true, std::make_shared<FakeRetriever>());
+  auto r = ask(R"({"question":"Name four letters","stream":true})");
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->header("content-type"), "text/event-stream");
+  std::vector<SseEvent> events = parse_sse(r->body);
+  ASSERT_GE(events.size(), 6u) << r->body;
+  EXPECT_EQ(events.front().event, "meta");
+  EXPECT_EQ(parse(events.front().data)["mode"], "generative");
+  std::vector<std::string> tokens;
+  for (auto& e : events)
+    if (e.event == "token") tokens.push_back(std::string(parse(e.data)["delta"].as_string()));
+  EXPECT_EQ(tokens, (std::vector<std::string>{"Alpha ", "beta ", "gamma ", "delta [2]"}));
+  EXPECT_EQ(events.back().event, "done");
+  json::object done = parse(events.back().data);
+  EXPECT_EQ(done["finish_reason"], "stop");
+  EXPECT_EQ(done["citations"].as_array()[1].at("cited"), true);
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, AProviderErrorBecomes502WithTheProvidersStatus) {
+  provider_->set_mode(FakeProvider::Mode::kError);
+  start(true, std::make_shared<FakeRetriever>());
+  auto r = ask(R"({"question":"x"})");
+  ASSERT_EQ(r->status, 502) << r->body;
+  json::object e = parse(r->body)["error"].as_object();
+  EXPECT_EQ(e["provider_status"], 500);
+  EXPECT_EQ(e["code"], "bad_gateway");
+  EXPECT_NE(std::string(e["message"].as_string()).find("overloaded"), std::string::npos);
+  auto s = ask(R"({"question":"x","stream":true})");
+  EXPECT_EQ(s->status, 502) << "no stream begins before the provider said 200";
+  EXPECT_EQ(coach_->counters().provider_errors.load(), 2u);
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, AProviderThatSaysNothingBecomes504) {
+  provider_->set_mode(FakeProvider::Mode::kHang);
+  CoachOptions o;
+  o.llm_read_timeout = 300ms;
+  start(true, std::make_shared<FakeRetriever>(), o);
+  auto r = ask(R"({"question":"x"})");
+  ASSERT_EQ(r->status, 504) << r->body;
+  EXPECT_EQ(parse(r->body)["error"].at("code"), "gateway_timeout");
+  EXPECT_EQ(coach_->counters().timeouts.load(), 1u);
+  expect_nothing_held();
+  EXPECT_EQ(coach_->client_stats().idle_connections, 0) << "a timed-out connection is not kept";
+}
+
+TEST_F(CoachTest, ADroppedProviderConnectionBecomes502OrAnErrorEventMidStream) {
+  provider_->set_mode(FakeProvider::Mode::kDrop);
+  start(true, std::make_shared<FakeRetriever>());
+  auto r = ask(R"({"question":"x"})");
+  EXPECT_EQ(r->status, 502) << r->body;
+  auto s = ask(R"({"question":"x","stream":true})");
+  ASSERT_EQ(s->status, 200) << "the stream had begun";
+  std::vector<SseEvent> events = parse_sse(s->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().event, "error");
+  EXPECT_EQ(parse(events.back().data)["error"].at("code"), "bad_gateway");
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, AStreamingClientThatDisconnectsCancelsItsUpstreamRequest) {
+  provider_->set_mode(FakeProvider::Mode::kGated);
+  start(true, std::make_shared<FakeRetriever>());
+  {
+    TestConnection conn(server_->port(), 10s);
+    ASSERT_TRUE(conn.ok());
+    std::string body = R"({"question":"x","stream":true})";
+    ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body));
+    auto head = conn.read_head();
+    ASSERT_TRUE(head.has_value());
+    ASSERT_EQ(head->status, 200);
+    std::string seen;
+    for (int i = 0; i < 10 && seen.find("event: token") == std::string::npos; ++i) {
+      auto chunk = conn.read_chunk();
+      ASSERT_TRUE(chunk.has_value());
+      seen += *chunk;
+    }
+    ASSERT_NE(seen.find("Turn "), std::string::npos) << seen;
+  }  // the client goes away while the provider holds the rest
+  EXPECT_TRUE(provider_->wait_for_closed_by_client(1, 15s)) << "the upstream request was cancelled";
+  expect_nothing_held();
+  EXPECT_EQ(coach_->counters().cancelled.load(), 1u);
+}
+
+TEST_F(CoachTest, TheBulkheadServesNWhileMWaitAndAnswers503WithRetryAfterBeyond) {
+  provider_->set_mode(FakeProvider::Mode::kGated);
+  CoachOptions o;
+  o.max_inflight = 2;
+  o.max_queue = 1;
+  start(true, std::make_shared<FakeRetriever>(), o);
+  std::vector<std::thread> clients;
+  std::vector<int> statuses(3, 0);
+  for (int i = 0; i < 3; ++i)
+    clients.emplace_back([&, i] {
+      auto r = ask(R"({"question":"x"})");
+      statuses[static_cast<size_t>(i)] = r ? r->status : -1;
+    });
+  ASSERT_TRUE(provider_->wait_for_requests(2));
+  for (int i = 0; i < 2000 && coach_->bulkhead().queued < 1; ++i) std::this_thread::sleep_for(1ms);  // bounded poll of state
+  ASSERT_EQ(coach_->bulkhead().queued, 1u);
+  EXPECT_EQ(coach_->bulkhead().inflight, 2u);
+  for (int i = 0; i < 5; ++i) {
+    auto busy = ask(R"({"question":"x"})");
+    ASSERT_TRUE(busy.has_value());
+    EXPECT_EQ(busy->status, 503) << busy->body;
+    EXPECT_EQ(busy->header("retry-after"), "2");
+  }
+  EXPECT_EQ(provider_->requests(), 2) << "rejected requests never reach the provider";
+  provider_->release();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(statuses, (std::vector<int>{200, 200, 200}));
+  EXPECT_EQ(provider_->requests(), 3);
+  EXPECT_EQ(coach_->counters().rejected.load(), 5u);
+  expect_nothing_held();
+  EXPECT_LE(coach_->client_stats().idle_connections, 2) << "no more kept connections than N";
+}
+
+TEST_F(CoachTest, SettingsComeFromTheEnvironmentAndABadOneNamesItsVariable) {
+  auto env = [](std::map<std::string, std::string> m) -> EnvLookup {
+    return [m](const std::string& k) -> std::optional<std::string> {
+      auto it = m.find(k);
+      return it == m.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
+  };
+  auto good = coach_options_from_env(env({{"COACH_MAX_INFLIGHT", "3"}, {"COACH_QUEUE", "0"},
+                                          {"LLM_READ_TIMEOUT", "250ms"}, {"COACH_MAX_QUESTION", "2KB"},
+                                          {"LLM_BASE_URL", "https://llm.example/v1"}, {"LLM_API_KEY", "sk-x"}}));
+  ASSERT_TRUE(good.ok()) << good.status().to_string();
+  EXPECT_EQ(good->max_inflight, 3u);
+  EXPECT_EQ(good->max_queue, 0u);
+  EXPECT_EQ(good->llm_read_timeout, 250ms);
+  EXPECT_EQ(good->max_question, 2048u);
+  for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"COACH_MAX_INFLIGHT", "0"}, {"COACH_QUEUE", "lots"}, {"LLM_CONNECT_TIMEOUT", "5"},
+           {"LLM_READ_TIMEOUT", "0"}, {"COACH_MAX_QUESTION", "50%"}, {"LLM_BASE_URL", "ftp://x"},
+           {"LLM_TLS_CA", "/nonexistent/ca.pem"}}) {
+    auto bad = coach_options_from_env(env({{name, value}}));
+    ASSERT_FALSE(bad.ok()) << name << "=" << value;
+    EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(bad.status().message().rfind(name + "='", 0), 0u) << bad.status().message();
+  }
+  auto key = coach_options_from_env(env({{"LLM_API_KEY", "sk-never-shown"}, {"LLM_MODEL", ""}}));
+  ASSERT_FALSE(key.ok());
+  EXPECT_EQ(key.status().message().find("sk-never-shown"), std::string::npos);
+}
+
+TEST(CoachTemplates, SurviveTheArtifactRoundTripAndABrokenArtifactIsRefused) {
+  PromptTemplates t = default_templates();
+  auto back = templates_from_artifact(templates_to_artifact(t));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->system, t.system);
+  EXPECT_EQ(back->passage, t.passage);
+  EXPECT_FALSE(templates_from_artifact("garbage").ok());
+  EXPECT_FALSE(templates_from_artifact(R"({"format":"memgate-coach-templates/1"})").ok());
+}
+
+}  // namespace
+}  // namespace memgate::coach

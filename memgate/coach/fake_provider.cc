@@ -1,0 +1,257 @@
+#include "memgate/coach/fake_provider.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <sstream>
+
+namespace memgate::coach::testing {
+namespace {
+
+bool send_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string chunk(std::string_view data) {
+  std::ostringstream o;
+  o << std::hex << data.size() << "\r\n" << data << "\r\n";
+  return o.str();
+}
+
+std::string stream_event(std::string_view piece, bool last) {
+  std::string e = R"(data: {"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1700000000,"model":"fake-model","choices":[{"index":0,"delta":{)";
+  if (!piece.empty()) e += R"("content":")" + json_escape(piece) + "\"";
+  e += last ? R"(},"finish_reason":"stop"}]})" : R"(},"finish_reason":null}]})";
+  return e + "\n\n";
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<FakeProvider> FakeProvider::start() {
+  std::unique_ptr<FakeProvider> p(new FakeProvider());
+  p->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (p->listen_fd_ < 0) return nullptr;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (::bind(p->listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return nullptr;
+  if (::listen(p->listen_fd_, 128) != 0) return nullptr;
+  socklen_t len = sizeof a;
+  ::getsockname(p->listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  p->port_ = ntohs(a.sin_port);
+  p->acceptor_ = std::thread([raw = p.get()] { raw->accept_loop(); });
+  return p;
+}
+
+FakeProvider::~FakeProvider() {
+  stopping_.store(true);
+  cv_.notify_all();
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(mu_);
+    workers.swap(workers_);
+  }
+  for (auto& t : workers) t.join();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
+
+void FakeProvider::set_pieces(std::vector<std::string> pieces) {
+  std::lock_guard lock(mu_);
+  pieces_ = std::move(pieces);
+}
+
+void FakeProvider::release() {
+  {
+    std::lock_guard lock(mu_);
+    gate_open_ = true;
+  }
+  cv_.notify_all();
+}
+
+int FakeProvider::requests() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(bodies_.size());
+}
+
+std::vector<std::string> FakeProvider::bodies() const {
+  std::lock_guard lock(mu_);
+  return bodies_;
+}
+
+std::vector<std::string> FakeProvider::authorizations() const {
+  std::lock_guard lock(mu_);
+  return auths_;
+}
+
+bool FakeProvider::wait_for_requests(int n, std::chrono::milliseconds within) const {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, within, [&] { return static_cast<int>(bodies_.size()) >= n; });
+}
+
+bool FakeProvider::wait_for_closed_by_client(int n, std::chrono::milliseconds within) const {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, within, [&] { return closed_by_client_.load() >= n; });
+}
+
+void FakeProvider::accept_loop() {
+  while (!stopping_.load()) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    connections_.fetch_add(1);
+    std::lock_guard lock(mu_);
+    workers_.emplace_back([this, fd] {
+      serve(fd);
+      ::close(fd);
+    });
+  }
+}
+
+bool FakeProvider::peer_closed(int fd) const {
+  char c;
+  ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+bool FakeProvider::wait_gate(int fd) {
+  std::unique_lock lock(mu_);
+  for (int i = 0; i < 3000; ++i) {  // at most ~60 s
+    if (gate_open_) return true;
+    if (stopping_.load()) return false;
+    if (peer_closed(fd)) {
+      closed_by_client_.fetch_add(1);
+      cv_.notify_all();
+      return false;
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void FakeProvider::serve(int fd) {
+  std::string in;
+  char buf[8192];
+  for (int request = 0; request < 1000 && !stopping_.load(); ++request) {
+    // Read a head and its body, polling so a stop wakes us.
+    size_t head_end;
+    int idle_polls = 0;
+    while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
+      pollfd p{fd, POLLIN, 0};
+      int r = ::poll(&p, 1, 50);
+      if (stopping_.load() || ++idle_polls > 1200) return;
+      if (r <= 0) continue;
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    std::string head = lower(in.substr(0, head_end));
+    size_t length = 0;
+    if (size_t at = head.find("content-length:"); at != std::string::npos) length = std::stoul(head.substr(at + 15));
+    std::string auth;
+    if (size_t at = head.find("authorization:"); at != std::string::npos) {
+      size_t eol = head.find("\r\n", at);
+      auth = in.substr(at + 14, (eol == std::string::npos ? head.size() : eol) - at - 14);
+      while (!auth.empty() && auth.front() == ' ') auth.erase(0, 1);
+    }
+    while (in.size() < head_end + 4 + length) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    std::string body = in.substr(head_end + 4, length);
+    in.erase(0, head_end + 4 + length);
+    bool stream = body.find("\"stream\":true") != std::string::npos;
+    std::vector<std::string> pieces;
+    {
+      std::lock_guard lock(mu_);
+      bodies_.push_back(body);
+      auths_.push_back(auth);
+      pieces = pieces_;
+    }
+    cv_.notify_all();
+
+    Mode mode = mode_.load();
+    if (head.rfind("post /v1/chat/completions ", 0) != 0) {
+      std::string b = R"({"error":{"message":"no such route"}})";
+      send_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: " +
+                       std::to_string(b.size()) + "\r\n\r\n" + b);
+      continue;
+    }
+    switch (mode) {
+      case Mode::kError: {
+        std::string b = R"({"error":{"message":"the model is overloaded","type":"server_error"}})";
+        if (!send_all(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
+                              std::to_string(b.size()) + "\r\n\r\n" + b))
+          return;
+        continue;
+      }
+      case Mode::kHang:
+        wait_gate(fd);  // the gate stays shut unless the test opens it
+        return;
+      case Mode::kDrop:
+        if (stream) {
+          send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                           chunk(stream_event(pieces.empty() ? "" : pieces[0], false)));
+        } else {
+          send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"id\":");
+        }
+        return;
+      case Mode::kOk:
+      case Mode::kGated:
+        break;
+    }
+    std::string all;
+    for (auto& p : pieces) all += p;
+    if (!stream) {
+      if (mode == Mode::kGated && !wait_gate(fd)) return;
+      std::string b = R"({"id":"chatcmpl-fake","object":"chat.completion","created":1700000000,"model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":")" +
+                      json_escape(all) + R"("},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}})";
+      if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                            std::to_string(b.size()) + "\r\n\r\n" + b))
+        return;
+      continue;
+    }
+    if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"))
+      return;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (!send_all(fd, chunk(stream_event(pieces[i], false)))) return;
+      if (i == 0 && mode == Mode::kGated && !wait_gate(fd)) return;
+    }
+    if (!send_all(fd, chunk(stream_event("", true)) + chunk("data: [DONE]\n\n") + "0\r\n\r\n")) return;
+  }
+}
+
+}  // namespace memgate::coach::testing

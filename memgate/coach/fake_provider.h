@@ -1,0 +1,83 @@
+// FakeProvider: a stand-in OpenAI-compatible chat-completions server for tests.
+//
+// It listens on a free loopback port and answers POST /v1/chat/completions with
+// the real wire format: a chat.completion JSON object, or, for "stream": true, a
+// chunked text/event-stream of chat.completion.chunk events ("data: {...}" with
+// choices[0].delta.content) ending with "data: [DONE]". Connections are
+// keep-alive. Switches make it misbehave on purpose:
+//   kOk     answer at once;
+//   kError  answer 500 with an OpenAI-style error body;
+//   kHang   read the request and never answer (until the peer or the test goes);
+//   kDrop   start the answer, then close the connection in the middle of it;
+//   kGated  hold each request (a stream after its first piece) until release().
+// It records each request's body and Authorization header, and counts the
+// connections that the client closed while the provider was holding them.
+//
+// Blocking sockets, a thread per connection; every wait is bounded and wakes
+// when the test stops the provider. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace memgate::coach::testing {
+
+class FakeProvider {
+ public:
+  enum class Mode { kOk, kError, kHang, kDrop, kGated };
+
+  // Listens on 127.0.0.1 and a free port; null when it cannot.
+  static std::unique_ptr<FakeProvider> start();
+  ~FakeProvider();
+
+  uint16_t port() const { return port_; }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  void set_mode(Mode mode) { mode_.store(mode); }
+  // The answer, piece by piece (streamed one event each; joined otherwise).
+  void set_pieces(std::vector<std::string> pieces);
+  // Opens the gate for every held request, now and later.
+  void release();
+
+  int requests() const;
+  std::vector<std::string> bodies() const;
+  std::vector<std::string> authorizations() const;
+  // Waits (for real, bounded) until at least n requests arrived.
+  bool wait_for_requests(int n, std::chrono::milliseconds within = std::chrono::seconds(10)) const;
+  // Connections the client closed while the provider held or streamed to them.
+  int closed_by_client() const { return closed_by_client_.load(); }
+  bool wait_for_closed_by_client(int n, std::chrono::milliseconds within = std::chrono::seconds(10)) const;
+  int connections() const { return connections_.load(); }
+
+ private:
+  FakeProvider() = default;
+  void accept_loop();
+  void serve(int fd);
+  // Waits for the gate; false when the peer closed first or the provider stops.
+  bool wait_gate(int fd);
+  bool peer_closed(int fd) const;
+
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<Mode> mode_{Mode::kOk};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::atomic<int> closed_by_client_{0};
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool gate_open_ = false;               // guarded by mu_
+  std::vector<std::string> pieces_{"Turn ", "the heap ", "every two weeks [1]."};  // guarded by mu_
+  std::vector<std::string> bodies_;      // guarded by mu_
+  std::vector<std::string> auths_;       // guarded by mu_
+  std::thread acceptor_;
+  std::vector<std::thread> workers_;     // guarded by mu_
+};
+
+}  // namespace memgate::coach::testing

@@ -1,0 +1,150 @@
+// The coach in the real binary: its settings, the extractive answer, a stand-in
+// provider for generative and streamed answers, the bulkhead under a burst with
+// the heap watched, and the memory guard shedding the route.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <thread>
+
+#include "memgate/coach/fake_provider.h"
+#include "tests/integration/http_client.h"
+#include "tests/integration/server_process.h"
+
+namespace memgate::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+using coach::testing::FakeProvider;
+
+json::object parse(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  EXPECT_FALSE(ec) << body;
+  return v.is_object() ? v.as_object() : json::object{};
+}
+
+HttpReply ask(uint16_t port, const std::string& body) {
+  return http_request(port, "POST", "/api/ai/coach", body, {{"Content-Type", "application/json"}}, 20s);
+}
+
+int64_t allocated(uint16_t admin) {
+  HttpReply r = http_get(admin, "/debug/memory");
+  return parse(r.body)["allocator"].at("allocated").to_number<int64_t>();
+}
+
+TEST(CoachBinary, ABadCoachSettingStopsStartUpWithExit2NamingItAndNeverTheKey) {
+  for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"COACH_MAX_INFLIGHT", "lots"}, {"LLM_READ_TIMEOUT", "30"}, {"LLM_BASE_URL", "ftp://llm"}}) {
+    RunResult r = run_memgate({{name, value}, {"LLM_API_KEY", "sk-do-not-print-me"},
+                               {"PORT", std::to_string(free_port())}, {"ADMIN_PORT", std::to_string(free_port())}},
+                              {});
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(name + "='" + value + "'"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("sk-do-not-print-me"), std::string::npos) << r.output;
+  }
+}
+
+TEST(CoachBinary, WithoutAProviderTheCoachAnswersExtractivelyOnceItsModuleIsReady) {
+  std::string dir = temp_dir("memgate-coach");
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"}, {"COORD_LOCAL_DIR", dir}});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 20s)) << server->log();
+  HttpReply r = ask(server->port(), R"({"question":"How do I turn a compost heap?"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::object o = parse(r.body);
+  EXPECT_EQ(o["mode"], "extractive");
+  EXPECT_TRUE(o["citations"].as_array().empty()) << "no knowledge base is loaded";
+  EXPECT_EQ(ask(server->port(), "{oops").status, 400);
+  json::object status = parse(http_get(server->port(), "/api/ai/coach/status").body);
+  EXPECT_EQ(status["mode"], "extractive");
+  std::string startupz = http_get(server->port(), "/startupz").body;
+  EXPECT_NE(startupz.find("\"ai-routes\""), std::string::npos) << startupz;
+  remove_tree(dir);
+}
+
+TEST(CoachBinary, AStandInProviderAnswersPlainAndStreamedAndTheBulkheadHoldsUnderABurst) {
+  auto provider = FakeProvider::start();
+  ASSERT_NE(provider, nullptr);
+  provider->set_pieces({"Alpha ", "beta ", "gamma"});
+  std::string dir = temp_dir("memgate-coach");
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"},
+                                      {"COORD_LOCAL_DIR", dir},
+                                      {"LLM_BASE_URL", provider->base_url()},
+                                      {"LLM_API_KEY", "sk-integration-secret"},
+                                      {"LLM_MODEL", "fake-model"},
+                                      {"COACH_MAX_INFLIGHT", "2"},
+                                      {"COACH_QUEUE", "2"}});
+  ASSERT_NE(server, nullptr);
+  uint16_t port = server->port(), admin = server->admin_port();
+  ASSERT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
+
+  HttpReply plain = ask(port, R"({"question":"Name three letters"})");
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(parse(plain.body)["answer"], "Alpha beta gamma");
+  HttpReply streamed = ask(port, R"({"question":"Name three letters","stream":true})");
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_EQ(streamed.header("content-type"), "text/event-stream");
+  size_t a = streamed.body.find("Alpha "), b = streamed.body.find("beta "), c = streamed.body.find("gamma");
+  EXPECT_TRUE(a != std::string::npos && a < b && b < c && c != std::string::npos) << streamed.body;
+  EXPECT_NE(streamed.body.find("event: done"), std::string::npos);
+  EXPECT_EQ(provider->authorizations().back(), "Bearer sk-integration-secret");
+  EXPECT_EQ(server->log().find("sk-integration-secret"), std::string::npos) << "the key is never logged";
+
+  // N=2 at work and M=2 waiting on a provider that holds every request...
+  provider->set_mode(FakeProvider::Mode::kGated);
+  std::vector<std::thread> held;
+  std::vector<int> statuses(4, 0);
+  for (size_t i = 0; i < 4; ++i)
+    held.emplace_back([&, i] { statuses[i] = ask(port, R"({"question":"hold me"})").status; });
+  ASSERT_TRUE(provider->wait_for_requests(4));  // 2 earlier + 2 now
+  ASSERT_TRUE(wait_until([&] { return parse(http_get(port, "/api/ai/coach/status").body)["queued"] == 2; }, 10s));
+  // ...and a burst beyond them: each 503 at once, and the heap does not grow with it.
+  int64_t before = allocated(admin);
+  for (int i = 0; i < 200; ++i) {
+    HttpReply busy = ask(port, R"({"question":"and me?"})");
+    ASSERT_EQ(busy.status, 503) << busy.body;
+    ASSERT_FALSE(busy.header("retry-after").empty());
+  }
+  int64_t grown = allocated(admin) - before;
+  EXPECT_LT(grown, 2 << 20) << "200 rejected requests left " << grown << " bytes behind";
+  provider->release();
+  for (auto& t : held) t.join();
+  EXPECT_EQ(statuses, (std::vector<int>{200, 200, 200, 200}));
+  EXPECT_EQ(provider->requests(), 6);
+  json::object status;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        status = parse(http_get(port, "/api/ai/coach/status").body);
+        return status["jobs"] == 0;
+      },
+      10s));
+  EXPECT_EQ(status["inflight"], 0);
+  EXPECT_EQ(status["rejected"], 200);
+  EXPECT_EQ(status["upstream"].at("live_calls"), 0);
+  EXPECT_LE(status["upstream"].at("connects").to_number<int64_t>(), 4) << "connections are reused";
+  remove_tree(dir);
+}
+
+TEST(CoachBinary, UnderMemoryPressureTheCoachRouteIsShed) {
+  std::string dir = temp_dir("memgate-coach");
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"},
+                                      {"COORD_LOCAL_DIR", dir},
+                                      {"MEMGATE_TEST_ROUTES", "1"},
+                                      {"MONITOR_INTERVAL", "100ms"},
+                                      {"HEAP_ALERT_THRESHOLD", "64MB"},
+                                      {"HEAP_SHED_THRESHOLD", "96MB"}});
+  ASSERT_NE(server, nullptr);
+  uint16_t port = server->port();
+  ASSERT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
+  ASSERT_EQ(ask(port, R"({"question":"x"})").status, 200);
+  ASSERT_EQ(http_get(port, "/test/alloc?kb=131072&hold=1").status, 200);
+  ASSERT_TRUE(wait_until([&] { return ask(port, R"({"question":"x"})").status == 503; }, 10s)) << server->log();
+  HttpReply shed = ask(port, R"({"question":"x"})");
+  EXPECT_NE(shed.body.find("shedding"), std::string::npos) << shed.body;
+  EXPECT_EQ(http_get(port, "/healthz").status, 200);
+  remove_tree(dir);
+}
+
+}  // namespace
+}  // namespace memgate::testing
