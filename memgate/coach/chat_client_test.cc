@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <future>
 
 #include "memgate/coach/fake_provider.h"
@@ -202,6 +203,75 @@ TEST(ChatStreamParser, JoinsEventsSplitAcrossReads) {
   EXPECT_EQ(p.finish_reason(), "stop");
   EXPECT_EQ(p.model(), "m");
   EXPECT_FALSE(ChatStreamParser().feed("data: {not json}\n", on));
+}
+
+}  // namespace
+}  // namespace memgate::coach
+
+namespace memgate::coach {
+namespace {
+
+// A CA and a server certificate for `san`, made with the openssl command line
+// the way tests/support makes Redis's; returns the folder (empty on failure).
+std::string make_certs(const std::string& san) {
+  char tmpl[] = "/tmp/memgate-coach-tls-XXXXXX";
+  if (!mkdtemp(tmpl)) return "";
+  std::string d = tmpl;
+  std::string q = " >" + d + "/openssl.log 2>&1";
+  std::string cmds[] = {
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " + d + "/ca.key -out " + d +
+          "/ca.pem -days 2 -subj /CN=memgate-test-ca" + q,
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " + d + "/server.key -out " + d +
+          "/server.csr -subj /CN=provider" + q,
+      "printf 'subjectAltName=" + san + "\\n' > " + d + "/san.ext",
+      "openssl x509 -req -in " + d + "/server.csr -CA " + d + "/ca.pem -CAkey " + d + "/ca.key -CAcreateserial -out " +
+          d + "/server.pem -days 2 -extfile " + d + "/san.ext" + q};
+  for (const std::string& c : cmds)
+    if (std::system(c.c_str()) != 0) return "";
+  return d;
+}
+
+Finished run_tls(const std::string& dir, const std::string& ca_file) {
+  auto provider = FakeProvider::start(dir + "/server.pem", dir + "/server.key");
+  EXPECT_NE(provider, nullptr);
+  if (!provider) return {};
+  ChatClientOptions o;
+  o.base_url = provider->base_url();
+  o.ca_file = ca_file;
+  auto c = ChatClient::create(o);
+  EXPECT_TRUE(c.ok()) << c.status().to_string();
+  Finished f = run(**c, question(true));
+  if (f.outcome.status.ok()) {
+    EXPECT_EQ(provider->requests(), 1);
+    EXPECT_TRUE(run(**c, question()).outcome.reused_connection) << "TLS connections are kept alive too";
+  }
+  return f;
+}
+
+TEST(ChatClientTls, TalksToAProviderWhoseCertificateTheConfiguredCaSigned) {
+  std::string dir = make_certs("IP:127.0.0.1");
+  ASSERT_FALSE(dir.empty());
+  Finished f = run_tls(dir, dir + "/ca.pem");
+  ASSERT_TRUE(f.outcome.status.ok()) << f.outcome.status.to_string();
+  EXPECT_EQ(f.outcome.content, "Turn the heap every two weeks [1].");
+  std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(ChatClientTls, RefusesACertificateTheSystemStoreDoesNotTrust) {
+  std::string dir = make_certs("IP:127.0.0.1");
+  ASSERT_FALSE(dir.empty());
+  Finished f = run_tls(dir, "");
+  EXPECT_EQ(f.outcome.status.code(), Code::kUnavailable) << f.outcome.status.to_string();
+  EXPECT_NE(f.outcome.status.message().find("TLS handshake"), std::string::npos) << f.outcome.status.message();
+  std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(ChatClientTls, RefusesACertificateForAnotherHost) {
+  std::string dir = make_certs("DNS:other.example");
+  ASSERT_FALSE(dir.empty());
+  Finished f = run_tls(dir, dir + "/ca.pem");
+  EXPECT_EQ(f.outcome.status.code(), Code::kUnavailable) << f.outcome.status.to_string();
+  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

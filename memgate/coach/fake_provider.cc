@@ -7,15 +7,32 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <cstring>
 #include <sstream>
 
 namespace memgate::coach::testing {
+
+// One accepted connection, plain or TLS.
+struct FakeProvider::Conn {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  ssize_t recv(char* buf, size_t n) {
+    if (!ssl) return ::recv(fd, buf, n, 0);
+    int r = SSL_read(ssl, buf, static_cast<int>(n));
+    return r > 0 ? r : 0;
+  }
+  bool buffered() const { return ssl && SSL_pending(ssl) > 0; }
+};
+
 namespace {
 
-bool send_all(int fd, std::string_view data) {
+bool send_all(FakeProvider::Conn& c, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = c.ssl ? SSL_write(c.ssl, data.data(), static_cast<int>(data.size()))
+                      : ::send(c.fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
@@ -55,8 +72,16 @@ std::string lower(std::string s) {
 
 }  // namespace
 
-std::unique_ptr<FakeProvider> FakeProvider::start() {
+std::unique_ptr<FakeProvider> FakeProvider::start(const std::string& cert_file, const std::string& key_file) {
   std::unique_ptr<FakeProvider> p(new FakeProvider());
+  if (!cert_file.empty()) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) return nullptr;
+    p->tls_ = ctx;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+      return nullptr;
+  }
   p->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (p->listen_fd_ < 0) return nullptr;
   sockaddr_in a{};
@@ -83,6 +108,7 @@ FakeProvider::~FakeProvider() {
   }
   for (auto& t : workers) t.join();
   if (listen_fd_ >= 0) ::close(listen_fd_);
+  if (tls_) SSL_CTX_free(static_cast<SSL_CTX*>(tls_));
 }
 
 void FakeProvider::set_pieces(std::vector<std::string> pieces) {
@@ -134,7 +160,18 @@ void FakeProvider::accept_loop() {
     connections_.fetch_add(1);
     std::lock_guard lock(mu_);
     workers_.emplace_back([this, fd] {
-      serve(fd);
+      Conn c;
+      c.fd = fd;
+      if (tls_) {
+        c.ssl = SSL_new(static_cast<SSL_CTX*>(tls_));
+        SSL_set_fd(c.ssl, fd);
+        timeval tv{10, 0};  // a client that never finishes its handshake
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (SSL_accept(c.ssl) == 1) serve(c);
+        SSL_free(c.ssl);
+      } else {
+        serve(c);
+      }
       ::close(fd);
     });
   }
@@ -161,7 +198,8 @@ bool FakeProvider::wait_gate(int fd) {
   return false;
 }
 
-void FakeProvider::serve(int fd) {
+void FakeProvider::serve(Conn& conn) {
+  int fd = conn.fd;
   std::string in;
   char buf[8192];
   for (int request = 0; request < 1000 && !stopping_.load(); ++request) {
@@ -169,11 +207,13 @@ void FakeProvider::serve(int fd) {
     size_t head_end;
     int idle_polls = 0;
     while ((head_end = in.find("\r\n\r\n")) == std::string::npos) {
-      pollfd p{fd, POLLIN, 0};
-      int r = ::poll(&p, 1, 50);
-      if (stopping_.load() || ++idle_polls > 1200) return;
-      if (r <= 0) continue;
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (!conn.buffered()) {
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, 50);
+        if (stopping_.load() || ++idle_polls > 1200) return;
+        if (r <= 0) continue;
+      }
+      ssize_t n = conn.recv(buf, sizeof buf);
       if (n <= 0) return;
       in.append(buf, static_cast<size_t>(n));
     }
@@ -187,7 +227,7 @@ void FakeProvider::serve(int fd) {
       while (!auth.empty() && auth.front() == ' ') auth.erase(0, 1);
     }
     while (in.size() < head_end + 4 + length) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      ssize_t n = conn.recv(buf, sizeof buf);
       if (n <= 0) return;
       in.append(buf, static_cast<size_t>(n));
     }
@@ -206,14 +246,14 @@ void FakeProvider::serve(int fd) {
     Mode mode = mode_.load();
     if (head.rfind("post /v1/chat/completions ", 0) != 0) {
       std::string b = R"({"error":{"message":"no such route"}})";
-      send_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: " +
+      send_all(conn, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: " +
                        std::to_string(b.size()) + "\r\n\r\n" + b);
       continue;
     }
     switch (mode) {
       case Mode::kError: {
         std::string b = R"({"error":{"message":"the model is overloaded","type":"server_error"}})";
-        if (!send_all(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
+        if (!send_all(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
                               std::to_string(b.size()) + "\r\n\r\n" + b))
           return;
         continue;
@@ -223,10 +263,10 @@ void FakeProvider::serve(int fd) {
         return;
       case Mode::kDrop:
         if (stream) {
-          send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          send_all(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
                            chunk(stream_event(pieces.empty() ? "" : pieces[0], false)));
         } else {
-          send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"id\":");
+          send_all(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"id\":");
         }
         return;
       case Mode::kOk:
@@ -239,18 +279,18 @@ void FakeProvider::serve(int fd) {
       if (mode == Mode::kGated && !wait_gate(fd)) return;
       std::string b = R"({"id":"chatcmpl-fake","object":"chat.completion","created":1700000000,"model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":")" +
                       json_escape(all) + R"("},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}})";
-      if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+      if (!send_all(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                             std::to_string(b.size()) + "\r\n\r\n" + b))
         return;
       continue;
     }
-    if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"))
+    if (!send_all(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"))
       return;
     for (size_t i = 0; i < pieces.size(); ++i) {
-      if (!send_all(fd, chunk(stream_event(pieces[i], false)))) return;
+      if (!send_all(conn, chunk(stream_event(pieces[i], false)))) return;
       if (i == 0 && mode == Mode::kGated && !wait_gate(fd)) return;
     }
-    if (!send_all(fd, chunk(stream_event("", true)) + chunk("data: [DONE]\n\n") + "0\r\n\r\n")) return;
+    if (!send_all(conn, chunk(stream_event("", true)) + chunk("data: [DONE]\n\n") + "0\r\n\r\n")) return;
   }
 }
 

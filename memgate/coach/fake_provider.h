@@ -13,6 +13,7 @@
 // It records each request's body and Authorization header, and counts the
 // connections that the client closed while the provider was holding them.
 //
+// With a certificate and key it speaks TLS (OpenSSL) instead of plain TCP.
 // Blocking sockets, a thread per connection; every wait is bounded and wakes
 // when the test stops the provider. Thread-safe.
 #pragma once
@@ -33,12 +34,13 @@ class FakeProvider {
  public:
   enum class Mode { kOk, kError, kHang, kDrop, kGated };
 
-  // Listens on 127.0.0.1 and a free port; null when it cannot.
-  static std::unique_ptr<FakeProvider> start();
+  // Listens on 127.0.0.1 and a free port; null when it cannot. With cert_file and
+  // key_file (PEM), every connection is TLS.
+  static std::unique_ptr<FakeProvider> start(const std::string& cert_file = "", const std::string& key_file = "");
   ~FakeProvider();
 
   uint16_t port() const { return port_; }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string base_url() const { return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_); }
 
   void set_mode(Mode mode) { mode_.store(mode); }
   // The answer, piece by piece (streamed one event each; joined otherwise).
@@ -56,13 +58,17 @@ class FakeProvider {
   bool wait_for_closed_by_client(int n, std::chrono::milliseconds within = std::chrono::seconds(10)) const;
   int connections() const { return connections_.load(); }
 
+  struct Conn;  // one accepted connection (fake_provider.cc)
+
  private:
   FakeProvider() = default;
   void accept_loop();
-  void serve(int fd);
+  void serve(Conn& c);
   // Waits for the gate; false when the peer closed first or the provider stops.
   bool wait_gate(int fd);
   bool peer_closed(int fd) const;
+
+  void* tls_ = nullptr;  // SSL_CTX*, when serving TLS
 
   int listen_fd_ = -1;
   uint16_t port_ = 0;
