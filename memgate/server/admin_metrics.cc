@@ -31,6 +31,20 @@ class CallbackCollector final : public prometheus::Collectable {
   std::function<std::vector<prometheus::MetricFamily>()> f_;
 };
 
+// Cumulative bucket counts ("<= bound", as http and coord keep them) to the
+// per-bucket counts plus the overflow bucket that metrics::add_histogram takes.
+template <size_t N>
+std::array<uint64_t, N + 1> per_bucket_counts(const std::array<uint64_t, N>& cumulative, uint64_t total) {
+  std::array<uint64_t, N + 1> out{};
+  uint64_t below = 0;
+  for (size_t i = 0; i < N; ++i) {
+    out[i] = cumulative[i] - below;
+    below = cumulative[i];
+  }
+  out[N] = total - below;
+  return out;
+}
+
 std::vector<prometheus::MetricFamily> http_families(const http::Server& server) {
   auto requests = metrics::counter_family("http_requests_total", "HTTP requests answered, by route pattern, method and status");
   auto latency = metrics::histogram_family(
@@ -39,15 +53,8 @@ std::vector<prometheus::MetricFamily> http_families(const http::Server& server) 
   for (const http::RouteStats& row : server.stats()) {
     metrics::Labels labels{{"route", row.route}, {"method", row.method}, {"status", std::to_string(row.status)}};
     metrics::add_counter(requests, static_cast<double>(row.count), labels);
-    // http keeps cumulative buckets; the family helper takes per-bucket counts
-    // plus the overflow bucket above the last bound.
-    std::array<uint64_t, http::kLatencyBucketBounds.size() + 1> per_bucket{};
-    uint64_t below = 0;
-    for (size_t i = 0; i < row.bucket_counts.size(); ++i) {
-      per_bucket[i] = row.bucket_counts[i] - below;
-      below = row.bucket_counts[i];
-    }
-    per_bucket.back() = row.count - below;
+    // http keeps cumulative buckets; the family helper takes per-bucket counts.
+    auto per_bucket = per_bucket_counts(row.bucket_counts, row.count);
     Status st = metrics::add_histogram(latency, std::span<const double>(http::kLatencyBucketBounds),
                                        std::span<const uint64_t>(per_bucket), row.latency_sum_seconds, labels);
     if (!st.ok()) spdlog::warn("latency histogram for {} not exported: {}", row.route, st.to_string());
@@ -84,13 +91,7 @@ AdminMetrics::~AdminMetrics() = default;
 namespace {
 
 void add_coord_histogram(prometheus::MetricFamily& family, const coord::HistogramSnapshot& h) {
-  std::array<uint64_t, coord::kHistogramBounds.size() + 1> per_bucket{};
-  uint64_t below = 0;
-  for (size_t i = 0; i < h.cumulative.size(); ++i) {
-    per_bucket[i] = h.cumulative[i] - below;
-    below = h.cumulative[i];
-  }
-  per_bucket.back() = h.count - below;
+  auto per_bucket = per_bucket_counts(h.cumulative, h.count);
   (void)metrics::add_histogram(family, std::span<const double>(coord::kHistogramBounds),
                                std::span<const uint64_t>(per_bucket), h.sum_seconds);
 }

@@ -66,6 +66,20 @@ class DeferredFleetRunner final : public startup::FleetRunner {
   std::atomic<startup::FleetRunner*> runner_{nullptr};
 };
 
+// The loader's options as the configuration sets them (what `serve` and `plan`
+// share; serve adds the live memory limit and the guard's refusal).
+startup::LoaderOptions base_loader_options(const Config& config, const EnvLookup& env) {
+  startup::LoaderOptions o;
+  o.stage_delay = config.stage_delay;
+  o.batch_size = config.stage_batch_size;
+  o.gate_retries = config.gate_retries;
+  o.gate_retry_interval = config.gate_retry_interval;
+  o.instance_id = config.instance_id;
+  o.env = env;
+  o.eager = config.startup_eager;
+  return o;
+}
+
 // Per-route allocation accounting around every handler call.
 class AllocationObserver final : public http::RequestObserver {
  public:
@@ -341,16 +355,9 @@ struct App::Impl {
   }
 
   startup::LoaderOptions loader_options() {
-    startup::LoaderOptions o;
-    o.stage_delay = config.stage_delay;
-    o.batch_size = config.stage_batch_size;
-    o.gate_retries = config.gate_retries;
-    o.gate_retry_interval = config.gate_retry_interval;
+    startup::LoaderOptions o = base_loader_options(config, env);
     o.memory_limit = config.memory_limit.resolve(probe.sample().cgroup.limit.value_or(0));
     if (o.memory_limit == 0) o.memory_limit = 4096ull << 20;
-    o.instance_id = config.instance_id;
-    o.env = env;
-    o.eager = config.startup_eager;
     o.refuse_optional_init = [this] { return guard_ && guard_->refuse_optional_init(); };
     return o;
   }
@@ -546,15 +553,7 @@ Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
   WorkerPool workers(1);
   memory::SystemMemoryProbe probe;
   startup::LocalFleetRunner fleet;
-  startup::LoaderOptions o;
-  o.stage_delay = config.stage_delay;
-  o.batch_size = config.stage_batch_size;
-  o.gate_retries = config.gate_retries;
-  o.gate_retry_interval = config.gate_retry_interval;
-  o.instance_id = config.instance_id;
-  o.env = env;
-  o.eager = config.startup_eager;
-  startup::StagedLoader loader(*modules, o, config, router, workers, probe, SteadyClock::instance(), fleet);
+  startup::StagedLoader loader(*modules, base_loader_options(config, env), config, router, workers, probe, SteadyClock::instance(), fleet);
   std::string text = "memgate start-up plan (" + std::string(config.startup_eager ? "eager" : "staged") +
                      ", coordination: " + (config.redis_url.empty() ? "local" : redact_url(config.redis_url)) + ")\n";
   text += loader.plan_text();
