@@ -224,10 +224,10 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
   if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
     Status st = sql_error(db, "open");
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return st;
   }
-  std::unique_ptr<sqlite3, int (*)(sqlite3*)> holder(db, sqlite3_close);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> holder(db, sqlite3_close_v2);
   if (Status st = exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;"); !st.ok())
     return st;
   if (Status st = exec(db, kSchema); !st.ok()) return st;
@@ -387,7 +387,7 @@ class Index::Lease {
 
 Index::~Index() {
   std::lock_guard lock(mu_);
-  for (sqlite3* db : idle_) sqlite3_close(db);
+  for (sqlite3* db : idle_) sqlite3_close_v2(db);
   idle_.clear();
   sqlite3_free(image_);
 }
@@ -401,19 +401,19 @@ Result<sqlite3*> Index::open_connection() const {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     Status st = sql_error(db, "open");
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return st;
   }
   int rc = sqlite3_deserialize(db, "main", static_cast<unsigned char*>(image_), static_cast<sqlite3_int64>(image_size_),
                                static_cast<sqlite3_int64>(image_size_), SQLITE_DESERIALIZE_READONLY);
   if (rc != SQLITE_OK) {
     Status st = sql_error(db, "deserialize");
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return st;
   }
   std::string pragmas = "PRAGMA query_only=1; PRAGMA mmap_size=" + std::to_string(image_size_) + ";";
   if (Status st = exec(db, pragmas.c_str()); !st.ok()) {
-    sqlite3_close(db);
+    sqlite3_close_v2(db);
     return st;
   }
   return db;
