@@ -10,7 +10,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DMEMGATE_WERROR=ON
 endif
 
-.PHONY: all deps build run test test-unit fuzz bench clean
+.PHONY: all deps build run test test-unit test-glibc fuzz bench clean
 
 all: build
 
@@ -37,6 +37,13 @@ test:
 
 test-unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit
+
+# The memory probe and accounting on glibc malloc instead of jemalloc.
+test-glibc:
+	@scripts/deps build test
+	cmake --preset glibc $(CMAKE_FLAGS) >/dev/null
+	cmake --build build/glibc -j $(JOBS) --target memgate_memory_test memgate_base_test memgate_startup_test memgate_guard_test
+	ctest --test-dir build/glibc --output-on-failure -j $(JOBS) -L unit -R 'Memory|Allocator|Cgroup|Process|Probe|RouteAccounting|Loader|Guard|Trigger'
 
 fuzz:
 	@scripts/deps build fuzz
