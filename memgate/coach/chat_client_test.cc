@@ -126,6 +126,22 @@ TEST_F(ChatClientTest, ASilentProviderTimesOutAndTheConnectionIsClosed) {
   EXPECT_TRUE(provider_->wait_for_closed_by_client(1)) << "the client closed its side";
 }
 
+TEST_F(ChatClientTest, AProviderThatKeepsTheStreamOpenIsCutOffAtTheRequestTimeout) {
+  provider_->set_mode(FakeProvider::Mode::kGated);  // one piece, then silence
+  ChatClientOptions o;
+  o.base_url = provider_->base_url();
+  o.read_timeout = 10s;
+  o.request_timeout = 300ms;
+  o.poll_interval = 20ms;
+  auto c = ChatClient::create(o);
+  ASSERT_TRUE(c.ok());
+  Finished f = run(**c, question(true));
+  EXPECT_EQ(f.outcome.status.code(), Code::kDeadlineExceeded) << f.outcome.status.to_string();
+  EXPECT_EQ(f.pieces.size(), 1u);
+  EXPECT_TRUE(provider_->wait_for_closed_by_client(1));
+  EXPECT_EQ((*c)->stats().live_calls, 0);
+}
+
 TEST_F(ChatClientTest, ADroppedConnectionIsUnavailableWhetherStreamedOrNot) {
   provider_->set_mode(FakeProvider::Mode::kDrop);
   auto c = client();
