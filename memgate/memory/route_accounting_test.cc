@@ -48,7 +48,8 @@ TEST(RouteAccounting, MemoryKeptByARequestCountsAsHeld) {
   kept.reset(new char[256 * 1024]);
   touch(kept.get());
   acc.end();
-  const RouteAllocation* r = row_for(acc.snapshot(), 3);
+  auto rows = acc.snapshot();
+  const RouteAllocation* r = row_for(rows, 3);
   ASSERT_NE(r, nullptr);
   EXPECT_GE(r->held, 256 * 1024);
 }
@@ -69,7 +70,8 @@ TEST(RouteAccounting, WorkPostedToTheWorkerPoolIsAccountedToTheRequest) {
   acc.end();
   done.get_future().wait();
   pool.join();  // the context records when the task's last reference goes
-  const RouteAllocation* r = row_for(acc.snapshot(), 9);
+  auto rows = acc.snapshot();
+  const RouteAllocation* r = row_for(rows, 9);
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->requests, 1u);
   EXPECT_GE(r->allocated, kBytes);
@@ -80,7 +82,8 @@ TEST(RouteAccounting, TheHistogramPutsEachRequestInItsBucket) {
   acc.record(1, 100, 0);       // <= 256
   acc.record(1, 5000, 0);      // <= 16384
   acc.record(1, 2ull << 30, 0);  // above every bound
-  const RouteAllocation* r = row_for(acc.snapshot(), 1);
+  auto rows = acc.snapshot();
+  const RouteAllocation* r = row_for(rows, 1);
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->buckets[0], 1u);
   EXPECT_EQ(r->buckets[3], 1u);
@@ -96,7 +99,8 @@ TEST(RouteAccounting, CountsFromManyThreadsAddUp) {
       for (int i = 0; i < 1000; ++i) acc.record(2, 10, 1);
     });
   for (auto& th : threads) th.join();
-  const RouteAllocation* r = row_for(acc.snapshot(), 2);
+  auto rows = acc.snapshot();
+  const RouteAllocation* r = row_for(rows, 2);
   ASSERT_NE(r, nullptr);
   EXPECT_EQ(r->requests, 4000u);
   EXPECT_EQ(r->allocated, 40000u);

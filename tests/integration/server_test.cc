@@ -23,6 +23,7 @@ class Server : public ::testing::Test {
                                     {"HTTP_HEADER_LIMIT", "8KB"},
                                     {"HTTP_BODY_LIMIT", "64KB"},
                                     {"MEMGATE_TEST_ROUTES", "1"},
+                                    {"ENABLE_AI_ROUTES", "false"},  // no module: ready at once
                                     {"LOG_FORMAT", "json"}})
                   .release();
   }

@@ -85,7 +85,7 @@ TEST(StagedStart, CoreRoutesAnswerAtOnceAndHeavyRoutesAre503UntilReady) {
 }
 
 TEST(StagedStart, ADisabledModulesRouteIsA404NamingTheFlag) {
-  auto server = ServerProcess::start({{"ENABLE_EXAMPLE_MODULE", "false"}});
+  auto server = ServerProcess::start({{"ENABLE_EXAMPLE_MODULE", "false"}, {"ENABLE_AI_ROUTES", "false"}});
   ASSERT_NE(server, nullptr);
   HttpReply r = http_get(server->port(), "/api/example/primes?below=10");
   EXPECT_EQ(r.status, 404);
