@@ -38,6 +38,9 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 
 struct Settings {
+  // Told of every index the module starts serving (null when it stops): how other
+  // modules, the coach's retrieval, follow swaps without reaching into this one.
+  std::function<void(std::shared_ptr<const Index>)> on_index;
   bool enabled = false;
   std::string corpus_dir;
   std::string artifact_file;
@@ -166,8 +169,11 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       watch_cv_.notify_all();
       watcher_.join();
     }
-    std::lock_guard lock(mu_);
-    index_.reset();
+    {
+      std::lock_guard lock(mu_);
+      index_.reset();
+    }
+    if (s_.on_index) s_.on_index(nullptr);
   }
 
  private:
@@ -179,11 +185,13 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
   }
   void swap(std::shared_ptr<Index> next) {
     std::shared_ptr<const Index> old;
+    std::shared_ptr<const Index> now = next;
     {
       std::lock_guard lock(mu_);
       old = std::move(index_);
       index_ = std::move(next);
     }
+    if (s_.on_index) s_.on_index(now);
     // `old` is released here, outside the lock (queries may still hold it).
   }
 
@@ -399,8 +407,10 @@ bool is_loopback(const std::string& host) {
 
 }  // namespace
 
-Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env) {
+Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
+                                                        IndexListener on_index) {
   Settings s;
+  s.on_index = std::move(on_index);
   s.heap_gate = config.kb_heap_gate;
   s.enabled = config.enable_kb_service;
   if (auto flag = env("ENABLE_KB_SERVICE")) {

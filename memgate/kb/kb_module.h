@@ -21,6 +21,7 @@
 // Thread-safe as the Module interface requires.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "memgate/base/config.h"
@@ -28,10 +29,16 @@
 
 namespace memgate::kb {
 
+class Index;
+
+// Called with each index the module starts serving, and with null when it stops.
+using IndexListener = std::function<void(std::shared_ptr<const Index>)>;
+
 // Reads the module's variables (see docs/operations.md, "Knowledge base and
 // MCP"). A bad value is kInvalidArgument naming the variable; with the module
 // enabled, a missing corpus and artifact is one too.
-Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env);
+Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
+                                                        IndexListener on_index = {});
 
 // The fleet key holding the fingerprint of the newest published index.
 inline constexpr const char* kCurrentKey = "kb:current";

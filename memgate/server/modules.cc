@@ -2,6 +2,7 @@
 
 #include "examples/prime_table_module.h"
 #include "memgate/coach/coach_module.h"
+#include "memgate/coach/retriever.h"
 #include "memgate/kb/kb_module.h"
 #include "memgate/server/test_modules.h"
 
@@ -14,7 +15,10 @@ Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLooku
   if (!primes.ok()) return primes.status();
   modules.push_back(*primes);
 
-  auto kb = kb::make_kb_module(config, env);
+  // The coach retrieves from whatever index the knowledge base serves now.
+  auto kb = kb::make_kb_module(config, env, [](std::shared_ptr<const kb::Index> index) {
+    coach::RetrieverRegistry::global().set(index ? std::make_shared<coach::KbRetriever>(index) : nullptr);
+  });
   if (!kb.ok()) return kb.status();
   modules.push_back(*kb);
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <thread>
 
 #include "memgate/coach/fake_provider.h"
@@ -60,6 +61,25 @@ TEST(CoachBinary, WithoutAProviderTheCoachAnswersExtractivelyOnceItsModuleIsRead
   EXPECT_EQ(status["mode"], "extractive");
   std::string startupz = http_get(server->port(), "/startupz").body;
   EXPECT_NE(startupz.find("\"ai-routes\""), std::string::npos) << startupz;
+  remove_tree(dir);
+}
+
+TEST(CoachBinary, WithTheKnowledgeBaseLoadedTheExtractiveAnswerCitesItsDocuments) {
+  std::string dir = temp_dir("memgate-coach-kb");
+  std::string corpus = std::string(std::getenv("MEMGATE_SOURCE_DIR") ? std::getenv("MEMGATE_SOURCE_DIR")
+                                                                       : MEMGATE_SOURCE_DIR_FALLBACK) +
+                       "/memgate/kb/testdata/corpus";
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"}, {"COORD_LOCAL_DIR", dir},
+                                      {"ENABLE_KB_SERVICE", "true"}, {"KB_CORPUS_DIR", corpus}});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 30s)) << server->log();
+  HttpReply r = ask(server->port(), R"({"question":"How do I turn a compost heap?"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::object o = parse(r.body);
+  EXPECT_EQ(o["mode"], "extractive");
+  ASSERT_FALSE(o["citations"].as_array().empty()) << r.body;
+  std::string first = json::serialize(o["citations"].as_array()[0]);
+  EXPECT_NE(first.find("compost"), std::string::npos) << r.body;
   remove_tree(dir);
 }
 
