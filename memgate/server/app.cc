@@ -75,7 +75,15 @@ startup::LoaderOptions base_loader_options(const Config& config, const EnvLookup
   o.gate_retries = config.gate_retries;
   o.gate_retry_interval = config.gate_retry_interval;
   o.instance_id = config.instance_id;
-  o.env = env;
+  // The built-in modules' flags were resolved by the config (flag, then
+  // variable, then default); the loader must see that result, not only the
+  // environment. Other modules' flags come from the environment.
+  o.env = [env, ai = config.enable_ai_routes, kb = config.enable_kb_service](const std::string& name)
+      -> std::optional<std::string> {
+    if (name == "ENABLE_AI_ROUTES") return std::string(ai ? "true" : "false");
+    if (name == "ENABLE_KB_SERVICE") return std::string(kb ? "true" : "false");
+    return env(name);
+  };
   o.eager = config.startup_eager;
   return o;
 }

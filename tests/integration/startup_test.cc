@@ -109,6 +109,13 @@ TEST(StagedStart, PlanPrintsWhatWouldRunWithoutRunningIt) {
   EXPECT_NE(r.output.find("ENABLE_EXAMPLE_MODULE=true"), std::string::npos) << r.output;
 }
 
+TEST(StagedStart, ABuiltInModulesFlagOnTheCommandLineWinsOverItsVariable) {
+  RunResult r = run_memgate({{"ENABLE_AI_ROUTES", "false"}}, {"--enable-ai-routes", "true", "plan"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ENABLE_AI_ROUTES=true"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("no (ENABLE_AI_ROUTES=false)"), std::string::npos) << r.output;
+}
+
 class FleetStart : public ::testing::Test {
  protected:
   void SetUp() override {
