@@ -14,6 +14,9 @@ class CoachModule final : public startup::Module {
 
   std::string name() const override { return "ai-routes"; }
   int stage() const override { return 2; }
+  // The guard sheds the coach first: its requests are the heaviest and the most
+  // optional (the original guide's AI routes).
+  int shed_priority() const override { return 1; }
   startup::FlagSpec flag() const override { return {"ENABLE_AI_ROUTES", default_on_}; }
   std::optional<startup::FleetSpec> fleet() const override {
     const coord::FleetTaskSpec& t = coord::kAiRoutesInit;

@@ -89,10 +89,11 @@ TEST_F(GuardTest, ActionsComeIntoForceAndLiftWithTheirTriggers) {
   auto g = make(default_triggers(SizeSpec::Bytes(3 * kGiB), SizeSpec::Bytes(3584ull << 20), SizeSpec::Share(0.9), 0.1));
   g->tick();
   for (int i = 0; i < kActionCount; ++i) EXPECT_FALSE(g->in_force(static_cast<Action>(i)));
-  probe_.set_allocated(3 * kGiB + 1);  // alert + purge, not yet shed
+  probe_.set_allocated(3 * kGiB + 1);  // alert + purge + shed the first routes, not yet shed all
   g->tick();
   EXPECT_TRUE(g->in_force(Action::kAlert));
   EXPECT_TRUE(g->in_force(Action::kPurge));
+  EXPECT_TRUE(g->in_force(Action::kShedFirst));
   EXPECT_FALSE(g->in_force(Action::kShed));
   EXPECT_EQ(g->purges(), 1u);
   probe_.set_allocated(3800ull << 20);  // over the shed threshold too

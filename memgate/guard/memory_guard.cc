@@ -73,6 +73,7 @@ void MemoryGuard::tick() {
     if (now) changes_[i].fetch_add(1);
     spdlog::warn("memory action {} {}", action_name(a), now ? "in force" : "lifted");
     if (a == Action::kShed && hooks_.set_shedding) hooks_.set_shedding(now);
+    if (a == Action::kShedFirst && hooks_.set_shedding_first) hooks_.set_shedding_first(now);
     if (a == Action::kDisableKeepalive && hooks_.set_keepalive_disabled) hooks_.set_keepalive_disabled(now);
     if (a == Action::kAlert && now) alert(sample, fired_by);
   }
@@ -167,7 +168,7 @@ std::vector<json::object> MemoryGuard::recent_snapshots(size_t max) const {
 std::vector<TriggerSpec> default_triggers(const SizeSpec& heap_alert, const SizeSpec& heap_shed,
                                           const SizeSpec& cgroup_pressure, double hysteresis) {
   return {
-      {"heap_alert", Resource::kHeap, heap_alert, hysteresis, {Action::kAlert, Action::kPurge}},
+      {"heap_alert", Resource::kHeap, heap_alert, hysteresis, {Action::kAlert, Action::kPurge, Action::kShedFirst}},
       {"heap_shed", Resource::kHeap, heap_shed, hysteresis,
        {Action::kShed, Action::kRefuseOptionalInit, Action::kDisableKeepalive, Action::kPurge}},
       {"cgroup_pressure", Resource::kCgroup, cgroup_pressure, hysteresis,

@@ -46,6 +46,7 @@ class SnapshotSink {
 
 struct GuardHooks {
   std::function<void(bool)> set_shedding;            // kShed came into / out of force
+  std::function<void(bool)> set_shedding_first;      // kShedFirst came into / out of force
   std::function<void(bool)> set_keepalive_disabled;  // kDisableKeepalive
   std::function<boost::json::array()> top_routes;    // for snapshots; may be empty
   // Writes a heap profile to `path`; returns its path. Empty: profiles are off.
@@ -123,7 +124,7 @@ class MemoryGuard {
 };
 
 // The default triggers, from the configuration's thresholds:
-//   heap_alert     heap >= HEAP_ALERT_THRESHOLD (3 GB)   -> alert, purge
+//   heap_alert     heap >= HEAP_ALERT_THRESHOLD (3 GB)   -> alert, purge, shed_first
 //   heap_shed      heap >= HEAP_SHED_THRESHOLD          -> shed, refuse_optional_init, disable_keepalive, purge
 //   cgroup_pressure cgroup usage >= CGROUP_PRESSURE_THRESHOLD of its limit -> purge, refuse_optional_init, shed, alert
 std::vector<TriggerSpec> default_triggers(const SizeSpec& heap_alert, const SizeSpec& heap_shed,

@@ -9,6 +9,7 @@ std::string_view action_name(Action a) {
     case Action::kRefuseOptionalInit: return "refuse_optional_init";
     case Action::kDisableKeepalive: return "disable_keepalive";
     case Action::kAlert: return "alert";
+    case Action::kShedFirst: return "shed_first";
   }
   return "unknown";
 }
@@ -17,7 +18,7 @@ Result<Action> parse_action(std::string_view name) {
   for (int i = 0; i < kActionCount; ++i)
     if (action_name(static_cast<Action>(i)) == name) return static_cast<Action>(i);
   return InvalidArgument("unknown action '" + std::string(name) +
-                         "' (purge, shed, refuse_optional_init, disable_keepalive, alert)");
+                         "' (purge, shed, refuse_optional_init, disable_keepalive, alert, shed_first)");
 }
 
 std::string_view resource_name(Resource r) {

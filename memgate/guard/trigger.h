@@ -28,8 +28,9 @@ enum class Action {
   kRefuseOptionalInit,  // the loader's and scheduler's gates say no
   kDisableKeepalive,    // responses close their connection
   kAlert,               // on the rising edge: a snapshot (Redis stream, ring, log) and a heap profile
+  kShedFirst,           // only the routes to shed first (shed priority 1, the AI coach) answer 503
 };
-inline constexpr int kActionCount = 5;
+inline constexpr int kActionCount = 6;
 std::string_view action_name(Action a);  // "purge", "shed", ...
 Result<Action> parse_action(std::string_view name);
 

@@ -100,7 +100,8 @@ Result<RouteId> Router::put(Method method, std::string_view pattern, Endpoint en
     r.id = static_cast<RouteId>(patterns_.size());
     r.pattern = std::string(pattern);
     r.prefix = prefix;
-    r.sheddable = std::find(sheddable_.begin(), sheddable_.end(), pattern) != sheddable_.end();
+    for (auto& [known, priority] : shed_priorities_)
+      if (known == pattern) r.shed_priority = priority;
     patterns_.emplace_back(pattern);
     next->routes_.push_back(std::move(r));
     it = next->routes_.end() - 1;
@@ -122,14 +123,15 @@ Result<RouteId> Router::put(Method method, std::string_view pattern, Endpoint en
   return id;
 }
 
-void Router::set_sheddable(std::string_view pattern, bool sheddable) {
+void Router::set_shed_priority(std::string_view pattern, int priority) {
   std::lock_guard lock(mu_);
-  auto known = std::find(sheddable_.begin(), sheddable_.end(), pattern);
-  if (sheddable && known == sheddable_.end()) sheddable_.emplace_back(pattern);
-  if (!sheddable && known != sheddable_.end()) sheddable_.erase(known);
+  auto known = std::find_if(shed_priorities_.begin(), shed_priorities_.end(),
+                            [&](const auto& p) { return p.first == pattern; });
+  if (known == shed_priorities_.end()) shed_priorities_.emplace_back(std::string(pattern), priority);
+  else known->second = priority;
   auto next = std::make_shared<RouteTable>(*table_);
   for (Route& r : next->routes_)
-    if (r.pattern == pattern) r.sheddable = sheddable;
+    if (r.pattern == pattern) r.shed_priority = priority;
   next->index();
   table_ = std::move(next);
   version_.fetch_add(1, std::memory_order_acq_rel);

@@ -80,8 +80,9 @@ struct Route {
   bool prefix = false;
   std::array<std::shared_ptr<const Endpoint>, kMethodCount> endpoints;
   std::string allow;  // "GET, HEAD, POST", for 405
-  // Answered 503 while the server sheds load (heavy routes; never health/admin).
-  bool sheddable = false;
+  // When the server sheds load this route answers 503: 0 never (health, admin),
+  // 1 first (at the lighter shed level), 2 with every heavy route.
+  int shed_priority = 0;
 };
 
 // An immutable set of routes. Safe to read from any number of threads.
@@ -128,10 +129,13 @@ class Router {
   // Registers (or turns an existing endpoint into) a pending one.
   Result<RouteId> add_pending(Method method, std::string_view pattern, Pending pending);
 
-  // Marks a pattern as sheddable (or not): while the server sheds load
-  // (Server::set_shedding), its requests get 503 + Retry-After without reaching
-  // the handler. Applies to a route registered later under that pattern too.
-  void set_sheddable(std::string_view pattern, bool sheddable);
+  // Sets a pattern's shed priority (see Route::shed_priority): while the
+  // server's shed level (Server::set_shed_level) is at least that priority, its
+  // requests get 503 + Retry-After without reaching the handler. Applies to a
+  // route registered later under that pattern too.
+  void set_shed_priority(std::string_view pattern, int priority);
+  // set_shed_priority(pattern, 2) or (pattern, 0).
+  void set_sheddable(std::string_view pattern, bool sheddable) { set_shed_priority(pattern, sheddable ? 2 : 0); }
 
   // The current table; readers keep it as long as they like.
   std::shared_ptr<const RouteTable> snapshot() const;
@@ -152,7 +156,7 @@ class Router {
   mutable std::mutex mu_;
   std::shared_ptr<const RouteTable> table_;  // guarded by mu_
   std::vector<std::string> patterns_;        // by RouteId, guarded by mu_
-  std::vector<std::string> sheddable_;       // patterns, guarded by mu_
+  std::vector<std::pair<std::string, int>> shed_priorities_;  // by pattern, guarded by mu_
   std::atomic<uint64_t> version_{1};
 };
 

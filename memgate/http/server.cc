@@ -598,7 +598,8 @@ class Session {
       return finish_write_sync();
     }
     const Endpoint& e = *match.endpoint;
-    if (match.route->sheddable && thread_.controls().shedding.load(std::memory_order_relaxed)) {
+    if (int priority = match.route->shed_priority;
+        priority > 0 && priority <= thread_.controls().shed_level.load(std::memory_order_relaxed)) {
       thread_.controls().shed_requests.fetch_add(1, std::memory_order_relaxed);
       Response r = Response::error(503, "unavailable", "shedding load: the server is under memory pressure");
       r.header("Retry-After", "5");

@@ -40,7 +40,7 @@ namespace memgate::http {
 // Switches the memory guard flips while the server runs. Shared by every IO
 // thread; read with one relaxed load per request.
 struct ServerControls {
-  std::atomic<bool> shedding{false};            // sheddable routes answer 503
+  std::atomic<int> shed_level{0};               // routes with 0 < shed_priority <= level answer 503
   std::atomic<bool> keepalive_disabled{false};  // every response closes its connection
   std::atomic<uint64_t> shed_requests{0};       // requests answered 503 by shedding
 };
@@ -102,12 +102,15 @@ class Server {
   std::vector<RouteStats> stats() const;
   ConnectionStats connection_stats() const;
 
-  // While on, requests to sheddable routes (Router::set_sheddable) get 503 with
-  // Retry-After and never reach their handler. Any thread.
-  void set_shedding(bool on) { controls_->shedding.store(on, std::memory_order_relaxed); }
+  // Requests to routes whose shed priority (Router::set_shed_priority) is at
+  // most `level` get 503 with Retry-After and never reach their handler; 0 sheds
+  // nothing, 1 the routes to shed first, 2 every heavy route. Any thread.
+  void set_shed_level(int level) { controls_->shed_level.store(level, std::memory_order_relaxed); }
+  void set_shedding(bool on) { set_shed_level(on ? 2 : 0); }
   // While on, every response carries "Connection: close". Any thread.
   void set_keepalive_disabled(bool on) { controls_->keepalive_disabled.store(on, std::memory_order_relaxed); }
-  bool shedding() const { return controls_->shedding.load(std::memory_order_relaxed); }
+  bool shedding() const { return controls_->shed_level.load(std::memory_order_relaxed) > 0; }
+  int shed_level() const { return controls_->shed_level.load(std::memory_order_relaxed); }
   bool keepalive_disabled() const { return controls_->keepalive_disabled.load(std::memory_order_relaxed); }
   uint64_t shed_requests() const { return controls_->shed_requests.load(std::memory_order_relaxed); }
 

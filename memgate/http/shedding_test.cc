@@ -53,6 +53,20 @@ TEST_F(ControlsTest, WhileSheddingHeavyRoutesAre503AndNeverReachTheirHandler) {
   EXPECT_EQ(heavy_calls_.load(), 2);
 }
 
+TEST_F(ControlsTest, TheFirstLevelShedsOnlyTheRoutesMarkedFirst) {
+  uint16_t port = server_->port();
+  server_->router().set_shed_priority("/api/light", 1);
+  server_->set_shed_level(1);
+  EXPECT_EQ(fetch(port, "GET", "/api/light")->status, 503);
+  EXPECT_EQ(fetch(port, "GET", "/api/heavy")->status, 200) << "priority 2 waits for level 2";
+  server_->set_shed_level(2);
+  EXPECT_EQ(fetch(port, "GET", "/api/light")->status, 503);
+  EXPECT_EQ(fetch(port, "GET", "/api/heavy")->status, 503);
+  EXPECT_EQ(fetch(port, "GET", "/healthz")->status, 200);
+  server_->set_shed_level(0);
+  EXPECT_EQ(fetch(port, "GET", "/api/light")->status, 200);
+}
+
 TEST_F(ControlsTest, AnUnmarkedRouteIsNotShedAgain) {
   server_->router().set_sheddable("/api/heavy", false);
   server_->set_shedding(true);

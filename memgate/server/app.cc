@@ -388,9 +388,10 @@ struct App::Impl {
       public_server->set_observer(observer.get());
       metrics->add_accounting(accounting, public_server->router());
     }
-    // Heavy routes are the modules' routes: those are what shedding turns away.
+    // Heavy routes are the modules' routes: those are what shedding turns away,
+    // the ones a module marks as first (the coach) already at the alert level.
     for (auto& m : modules)
-      for (auto& route : m->routes()) public_server->router().set_sheddable(route.pattern, true);
+      for (auto& route : m->routes()) public_server->router().set_shed_priority(route.pattern, m->shed_priority());
     if (config.heap_profile) {
       Status s = memory::set_heap_profiling_active(true);
       if (!s.ok()) spdlog::warn("MEMGATE_HEAP_PROFILE=1 but heap profiling cannot start: {}", s.to_string());
@@ -474,7 +475,18 @@ struct App::Impl {
                                           config.cgroup_pressure_threshold, config.guard_hysteresis);
     guard::GuardHooks hooks;
     http::Server* pub = public_server.get();
-    hooks.set_shedding = [pub](bool on) { pub->set_shedding(on); };
+    // Two switches, one level: `shed` sheds every heavy route, `shed_first` only
+    // those marked first; the stronger one in force wins.
+    auto levels = std::make_shared<std::pair<std::atomic<bool>, std::atomic<bool>>>();
+    auto apply = [pub, levels] { pub->set_shed_level(levels->first ? 2 : (levels->second ? 1 : 0)); };
+    hooks.set_shedding = [levels, apply](bool on) {
+      levels->first = on;
+      apply();
+    };
+    hooks.set_shedding_first = [levels, apply](bool on) {
+      levels->second = on;
+      apply();
+    };
     hooks.set_keepalive_disabled = [pub](bool on) { pub->set_keepalive_disabled(on); };
     hooks.top_routes = [this] { return top_routes(5); };
     if (memory::heap_profiling_active())

@@ -93,6 +93,9 @@ class Module {
   // Routes that exist from boot, answered 503 (pending) until the module is ready.
   virtual std::vector<RouteDecl> routes() const { return {}; }
   virtual std::vector<JobSpec> jobs() { return {}; }
+  // When the memory guard sheds load, this module's routes answer 503: 1 = among
+  // the first (at the alert threshold), 2 = with every heavy route (the default).
+  virtual int shed_priority() const { return 2; }
 
   // The heavy part. Returns the artifact, or an error (the module is then failed).
   virtual Result<std::string> build(ModuleContext& ctx) = 0;

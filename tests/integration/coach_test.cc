@@ -166,5 +166,30 @@ TEST(CoachBinary, UnderMemoryPressureTheCoachRouteIsShed) {
   remove_tree(dir);
 }
 
+TEST(CoachBinary, TheCoachIsShedFirstAtTheAlertLevelBeforeOtherHeavyRoutes) {
+  std::string dir = temp_dir("memgate-coach");
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"},
+                                      {"COORD_LOCAL_DIR", dir},
+                                      {"MEMGATE_TEST_ROUTES", "1"},
+                                      {"MEMGATE_TEST_HEAVY_MODULES", "1"},
+                                      {"MEMGATE_TEST_BUILD_MB", "4"},
+                                      {"MEMGATE_TEST_KEEP_MB", "1"},
+                                      {"MONITOR_INTERVAL", "100ms"},
+                                      {"HEAP_ALERT_THRESHOLD", "64MB"},
+                                      {"HEAP_SHED_THRESHOLD", "1GB"}});
+  ASSERT_NE(server, nullptr);
+  uint16_t port = server->port();
+  ASSERT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
+  ASSERT_EQ(ask(port, R"({"question":"x"})").status, 200);
+  // Over the alert threshold only: the coach goes, the other heavy route stays.
+  ASSERT_EQ(http_get(port, "/test/alloc?kb=131072&hold=1").status, 200);
+  ASSERT_TRUE(wait_until([&] { return ask(port, R"({"question":"x"})").status == 503; }, 10s)) << server->log();
+  EXPECT_EQ(http_get(port, "/api/test-heavy-1").status, 200);
+  // Memory released: the coach answers again.
+  ASSERT_EQ(http_get(port, "/test/free").status, 200);
+  EXPECT_TRUE(wait_until([&] { return ask(port, R"({"question":"x"})").status == 200; }, 10s)) << server->log();
+  remove_tree(dir);
+}
+
 }  // namespace
 }  // namespace memgate::testing
