@@ -252,15 +252,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       std::string query(q->as_string());
       auto hits = index->search(query, {k, false});
       if (!hits.ok()) return mcp::ToolResult::error(hits.status().message());
-      json::array list;
-      for (const SearchHit& h : *hits)
-        list.push_back(json::object{{"id", h.doc_id},
-                                    {"title", h.title},
-                                    {"path", h.path},
-                                    {"heading", h.heading},
-                                    {"score", h.score},
-                                    {"snippet", h.snippet}});
-      json::object structured{{"query", query}, {"hits", std::move(list)}};
+      json::object structured{{"query", query}, {"hits", hits_array(*hits)}};
       return {json::serialize(structured), std::move(structured), false};
     };
     server.add_tool(std::move(search));

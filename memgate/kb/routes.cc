@@ -46,7 +46,7 @@ Result<std::string> percent_decode(std::string_view text, bool plus_is_space) {
   return out;
 }
 
-std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits) {
+json::array hits_array(const std::vector<SearchHit>& hits) {
   json::array list;
   for (const SearchHit& h : hits)
     list.push_back(json::object{{"id", h.doc_id},
@@ -55,7 +55,11 @@ std::string hits_json(std::string_view query, std::string_view mode, int k, cons
                                 {"heading", h.heading},
                                 {"score", h.score},
                                 {"snippet", h.snippet}});
-  json::object out{{"query", query}, {"mode", mode}, {"k", k}, {"count", hits.size()}, {"hits", std::move(list)}};
+  return list;
+}
+
+std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits) {
+  json::object out{{"query", query}, {"mode", mode}, {"k", k}, {"count", hits.size()}, {"hits", hits_array(hits)}};
   return json::serialize(out);
 }
 

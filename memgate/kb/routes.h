@@ -11,6 +11,7 @@
 // to a refreshed index never drops a query.
 #pragma once
 
+#include <boost/json/array.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -43,5 +44,8 @@ Status install_rest_routes(http::Router& router, CurrentIndex current, WorkerPoo
 
 // Hits as JSON objects, shared by REST and the MCP tool.
 std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits);
+// The hits as a JSON array of {id, title, path, heading, score, snippet}: the one
+// shape REST and MCP both answer with.
+boost::json::array hits_array(const std::vector<SearchHit>& hits);
 
 }  // namespace memgate::kb
