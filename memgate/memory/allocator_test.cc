@@ -9,23 +9,15 @@
 
 #include "memgate/memory/process_stats.h"
 
+#include "memgate/memory/memory_test_support.h"
+
 namespace memgate::memory {
 namespace {
 
-constexpr uint64_t kMiB = 1024 * 1024;
+using testing::escape;
+using testing::kMiB;
+using testing::kSanitized;
 
-// Under AddressSanitizer, ASan's allocator serves malloc and the linked
-// allocator's statistics do not move with the test's allocations.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#define MEMGATE_SKIP_UNDER_ASAN() \
-  if (kSanitized) GTEST_SKIP() << "malloc is AddressSanitizer's in this build"
-
-// Keeps the compiler from eliding an allocation whose result looks unused.
-void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
 void* allocate_and_touch(size_t n) {
   void* p = std::malloc(n);

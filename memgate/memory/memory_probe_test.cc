@@ -9,20 +9,14 @@
 
 #include "memgate/memory/fake_probe.h"
 
+#include "memgate/memory/memory_test_support.h"
+
 namespace memgate::memory {
 namespace {
 
-constexpr uint64_t kMiB = 1024 * 1024;
-
-// Under AddressSanitizer, ASan's allocator serves malloc and the linked
-// allocator's statistics do not move with the test's allocations.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#define MEMGATE_SKIP_UNDER_ASAN() \
-  if (kSanitized) GTEST_SKIP() << "malloc is AddressSanitizer's in this build"
+using testing::escape;
+using testing::kMiB;
+using testing::kSanitized;
 
 // 64 MiB in 4 KiB blocks, each touched: small enough for glibc to serve from its
 // heap rather than mmap, so freeing leaves pages only a trim gives back.

@@ -8,12 +8,12 @@
 
 #include "memgate/base/worker_pool.h"
 #include "memgate/memory/allocator.h"
+#include "memgate/memory/memory_test_support.h"
 
 namespace memgate::memory {
 namespace {
 
-// Keeps the compiler from eliding an allocation whose result is unused.
-void touch(void* p) { asm volatile("" : : "r"(p) : "memory"); }
+using testing::escape;
 
 const RouteAllocation* row_for(const std::vector<RouteAllocation>& rows, uint32_t route) {
   for (auto& r : rows)
@@ -28,7 +28,7 @@ TEST(RouteAccounting, ARequestThatAllocatesAKnownSizeIsReportedWithThatMany) {
   acc.begin(7);
   char* p = new char[kBytes];
   std::memset(p, 1, kBytes);
-  touch(p);
+  escape(p);
   delete[] p;
   acc.end();
   auto rows = acc.snapshot();
@@ -46,7 +46,7 @@ TEST(RouteAccounting, MemoryKeptByARequestCountsAsHeld) {
   std::unique_ptr<char[]> kept;
   acc.begin(3);
   kept.reset(new char[256 * 1024]);
-  touch(kept.get());
+  escape(kept.get());
   acc.end();
   auto rows = acc.snapshot();
   const RouteAllocation* r = row_for(rows, 3);
@@ -63,7 +63,7 @@ TEST(RouteAccounting, WorkPostedToTheWorkerPoolIsAccountedToTheRequest) {
   acc.begin(9);
   pool.post([&] {
     char* p = new char[kBytes];
-    touch(p);
+    escape(p);
     delete[] p;
     done.set_value();
   });
