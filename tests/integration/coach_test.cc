@@ -146,20 +146,31 @@ TEST(CoachBinary, AStandInProviderAnswersPlainAndStreamedAndTheBulkheadHoldsUnde
   remove_tree(dir);
 }
 
+// A ready server with the guard sampling every 100 ms and alerting at 64 MB, the
+// coach answering, then 128 MiB held by a test route: returns once the coach is
+// shed. `env` adds to (or sets the shed threshold for) that set-up.
+std::unique_ptr<ServerProcess> start_and_press(const std::string& dir, ServerProcess::Env env) {
+  env.insert(env.end(), {{"STAGE_DELAY", "0s"},
+                         {"COORD_LOCAL_DIR", dir},
+                         {"MEMGATE_TEST_ROUTES", "1"},
+                         {"MONITOR_INTERVAL", "100ms"},
+                         {"HEAP_ALERT_THRESHOLD", "64MB"}});
+  auto server = ServerProcess::start(env);
+  if (!server) return nullptr;
+  uint16_t port = server->port();
+  EXPECT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
+  EXPECT_EQ(ask(port, R"({"question":"x"})").status, 200);
+  EXPECT_EQ(http_get(port, "/test/alloc?kb=131072&hold=1").status, 200);
+  EXPECT_TRUE(wait_until([&] { return ask(port, R"({"question":"x"})").status == 503; }, 10s)) << server->log();
+  return server;
+}
+
 TEST(CoachBinary, UnderMemoryPressureTheCoachRouteIsShed) {
   std::string dir = temp_dir("memgate-coach");
-  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"},
-                                      {"COORD_LOCAL_DIR", dir},
-                                      {"MEMGATE_TEST_ROUTES", "1"},
-                                      {"MONITOR_INTERVAL", "100ms"},
-                                      {"HEAP_ALERT_THRESHOLD", "64MB"},
-                                      {"HEAP_SHED_THRESHOLD", "96MB"}});
+  auto server = start_and_press(dir, {{"HEAP_SHED_THRESHOLD", "96MB"}});
   ASSERT_NE(server, nullptr);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   uint16_t port = server->port();
-  ASSERT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
-  ASSERT_EQ(ask(port, R"({"question":"x"})").status, 200);
-  ASSERT_EQ(http_get(port, "/test/alloc?kb=131072&hold=1").status, 200);
-  ASSERT_TRUE(wait_until([&] { return ask(port, R"({"question":"x"})").status == 503; }, 10s)) << server->log();
   HttpReply shed = ask(port, R"({"question":"x"})");
   EXPECT_NE(shed.body.find("shedding"), std::string::npos) << shed.body;
   EXPECT_EQ(http_get(port, "/healthz").status, 200);
@@ -168,22 +179,14 @@ TEST(CoachBinary, UnderMemoryPressureTheCoachRouteIsShed) {
 
 TEST(CoachBinary, TheCoachIsShedFirstAtTheAlertLevelBeforeOtherHeavyRoutes) {
   std::string dir = temp_dir("memgate-coach");
-  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"},
-                                      {"COORD_LOCAL_DIR", dir},
-                                      {"MEMGATE_TEST_ROUTES", "1"},
-                                      {"MEMGATE_TEST_HEAVY_MODULES", "1"},
+  // Over the alert threshold only: the coach goes, the other heavy route stays.
+  auto server = start_and_press(dir, {{"MEMGATE_TEST_HEAVY_MODULES", "1"},
                                       {"MEMGATE_TEST_BUILD_MB", "4"},
                                       {"MEMGATE_TEST_KEEP_MB", "1"},
-                                      {"MONITOR_INTERVAL", "100ms"},
-                                      {"HEAP_ALERT_THRESHOLD", "64MB"},
                                       {"HEAP_SHED_THRESHOLD", "1GB"}});
   ASSERT_NE(server, nullptr);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   uint16_t port = server->port();
-  ASSERT_TRUE(wait_for_status(port, "/readyz", 200, 20s)) << server->log();
-  ASSERT_EQ(ask(port, R"({"question":"x"})").status, 200);
-  // Over the alert threshold only: the coach goes, the other heavy route stays.
-  ASSERT_EQ(http_get(port, "/test/alloc?kb=131072&hold=1").status, 200);
-  ASSERT_TRUE(wait_until([&] { return ask(port, R"({"question":"x"})").status == 503; }, 10s)) << server->log();
   EXPECT_EQ(http_get(port, "/api/test-heavy-1").status, 200);
   // Memory released: the coach answers again.
   ASSERT_EQ(http_get(port, "/test/free").status, 200);
