@@ -17,13 +17,16 @@ function(memgate_library name)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS} PRIVATE memgate_warnings)
 endfunction()
 
-# memgate_test(NAME SOURCES ... DEPS ... LABELS ...): a GoogleTest binary whose tests
-# ctest lists one by one, labelled unit (default), integration or slow.
+# memgate_test(NAME SOURCES ... DEPS ... LABELS ... [BINARY]): a GoogleTest binary
+# whose tests ctest lists one by one, labelled unit (default), integration or
+# slow. Every test knows the source tree at compile time (MEMGATE_SOURCE_ROOT).
+# BINARY: the tests run the memgate executable (MEMGATE_BINARY in their
+# environment), so they are built after it; the others do not wait for it.
 function(memgate_test name)
   if(NOT MEMGATE_BUILD_TESTS)
     return()
   endif()
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "BINARY" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()
@@ -32,10 +35,17 @@ function(memgate_test name)
   endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main GTest::gmock memgate_warnings)
+  target_compile_definitions(${name} PRIVATE MEMGATE_SOURCE_ROOT="${PROJECT_SOURCE_DIR}")
+  # One ENVIRONMENT entry at most: gtest_discover_tests splits a list value at
+  # its semicolons, so a second entry would not reach the tests.
+  set(env "")
+  if(ARG_BINARY)
+    set(env ENVIRONMENT "MEMGATE_BINARY=$<TARGET_FILE:memgate>")
+    add_dependencies(${name} memgate)
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_TIMEOUT 60
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-    ENVIRONMENT "MEMGATE_BINARY=$<TARGET_FILE:memgate>;MEMGATE_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} ${env})
 endfunction()
 
 # The fuzz preset instruments every library for coverage; each fuzz target adds
