@@ -309,6 +309,26 @@ TEST_F(CoachTest, AStreamingClientThatDisconnectsCancelsItsUpstreamRequest) {
   EXPECT_EQ(coach_->counters().cancelled.load(), 1u);
 }
 
+TEST_F(CoachTest, AClientThatDisconnectsBeforeAPlainAnswerCancelsItsUpstreamRequest) {
+  provider_->set_mode(FakeProvider::Mode::kGated);  // holds the request: the answer never comes by itself
+  start(true, std::make_shared<FakeRetriever>());
+  {
+    TestConnection conn(server_->port(), 10s);
+    ASSERT_TRUE(conn.ok());
+    std::string body = R"({"question":"x"})";
+    ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body));
+    ASSERT_TRUE(provider_->wait_for_requests(1));
+  }  // the client goes away with nothing written to it yet
+  // The server sees the close while the answer is owed, so the coach drops the
+  // provider call well before any provider timeout (read_timeout is 30 s here).
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(provider_->wait_for_closed_by_client(1, 5s)) << "the upstream request was not cancelled";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  expect_nothing_held();
+  EXPECT_EQ(coach_->counters().cancelled.load(), 1u);
+}
+
 TEST_F(CoachTest, TheBulkheadServesNWhileMWaitAndAnswers503WithRetryAfterBeyond) {
   provider_->set_mode(FakeProvider::Mode::kGated);
   CoachOptions o;

@@ -7,7 +7,11 @@
 // work is posted to the connection's IO thread. If a Responder is destroyed
 // without being used, the client gets a 500, so a request never hangs on a lost
 // Responder. If the client has gone (or the server stopped) by then, the
-// response is dropped silently; connected() tells a long job it may give up.
+// response is dropped silently. While the response is owed (and while a stream
+// is open) the connection watches its socket, so a client that closes or resets
+// it is noticed at once, not when the answer is written: connected() turns false
+// and a long job (an upstream call) should give up. A half-close counts as going
+// away. Such a request is counted with status 499 (http_client_aborts_total).
 //
 // A StreamWriter (move-only, any thread) writes the body in pieces: write()
 // queues a chunk, finish() ends the response. Destroying it finishes the

@@ -77,6 +77,7 @@ constexpr int kMaxPipelinedPerTurn = 32;
 constexpr size_t kShrinkAbove = 64 * 1024;
 constexpr size_t kMaxRoutesTracked = 1024;
 constexpr size_t kCellsPerRoute = 16;
+constexpr int kClientClosedRequest = 499;  // nginx's status for a client that left before the answer
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -252,7 +253,7 @@ class ThreadStats {
     }
   }
 
-  std::atomic<uint64_t> accepted{0}, closed{0}, read_timeouts{0}, idle_closes{0}, bad_requests{0};
+  std::atomic<uint64_t> accepted{0}, closed{0}, read_timeouts{0}, idle_closes{0}, bad_requests{0}, client_aborts{0};
 
  private:
   static void add(StatCell& c, uint64_t ns) {
@@ -486,6 +487,56 @@ class Session {
     advance();
   }
 
+  // While an async handler works (or a stream is open), the session waits for
+  // the socket to become readable, so that a client that closes or resets the
+  // connection is seen at once: close() marks the slot disconnected, so the
+  // handler's Responder::connected() turns false and it can cancel its upstream
+  // work instead of finishing an answer nobody will read. A wait, not a read:
+  // no read into in_ is outstanding when the response completes and parsing
+  // resumes. Bytes that arrive meanwhile (a pipelined request) are read at once
+  // and kept for after the response; with the buffer full, watching pauses
+  // until then. A half-close (EOF) counts as going away, as with most servers:
+  // a client that still wants the answer keeps its side open.
+  void watch() {
+    if (watching_ || state_ == State::kClosed) return;
+    watching_ = true;
+    ++ops_;
+    socket_.async_wait(tcp::socket::wait_read, [this](error_code ec) { on_watch(ec); });
+  }
+
+  void on_watch(error_code ec) {
+    --ops_;
+    watching_ = false;
+    if (state_ == State::kClosed) return done_op();
+    if (state_ != State::kHandling && state_ != State::kStreaming) return;  // answered: reads took over
+    if (ec) {
+      abandoned();
+      return close();
+    }
+    size_t room = read_room();
+    if (room == 0) return;  // full of pipelined input: the read after the response resumes
+    error_code rec;
+    size_t n = socket_.read_some(in_.prepare(room), rec);
+    if (rec == asio::error::would_block || rec == asio::error::try_again) return watch();
+    if (rec) {  // eof or reset
+      abandoned();
+      return close();
+    }
+    in_.commit(n);
+    read_time_ = std::chrono::steady_clock::now();
+    watch();
+  }
+
+  // The client went away before the response was complete: count the request
+  // (499, "client closed request", when no response had begun; a stream keeps
+  // the status it started with).
+  void abandoned() {
+    if (state_ == State::kHandling) status_ = kClientClosedRequest;
+    bump(thread_.stats().client_aborts);
+    record(std::chrono::steady_clock::now());
+    streamed_ = false;
+  }
+
   // Parses and serves what is buffered, then waits for more.
   void advance() {
     for (int turn = 0; turn < kMaxPipelinedPerTurn; ++turn) {
@@ -637,6 +688,7 @@ class Session {
           // The Responder, destroyed during unwinding, has already posted a 500.
         }
         if (observer) observer->on_request_end(route_, 0);
+        if (slot_) watch();  // still owed: see the client go if it does
         return false;
       }
     }
@@ -753,7 +805,10 @@ class Session {
     --ops_;
     writing_ = false;
     if (state_ == State::kClosed) return done_op();
-    if (ec) return close();
+    if (ec) {
+      if (state_ == State::kStreaming) abandoned();
+      return close();
+    }
     out_.clear();
     if (!pending_.empty()) {
       if (!flush()) return;
@@ -870,6 +925,7 @@ class Session {
   int version_ = 11;
   int ops_ = 0;
   bool reading_ = false;
+  bool watching_ = false;
   bool writing_ = false;
   bool wrote_all_ = false;
   bool keep_ = true;
@@ -1255,6 +1311,7 @@ ConnectionStats Server::connection_stats() const {
     s.read_timeouts += ts.read_timeouts.load(std::memory_order_relaxed);
     s.idle_closes += ts.idle_closes.load(std::memory_order_relaxed);
     s.bad_requests += ts.bad_requests.load(std::memory_order_relaxed);
+    s.client_aborts += ts.client_aborts.load(std::memory_order_relaxed);
     s.open += ts.accepted.load(std::memory_order_relaxed) - std::min(closed, ts.accepted.load());
   }
   return s;

@@ -547,6 +547,106 @@ TEST_F(ServerTest, StreamWriterNoticesTheClientLeaving) {
   expect_still_serving();
 }
 
+// Polls `done` until it holds or `within` passes (the server works on its own
+// thread; there is no event to wait on from outside).
+template <typename F>
+bool eventually(F done, std::chrono::milliseconds within = 3s) {
+  auto until = std::chrono::steady_clock::now() + within;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// A handler that parks its Responder for the test to complete (or watch).
+std::promise<Responder>* add_parking_route(Server& server, std::string pattern) {
+  auto* parked = new std::promise<Responder>();  // freed by the test through unique_ptr
+  EXPECT_TRUE(server.router().add(Method::kGet, pattern, [parked](const Request&, Responder r) {
+    parked->set_value(std::move(r));
+  }).ok());
+  return parked;
+}
+
+TEST_F(ServerTest, AsyncResponderSeesTheClientLeaveBeforeTheAnswer) {
+  start();
+  std::unique_ptr<std::promise<Responder>> parked(add_parking_route(*server_, "/slow"));
+  Responder held;
+  {
+    TestConnection c(port_);
+    ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+    held = parked->get_future().get();
+    EXPECT_TRUE(held.connected());
+  }  // the client closes while the answer is still owed
+  // Noticed without writing anything: the connection watches its socket.
+  EXPECT_TRUE(eventually([&] { return !held.connected(); }));
+  EXPECT_EQ(count_of("/slow", "GET", 499), 1u);
+  EXPECT_EQ(server_->connection_stats().client_aborts, 1u);
+  std::move(held).send(Response::text(200, "nobody reads this"));  // harmless
+  expect_still_serving();
+  EXPECT_TRUE(eventually([&] { return server_->connection_stats().open == 0; }));
+}
+
+TEST_F(ServerTest, AsyncResponderSeesAHalfCloseAsLeaving) {
+  start();
+  std::unique_ptr<std::promise<Responder>> parked(add_parking_route(*server_, "/slow"));
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Responder held = parked->get_future().get();
+  c.shutdown_write();
+  EXPECT_TRUE(eventually([&] { return !held.connected(); }));
+  EXPECT_TRUE(c.closed_by_peer(1s));
+}
+
+TEST_F(ServerTest, RequestPipelinedWhileAnAsyncHandlerWorksIsServedAfterIt) {
+  start();
+  std::unique_ptr<std::promise<Responder>> parked(add_parking_route(*server_, "/slow"));
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/echo", [](const Request& r) {
+    return Response::text(200, std::string(r.body()));
+  }).ok());
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  Responder held = parked->get_future().get();
+  // The next request arrives while the first is owed: the watch reads it and
+  // keeps it. Its body is larger than the input buffer (header limit + 64 KiB),
+  // so watching pauses with the buffer full and reading resumes after the answer.
+  std::string body(200 * 1024, 'b');
+  for (size_t i = 0; i < body.size(); i += 997) body[i] = static_cast<char>('a' + i % 26);
+  std::thread sender([&] {
+    c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  });
+  // Give the watch time to read what fits, then check nobody thought the client left.
+  EXPECT_FALSE(eventually([&] { return !held.connected(); }, 100ms));
+  std::move(held).send(Response::text(200, "first"));
+  auto first = c.read_response();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->body, "first");
+  auto second = c.read_response();
+  sender.join();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->status, 200);
+  EXPECT_TRUE(second->body == body) << "the pipelined body came back altered (" << second->body.size() << " bytes)";
+  EXPECT_EQ(server_->connection_stats().client_aborts, 0u);
+}
+
+TEST_F(ServerTest, StreamNoticesTheClientLeavingWithoutAWrite) {
+  start();
+  std::promise<StreamWriter> writer_promise;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
+    writer_promise.set_value(std::move(r).stream(200, "text/event-stream"));
+  }).ok());
+  StreamWriter w;
+  {
+    TestConnection c(port_);
+    ASSERT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+    w = writer_promise.get_future().get();
+    ASSERT_TRUE(c.read_head().has_value());
+  }
+  EXPECT_TRUE(eventually([&] { return !w.connected(); }));
+  EXPECT_EQ(count_of("/events", "GET", 200), 1u);  // counted with the status it began with
+  EXPECT_EQ(server_->connection_stats().client_aborts, 1u);
+}
+
 TEST_F(ServerTest, RequestCarriesQueryHeadersIdAndRemoteAddress) {
   start();
   std::string seen;

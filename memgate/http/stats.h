@@ -46,6 +46,7 @@ struct ConnectionStats {
   uint64_t read_timeouts = 0;   // 408s sent
   uint64_t idle_closes = 0;     // keep-alive connections closed for idleness
   uint64_t bad_requests = 0;    // 400, 413, 431
+  uint64_t client_aborts = 0;   // requests whose client left before the response was complete
 };
 
 // A hook around each handler call, for per-route accounting (allocation

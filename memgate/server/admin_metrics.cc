@@ -69,12 +69,17 @@ std::vector<prometheus::MetricFamily> http_families(const http::Server& server) 
   metrics::add_counter(closes, static_cast<double>(c.read_timeouts), {{"reason", "read_timeout"}});
   metrics::add_counter(closes, static_cast<double>(c.idle_closes), {{"reason", "idle"}});
   metrics::add_counter(closes, static_cast<double>(c.bad_requests), {{"reason", "bad_request"}});
+  auto aborts = metrics::counter_family("http_client_aborts_total",
+                                        "Requests whose client went away before the response was complete "
+                                        "(counted as status 499 when no response had begun)");
+  metrics::add_counter(aborts, static_cast<double>(c.client_aborts));
   std::vector<prometheus::MetricFamily> out;
   out.push_back(std::move(requests));
   out.push_back(std::move(latency));
   out.push_back(std::move(accepted));
   out.push_back(std::move(open));
   out.push_back(std::move(closes));
+  out.push_back(std::move(aborts));
   return out;
 }
 

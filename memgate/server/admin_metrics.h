@@ -7,6 +7,7 @@
 //   http_requests_total{route,method,status}
 //   http_request_duration_seconds{route,method,status} (histogram)
 //   http_connections_*  (accepted, open, timeouts, bad requests)
+//   http_client_aborts_total (clients that left before their answer)
 // Thread-safe: serialize() may run on any thread.
 #pragma once
 
