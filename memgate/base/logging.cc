@@ -2,6 +2,8 @@
 // because a pattern cannot escape quotes and newlines inside the message.
 #include "memgate/base/logging.h"
 
+#include "memgate/base/json_escape.h"
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -40,29 +42,6 @@ class JsonFormatter final : public spdlog::formatter {
 };
 
 }  // namespace
-
-std::string json_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 8);
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
 
 void setup_logging(const std::string& level, LogFormat format) {
   auto logger = spdlog::stderr_color_mt("memgate");

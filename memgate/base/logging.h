@@ -14,7 +14,4 @@ namespace memgate {
 // Installs the default logger on stderr with the given level and format.
 void setup_logging(const std::string& level, LogFormat format);
 
-// Escapes text for use inside a JSON string (without the quotes).
-std::string json_escape(std::string_view text);
-
 }  // namespace memgate

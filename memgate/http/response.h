@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "memgate/base/json_escape.h"  // append_json_escaped, for bodies built by hand
 #include "memgate/base/status.h"
 
 namespace memgate::http {
@@ -44,9 +45,6 @@ std::string_view error_code_for_status(int status);
 
 // The reason phrase of a status ("Not Found"); "Unknown" for unlisted codes.
 std::string_view reason_phrase(int status);
-
-// Escapes text for a JSON string literal (without the quotes).
-void append_json_escaped(std::string& out, std::string_view text);
 
 // One Server-Sent Events message: optional "event:" and "id:" lines, one "data:"
 // line per line of data, and the blank line that ends the event.
