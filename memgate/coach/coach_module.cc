@@ -2,7 +2,9 @@
 
 #include <mutex>
 
+#include "memgate/coach/coach_metrics.h"
 #include "memgate/coord/coordinator.h"
+#include "memgate/metrics/metrics.h"
 
 namespace memgate::coach {
 namespace {
@@ -45,6 +47,7 @@ class CoachModule final : public startup::Module {
       std::lock_guard lock(mu_);
       if (coach_) coach_->stop();
       coach_ = c;
+      publish_metrics(c, ctx.metrics);
     }
     auto added = ctx.router.add(http::Method::kPost, kCoachRoute,
                                 [c](const http::Request& req, http::Responder r) { c->handle(req, std::move(r)); });
@@ -60,11 +63,29 @@ class CoachModule final : public startup::Module {
   }
 
  private:
+  // One collector per Metrics, pointed at the current Coach: a reload swaps the
+  // Coach it reads instead of registering a second collector, so no scrape, not
+  // even one racing the reload, sees the coach's families twice. The Metrics
+  // holds the collector weakly; dropping it here is what unregisters it.
+  void publish_metrics(const std::shared_ptr<Coach>& coach, metrics::Metrics* metrics) {
+    if (collector_ && collector_in_ == metrics) {
+      collector_->set(coach);
+      return;
+    }
+    collector_.reset();
+    collector_in_ = metrics;
+    if (!metrics) return;
+    collector_ = std::make_shared<CoachCollector>(coach);
+    metrics->add_collectable(collector_);
+  }
+
   bool default_on_;
   CoachOptions options_;
   RetrieverSource retrievers_;
   std::mutex mu_;
-  std::shared_ptr<Coach> coach_;
+  std::shared_ptr<Coach> coach_;                // guarded by mu_
+  std::shared_ptr<CoachCollector> collector_;   // guarded by mu_
+  metrics::Metrics* collector_in_ = nullptr;    // where collector_ is registered; guarded by mu_
 };
 
 }  // namespace

@@ -8,6 +8,9 @@
 //   http_request_duration_seconds{route,method,status} (histogram)
 //   http_connections_*  (accepted, open, timeouts, bad requests)
 //   http_client_aborts_total (clients that left before their answer)
+// and, through the add_*() below, the families of the runtime's other parts.
+// Modules register their own (the coach's memgate_coach_*) in metrics(), which
+// the loader hands them as ModuleContext::metrics.
 // Thread-safe: serialize() may run on any thread.
 #pragma once
 

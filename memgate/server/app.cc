@@ -383,6 +383,9 @@ struct App::Impl {
     loader = std::make_unique<startup::StagedLoader>(modules, loader_options(), config, public_server->router(), workers,
                                                      probe, SteadyClock::instance(), *fleet_holder);
     metrics = std::make_unique<AdminMetrics>(probe, *public_server);
+    // Modules register their own families here (the coach's memgate_coach_*);
+    // the metrics outlive the loader, which is stopped and destroyed first.
+    loader->set_metrics(&metrics->metrics());
     if (config.allocation_accounting && accounting.available()) {
       observer = std::make_unique<AllocationObserver>(accounting);
       public_server->set_observer(observer.get());

@@ -190,7 +190,7 @@ void StagedLoader::run_module(Entry& e, std::stop_token stop) {
     std::lock_guard lock(mu_);
     e.report.started_ms = since_start_ms();
   }
-  ModuleContext ctx{config_, router_, workers_, stop, coordinator_, options_.instance_id};
+  ModuleContext ctx{config_, router_, workers_, stop, coordinator_, options_.instance_id, metrics_};
   std::string built_by;
   uint64_t artifact_bytes = 0;
   FleetCallbacks cb;

@@ -114,6 +114,9 @@ class StagedLoader {
 
   // The coordinator modules see in their ModuleContext; call before start().
   void set_coordinator(coord::Coordinator* coordinator) { coordinator_ = coordinator; }
+  // The metrics modules register their families in (ModuleContext::metrics);
+  // call before start(). Unset, modules see null and serve no metrics of their own.
+  void set_metrics(metrics::Metrics* metrics) { metrics_ = metrics; }
   // Starts the plan on the loader's thread. Call once.
   void start();
   // Asks the plan to stop (a running build is told through its stop token), waits
@@ -152,6 +155,7 @@ class StagedLoader {
   Clock& clock_;
   FleetRunner& fleet_;
   coord::Coordinator* coordinator_ = nullptr;
+  metrics::Metrics* metrics_ = nullptr;
   TimePoint started_at_{};
 
   mutable std::mutex mu_;

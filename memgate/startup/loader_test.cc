@@ -30,6 +30,7 @@ class TestModule final : public Module {
     return std::string("artifact of " + name_);
   }
   Status load(std::string_view artifact, ModuleContext& ctx) override {
+    if (on_load) on_load(ctx);
     loaded_artifact = std::string(artifact);
     std::string body = R"({"module":")" + name_ + R"("})";
     (void)ctx.router.add(http::Method::kGet, "/api/" + name_,
@@ -39,6 +40,7 @@ class TestModule final : public Module {
   void stop() override { stopped = true; }
 
   std::function<Result<std::string>(ModuleContext&)> on_build;
+  std::function<void(ModuleContext&)> on_load;
   FlagSpec flag_;
   std::optional<SizeSpec> gate_;
   std::string loaded_artifact;
@@ -335,6 +337,37 @@ TEST_F(LoaderTest, StopTellsARunningBuildAndStopsLoadedModules) {
   loader->stop();
   EXPECT_TRUE(ready->stopped);
   EXPECT_FALSE(slow->stopped);
+}
+
+TEST_F(LoaderTest, ModulesSeeTheMetricsTheLoaderWasGivenAndNullWithoutOne) {
+  options_.stage_delay = 0s;
+  // The loader only hands the pointer on, never dereferences it: any address
+  // stands in for a Metrics here, which keeps this test off the metrics library.
+  int stand_in = 0;
+  auto* given = reinterpret_cast<metrics::Metrics*>(&stand_in);
+  std::atomic<metrics::Metrics*> at_build{nullptr}, at_load{nullptr};
+  auto m = add("counted", 1);
+  m->on_build = [&](ModuleContext& ctx) -> Result<std::string> {
+    at_build = ctx.metrics;
+    return std::string("x");
+  };
+  m->on_load = [&](ModuleContext& ctx) { at_load = ctx.metrics; };
+  {
+    auto loader = make();
+    loader->set_metrics(given);
+    loader->start();
+    ASSERT_TRUE(loader->wait_finished(10s));
+    EXPECT_EQ(at_build.load(), given);
+    EXPECT_EQ(at_load.load(), given);
+  }
+
+  at_build = given;
+  at_load = given;
+  auto loader = make();  // set_metrics never called: unit tests, tools
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  EXPECT_EQ(at_build.load(), nullptr);
+  EXPECT_EQ(at_load.load(), nullptr);
 }
 
 // Real memory, the real probe: a module that builds a large temporary table and

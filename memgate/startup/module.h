@@ -36,6 +36,9 @@ class WorkerPool;
 namespace coord {
 class Coordinator;
 }
+namespace metrics {
+class Metrics;
+}
 }  // namespace memgate
 
 namespace memgate::startup {
@@ -76,6 +79,11 @@ struct ModuleContext {
   coord::Coordinator* coordinator = nullptr;
   // This instance's id (INSTANCE_ID).
   std::string instance_id;
+  // Where a module registers the Prometheus families it serves (the admin
+  // /metrics); null in unit tests without one. It outlives every module's load
+  // and stop; a module registering a collectable keeps it alive itself (see
+  // Metrics::add_collectable), so dropping it is how its families go away.
+  metrics::Metrics* metrics = nullptr;
 };
 
 class Module {

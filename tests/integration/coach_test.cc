@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "memgate/coach/fake_provider.h"
+#include "memgate/metrics/parsed_exposition.h"
 #include "tests/integration/http_client.h"
 #include "tests/integration/server_process.h"
 
@@ -61,6 +62,29 @@ TEST(CoachBinary, WithoutAProviderTheCoachAnswersExtractivelyOnceItsModuleIsRead
   EXPECT_EQ(status["mode"], "extractive");
   std::string startupz = http_get(server->port(), "/startupz").body;
   EXPECT_NE(startupz.find("\"ai-routes\""), std::string::npos) << startupz;
+  remove_tree(dir);
+}
+
+TEST(CoachBinary, TheAdminMetricsCountTheCoachsRequestsByOutcome) {
+  std::string dir = temp_dir("memgate-coach");
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"}, {"COORD_LOCAL_DIR", dir}});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 20s)) << server->log();
+  ASSERT_EQ(ask(server->port(), R"({"question":"How do I turn a compost heap?"})").status, 200);
+  ASSERT_EQ(ask(server->port(), "{oops").status, 400);
+  HttpReply scraped = http_get(server->admin_port(), "/metrics");
+  ASSERT_EQ(scraped.status, 200) << scraped.body;
+  metrics::ParsedExposition m = metrics::parse_exposition(scraped.body);
+  EXPECT_EQ(m.error, "");
+  EXPECT_EQ(m.at("memgate_coach_requests_total{outcome=\"extractive\"}"), 1.0) << scraped.body;
+  EXPECT_EQ(m.at("memgate_coach_requests_total{outcome=\"invalid\"}"), 1.0);
+  EXPECT_EQ(m.at("memgate_coach_requests_total{outcome=\"generative\"}"), 0.0);
+  EXPECT_EQ(m.at("memgate_coach_inflight"), 0.0);
+  EXPECT_EQ(m.at("memgate_coach_upstream_connects_total"), 0.0) << "no provider is configured";
+  size_t first = scraped.body.find("# TYPE memgate_coach_requests_total ");
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_EQ(scraped.body.find("# TYPE memgate_coach_requests_total ", first + 1), std::string::npos)
+      << "the coach's families are declared once";
   remove_tree(dir);
 }
 
