@@ -404,11 +404,7 @@ Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, co
   Settings s;
   s.on_index = std::move(on_index);
   s.heap_gate = config.kb_heap_gate;
-  s.enabled = config.enable_kb_service;
-  if (auto flag = env("ENABLE_KB_SERVICE")) {
-    auto v = parse_bool(*flag);
-    if (v.ok()) s.enabled = *v;
-  }
+  s.enabled = config.enable_kb_service;  // flag, then ENABLE_KB_SERVICE, then the default
   s.pool_size = std::max(2, config.worker_threads);
   if (auto v = env("KB_CORPUS_DIR"); v && !v->empty()) {
     struct stat st {};

@@ -35,11 +35,12 @@ TEST(KbModuleSettings, BadValuesAreRefusedNamingTheVariable) {
   struct Case {
     std::map<std::string, std::string> env;
     const char* names;
+    bool enabled = false;
   };
   const Case cases[] = {
-      {{{"ENABLE_KB_SERVICE", "true"}, {"KB_CORPUS_DIR", "/no/such/folder"}}, "KB_CORPUS_DIR"},
-      {{{"ENABLE_KB_SERVICE", "true"}, {"KB_ARTIFACT_FILE", "/no/such/file"}}, "KB_ARTIFACT_FILE"},
-      {{{"ENABLE_KB_SERVICE", "true"}}, "KB_CORPUS_DIR"},
+      {{{"KB_CORPUS_DIR", "/no/such/folder"}}, "KB_CORPUS_DIR", true},
+      {{{"KB_ARTIFACT_FILE", "/no/such/file"}}, "KB_ARTIFACT_FILE", true},
+      {{}, "KB_CORPUS_DIR", true},
       {{{"KB_CHUNK_SIZE", "10"}}, "KB_CHUNK_SIZE"},
       {{{"KB_CHUNK_SIZE", "big"}}, "KB_CHUNK_SIZE"},
       {{{"KB_QUERY_CONNECTIONS", "0"}}, "KB_QUERY_CONNECTIONS"},
@@ -51,12 +52,14 @@ TEST(KbModuleSettings, BadValuesAreRefusedNamingTheVariable) {
       {{{"MCP_ALLOWED_ORIGINS", " , "}}, "MCP_ALLOWED_ORIGINS"},
   };
   for (const Case& k : cases) {
+    c.enable_kb_service = k.enabled;
     auto m = make_kb_module(c, env_of(k.env));
     ASSERT_FALSE(m.ok()) << k.names;
     EXPECT_EQ(m.status().code(), Code::kInvalidArgument);
     EXPECT_NE(m.status().message().find(k.names), std::string::npos) << m.status().message();
   }
   // Disabled, a missing folder is not checked (nothing will read it).
+  c.enable_kb_service = false;
   EXPECT_TRUE(make_kb_module(c, env_of({{"KB_CORPUS_DIR", "/no/such/folder"}})).ok());
 }
 
@@ -80,10 +83,26 @@ TEST(KbModuleSettings, TheModuleDeclaresTheGuideDefaults) {
   for (auto& r : mod.routes()) has_mcp |= r.pattern == "/mcp" && r.method == http::Method::kPost;
   EXPECT_TRUE(has_mcp);
   EXPECT_TRUE(mod.jobs().empty()) << "disabled: no refresh job";
-  auto on = make_kb_module(c, env_of({{"KB_CORPUS_DIR", kCorpus}, {"ENABLE_KB_SERVICE", "1"}}));
+  Config enabled;
+  enabled.enable_kb_service = true;
+  auto on = make_kb_module(enabled, env_of({{"KB_CORPUS_DIR", kCorpus}}));
   ASSERT_TRUE(on.ok());
   ASSERT_EQ((*on)->jobs().size(), 1u);
   EXPECT_EQ((*on)->jobs()[0].name, "kb-refresh");
+}
+
+// The configuration has already resolved --enable-kb-service over
+// ENABLE_KB_SERVICE over the default; the module follows it, not the raw variable.
+TEST(KbModuleSettings, TheResolvedConfigurationDecidesNotTheRawVariable) {
+  Config off;
+  auto by_env = make_kb_module(off, env_of({{"KB_CORPUS_DIR", kCorpus}, {"ENABLE_KB_SERVICE", "true"}}));
+  ASSERT_TRUE(by_env.ok());
+  EXPECT_TRUE((*by_env)->jobs().empty());
+  Config on;
+  on.enable_kb_service = true;
+  auto by_flag = make_kb_module(on, env_of({{"KB_CORPUS_DIR", kCorpus}, {"ENABLE_KB_SERVICE", "false"}}));
+  ASSERT_TRUE(by_flag.ok());
+  EXPECT_EQ((*by_flag)->jobs().size(), 1u);
 }
 
 class KbModuleServing : public ::testing::Test {
@@ -102,7 +121,7 @@ class KbModuleServing : public ::testing::Test {
     fs::remove_all(dir_);
   }
   void bring_up(std::map<std::string, std::string> env) {
-    env["ENABLE_KB_SERVICE"] = "true";
+    config_.enable_kb_service = true;
     env["KB_CORPUS_DIR"] = dir_.string();
     auto m = make_kb_module(config_, env_of(env));
     ASSERT_TRUE(m.ok()) << m.status().to_string();
@@ -160,7 +179,8 @@ TEST_F(KbModuleServing, AnArtifactFileIsLoadedInsteadOfIndexing) {
   bring_up({});
   fs::path file = dir_ / "kb.artifact";
   { std::ofstream(file, std::ios::binary) << artifact_; }
-  auto m = make_kb_module(config_, env_of({{"ENABLE_KB_SERVICE", "true"}, {"KB_ARTIFACT_FILE", file.string()}}));
+  config_.enable_kb_service = true;
+  auto m = make_kb_module(config_, env_of({{"KB_ARTIFACT_FILE", file.string()}}));
   ASSERT_TRUE(m.ok()) << m.status().to_string();
   startup::ModuleContext ctx{config_, server_->router(), workers_, {}, nullptr, "test"};
   auto bytes = (*m)->build(ctx);
