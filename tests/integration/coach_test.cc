@@ -90,9 +90,7 @@ TEST(CoachBinary, TheAdminMetricsCountTheCoachsRequestsByOutcome) {
 
 TEST(CoachBinary, WithTheKnowledgeBaseLoadedTheExtractiveAnswerCitesItsDocuments) {
   std::string dir = temp_dir("memgate-coach-kb");
-  std::string corpus = std::string(std::getenv("MEMGATE_SOURCE_DIR") ? std::getenv("MEMGATE_SOURCE_DIR")
-                                                                       : MEMGATE_SOURCE_DIR_FALLBACK) +
-                       "/memgate/kb/testdata/corpus";
+  std::string corpus = std::string(MEMGATE_SOURCE_ROOT) + "/memgate/kb/testdata/corpus";
   auto server = ServerProcess::start({{"STAGE_DELAY", "0s"}, {"COORD_LOCAL_DIR", dir},
                                       {"ENABLE_KB_SERVICE", "true"}, {"KB_CORPUS_DIR", corpus}});
   ASSERT_NE(server, nullptr);
