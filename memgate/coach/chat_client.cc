@@ -14,10 +14,26 @@
 // middle of a stream) closes it. Idle connections that the provider closed are
 // found out on the next call's first read: if nothing of the answer arrived yet,
 // the call retries once on a fresh connection.
+//
+// Accounting. The exchange runs here, not on the thread of the request that
+// wanted it, so a call carries the request's TaskContext (captured by start(),
+// as WorkerPool::post() does) and binds each completion handler it hands to
+// Asio to a ContextExecutor. Binding the handler, rather than wrapping its body,
+// matters: Asio's, Beast's and OpenSSL's composed operations run their
+// intermediate steps (the TLS handshake, TLS records, the HTTP parser reading
+// on) on the final handler's associated executor, and over TLS that is two
+// thirds of a call's bytes (chat_client_test measures it). A connection is only
+// ever driven by the handlers of the call it serves, so its work goes to that
+// call; an idle connection runs nothing. The call owns the context and drops it
+// once it reported; executors hold it weakly, so a handler that completes after
+// that (the cancelled timer) neither delays the recording of the request's total
+// nor counts in it. A call with no context binds nothing and takes Asio's usual
+// path.
 #include "memgate/coach/chat_client.h"
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -34,6 +50,9 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
+
+#include "memgate/base/task_context.h"
 
 namespace memgate::coach {
 
@@ -68,6 +87,60 @@ struct Connection {
     lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     lowest().close();
   }
+};
+
+// Runs what Asio hands it inside a task context (see the top of this file): the
+// inner executor decides where and when, the context what the work counts for.
+// Properties (blocking, outstanding work, allocator, ...) go to the inner
+// executor, the way asio::strand forwards them. Holds the context weakly: once
+// it is gone, work runs plainly.
+template <typename Inner>
+class ContextExecutor {
+ public:
+  ContextExecutor(Inner inner, std::weak_ptr<TaskContext> context) noexcept
+      : inner_(std::move(inner)), context_(std::move(context)) {}
+
+  template <typename F>
+  void execute(F&& f) const {
+    inner_.execute(Run<std::decay_t<F>>{context_, std::forward<F>(f)});
+  }
+
+  template <typename Property>
+    requires asio::can_query<const Inner&, const Property&>::value
+  auto query(const Property& p) const noexcept(asio::is_nothrow_query<const Inner&, const Property&>::value) {
+    return asio::query(inner_, p);
+  }
+  template <typename Property>
+    requires asio::can_require<const Inner&, const Property&>::value
+  auto require(const Property& p) const noexcept(asio::is_nothrow_require<const Inner&, const Property&>::value) {
+    return ContextExecutor<std::decay_t<decltype(asio::require(inner_, p))>>(asio::require(inner_, p), context_);
+  }
+  template <typename Property>
+    requires asio::can_prefer<const Inner&, const Property&>::value
+  auto prefer(const Property& p) const noexcept(asio::is_nothrow_prefer<const Inner&, const Property&>::value) {
+    return ContextExecutor<std::decay_t<decltype(asio::prefer(inner_, p))>>(asio::prefer(inner_, p), context_);
+  }
+
+  friend bool operator==(const ContextExecutor& a, const ContextExecutor& b) noexcept {
+    return a.inner_ == b.inner_ && !a.context_.owner_before(b.context_) && !b.context_.owner_before(a.context_);
+  }
+  friend bool operator!=(const ContextExecutor& a, const ContextExecutor& b) noexcept { return !(a == b); }
+
+ private:
+  template <typename F>
+  struct Run {
+    std::weak_ptr<TaskContext> context;
+    F f;
+    void operator()() {
+      if (std::shared_ptr<TaskContext> c = context.lock())
+        run_in_context(c, [this] { f(); });  // one pointer: std::function keeps it inline
+      else
+        f();
+    }
+  };
+
+  Inner inner_;
+  std::weak_ptr<TaskContext> context_;
 };
 
 std::string provider_error_message(int status, std::string_view body) {
@@ -190,10 +263,12 @@ namespace {
 
 class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
  public:
-  Call(std::shared_ptr<ChatClient::Impl> client, ChatRequest request, ChatHandlers handlers)
+  Call(std::shared_ptr<ChatClient::Impl> client, ChatRequest request, ChatHandlers handlers,
+       std::shared_ptr<TaskContext> context)
       : client_(std::move(client)),
         request_(std::move(request)),
         handlers_(std::move(handlers)),
+        context_(std::move(context)),
         timer_(client_->ctx) {
     client_->live_calls.fetch_add(1, std::memory_order_relaxed);
   }
@@ -216,11 +291,37 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
   }
 
   void cancel() override {
-    asio::post(client_->ctx, [self = shared_from_this()] { self->fail(Cancelled("the call was cancelled"), 0); });
+    post([self = shared_from_this()] { self->fail(Cancelled("the call was cancelled"), 0); });
+  }
+
+  // Runs `f` on the client's thread inside the call's context. context_ is read
+  // there, not here: cancel() may come from any thread while finish() drops it.
+  template <typename F>
+  void post(F f) {
+    asio::post(client_->ctx, [self = shared_from_this(), f = std::move(f)]() mutable {
+      // A copy: what f() runs may drop the member (finish()).
+      if (std::shared_ptr<TaskContext> context = self->context_)
+        run_in_context(context, [&f] { f(); });
+      else
+        f();
+    });
   }
 
  private:
   const ChatClientOptions& opt() const { return client_->options; }
+
+  // Starts an asynchronous operation: initiate(handler), the handler bound to
+  // the call's context when it has one (and left alone when not, so a call
+  // without a context keeps Asio's direct path).
+  template <typename Initiate, typename Handler>
+  void launch(Initiate&& initiate, Handler&& handler) {
+    if (context_) {
+      ContextExecutor executor(client_->ctx.get_executor(), std::weak_ptr<TaskContext>(context_));
+      std::forward<Initiate>(initiate)(asio::bind_executor(std::move(executor), std::forward<Handler>(handler)));
+    } else {
+      std::forward<Initiate>(initiate)(std::forward<Handler>(handler));
+    }
+  }
 
   std::string request_body() const {
     json::array messages;
@@ -242,9 +343,10 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     if (request_.still_wanted && !request_.still_wanted()) return fail(Cancelled("the client went away"), status_);
     auto next = std::min<std::chrono::nanoseconds>(opt().poll_interval, opt().request_timeout - (now - started_));
     timer_.expires_after(next);
-    timer_.async_wait([self = shared_from_this()](error_code ec) {
-      if (!ec) self->tick();
-    });
+    launch([this](auto handler) { timer_.async_wait(std::move(handler)); },
+           [self = shared_from_this()](error_code ec) {
+             if (!ec) self->tick();
+           });
   }
 
   void connect() {
@@ -260,13 +362,14 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     }
     resolver_.emplace(client_->ctx);
     connection_->lowest().expires_after(opt().connect_timeout);
-    resolver_->async_resolve(client_->host, client_->port,
-                             [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
-                               if (self->done_) return;
-                               if (ec) return self->fail(Unavailable("cannot resolve the provider's host: " + ec.message()), 0);
-                               self->connection_->lowest().async_connect(
-                                   results, [self](error_code ec2, const tcp::endpoint&) { self->on_connect(ec2); });
-                             });
+    launch([this](auto handler) { resolver_->async_resolve(client_->host, client_->port, std::move(handler)); },
+           [self = shared_from_this()](error_code ec, tcp::resolver::results_type results) {
+             if (self->done_) return;
+             if (ec) return self->fail(Unavailable("cannot resolve the provider's host: " + ec.message()), 0);
+             self->launch(
+                 [&](auto handler) { self->connection_->lowest().async_connect(results, std::move(handler)); },
+                 [self](error_code ec2, const tcp::endpoint&) { self->on_connect(ec2); });
+           });
   }
 
   void on_connect(error_code ec) {
@@ -275,11 +378,15 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     connection_->lowest().socket().set_option(tcp::no_delay(true), ec);
     if (!connection_->tls) return write();
     connection_->lowest().expires_after(opt().connect_timeout);
-    connection_->tls->async_handshake(ssl::stream_base::client, [self = shared_from_this()](error_code ec2) {
-      if (self->done_) return;
-      if (ec2) return self->fail(transport_error("the TLS handshake with the provider", ec2, self->opt().connect_timeout), 0);
-      self->write();
-    });
+    launch([this](auto handler) { connection_->tls->async_handshake(ssl::stream_base::client, std::move(handler)); },
+           [self = shared_from_this()](error_code ec2) {
+             if (self->done_) return;
+             if (ec2) {
+               Status st = transport_error("the TLS handshake with the provider", ec2, self->opt().connect_timeout);
+               return self->fail(std::move(st), 0);
+             }
+             self->write();
+           });
   }
 
   static Status transport_error(std::string_view what, error_code ec, std::chrono::milliseconds limit) {
@@ -302,11 +409,14 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     parser_->body_limit(boost::none);  // we count the answer ourselves
     parser_->header_limit(64 * 1024);
     connection_->lowest().expires_after(opt().read_timeout);
-    auto on_written = [self = shared_from_this()](error_code ec, size_t) { self->on_write(ec); };
-    if (connection_->tls)
-      bhttp::async_write(*connection_->tls, *req_, std::move(on_written));
-    else
-      bhttp::async_write(*connection_->plain, *req_, std::move(on_written));
+    launch(
+        [this](auto handler) {
+          if (connection_->tls)
+            bhttp::async_write(*connection_->tls, *req_, std::move(handler));
+          else
+            bhttp::async_write(*connection_->plain, *req_, std::move(handler));
+        },
+        [self = shared_from_this()](error_code ec, size_t) { self->on_write(ec); });
   }
 
   void on_write(error_code ec) {
@@ -331,11 +441,14 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
 
   void read_more() {
     connection_->lowest().expires_after(opt().read_timeout);
-    auto on_read = [self = shared_from_this()](error_code ec, size_t n) { self->on_read(ec, n); };
-    if (connection_->tls)
-      bhttp::async_read_some(*connection_->tls, connection_->buffer, *parser_, std::move(on_read));
-    else
-      bhttp::async_read_some(*connection_->plain, connection_->buffer, *parser_, std::move(on_read));
+    launch(
+        [this](auto handler) {
+          if (connection_->tls)
+            bhttp::async_read_some(*connection_->tls, connection_->buffer, *parser_, std::move(handler));
+          else
+            bhttp::async_read_some(*connection_->plain, connection_->buffer, *parser_, std::move(handler));
+        },
+        [self = shared_from_this()](error_code ec, size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(error_code ec, size_t n) {
@@ -443,11 +556,15 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     handlers_ = {};
     request_.still_wanted = nullptr;
     if (done) done(std::move(outcome_));
+    // Reported: the request's context goes (its total is recorded as soon as the
+    // handler running now returns, if nothing else holds it).
+    context_.reset();
   }
 
   std::shared_ptr<ChatClient::Impl> client_;
   ChatRequest request_;
   ChatHandlers handlers_;
+  std::shared_ptr<TaskContext> context_;  // the starter's; null when none, and once reported
   asio::steady_timer timer_;
   std::optional<tcp::resolver> resolver_;
   std::unique_ptr<Connection> connection_;
@@ -538,8 +655,11 @@ std::shared_ptr<ChatCall> ChatClient::start(ChatRequest request, ChatHandlers ha
     if (handlers.on_done) handlers.on_done(std::move(outcome));
     return nullptr;
   }
-  auto call = std::make_shared<Call>(impl_, std::move(request), std::move(handlers));
-  asio::post(impl_->ctx, [impl = impl_, call] {
+  // The exchange counts for whatever the caller's work counts for (its request).
+  std::shared_ptr<TaskContext> context;
+  if (TaskContextSource* source = current_task_context_source()) context = source->capture();
+  auto call = std::make_shared<Call>(impl_, std::move(request), std::move(handlers), std::move(context));
+  call->post([impl = impl_, call] {
     // Forget calls that have finished; remember this one for the destructor.
     std::erase_if(impl->calls, [](const std::weak_ptr<ChatCall>& w) { return w.expired(); });
     impl->calls.push_back(call);

@@ -20,6 +20,17 @@
 // the answer outgrew max_response_bytes. In streamed mode on_delta gets each
 // piece of the answer in order as it arrives.
 //
+// A call counts for the work that started it. start() captures the calling
+// thread's TaskContext (task_context.h), as WorkerPool::post() does, and the
+// call holds it until it has reported: every step of the exchange on the
+// client's thread (resolve, connect, TLS handshake, write, read, parsing, the
+// timers, a cancel) and the caller's on_headers, on_delta, still_wanted and
+// on_done run inside it, so a request's allocation accounting includes its
+// provider exchange. A pooled connection's work belongs to the call it serves;
+// an idle one runs nothing. Once on_done has returned the call lets the context
+// go (a handler completing after that runs outside it), so the request's total
+// is recorded then. A call started with no context pays nothing for this.
+//
 // Thread-safe: start() and ChatCall::cancel() may be called from any thread.
 // Destroying the client cancels every call in flight (their on_done runs with
 // kCancelled) and joins its thread. The API key is sent as a bearer token and
