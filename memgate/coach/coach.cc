@@ -410,6 +410,7 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
       } else if (st.code() == Code::kCancelled) {
         status = 503;
         code = "unavailable";  // stopping
+        c.counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
       } else {
         status = 502;
         code = "bad_gateway";

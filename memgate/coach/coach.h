@@ -106,7 +106,7 @@ class Coach : public std::enable_shared_from_this<Coach> {
     std::atomic<uint64_t> generative{0};
     std::atomic<uint64_t> provider_errors{0};  // 502
     std::atomic<uint64_t> timeouts{0};         // 504
-    std::atomic<uint64_t> cancelled{0};        // the client went away
+    std::atomic<uint64_t> cancelled{0};        // the client went away, or the server stopped first
     std::atomic<int64_t> jobs{0};              // admitted and not yet finished
   };
   const Counters& counters() const { return counters_; }

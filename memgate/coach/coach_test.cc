@@ -329,6 +329,20 @@ TEST_F(CoachTest, AClientThatDisconnectsBeforeAPlainAnswerCancelsItsUpstreamRequ
   EXPECT_EQ(coach_->counters().cancelled.load(), 1u);
 }
 
+TEST_F(CoachTest, StoppingTheCoachAnswers503ToACallInFlightAndCountsItCancelled) {
+  provider_->set_mode(FakeProvider::Mode::kGated);
+  start(true, std::make_shared<FakeRetriever>());
+  std::optional<ClientResponse> answer;
+  std::thread client([&] { answer = ask(R"({"question":"x"})"); });
+  ASSERT_TRUE(provider_->wait_for_requests(1));
+  coach_->stop();
+  client.join();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(answer->status, 503);
+  EXPECT_EQ(coach_->counters().cancelled.load(), 1u);
+  expect_nothing_held();
+}
+
 TEST_F(CoachTest, TheBulkheadServesNWhileMWaitAndAnswers503WithRetryAfterBeyond) {
   provider_->set_mode(FakeProvider::Mode::kGated);
   CoachOptions o;
