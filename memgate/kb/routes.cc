@@ -1,6 +1,7 @@
 #include "memgate/kb/routes.h"
 
 #include <boost/json.hpp>
+#include <boost/url/pct_string_view.hpp>
 #include <chrono>
 
 #include "memgate/base/units.h"
@@ -13,13 +14,6 @@ namespace json = boost::json;
 
 constexpr std::string_view kDocsPrefix = "/api/kb/docs/";
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 http::Response unavailable() {
   return http::Response::error(503, "unavailable", "the knowledge base is not loaded");
 }
@@ -27,23 +21,11 @@ http::Response unavailable() {
 }  // namespace
 
 Result<std::string> percent_decode(std::string_view text, bool plus_is_space) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c == '%') {
-      if (i + 2 >= text.size()) return InvalidArgument("a '%' escape is cut short");
-      int hi = hex_value(text[i + 1]), lo = hex_value(text[i + 2]);
-      if (hi < 0 || lo < 0) return InvalidArgument("'%" + std::string(text.substr(i + 1, 2)) + "' is not a valid escape");
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
+  auto pct = boost::urls::make_pct_string_view(text);
+  if (!pct) return InvalidArgument("a '%' escape is malformed (" + pct.error().message() + ")");
+  boost::urls::encoding_opts opt;
+  opt.space_as_plus = plus_is_space;
+  return pct->decode(opt);
 }
 
 json::array hits_array(const std::vector<SearchHit>& hits) {
