@@ -51,6 +51,7 @@
 #include <optional>
 #include <thread>
 #include <type_traits>
+#include <utility>
 
 #include "memgate/base/task_context.h"
 
@@ -552,10 +553,20 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     outcome_.status = std::move(status);
     if (outcome_.provider_status == 0) outcome_.provider_status = status_;
     outcome_.reused_connection = reused_;
-    auto done = std::move(handlers_.on_done);
-    handlers_ = {};
-    request_.still_wanted = nullptr;
-    if (done) done(std::move(outcome_));
+    ChatHandlers handlers = std::exchange(handlers_, {});
+    std::function<bool()> still_wanted = std::exchange(request_.still_wanted, nullptr);
+    if (handlers.on_done) handlers.on_done(std::move(outcome_));
+    {
+      // The caller's handlers go with no source installed: what their going sets
+      // off is the caller's next piece of work, not this call's. In the coach the
+      // last of them holds the request's bulkhead place, which passes to the next
+      // queued request, whose work is posted right here; inheriting this context,
+      // one request's context would pass from call to call for as long as the
+      // queue lasts, and never be recorded under a steady load.
+      TaskContextSourceScope no_source(nullptr);
+      handlers = {};
+      still_wanted = nullptr;
+    }
     // Reported: the request's context goes (its total is recorded as soon as the
     // handler running now returns, if nothing else holds it).
     context_.reset();

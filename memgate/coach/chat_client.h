@@ -29,7 +29,10 @@
 // provider exchange. A pooled connection's work belongs to the call it serves;
 // an idle one runs nothing. Once on_done has returned the call lets the context
 // go (a handler completing after that runs outside it), so the request's total
-// is recorded then. A call started with no context pays nothing for this.
+// is recorded then. The caller's handlers are destroyed after on_done with no
+// context installed: work that their going posts elsewhere (in the coach, the
+// bulkhead place passing to the next queued request) does not inherit this
+// call's. A call started with no context pays nothing for this.
 //
 // Thread-safe: start() and ChatCall::cancel() may be called from any thread.
 // Destroying the client cancels every call in flight (their on_done runs with

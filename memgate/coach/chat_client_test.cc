@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "memgate/base/task_context.h"
+#include "memgate/base/worker_pool.h"
 #include "memgate/coach/fake_provider.h"
 #include "memgate/memory/allocator.h"
 #include "memgate/memory/memory_test_support.h"
@@ -330,6 +331,49 @@ TEST_F(ChatClientTest, ACallStartedOutsideAnyContextRunsOutsideOneOnAConnectionA
   EXPECT_EQ(second.outside.load(), 0) << "a handler ran inside a context it was never given";
   EXPECT_EQ(second.deltas.load(), 3);
   EXPECT_EQ(second.dones.load(), 1);
+}
+
+// What the caller's handlers hold may set off other work as it goes: in the
+// coach the last handler holds the request's bulkhead place, and letting it go
+// admits the next queued request, which posts its work to the worker pool. That
+// work must not inherit the finished call's context, or one request's context
+// would pass from call to call for as long as a queue lasts.
+TEST_F(ChatClientTest, WorkPostedWhenTheCallersHandlersGoDoesNotInheritTheCallsContext) {
+  WorkerPool pool(1);
+  std::promise<MarkingContext*> posted;
+  auto posted_context = posted.get_future();
+  // Posts, when the last copy of it goes, a task that notes its context.
+  struct PostsWhenItGoes {
+    PostsWhenItGoes(WorkerPool* pool, std::promise<MarkingContext*>* posted) : pool(pool), posted(posted) {}
+    ~PostsWhenItGoes() {
+      pool->post([p = posted] { p->set_value(MarkingContext::inside()); });
+    }
+    PostsWhenItGoes(const PostsWhenItGoes&) = delete;
+    PostsWhenItGoes& operator=(const PostsWhenItGoes&) = delete;
+    WorkerPool* pool;
+    std::promise<MarkingContext*>* posted;
+  };
+  auto context = std::make_shared<MarkingContext>();
+  auto released = context->released.get_future();
+  MarkingContext* raw = context.get();
+  std::promise<MarkingContext*> done;
+  auto done_context = done.get_future();
+  auto c = client();
+  {
+    OneContextSource source(std::move(context));
+    TaskContextSourceScope scope(&source);
+    auto holder = std::make_shared<PostsWhenItGoes>(&pool, &posted);
+    ChatHandlers h;
+    h.on_done = [holder, &done](ChatOutcome) { done.set_value(MarkingContext::inside()); };
+    holder.reset();  // the handler holds the only copy now
+    c->start(question(), std::move(h));
+  }
+  ASSERT_EQ(done_context.wait_for(20s), std::future_status::ready);
+  EXPECT_EQ(done_context.get(), raw) << "on_done runs inside the call's context";
+  ASSERT_EQ(posted_context.wait_for(20s), std::future_status::ready) << "the handler was never let go";
+  EXPECT_EQ(posted_context.get(), nullptr) << "work posted as the handlers went inherited the call's context";
+  EXPECT_EQ(released.wait_for(20s), std::future_status::ready);
+  pool.join();
 }
 
 // With the real accounting (jemalloc's per-thread counters): what the client's
