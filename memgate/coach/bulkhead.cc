@@ -29,7 +29,8 @@ Bulkhead::Admission Bulkhead::enter(Task task) {
         ++rejected_;
         return Admission::kRejected;
       }
-      queue_.push_back(std::move(task));
+      TaskContextSource* source = current_task_context_source();
+      queue_.push_back({std::move(task), source ? source->capture() : nullptr});
       return Admission::kQueued;
     }
     ++inflight_;
@@ -40,7 +41,7 @@ Bulkhead::Admission Bulkhead::enter(Task task) {
 }
 
 void Bulkhead::leave() {
-  Task next;
+  Waiting next;
   {
     std::lock_guard lock(mu_);
     if (queue_.empty()) {
@@ -51,7 +52,8 @@ void Bulkhead::leave() {
     queue_.pop_front();
     ++admitted_;  // the place passes on; inflight_ stays
   }
-  next(Slot(shared_from_this()));
+  // Inside the waiting request's context (or none), not the leaving one's.
+  run_in_context(next.context, [&] { next.task(Slot(shared_from_this())); });
 }
 
 Bulkhead::Counts Bulkhead::counts() const {

@@ -9,6 +9,11 @@
 // newcomer). Every path of a request therefore frees its place exactly once:
 // hold the Slot for as long as the work runs.
 //
+// A queued task keeps the task context (base/task_context.h) of the thread that
+// queued it and runs inside it when admitted, whatever thread frees the place:
+// the request's allocation accounting follows its own work, not the request
+// that happened to leave before it.
+//
 // Thread-safe. Tasks run outside the lock; a task should only hand its work on
 // (post it), since it may run on whichever thread freed a slot.
 #pragma once
@@ -19,6 +24,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+
+#include "memgate/base/task_context.h"
 
 namespace memgate::coach {
 
@@ -68,7 +75,11 @@ class Bulkhead : public std::enable_shared_from_this<Bulkhead> {
   const size_t max_queue_;
   mutable std::mutex mu_;
   size_t inflight_ = 0;       // guarded by mu_
-  std::deque<Task> queue_;    // guarded by mu_
+  struct Waiting {
+    Task task;
+    std::shared_ptr<TaskContext> context;  // of the thread that queued it; may be null
+  };
+  std::deque<Waiting> queue_;  // guarded by mu_
   uint64_t admitted_ = 0;     // guarded by mu_
   uint64_t rejected_ = 0;     // guarded by mu_
 };

@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "memgate/base/task_context.h"
+
 namespace memgate::coach {
 namespace {
 
@@ -74,6 +76,67 @@ TEST(Bulkhead, ASlotOutlivesNothingItsBulkheadNeeds) {
   EXPECT_TRUE(slot.held());
   slot.release();  // the slot kept its bulkhead alive
   EXPECT_FALSE(slot.held());
+}
+
+// A context that records, on its thread, which context a task ran inside.
+class NamedContext final : public TaskContext {
+ public:
+  explicit NamedContext(std::string name) : name(std::move(name)) {}
+  void run(const std::function<void()>& task) override {
+    const NamedContext* outer = current;
+    current = this;
+    task();
+    current = outer;
+  }
+  const std::string name;
+  static thread_local const NamedContext* current;
+};
+thread_local const NamedContext* NamedContext::current = nullptr;
+
+class FixedSource final : public TaskContextSource {
+ public:
+  explicit FixedSource(std::shared_ptr<TaskContext> c) : c_(std::move(c)) {}
+  std::shared_ptr<TaskContext> capture() override { return c_; }
+
+ private:
+  std::shared_ptr<TaskContext> c_;
+};
+
+TEST(Bulkhead, AQueuedTaskRunsInsideTheContextOfWhoQueuedItNotOfWhoLeft) {
+  auto b = Bulkhead::make(1, 2);
+  auto first = std::make_shared<NamedContext>("first");
+  auto waiting = std::make_shared<NamedContext>("waiting");
+  Bulkhead::Slot held;
+  std::string ran_in;
+  bool saw_waiting_source = false, unqueued_saw_no_source = false;
+  {
+    FixedSource source(first);
+    TaskContextSourceScope scope(&source);
+    b->enter([&](Bulkhead::Slot s) { held = std::move(s); });
+  }
+  {
+    FixedSource source(waiting);
+    TaskContextSourceScope scope(&source);
+    EXPECT_EQ(b->enter([&](Bulkhead::Slot s) {
+      ran_in = NamedContext::current ? NamedContext::current->name : "none";
+      TaskContextSource* now = current_task_context_source();
+      saw_waiting_source = now && now->capture().get() == NamedContext::current;
+      held = std::move(s);  // the place passes on; keep it
+    }), Admission::kQueued);
+  }
+  // Queued from a thread with no source: what it posts must not follow anyone.
+  EXPECT_EQ(b->enter([&](Bulkhead::Slot) { unqueued_saw_no_source = current_task_context_source() == nullptr; }),
+            Admission::kQueued);
+  std::weak_ptr<NamedContext> weak_waiting = waiting;
+  waiting.reset();
+  EXPECT_FALSE(weak_waiting.expired()) << "the queue keeps the waiting request's context";
+  // Each request leaves while its own context runs (as the coach's on_done does).
+  run_in_context(first, [&] { Bulkhead::Slot(std::move(held)).release(); });
+  EXPECT_EQ(ran_in, "waiting");
+  EXPECT_TRUE(saw_waiting_source) << "work the admitted task posts follows the waiting request";
+  run_in_context(first, [&] { Bulkhead::Slot(std::move(held)).release(); });
+  EXPECT_TRUE(unqueued_saw_no_source);
+  EXPECT_TRUE(weak_waiting.expired()) << "admitted and done: the context is let go";
 }
 
 }  // namespace
