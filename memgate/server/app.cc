@@ -147,6 +147,9 @@ struct App::Impl {
   std::shared_ptr<RedisStreamSink> stream_sink;
   bool started = false;
   bool stopped = false;
+  // The container's memory limit (0: none), read once at start: the loader's
+  // and the guard's limits are both resolved against it.
+  uint64_t container_limit = 0;
 
 
   http::ServerOptions listener_options(const std::string& host, uint16_t port, int threads) const {
@@ -364,17 +367,23 @@ struct App::Impl {
 
   startup::LoaderOptions loader_options() {
     startup::LoaderOptions o = base_loader_options(config, env);
-    o.memory_limit = config.memory_limit.resolve(probe.sample().cgroup.limit.value_or(0));
+    o.memory_limit = config.memory_limit.resolve(container_limit);
     if (o.memory_limit == 0) o.memory_limit = 4096ull << 20;
     o.refuse_optional_init = [this] { return guard_ && guard_->refuse_optional_init(); };
     return o;
   }
 
+  // Start-up order: everything the two listeners serve is built before they
+  // open (so /healthz, the pending routes and the admin routes answer at once),
+  // and the memory guard's thread, whose first sample competes for the CPU with
+  // the first requests, starts right after them. The memory probe is sampled
+  // once here for the container limit, not once per consumer.
   Status start() {
     memory::set_background_purge(true);
     auto mods = builtin_modules(config, env);
     if (!mods.ok()) return mods.status();
     modules = *mods;
+    container_limit = probe.sample().cgroup.limit.value_or(0);
     public_server = std::make_unique<http::Server>(listener_options(config.host, config.port, config.io_threads));
     admin_server = std::make_unique<http::Server>(listener_options(config.admin_host, config.admin_port, 1));
     // The coordinator is created after the listeners are up (it may wait for
@@ -402,7 +411,7 @@ struct App::Impl {
     }
     register_public_routes(public_server->router());
     register_admin_routes(admin_server->router());
-    start_guard();
+    make_guard();
 
     if (Status s = public_server->start(); !s.ok())
       return Status(s.code(), "public listener " + config.host + ":" + std::to_string(config.port) + ": " + s.message());
@@ -411,6 +420,7 @@ struct App::Impl {
       return Status(s.code(), "admin listener " + config.admin_host + ":" + std::to_string(config.admin_port) + ": " +
                                   s.message());
     }
+    guard_->start();
     started = true;
     spdlog::info("memgate {} listening on http://{}:{} (admin http://{}:{}), {} io thread(s), {} worker(s)",
                  config.instance_id, config.host, public_server->port(), config.admin_host, admin_server->port(),
@@ -466,8 +476,9 @@ struct App::Impl {
     return Status::Ok();
   }
 
-  void start_guard() {
-    uint64_t limit = config.memory_limit.resolve(probe.sample().cgroup.limit.value_or(0));
+  // Builds the guard and registers its metrics; start() starts its thread.
+  void make_guard() {
+    uint64_t limit = config.memory_limit.resolve(container_limit);
     guard::GuardOptions go;
     go.interval = config.monitor_interval;
     go.memory_limit = limit ? limit : (4096ull << 20);
@@ -495,7 +506,6 @@ struct App::Impl {
     if (memory::heap_profiling_active())
       hooks.dump_profile = [](const std::string& path) { return memory::dump_heap_profile(path); };
     guard_ = std::make_unique<guard::MemoryGuard>(go, SteadyClock::instance(), probe, hooks);
-    guard_->start();
     metrics->add_guard(*guard_);
   }
 
