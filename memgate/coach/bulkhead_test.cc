@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <vector>
 
 #include "memgate/base/task_context.h"
@@ -11,19 +12,34 @@ namespace {
 
 using Admission = Bulkhead::Admission;
 
+// Keeps a test's slots. Freeing one admits a queued task that may keep its slot
+// here too, so the shelf lets them go one at a time (a deque: keeping one while
+// another is being freed moves nothing) rather than destroying a container that
+// is being added to.
+struct Shelf {
+  std::deque<Bulkhead::Slot> slots;
+  void keep(Bulkhead::Slot s) { slots.push_back(std::move(s)); }
+  ~Shelf() {
+    while (!slots.empty()) {
+      Bulkhead::Slot last = std::move(slots.back());
+      slots.pop_back();
+    }
+  }
+};
+
 TEST(Bulkhead, RunsTasksAtOnceWhileUnderTheLimit) {
   auto b = Bulkhead::make(2, 0);
-  std::vector<Bulkhead::Slot> held;
-  EXPECT_EQ(b->enter([&](Bulkhead::Slot s) { held.push_back(std::move(s)); }), Admission::kRunning);
-  EXPECT_EQ(b->enter([&](Bulkhead::Slot s) { held.push_back(std::move(s)); }), Admission::kRunning);
-  EXPECT_EQ(held.size(), 2u);
+  Shelf held;
+  EXPECT_EQ(b->enter([&](Bulkhead::Slot s) { held.keep(std::move(s)); }), Admission::kRunning);
+  EXPECT_EQ(b->enter([&](Bulkhead::Slot s) { held.keep(std::move(s)); }), Admission::kRunning);
+  EXPECT_EQ(held.slots.size(), 2u);
   EXPECT_EQ(b->counts().inflight, 2u);
 }
 
 TEST(Bulkhead, QueuesBeyondTheLimitAndRejectsBeyondTheQueue) {
   auto b = Bulkhead::make(1, 2);
-  std::vector<Bulkhead::Slot> held;
-  auto keep = [&](Bulkhead::Slot s) { held.push_back(std::move(s)); };
+  Shelf held;
+  auto keep = [&](Bulkhead::Slot s) { held.keep(std::move(s)); };
   EXPECT_EQ(b->enter(keep), Admission::kRunning);
   EXPECT_EQ(b->enter(keep), Admission::kQueued);
   EXPECT_EQ(b->enter(keep), Admission::kQueued);
@@ -39,17 +55,17 @@ TEST(Bulkhead, QueuesBeyondTheLimitAndRejectsBeyondTheQueue) {
 TEST(Bulkhead, AFreedPlaceGoesToTheOldestQueuedTaskNotToANewcomer) {
   auto b = Bulkhead::make(1, 2);
   std::vector<int> order;
-  std::vector<Bulkhead::Slot> held;
+  Shelf held;
   auto task = [&](int id) {
     return [&, id](Bulkhead::Slot s) {
       order.push_back(id);
-      held.push_back(std::move(s));
+      held.keep(std::move(s));
     };
   };
   b->enter(task(1));
   b->enter(task(2));
   b->enter(task(3));
-  held.front().release();  // 1 done: 2 runs now, on this thread
+  held.slots.front().release();  // 1 done: 2 runs now, on this thread
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
   EXPECT_EQ(b->counts().inflight, 1u);
   EXPECT_EQ(b->enter(task(4)), Admission::kQueued) << "the place went to 2, not to a newcomer";

@@ -434,8 +434,7 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     if (!reused_ || got_bytes_ || retried_) return false;
     retried_ = true;
     reused_ = false;
-    connection_->close();
-    connection_.reset();
+    retire();
     connect();
     return true;
   }
@@ -529,6 +528,15 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     finish(Status::Ok(), reusable);
   }
 
+  // Closes the connection but keeps the object until the call goes: a cancel or
+  // a timeout may finish the call while a read is still pending, and that read
+  // completes later (with operation_aborted) into the connection's buffer and
+  // stream. The pending handler holds the call, so the call outlives it.
+  void retire() {
+    connection_->close();
+    retired_.push_back(std::move(connection_));
+  }
+
   void fail(Status status, int provider_status) {
     if (done_) return;
     outcome_.provider_status = provider_status;
@@ -546,8 +554,7 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
         connection_->lowest().expires_never();
         client_->checkin(std::move(connection_));
       } else {
-        connection_->close();
-        connection_.reset();
+        retire();
       }
     }
     outcome_.status = std::move(status);
@@ -579,6 +586,7 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
   asio::steady_timer timer_;
   std::optional<tcp::resolver> resolver_;
   std::unique_ptr<Connection> connection_;
+  std::vector<std::unique_ptr<Connection>> retired_;  // closed, kept for their pending operations
   std::optional<bhttp::request<bhttp::string_body>> req_;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
   std::string body_;
