@@ -230,6 +230,11 @@ struct ChatClient::Impl : std::enable_shared_from_this<ChatClient::Impl> {
   // Only touched on the client's thread.
   std::deque<std::unique_ptr<Connection>> idle;
   std::vector<std::weak_ptr<ChatCall>> calls;
+  // start() checks `stopped` and posts its call under this lock, and shutdown()
+  // sets it and posts its cancel-all under it too: a call that got past the
+  // check is queued before the cancel-all, so it is cancelled, never left to run
+  // (or to wait forever) after the client stopped.
+  std::mutex start_mu;
   std::atomic<bool> stopped{false};
   std::atomic<int64_t> live_calls{0};
   std::atomic<int64_t> idle_count{0};
@@ -652,23 +657,28 @@ Result<std::unique_ptr<ChatClient>> ChatClient::create(ChatClientOptions options
 ChatClient::~ChatClient() { shutdown(); }
 
 void ChatClient::shutdown() {
-  if (impl_->stopped.exchange(true)) return;
-  // Cancel what is in flight (each reports kCancelled), drop idle connections,
-  // and let the thread run out of work.
-  asio::post(impl_->ctx, [impl = impl_] {
-    for (auto& weak : impl->calls)
-      if (auto call = weak.lock()) call->cancel();
-    impl->calls.clear();
-    for (auto& c : impl->idle) c->close();
-    impl->idle.clear();
-    impl->idle_count.store(0);
-    impl->work.reset();
-  });
+  {
+    std::lock_guard lock(impl_->start_mu);
+    if (impl_->stopped.exchange(true)) return;
+    // Cancel what is in flight (each reports kCancelled), drop idle connections,
+    // and let the thread run out of work.
+    asio::post(impl_->ctx, [impl = impl_] {
+      for (auto& weak : impl->calls)
+        if (auto call = weak.lock()) call->cancel();
+      impl->calls.clear();
+      for (auto& c : impl->idle) c->close();
+      impl->idle.clear();
+      impl->idle_count.store(0);
+      impl->work.reset();
+    });
+  }
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
 std::shared_ptr<ChatCall> ChatClient::start(ChatRequest request, ChatHandlers handlers) {
+  std::unique_lock lock(impl_->start_mu);
   if (impl_->stopped.load()) {
+    lock.unlock();
     ChatOutcome outcome;
     outcome.status = Cancelled("the provider client is shut down");
     if (handlers.on_done) handlers.on_done(std::move(outcome));

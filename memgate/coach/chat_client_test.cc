@@ -199,6 +199,34 @@ TEST_F(ChatClientTest, ShuttingDownCancelsCallsInFlight) {
   EXPECT_EQ(future.get().status.code(), Code::kCancelled);
 }
 
+// A call started while the client shuts down reports once, cancelled or not,
+// and the shutdown does not wait on it: the provider here never answers, so a
+// call that slipped past the cancel-all would hold shutdown() until its timeout.
+// A stress check: the window it guards is a few instructions wide, so it rarely
+// catches the race even without the start/shutdown lock; it does catch a double
+// or missing report and a shutdown that waits.
+TEST_F(ChatClientTest, ACallStartedDuringShutdownReportsAndDoesNotHoldIt) {
+  provider_->set_mode(FakeProvider::Mode::kHang);
+  for (int round = 0; round < 30; ++round) {
+    auto c = client(30s);
+    std::atomic<int> reported{0};
+    std::promise<void> done;
+    auto future = done.get_future();
+    ChatHandlers h;
+    h.on_done = [&](ChatOutcome) {
+      if (reported.fetch_add(1) == 0) done.set_value();
+    };
+    std::thread starter([&] { c->start(question(), std::move(h)); });
+    auto t0 = std::chrono::steady_clock::now();
+    c->shutdown();
+    auto took = std::chrono::steady_clock::now() - t0;
+    starter.join();
+    ASSERT_EQ(future.wait_for(5s), std::future_status::ready) << "round " << round << ": the call never reported";
+    EXPECT_EQ(reported.load(), 1);
+    EXPECT_LT(took, 5s) << "round " << round << ": shutdown waited on a call it should have cancelled";
+  }
+}
+
 // --- the request's context follows the call ----------------------------------
 
 // A task context that marks the thread while it runs a task and says when its
