@@ -6,8 +6,8 @@
 // keeps the content words and asks for any of them: bm25 ranks the passages that
 // contain more (and rarer) of them first, which is what a reader wants. The KB's
 // hit carries a short snippet; the prompt needs the section around it, so the
-// adapter reads the hit's document and cuts out the section under the hit's
-// heading, capped so a passage never costs more than passage_bytes.
+// adapter reads the chunks under the hit's heading (not the whole document),
+// capped so a passage never costs more than passage_bytes.
 #include "memgate/coach/retriever.h"
 
 #include <algorithm>
@@ -38,50 +38,6 @@ void cap_utf8(std::string& s, size_t cap) {
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   s.resize(n);
   s += "…";
-}
-
-bool is_heading_line(std::string_view line) { return !line.empty() && line[0] == '#'; }
-
-std::string_view heading_text(std::string_view line) {
-  size_t i = 0;
-  while (i < line.size() && line[i] == '#') ++i;
-  while (i < line.size() && line[i] == ' ') ++i;
-  return line.substr(i);
-}
-
-// The section of `text` that starts at the heading line named `heading` (or the
-// start of the text when there is none) and runs to the next heading.
-std::string section_of(std::string_view text, std::string_view heading) {
-  size_t begin = 0;
-  if (!heading.empty()) {
-    size_t pos = 0;
-    bool found = false;
-    while (pos <= text.size()) {
-      size_t eol = text.find('\n', pos);
-      std::string_view line = text.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
-      if (is_heading_line(line) && heading_text(line) == heading) {
-        begin = pos;
-        found = true;
-        break;
-      }
-      if (eol == std::string_view::npos) break;
-      pos = eol + 1;
-    }
-    if (!found) begin = 0;
-  }
-  // Up to the next heading line after the first line.
-  size_t end = text.size();
-  size_t pos = text.find('\n', begin);
-  while (pos != std::string_view::npos && pos + 1 < text.size()) {
-    if (text[pos + 1] == '#') {
-      end = pos;
-      break;
-    }
-    pos = text.find('\n', pos + 1);
-  }
-  std::string out(text.substr(begin, end - begin));
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
 }
 
 }  // namespace
@@ -149,8 +105,10 @@ Result<std::vector<Passage>> KbRetriever::search(std::string_view question, int 
     p.heading = std::move(h.heading);
     p.snippet = strip_marks(h.snippet);
     p.score = h.score;
-    auto doc = index_->document(p.doc_id);
-    p.text = doc.ok() ? section_of(doc->text, p.heading) : p.snippet;
+    // Only the hit's section, and only as much of it as a passage may hold.
+    auto section = index_->section(p.doc_id, p.heading, passage_bytes_);
+    p.text = section.ok() ? std::move(*section) : p.snippet;
+    while (!p.text.empty() && (p.text.back() == '\n' || p.text.back() == ' ')) p.text.pop_back();
     cap_utf8(p.text, passage_bytes_);
     out.push_back(std::move(p));
   }

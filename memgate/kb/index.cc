@@ -610,4 +610,40 @@ Result<DocumentText> Index::document(std::string_view id) const {
   return out;
 }
 
+Result<std::string> Index::section(std::string_view id, std::string_view heading, size_t max_bytes) const {
+  auto lease = checkout();
+  if (!lease.ok()) return lease.status();
+  sqlite3* db = lease->get();
+  Stmt d(db, "SELECT first_chunk, chunk_count FROM docs WHERE id = ?1");
+  if (!d.ok()) return sql_error(db, "prepare section");
+  d.text(1, id);
+  int rc = sqlite3_step(d.get());
+  if (rc == SQLITE_DONE) return NotFound("no document with id '" + std::string(id) + "'");
+  if (rc != SQLITE_ROW) return sql_error(db, "section");
+  int64_t first = sqlite3_column_int64(d.get(), 0);
+  int64_t count = sqlite3_column_int64(d.get(), 1);
+  // The rowid range keeps FTS5 to this document's chunks; the heading is compared
+  // on those rows. A second section of the same name is not joined to the first.
+  Stmt c(db, "SELECT rowid, body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 AND heading = ?3 ORDER BY rowid");
+  if (!c.ok()) return sql_error(db, "prepare section chunks");
+  c.integer(1, first);
+  c.integer(2, first + count - 1);
+  c.text(3, heading);
+  std::string out;
+  int64_t previous = -1;
+  bool found = false;
+  while ((rc = sqlite3_step(c.get())) == SQLITE_ROW) {
+    int64_t rowid = sqlite3_column_int64(c.get(), 0);
+    if (found && rowid != previous + 1) break;  // the next section of the same name
+    if (found) out += "\n\n";
+    out += c.column(1);
+    found = true;
+    previous = rowid;
+    if (out.size() >= max_bytes) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_error(db, "section chunks");
+  if (!found) return NotFound("no section '" + std::string(heading) + "' in document '" + std::string(id) + "'");
+  return out;
+}
+
 }  // namespace memgate::kb

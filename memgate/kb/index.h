@@ -137,6 +137,13 @@ class Index {
   Result<std::vector<SearchHit>> search(std::string_view query, const SearchOptions& options) const;
   // The document with this id; kNotFound when there is none.
   Result<DocumentText> document(std::string_view id) const;
+  // One section of a document: the text under `heading` (the first section of
+  // that name; "" is the text before the first heading) up to the next heading,
+  // as the document has it, read chunk by chunk and no further once `max_bytes`
+  // are in (so the result may pass max_bytes by up to one chunk). Reads only
+  // those chunks, not the whole document. kNotFound when the document or the
+  // section is not there.
+  Result<std::string> section(std::string_view id, std::string_view heading, size_t max_bytes) const;
 
   const IndexInfo& info() const { return info_; }
   // Connections opened so far (for tests and metrics).

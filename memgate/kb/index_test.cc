@@ -3,8 +3,11 @@
 #include "memgate/kb/index.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "memgate/base/worker_pool.h"
@@ -167,6 +170,51 @@ TEST_F(IndexTest, ADocumentIsItsChunksJoined) {
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), Code::kNotFound);
   EXPECT_EQ(index().document("' OR 1=1 --").status().code(), Code::kNotFound);
+}
+
+TEST_F(IndexTest, ASectionIsTheTextUnderItsHeadingAndNothingElse) {
+  std::string id = document_id("gardening/compost.md");
+  auto turning = index().section(id, "Turning the heap", 4096);
+  ASSERT_TRUE(turning.ok()) << turning.status().to_string();
+  EXPECT_EQ(turning->rfind("## Turning the heap", 0), 0u) << *turning;
+  EXPECT_NE(turning->find("every two weeks"), std::string::npos);
+  EXPECT_EQ(turning->find("three parts browns"), std::string::npos) << "the section before is not in it";
+  auto intro = index().section(id, "Composting at Home", 4096);
+  ASSERT_TRUE(intro.ok());
+  EXPECT_NE(intro->find("crumbly humus"), std::string::npos);
+  EXPECT_EQ(intro->find("Greens and browns"), std::string::npos) << "a subsection is its own section";
+  EXPECT_EQ(index().section(id, "No such heading", 4096).status().code(), Code::kNotFound);
+  EXPECT_EQ(index().section("0000000000000000", "Turning the heap", 4096).status().code(), Code::kNotFound);
+}
+
+TEST(IndexSection, ALongSectionIsReadOnlyAsFarAsAsked) {
+  // One section of twelve paragraphs, chunked at 200 bytes, then a second
+  // section of the same name further down (not part of the first).
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("memgate-kb-section-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::string text = "# Long\n\n## Steps\n\n";
+  for (int i = 0; i < 12; ++i)
+    text += "Paragraph " + std::to_string(i) + " says something about the steps at some length, enough to fill a line.\n\n";
+  text += "## Other\n\nElsewhere.\n\n## Steps\n\nA second section with the same name.\n";
+  { std::ofstream(dir / "long.md") << text; }
+  BuildOptions o;
+  o.chunk_size = 200;
+  auto artifact = build_artifact(dir.string(), o);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(artifact.ok()) << artifact.status().to_string();
+  auto index = Index::open(*artifact, 1);
+  ASSERT_TRUE(index.ok());
+  std::string id = document_id("long.md");
+  auto all = (*index)->section(id, "Steps", 1 << 20);
+  ASSERT_TRUE(all.ok()) << all.status().to_string();
+  EXPECT_NE(all->find("Paragraph 11"), std::string::npos);
+  EXPECT_EQ(all->find("second section"), std::string::npos) << "only the first section of that name";
+  auto some = (*index)->section(id, "Steps", 300);
+  ASSERT_TRUE(some.ok());
+  EXPECT_GE(some->size(), 300u);
+  EXPECT_LT(some->size(), 300u + 200u + 2u) << "at most one chunk past what was asked";
+  EXPECT_EQ(all->rfind(*some, 0), 0u) << "the start of the same text";
 }
 
 TEST_F(IndexTest, TheSameCorpusBuildsTheSameAnswersAndALoadedArtifactAnswersTheSame) {
