@@ -376,10 +376,10 @@ struct App::Impl {
   // Start-up order: everything the two listeners serve is built before they
   // open (so /healthz, the pending routes and the admin routes answer at once),
   // and the memory guard's thread, whose first sample competes for the CPU with
-  // the first requests, starts right after them. The memory probe is sampled
-  // once here for the container limit, not once per consumer.
+  // the first requests, starts right after them, as do jemalloc's background
+  // purge threads. The memory probe is sampled once here for the container
+  // limit, not once per consumer.
   Status start() {
-    memory::set_background_purge(true);
     auto mods = builtin_modules(config, env);
     if (!mods.ok()) return mods.status();
     modules = *mods;
@@ -421,6 +421,7 @@ struct App::Impl {
                                   s.message());
     }
     guard_->start();
+    memory::set_background_purge(true);
     started = true;
     spdlog::info("memgate {} listening on http://{}:{} (admin http://{}:{}), {} io thread(s), {} worker(s)",
                  config.instance_id, config.host, public_server->port(), config.admin_host, admin_server->port(),
