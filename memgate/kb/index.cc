@@ -84,11 +84,36 @@ Status exec(sqlite3* db, const char* sql) {
   return Status::Ok();
 }
 
-// A prepared statement that finalizes itself.
+// Asks Stmt to keep its statement prepared on the connection for the next use.
+struct KeepPrepared {};
+
+// A prepared statement that finalizes itself; or, made with KeepPrepared, one
+// that stays prepared on its connection (SQLITE_PREPARE_PERSISTENT) and is only
+// reset after use, so the next Stmt with the same SQL text on that connection
+// finds it through sqlite3_next_stmt instead of parsing it again. Parsing was
+// about half of a search's allocations (scripts/profile-ai-coach); the queries
+// are a few fixed strings, so a connection keeps at most that many.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(sqlite3* db, const char* sql, KeepPrepared) : kept_(true) {
+    for (sqlite3_stmt* k = sqlite3_next_stmt(db, nullptr); k != nullptr; k = sqlite3_next_stmt(db, k)) {
+      if (!sqlite3_stmt_busy(k) && std::strcmp(sqlite3_sql(k), sql) == 0) {
+        s_ = k;
+        rc_ = SQLITE_OK;
+        return;
+      }
+    }
+    rc_ = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr);
+  }
+  ~Stmt() {
+    if (kept_ && rc_ == SQLITE_OK) {
+      sqlite3_reset(s_);
+      sqlite3_clear_bindings(s_);
+    } else {
+      sqlite3_finalize(s_);
+    }
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   bool ok() const { return rc_ == SQLITE_OK; }
@@ -106,7 +131,40 @@ class Stmt {
  private:
   sqlite3_stmt* s_ = nullptr;
   int rc_ = SQLITE_ERROR;
+  bool kept_ = false;
 };
+
+// The queries a pooled connection keeps prepared (Stmt with KeepPrepared).
+constexpr const char* kSearchSql =
+    "SELECT d.id, d.title, d.path, h.heading, h.snip, h.score FROM "
+    "(SELECT doc, heading, snippet(chunks, 2, '<mark>', '</mark>', '…', 24) AS snip, rank AS score "
+    " FROM chunks WHERE chunks MATCH ?1 ORDER BY rank LIMIT ?2) AS h "
+    "JOIN docs d ON d.rowid = h.doc ORDER BY h.score";
+constexpr const char* kDocumentSql = "SELECT id, title, path, first_chunk, chunk_count FROM docs WHERE id = ?1";
+constexpr const char* kDocumentChunksSql = "SELECT body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid";
+constexpr const char* kSectionSql = "SELECT first_chunk, chunk_count FROM docs WHERE id = ?1";
+// The rowid range keeps FTS5 to one document's chunks; the heading is compared
+// on those rows.
+constexpr const char* kSectionChunksSql =
+    "SELECT rowid, body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 AND heading = ?3 ORDER BY rowid";
+constexpr const char* kKeptQueries[] = {kSearchSql, kDocumentSql, kDocumentChunksSql, kSectionSql, kSectionChunksSql};
+
+// Closes a pooled connection, first finalizing the statements it kept. Only
+// ours: FTS5 keeps prepared statements of its own on the connection and
+// finalizes them itself when the connection closes.
+void close_connection(sqlite3* db) {
+  for (sqlite3_stmt* k = sqlite3_next_stmt(db, nullptr); k != nullptr;) {
+    sqlite3_stmt* next = sqlite3_next_stmt(db, k);
+    for (const char* sql : kKeptQueries) {
+      if (std::strcmp(sqlite3_sql(k), sql) == 0) {
+        sqlite3_finalize(k);
+        break;
+      }
+    }
+    k = next;
+  }
+  sqlite3_close_v2(db);
+}
 
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
@@ -387,7 +445,7 @@ class Index::Lease {
 
 Index::~Index() {
   std::lock_guard lock(mu_);
-  for (sqlite3* db : idle_) sqlite3_close_v2(db);
+  for (sqlite3* db : idle_) close_connection(db);
   idle_.clear();
   sqlite3_free(image_);
 }
@@ -523,12 +581,7 @@ Result<std::shared_ptr<Index>> Index::open(std::string_view artifact, int pool_s
 }
 
 Result<std::vector<SearchHit>> Index::run_search(sqlite3* db, const std::string& match, int limit) const {
-  static constexpr const char* kSql =
-      "SELECT d.id, d.title, d.path, h.heading, h.snip, h.score FROM "
-      "(SELECT doc, heading, snippet(chunks, 2, '<mark>', '</mark>', '…', 24) AS snip, rank AS score "
-      " FROM chunks WHERE chunks MATCH ?1 ORDER BY rank LIMIT ?2) AS h "
-      "JOIN docs d ON d.rowid = h.doc ORDER BY h.score";
-  Stmt q(db, kSql);
+  Stmt q(db, kSearchSql, KeepPrepared{});
   if (!q.ok()) return sql_error(db, "prepare search");
   q.text(1, match);
   q.integer(2, limit);
@@ -585,7 +638,7 @@ Result<DocumentText> Index::document(std::string_view id) const {
   auto lease = checkout();
   if (!lease.ok()) return lease.status();
   sqlite3* db = lease->get();
-  Stmt d(db, "SELECT id, title, path, first_chunk, chunk_count FROM docs WHERE id = ?1");
+  Stmt d(db, kDocumentSql, KeepPrepared{});
   if (!d.ok()) return sql_error(db, "prepare document");
   d.text(1, id);
   int rc = sqlite3_step(d.get());
@@ -598,7 +651,7 @@ Result<DocumentText> Index::document(std::string_view id) const {
   int64_t first = sqlite3_column_int64(d.get(), 3);
   int64_t count = sqlite3_column_int64(d.get(), 4);
   out.chunks = static_cast<int>(count);
-  Stmt c(db, "SELECT body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid");
+  Stmt c(db, kDocumentChunksSql, KeepPrepared{});
   if (!c.ok()) return sql_error(db, "prepare chunks");
   c.integer(1, first);
   c.integer(2, first + count - 1);
@@ -614,7 +667,7 @@ Result<std::string> Index::section(std::string_view id, std::string_view heading
   auto lease = checkout();
   if (!lease.ok()) return lease.status();
   sqlite3* db = lease->get();
-  Stmt d(db, "SELECT first_chunk, chunk_count FROM docs WHERE id = ?1");
+  Stmt d(db, kSectionSql, KeepPrepared{});
   if (!d.ok()) return sql_error(db, "prepare section");
   d.text(1, id);
   int rc = sqlite3_step(d.get());
@@ -622,9 +675,8 @@ Result<std::string> Index::section(std::string_view id, std::string_view heading
   if (rc != SQLITE_ROW) return sql_error(db, "section");
   int64_t first = sqlite3_column_int64(d.get(), 0);
   int64_t count = sqlite3_column_int64(d.get(), 1);
-  // The rowid range keeps FTS5 to this document's chunks; the heading is compared
-  // on those rows. A second section of the same name is not joined to the first.
-  Stmt c(db, "SELECT rowid, body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 AND heading = ?3 ORDER BY rowid");
+  // A second section of the same name is not joined to the first (below).
+  Stmt c(db, kSectionChunksSql, KeepPrepared{});
   if (!c.ok()) return sql_error(db, "prepare section chunks");
   c.integer(1, first);
   c.integer(2, first + count - 1);
