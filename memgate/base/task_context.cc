@@ -5,16 +5,6 @@ namespace {
 
 thread_local TaskContextSource* t_source = nullptr;
 
-// Hands out one existing context: installed while a context runs a task.
-class FixedSource final : public TaskContextSource {
- public:
-  explicit FixedSource(std::shared_ptr<TaskContext> c) : context_(std::move(c)) {}
-  std::shared_ptr<TaskContext> capture() override { return context_; }
-
- private:
-  std::shared_ptr<TaskContext> context_;
-};
-
 }  // namespace
 
 TaskContextSource* current_task_context_source() { return t_source; }
@@ -33,7 +23,7 @@ void run_in_context(const std::shared_ptr<TaskContext>& context, const std::func
     task();
     return;
   }
-  FixedSource source(context);
+  FixedTaskContextSource source(context);
   TaskContextSourceScope scope(&source);
   context->run(task);
 }

@@ -30,6 +30,18 @@ class TaskContextSource {
   virtual std::shared_ptr<TaskContext> capture() = 0;
 };
 
+// A source that hands out one given context (or none): what run_in_context
+// installs while a context runs a task, and what a test installs to stand for a
+// request.
+class FixedTaskContextSource final : public TaskContextSource {
+ public:
+  explicit FixedTaskContextSource(std::shared_ptr<TaskContext> context) : context_(std::move(context)) {}
+  std::shared_ptr<TaskContext> capture() override { return context_; }
+
+ private:
+  std::shared_ptr<TaskContext> context_;
+};
+
 // The calling thread's current source (null when none).
 TaskContextSource* current_task_context_source();
 

@@ -109,15 +109,6 @@ class NamedContext final : public TaskContext {
 };
 thread_local const NamedContext* NamedContext::current = nullptr;
 
-class FixedSource final : public TaskContextSource {
- public:
-  explicit FixedSource(std::shared_ptr<TaskContext> c) : c_(std::move(c)) {}
-  std::shared_ptr<TaskContext> capture() override { return c_; }
-
- private:
-  std::shared_ptr<TaskContext> c_;
-};
-
 TEST(Bulkhead, AQueuedTaskRunsInsideTheContextOfWhoQueuedItNotOfWhoLeft) {
   auto b = Bulkhead::make(1, 2);
   auto first = std::make_shared<NamedContext>("first");
@@ -126,12 +117,12 @@ TEST(Bulkhead, AQueuedTaskRunsInsideTheContextOfWhoQueuedItNotOfWhoLeft) {
   std::string ran_in;
   bool saw_waiting_source = false, unqueued_saw_no_source = false;
   {
-    FixedSource source(first);
+    FixedTaskContextSource source(first);
     TaskContextSourceScope scope(&source);
     b->enter([&](Bulkhead::Slot s) { held = std::move(s); });
   }
   {
-    FixedSource source(waiting);
+    FixedTaskContextSource source(waiting);
     TaskContextSourceScope scope(&source);
     EXPECT_EQ(b->enter([&](Bulkhead::Slot s) {
       ran_in = NamedContext::current ? NamedContext::current->name : "none";

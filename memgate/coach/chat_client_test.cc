@@ -254,15 +254,6 @@ class MarkingContext final : public TaskContext {
 };
 thread_local MarkingContext* MarkingContext::t_inside = nullptr;
 
-class OneContextSource final : public TaskContextSource {
- public:
-  explicit OneContextSource(std::shared_ptr<TaskContext> context) : context_(std::move(context)) {}
-  std::shared_ptr<TaskContext> capture() override { return context_; }
-
- private:
-  std::shared_ptr<TaskContext> context_;
-};
-
 // Where each handler of a call ran: inside `expected` (or, when null, inside no
 // context at all) and off the caller's thread.
 struct HandlerLog {
@@ -325,7 +316,7 @@ TEST_F(ChatClientTest, EveryHandlerOfACallRunsInsideTheContextOfTheThreadThatSta
     // As a request's thread (or a worker running its task) does: a source is
     // installed while start() is called. Leaving the scope drops the source and
     // with it the test's last reference: the call is the only holder after.
-    OneContextSource source(std::move(context));
+    FixedTaskContextSource source(std::move(context));
     TaskContextSourceScope scope(&source);
     outcome = start_logged(*c, log);
   }
@@ -345,7 +336,7 @@ TEST_F(ChatClientTest, EveryHandlerOfACallRunsInsideTheContextOfTheThreadThatSta
 TEST_F(ChatClientTest, ACallStartedOutsideAnyContextRunsOutsideOneOnAConnectionAnAccountedCallUsed) {
   auto c = client();
   {
-    OneContextSource source(std::make_shared<MarkingContext>());
+    FixedTaskContextSource source(std::make_shared<MarkingContext>());
     TaskContextSourceScope scope(&source);
     HandlerLog first;
     first.expected = static_cast<MarkingContext*>(source.capture().get());
@@ -388,7 +379,7 @@ TEST_F(ChatClientTest, WorkPostedWhenTheCallersHandlersGoDoesNotInheritTheCallsC
   auto done_context = done.get_future();
   auto c = client();
   {
-    OneContextSource source(std::move(context));
+    FixedTaskContextSource source(std::move(context));
     TaskContextSourceScope scope(&source);
     auto holder = std::make_shared<PostsWhenItGoes>(&pool, &posted);
     ChatHandlers h;

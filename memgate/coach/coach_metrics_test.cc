@@ -6,6 +6,7 @@
 
 #include "memgate/base/worker_pool.h"
 #include "memgate/coach/coach_module.h"
+#include "memgate/coach/coach_test_support.h"
 #include "memgate/coach/fake_provider.h"
 #include "memgate/http/server.h"
 #include "memgate/http/test_client.h"
@@ -62,15 +63,8 @@ class CoachMetricsTest : public ::testing::Test {
     coach_ = *coach;
     collector_ = std::make_shared<CoachCollector>(coach_);
     metrics_.add_collectable(collector_);
-    http::ServerOptions so;
-    so.host = "127.0.0.1";
-    server_ = std::make_unique<http::Server>(so);
-    auto c = coach_;
-    ASSERT_TRUE(server_->router()
-                    .add(http::Method::kPost, "/api/ai/coach",
-                         [c](const http::Request& req, http::Responder r) { c->handle(req, std::move(r)); })
-                    .ok());
-    ASSERT_TRUE(server_->start().ok());
+    server_ = testing::serve_coach(coach_);
+    ASSERT_TRUE(server_->running());
   }
   int ask(const std::string& body) {
     auto r = fetch(server_->port(), "POST", "/api/ai/coach", body);

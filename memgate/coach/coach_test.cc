@@ -1,6 +1,7 @@
 // The coach handler behind a real http::Server, with the stand-in provider and
 // either a fake retriever or the kb index of the test corpus.
 #include "memgate/coach/coach.h"
+#include "memgate/coach/coach_test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -102,15 +103,8 @@ class CoachTest : public ::testing::Test {
     auto coach = Coach::create(o, default_templates(), [retriever] { return retriever; }, workers_);
     ASSERT_TRUE(coach.ok()) << coach.status().to_string();
     coach_ = *coach;
-    http::ServerOptions so;
-    so.host = "127.0.0.1";
-    server_ = std::make_unique<http::Server>(so);
-    auto c = coach_;
-    ASSERT_TRUE(server_->router()
-                    .add(http::Method::kPost, "/api/ai/coach",
-                         [c](const http::Request& req, http::Responder r) { c->handle(req, std::move(r)); })
-                    .ok());
-    ASSERT_TRUE(server_->start().ok());
+    server_ = testing::serve_coach(coach_);
+    ASSERT_TRUE(server_->running());
   }
   std::optional<ClientResponse> ask(const std::string& body) {
     return fetch(server_->port(), "POST", "/api/ai/coach", body);

@@ -54,6 +54,20 @@ class ServerTest : public ::testing::Test {
     return n;
   }
 
+  // Serves GET /events as a stream; a client asks for it, reads the head and
+  // closes. Returns the stream's writer, its client gone.
+  StreamWriter open_stream_and_leave() {
+    std::promise<StreamWriter> writer_promise;
+    EXPECT_TRUE(server_->router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
+      writer_promise.set_value(std::move(r).stream(200, "text/event-stream"));
+    }).ok());
+    TestConnection c(port_);
+    EXPECT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+    StreamWriter w = writer_promise.get_future().get();
+    EXPECT_TRUE(c.read_head().has_value());
+    return w;
+  }
+
   std::unique_ptr<Server> server_;
   uint16_t port_ = 0;
 };
@@ -526,17 +540,7 @@ TEST_F(ServerTest, StreamingResponseArrivesChunkByChunk) {
 
 TEST_F(ServerTest, StreamWriterNoticesTheClientLeaving) {
   start();
-  std::promise<StreamWriter> writer_promise;
-  ASSERT_TRUE(server_->router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
-    writer_promise.set_value(std::move(r).stream(200, "text/event-stream"));
-  }).ok());
-  StreamWriter w;
-  {
-    TestConnection c(port_);
-    ASSERT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
-    w = writer_promise.get_future().get();
-    ASSERT_TRUE(c.read_head().has_value());
-  }
+  StreamWriter w = open_stream_and_leave();
   // Writing into a closed socket fails on the server side, after which write() says no.
   bool refused = false;
   for (int i = 0; i < 200 && !refused; ++i) {
@@ -631,17 +635,7 @@ TEST_F(ServerTest, RequestPipelinedWhileAnAsyncHandlerWorksIsServedAfterIt) {
 
 TEST_F(ServerTest, StreamNoticesTheClientLeavingWithoutAWrite) {
   start();
-  std::promise<StreamWriter> writer_promise;
-  ASSERT_TRUE(server_->router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
-    writer_promise.set_value(std::move(r).stream(200, "text/event-stream"));
-  }).ok());
-  StreamWriter w;
-  {
-    TestConnection c(port_);
-    ASSERT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
-    w = writer_promise.get_future().get();
-    ASSERT_TRUE(c.read_head().has_value());
-  }
+  StreamWriter w = open_stream_and_leave();
   EXPECT_TRUE(eventually([&] { return !w.connected(); }));
   EXPECT_EQ(count_of("/events", "GET", 200), 1u);  // counted with the status it began with
   EXPECT_EQ(server_->connection_stats().client_aborts, 1u);
