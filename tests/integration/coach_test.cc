@@ -1,7 +1,11 @@
 // The coach in the real binary: its settings, the extractive answer, a stand-in
 // provider for generative and streamed answers, the bulkhead under a burst with
 // the heap watched, and the memory guard shedding the route.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdlib>
@@ -85,6 +89,55 @@ TEST(CoachBinary, TheAdminMetricsCountTheCoachsRequestsByOutcome) {
   ASSERT_NE(first, std::string::npos);
   EXPECT_EQ(scraped.body.find("# TYPE memgate_coach_requests_total ", first + 1), std::string::npos)
       << "the coach's families are declared once";
+  remove_tree(dir);
+}
+
+// Sends a coach question on a fresh loopback connection and returns the socket
+// (the caller closes it), or -1.
+int send_question(uint16_t port, const std::string& body) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string request = "POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(CoachBinary, AClientThatLeavesCancelsTheProviderCallAndCountsAs499) {
+  auto provider = FakeProvider::start();
+  ASSERT_NE(provider, nullptr);
+  provider->set_mode(FakeProvider::Mode::kGated);  // holds every request: no answer comes by itself
+  std::string dir = temp_dir("memgate-coach");
+  auto server = ServerProcess::start({{"STAGE_DELAY", "0s"},
+                                      {"COORD_LOCAL_DIR", dir},
+                                      {"LLM_BASE_URL", provider->base_url()},
+                                      {"LLM_MODEL", "fake-model"}});
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 20s)) << server->log();
+  int fd = send_question(server->port(), R"({"question":"Will anyone read this?"})");
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(provider->wait_for_requests(1));
+  ::close(fd);  // gone before any answer
+  EXPECT_TRUE(provider->wait_for_closed_by_client(1, 5s)) << "the provider call outlived its client";
+  bool counted = false;
+  std::string body;
+  for (int i = 0; i < 100 && !counted; ++i) {
+    body = http_get(server->admin_port(), "/metrics").body;
+    metrics::ParsedExposition m = metrics::parse_exposition(body);
+    counted = m.at("http_client_aborts_total") == 1.0 &&
+              m.at("memgate_coach_requests_total{outcome=\"cancelled\"}") == 1.0;
+    if (!counted) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(counted) << body;
+  EXPECT_NE(body.find("status=\"499\""), std::string::npos) << body;
   remove_tree(dir);
 }
 
