@@ -413,12 +413,14 @@ struct App::Impl {
     register_admin_routes(admin_server->router());
     make_guard();
 
-    if (Status s = public_server->start(); !s.ok())
-      return Status(s.code(), "public listener " + config.host + ":" + std::to_string(config.port) + ": " + s.message());
-    if (Status s = admin_server->start(); !s.ok()) {
-      public_server->stop(std::chrono::milliseconds(0));
+    // The admin listener opens first: once /healthz answers, /metrics and /debug
+    // answer too (an orchestrator, or a test, may scrape right after the first 200).
+    if (Status s = admin_server->start(); !s.ok())
       return Status(s.code(), "admin listener " + config.admin_host + ":" + std::to_string(config.admin_port) + ": " +
                                   s.message());
+    if (Status s = public_server->start(); !s.ok()) {
+      admin_server->stop(std::chrono::milliseconds(0));
+      return Status(s.code(), "public listener " + config.host + ":" + std::to_string(config.port) + ": " + s.message());
     }
     guard_->start();
     memory::set_background_purge(true);
