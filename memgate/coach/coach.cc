@@ -202,7 +202,10 @@ struct Coach::Job {
     if (coach) coach->counters_.jobs.fetch_sub(1, std::memory_order_relaxed);
   }
   bool connected() const { return streaming ? writer.connected() : responder.connected(); }
+  // The place in the bulkhead is given back before the answer goes out: a client
+  // that has its answer may ask again at once and must find the place free.
   void send(Response r) {
+    slot.release();
     if (responder.valid()) std::move(responder).send(std::move(r));
   }
 };
@@ -430,6 +433,7 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
         if (outcome.provider_status > 0 && outcome.provider_status != 200) err["provider_status"] = outcome.provider_status;
         job->writer.write(http::sse_event(json::serialize(json::object{{"error", std::move(err)}}), "error"));
       }
+      job->slot.release();  // before the end of the stream reaches the client (see Job::send)
       job->writer.finish();
       return;
     }

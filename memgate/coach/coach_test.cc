@@ -337,6 +337,25 @@ TEST_F(CoachTest, StoppingTheCoachAnswers503ToACallInFlightAndCountsItCancelled)
   expect_nothing_held();
 }
 
+TEST_F(CoachTest, AClientWithItsAnswerFindsItsPlaceFreeAtOnce) {
+  // One place, no queue: a client asking again as soon as it has its answer must
+  // never be turned away by its own previous request. (The place used to be
+  // given back when the job object went, just after the answer: a window of
+  // microseconds, which the integration suite hit under load; this loop checks
+  // the order, it rarely lands in such a window.)
+  CoachOptions o;
+  o.max_inflight = 1;
+  o.max_queue = 0;
+  provider_->set_pieces({"Turn ", "it."});
+  start(true, std::make_shared<FakeRetriever>(), o);
+  for (int i = 0; i < 100; ++i) {
+    auto r = ask(i % 2 ? R"({"question":"x"})" : R"({"question":"x","stream":true})");
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->status, 200) << "request " << i << ": " << r->body;
+    EXPECT_EQ(coach_->bulkhead().inflight, 0u) << "request " << i << ": the place outlived the answer";
+  }
+}
+
 TEST_F(CoachTest, TheBulkheadServesNWhileMWaitAndAnswers503WithRetryAfterBeyond) {
   provider_->set_mode(FakeProvider::Mode::kGated);
   CoachOptions o;

@@ -193,7 +193,15 @@ TEST(CoachBinary, AStandInProviderAnswersPlainAndStreamedAndTheBulkheadHoldsUnde
   for (size_t i = 0; i < 4; ++i)
     held.emplace_back([&, i] { statuses[i] = ask(port, R"({"question":"hold me"})").status; });
   ASSERT_TRUE(provider->wait_for_requests(4));  // 2 earlier + 2 now
-  ASSERT_TRUE(wait_until([&] { return parse(http_get(port, "/api/ai/coach/status").body)["queued"] == 2; }, 10s));
+  std::string last_status;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        last_status = http_get(port, "/api/ai/coach/status").body;
+        return parse(last_status)["queued"] == 2;
+      },
+      10s))
+      << "provider requests " << provider->requests() << ", status " << last_status << "\n"
+      << server->log();
   // ...and a burst beyond them: each 503 at once, and the heap does not grow with it.
   int64_t before = allocated(admin);
   for (int i = 0; i < 200; ++i) {
