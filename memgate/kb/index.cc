@@ -142,12 +142,28 @@ constexpr const char* kSearchSql =
     "JOIN docs d ON d.rowid = h.doc ORDER BY h.score";
 constexpr const char* kDocumentSql = "SELECT id, title, path, first_chunk, chunk_count FROM docs WHERE id = ?1";
 constexpr const char* kDocumentChunksSql = "SELECT body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid";
-constexpr const char* kSectionSql = "SELECT first_chunk, chunk_count FROM docs WHERE id = ?1";
 // The rowid range keeps FTS5 to one document's chunks; the heading is compared
 // on those rows.
 constexpr const char* kSectionChunksSql =
     "SELECT rowid, body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 AND heading = ?3 ORDER BY rowid";
-constexpr const char* kKeptQueries[] = {kSearchSql, kDocumentSql, kDocumentChunksSql, kSectionSql, kSectionChunksSql};
+constexpr const char* kKeptQueries[] = {kSearchSql, kDocumentSql, kDocumentChunksSql, kSectionChunksSql};
+
+// A document's row: what document() and section() both start from.
+struct DocumentRow {
+  std::string id, title, path;
+  int64_t first_chunk = 0, chunk_count = 0;
+};
+
+Result<DocumentRow> find_document(sqlite3* db, std::string_view id) {
+  Stmt d(db, kDocumentSql, KeepPrepared{});
+  if (!d.ok()) return sql_error(db, "prepare document");
+  d.text(1, id);
+  int rc = sqlite3_step(d.get());
+  if (rc == SQLITE_DONE) return NotFound("no document with id '" + std::string(id) + "'");
+  if (rc != SQLITE_ROW) return sql_error(db, "document");
+  return DocumentRow{d.column(0), d.column(1), d.column(2), sqlite3_column_int64(d.get(), 3),
+                     sqlite3_column_int64(d.get(), 4)};
+}
 
 // Closes a pooled connection, first finalizing the statements it kept. Only
 // ours: FTS5 keeps prepared statements of its own on the connection and
@@ -638,23 +654,20 @@ Result<DocumentText> Index::document(std::string_view id) const {
   auto lease = checkout();
   if (!lease.ok()) return lease.status();
   sqlite3* db = lease->get();
-  Stmt d(db, kDocumentSql, KeepPrepared{});
-  if (!d.ok()) return sql_error(db, "prepare document");
-  d.text(1, id);
-  int rc = sqlite3_step(d.get());
-  if (rc == SQLITE_DONE) return NotFound("no document with id '" + std::string(id) + "'");
-  if (rc != SQLITE_ROW) return sql_error(db, "document");
+  auto row = find_document(db, id);
+  if (!row.ok()) return row.status();
   DocumentText out;
-  out.id = d.column(0);
-  out.title = d.column(1);
-  out.path = d.column(2);
-  int64_t first = sqlite3_column_int64(d.get(), 3);
-  int64_t count = sqlite3_column_int64(d.get(), 4);
+  out.id = std::move(row->id);
+  out.title = std::move(row->title);
+  out.path = std::move(row->path);
+  int64_t first = row->first_chunk;
+  int64_t count = row->chunk_count;
   out.chunks = static_cast<int>(count);
   Stmt c(db, kDocumentChunksSql, KeepPrepared{});
   if (!c.ok()) return sql_error(db, "prepare chunks");
   c.integer(1, first);
   c.integer(2, first + count - 1);
+  int rc;
   while ((rc = sqlite3_step(c.get())) == SQLITE_ROW) {
     if (!out.text.empty()) out.text += "\n\n";
     out.text += c.column(0);
@@ -667,14 +680,10 @@ Result<std::string> Index::section(std::string_view id, std::string_view heading
   auto lease = checkout();
   if (!lease.ok()) return lease.status();
   sqlite3* db = lease->get();
-  Stmt d(db, kSectionSql, KeepPrepared{});
-  if (!d.ok()) return sql_error(db, "prepare section");
-  d.text(1, id);
-  int rc = sqlite3_step(d.get());
-  if (rc == SQLITE_DONE) return NotFound("no document with id '" + std::string(id) + "'");
-  if (rc != SQLITE_ROW) return sql_error(db, "section");
-  int64_t first = sqlite3_column_int64(d.get(), 0);
-  int64_t count = sqlite3_column_int64(d.get(), 1);
+  auto row = find_document(db, id);
+  if (!row.ok()) return row.status();
+  int64_t first = row->first_chunk;
+  int64_t count = row->chunk_count;
   // A second section of the same name is not joined to the first (below).
   Stmt c(db, kSectionChunksSql, KeepPrepared{});
   if (!c.ok()) return sql_error(db, "prepare section chunks");
@@ -684,6 +693,7 @@ Result<std::string> Index::section(std::string_view id, std::string_view heading
   std::string out;
   int64_t previous = -1;
   bool found = false;
+  int rc;
   while ((rc = sqlite3_step(c.get())) == SQLITE_ROW) {
     int64_t rowid = sqlite3_column_int64(c.get(), 0);
     if (found && rowid != previous + 1) break;  // the next section of the same name
