@@ -22,7 +22,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 namespace memgate::kb {
 namespace {
@@ -387,6 +386,18 @@ Result<std::vector<SourceFile>> scan_corpus(const std::string& dir) {
   return files;
 }
 
+uint64_t corpus_bytes(const std::vector<SourceFile>& files) {
+  uint64_t total = 0;
+  for (const SourceFile& f : files) total += f.size;
+  return total;
+}
+
+Result<uint64_t> corpus_bytes(const std::string& dir) {
+  auto files = scan_corpus(dir);
+  if (!files.ok()) return files.status();
+  return corpus_bytes(*files);
+}
+
 std::string corpus_fingerprint(const std::vector<SourceFile>& files) {
   uint64_t h = fnv1a("memgate-kb-corpus");
   for (const SourceFile& f : files) {
@@ -599,11 +610,16 @@ std::vector<Chunk> chunk_text(std::string_view text, size_t max_bytes) {
 }
 
 Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes) {
-  std::ifstream in(file.abs_path, std::ios::binary);
+  std::ifstream in(file.abs_path, std::ios::binary | std::ios::ate);
   if (!in) return Unavailable("cannot open '" + file.abs_path + "': " + std::strerror(errno));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  std::string raw = buffer.str();
+  // Read straight into one string of the file's size (a stringstream would
+  // hold a second copy while handing it over).
+  std::streamoff size = in.tellg();
+  in.seekg(0);
+  std::string raw(size > 0 ? static_cast<size_t>(size) : 0, '\0');
+  in.read(raw.data(), static_cast<std::streamsize>(raw.size()));
+  raw.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) return Unavailable("cannot read '" + file.abs_path + "': " + std::strerror(errno));
   Document doc;
   doc.id = document_id(file.path);
   doc.path = file.path;

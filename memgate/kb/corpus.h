@@ -55,6 +55,11 @@ std::string document_id(std::string_view relative_path);
 // a readable folder.
 Result<std::vector<SourceFile>> scan_corpus(const std::string& dir);
 
+// The bytes of every file in a listing (as scan_corpus measured them).
+uint64_t corpus_bytes(const std::vector<SourceFile>& files);
+// The bytes of every indexable file under `dir`; fails as scan_corpus.
+Result<uint64_t> corpus_bytes(const std::string& dir);
+
 // A hash of the listing (paths, sizes, modification times): changes when a file
 // is added, removed or modified. 16 hex digits.
 std::string corpus_fingerprint(const std::vector<SourceFile>& files);

@@ -27,6 +27,19 @@ TEST(Corpus, ScanOfAMissingFolderIsAnInvalidArgument) {
   EXPECT_EQ(files.status().code(), Code::kInvalidArgument);
 }
 
+TEST(Corpus, CorpusBytesAreTheSizesOfTheIndexableFiles) {
+  auto files = scan_corpus(kCorpus);
+  ASSERT_TRUE(files.ok());
+  uint64_t total = 0;
+  for (auto& f : *files) total += f.size;
+  EXPECT_GT(total, 0u);
+  EXPECT_EQ(corpus_bytes(*files), total);
+  auto bytes = corpus_bytes(kCorpus);
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(*bytes, total);
+  EXPECT_EQ(corpus_bytes(kCorpus + "/no-such-folder").status().code(), Code::kInvalidArgument);
+}
+
 TEST(Corpus, FingerprintChangesWhenAFileChangesAndIdsAreStable) {
   auto files = scan_corpus(kCorpus);
   ASSERT_TRUE(files.ok());

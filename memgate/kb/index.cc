@@ -3,35 +3,53 @@
 // Build. Files are parsed and chunked by helpers on the worker pool while the
 // building thread inserts finished documents in path order (so the database, and
 // the artifact, are the same for the same corpus). Helpers claim files from a
-// shared counter and run at most kWindow files ahead of the inserter, which
-// bounds the memory held by parsed-but-not-inserted documents; the inserter also
-// parses when it would otherwise wait, so a pool with no free thread (or no pool)
-// still finishes. Every chunk of a document gets a consecutive rowid, so a
-// document is read back with one rowid range. After the inserts the FTS5 b-trees
-// are merged ('optimize'), which makes queries faster and the image smaller.
+// shared counter and run at most a window of files (and, when bounded, of source
+// bytes) ahead of the inserter, which bounds the memory held by
+// parsed-but-not-inserted documents; the inserter also parses when it would
+// otherwise wait, so a pool with no free thread (or no pool) still finishes.
+// Every chunk of a document gets a consecutive rowid, so a document is read back
+// with one rowid range. After the inserts the FTS5 b-trees are merged
+// ('optimize'), which makes queries faster and the image smaller.
 //
-// Artifact. "MGKB", a format byte, three zero bytes, the image size (8 bytes,
-// little-endian), then one zstd frame (with its content checksum). Anything else
-// is refused with kInvalidArgument, which the loader treats as "rebuild".
+// Where the database lives (build_budget.h decides). Unbounded: in memory, one
+// transaction, VACUUM, and the image is compressed straight out of the
+// in-memory database (sqlite3_serialize with SQLITE_SERIALIZE_NOCOPY, so no
+// second copy). Within a budget that cannot hold that: a file in a private
+// scratch folder, with no journal, no syncs, a page cache of cache_kib,
+// commits every batch_bytes of source, FTS5's pending-terms buffer capped by
+// its 'hashsize' option (FTS5 flushes it to a new segment when it passes that
+// size, and at every commit), then 'optimize' and VACUUM INTO a second file,
+// whose bytes are read 1 MiB at a time into the compressor. Both artifacts are
+// the same format and open the same way; the scratch folder is removed on every
+// path out (ScratchDir).
 //
-// Open. The image is decompressed once into an sqlite3_malloc64 buffer owned by
-// the Index; each pooled connection deserializes it read-only (no copy, no
-// ownership), with mmap access so pages are read in place rather than copied
-// into each connection's cache. The buffer is freed after the last connection
-// is closed.
+// Artifact. See artifact.h: the header, one zstd frame, written and read as
+// streams of pieces. Anything else is refused with kInvalidArgument, which the
+// loader treats as "rebuild".
+//
+// Open. The image is decompressed once, piece by piece from a ByteSource, into
+// an sqlite3_malloc64 buffer owned by the Index; each pooled connection
+// deserializes it read-only (no copy, no ownership), with mmap access so pages
+// are read in place rather than copied into each connection's cache. The buffer
+// is freed after the last connection is closed.
 #include "memgate/kb/index.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
-#include <zstd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <ctime>
 #include <spdlog/spdlog.h>
 
 #include "memgate/base/worker_pool.h"
+#include "memgate/kb/build_budget.h"
 #include "memgate/kb/corpus.h"
+#include "memgate/kb/scratch_dir.h"
 
 namespace memgate::kb {
 namespace {
@@ -39,10 +57,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr char kMagic[4] = {'M', 'G', 'K', 'B'};
-constexpr uint8_t kFormat = 1;
-constexpr size_t kHeaderSize = 16;
-constexpr uint64_t kMaxImage = 8ull << 30;
+constexpr uint8_t kFormat = kArtifactFormat;  // also the meta table's "format"
+constexpr size_t kReadPiece = 1 << 20;        // reading the on-disk image
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,19 +86,30 @@ const char* kind_name(DocKind k) {
   return "text";
 }
 
+// A full disk or no memory is a limit (kResourceExhausted); anything else a bug.
+Status sqlite_status(int rc, std::string msg) {
+  int primary = rc & 0xFF;
+  if (primary == SQLITE_FULL || primary == SQLITE_NOMEM) return ResourceExhausted(std::move(msg));
+  return Internal(std::move(msg));
+}
+
 Status sql_error(sqlite3* db, std::string_view what) {
-  return Internal(std::string(what) + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  if (!db) return ResourceExhausted(std::string(what) + ": out of memory");
+  return sqlite_status(sqlite3_extended_errcode(db), std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
 Status exec(sqlite3* db, const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
     sqlite3_free(err);
-    return Internal(std::string("sqlite: ") + msg);
+    return sqlite_status(rc, std::string("sqlite: ") + msg);
   }
   return Status::Ok();
 }
+
+Status exec(sqlite3* db, const std::string& sql) { return exec(db, sql.c_str()); }
 
 // Asks Stmt to keep its statement prepared on the connection for the next use.
 struct KeepPrepared {};
@@ -118,6 +145,13 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() const { return s_; }
+  // Finalizes the statement now (a kept one too); ok() is false afterwards.
+  void finalize() {
+    sqlite3_finalize(s_);
+    s_ = nullptr;
+    rc_ = SQLITE_ERROR;
+    kept_ = false;
+  }
   void text(int i, std::string_view v) {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   }
@@ -193,9 +227,11 @@ std::string utc_now() {
 
 // Parsed documents handed from the helpers to the inserter, in path order.
 struct Pipeline {
-  static constexpr size_t kWindow = 64;
   std::vector<SourceFile> files;
   size_t chunk_size = 1200;
+  size_t window_files = 64;   // files claimed ahead of the inserter at most
+  uint64_t window_bytes = 0;  // their source bytes at most (0: no bound); the inserter's next file always goes
+  uint64_t bytes_ahead = 0;   // source bytes claimed and not yet consumed, guarded by mu
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::optional<Result<Document>>> slots;  // guarded by mu
@@ -203,7 +239,14 @@ struct Pipeline {
   size_t consumed = 0;  // next slot the inserter takes, guarded by mu
   bool done = false;    // the inserter has finished or given up, guarded by mu
 
-  bool can_claim() const { return !done && next < files.size() && next < consumed + kWindow; }
+  bool can_claim() const {
+    if (done || next >= files.size() || next >= consumed + window_files) return false;
+    return window_bytes == 0 || next == consumed || bytes_ahead + files[next].size <= window_bytes;
+  }
+  size_t claim() {
+    bytes_ahead += files[next].size;
+    return next++;
+  }
   // Parses file i outside the lock and stores the result.
   void parse(size_t i, std::unique_lock<std::mutex>& lock) {
     lock.unlock();
@@ -217,34 +260,96 @@ struct Pipeline {
     for (;;) {
       cv.wait(lock, [&] { return done || next >= files.size() || can_claim(); });
       if (!can_claim()) return;
-      parse(next++, lock);
+      parse(claim(), lock);
     }
   }
 };
 
-std::string compress(std::string_view raw, int level, Status* error) {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  if (!cctx) {
-    *error = ResourceExhausted("zstd: cannot create a compression context");
-    return {};
+// Closes a file descriptor on every path out.
+struct FdCloser {
+  int fd = -1;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
   }
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, 2);  // ignored where libzstd has no threads
-  std::string out(kHeaderSize + ZSTD_compressBound(raw.size()), '\0');
-  std::memcpy(out.data(), kMagic, 4);
-  out[4] = static_cast<char>(kFormat);
-  uint64_t n = raw.size();
-  for (int i = 0; i < 8; ++i) out[8 + static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
-  size_t written = ZSTD_compress2(cctx, out.data() + kHeaderSize, out.size() - kHeaderSize, raw.data(), raw.size());
-  ZSTD_freeCCtx(cctx);
-  if (ZSTD_isError(written)) {
-    *error = Internal(std::string("zstd: ") + ZSTD_getErrorName(written));
-    return {};
-  }
-  out.resize(kHeaderSize + written);
-  return out;
+};
+
+ArtifactWriter::Options writer_options(const BuildOptions& options, const BuildPlan& plan) {
+  ArtifactWriter::Options w;
+  w.level = options.zstd_level;
+  w.workers = plan.zstd_workers;
+  return w;
 }
+
+// The settings of the build's connection, as the plan says.
+Status configure_build(sqlite3* db, const BuildPlan& plan) {
+  if (!plan.on_disk) return exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;");
+  std::string pragmas =
+      "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; PRAGMA mmap_size=0;"
+      " PRAGMA temp_store=FILE;";
+  if (plan.cache_kib > 0) pragmas += " PRAGMA cache_size=-" + std::to_string(plan.cache_kib) + ";";
+  return exec(db, pragmas);
+}
+
+// FTS5's own options (kept in the chunks_config table, harmless to readers).
+Status configure_fts(sqlite3* db, const BuildPlan& plan) {
+  auto set = [&](const char* name, int64_t value) {
+    return exec(db, std::string("INSERT INTO chunks(chunks, rank) VALUES('") + name + "', " + std::to_string(value) + ")");
+  };
+  if (plan.fts_hashsize > 0)
+    if (Status st = set("hashsize", plan.fts_hashsize); !st.ok()) return st;
+  if (plan.fts_automerge >= 0)
+    if (Status st = set("automerge", plan.fts_automerge); !st.ok()) return st;
+  if (plan.fts_crisismerge >= 0)
+    if (Status st = set("crisismerge", plan.fts_crisismerge); !st.ok()) return st;
+  return Status::Ok();
+}
+
+// The image of the in-memory database `db`, compressed. Reads the database's
+// own buffer (memdb, no copy) when SQLite can give it, else a serialized copy.
+Result<ChunkedBytes> compress_memory_database(sqlite3* db, const ArtifactWriter::Options& wo, uint64_t* size) {
+  sqlite3_int64 n = 0;
+  unsigned char* image = sqlite3_serialize(db, "main", &n, SQLITE_SERIALIZE_NOCOPY);
+  std::unique_ptr<unsigned char, void (*)(void*)> copy(nullptr, sqlite3_free);
+  if (!image) {
+    image = sqlite3_serialize(db, "main", &n, 0);
+    if (!image) return ResourceExhausted("sqlite3_serialize failed (out of memory)");
+    copy.reset(image);
+  }
+  *size = static_cast<uint64_t>(n);
+  auto writer = ArtifactWriter::start(*size, wo);
+  if (!writer.ok()) return writer.status();
+  if (Status st = (*writer)->write(std::string_view(reinterpret_cast<const char*>(image), *size)); !st.ok()) return st;
+  return (*writer)->finish();
+}
+
+// The database file at `path`, compressed as it is read a piece at a time.
+Result<ChunkedBytes> compress_database_file(const std::string& path, const ArtifactWriter::Options& wo,
+                                            uint64_t* size) {
+  FdCloser file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) return Internal("cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(file.fd, &st) != 0) return Internal("cannot stat '" + path + "': " + std::strerror(errno));
+  ::posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  *size = static_cast<uint64_t>(st.st_size);
+  auto writer = ArtifactWriter::start(*size, wo);
+  if (!writer.ok()) return writer.status();
+  std::string buffer(kReadPiece, '\0');
+  uint64_t done = 0;
+  while (done < *size) {
+    ssize_t got = ::read(file.fd, buffer.data(), buffer.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return Internal("cannot read '" + path + "': " + std::strerror(errno));
+    if (got == 0) return Internal("'" + path + "' ended early");
+    done += static_cast<uint64_t>(got);
+    if (Status s = (*writer)->write(std::string_view(buffer.data(), static_cast<size_t>(got))); !s.ok()) return s;
+  }
+  return (*writer)->finish();
+}
+
+// Where the build database lives: a private in-memory database (memdb, so the
+// image can be read in place), or a file in a scratch folder.
+constexpr const char* kMemoryDatabase = "file:memgate-kb-build?vfs=memdb";
+constexpr sqlite3_int64 kMaxMemoryImage = sqlite3_int64{8} << 30;
 
 }  // namespace
 
@@ -281,7 +386,7 @@ std::string quote_query(std::string_view text, bool any_word) {
   return out;
 }
 
-Result<std::string> build_artifact(const std::string& dir, const BuildOptions& options, BuildStats* stats) {
+Result<ChunkedBytes> build_artifact_chunked(const std::string& dir, const BuildOptions& options, BuildStats* stats) {
   auto started = Clock::now();
   auto listing = scan_corpus(dir);
   if (!listing.ok()) return listing.status();
@@ -291,20 +396,42 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
   pipe->slots.resize(pipe->files.size());
   BuildProgress progress;
   progress.files_total = pipe->files.size();
-  for (const SourceFile& f : pipe->files) progress.bytes_total += f.size;
+  progress.bytes_total = corpus_bytes(pipe->files);
   std::string fingerprint = corpus_fingerprint(pipe->files);
+  const BuildPlan plan = plan_build(estimate_peaks(pipe->files, options.chunk_size), options.memory_budget);
+  pipe->window_files = std::max<size_t>(1, plan.window_files);
+  pipe->window_bytes = plan.window_bytes;
 
+  // Declared before the connection, so the connection is closed first.
+  ScratchDir scratch;
+  std::string db_name = kMemoryDatabase;
+  std::string image_path;
+  if (plan.on_disk) {
+    auto made = ScratchDir::make(options.temp_dir);
+    if (!made.ok()) return made.status();
+    scratch = std::move(*made);
+    auto file = scratch.private_file("build.db");
+    if (!file.ok()) return file.status();
+    db_name = *file;
+    auto image = scratch.private_file("image.db");
+    if (!image.ok()) return image.status();
+    image_path = *image;
+  }
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+  if (sqlite3_open_v2(db_name.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     Status st = sql_error(db, "open");
     sqlite3_close_v2(db);
     return st;
   }
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> holder(db, sqlite3_close_v2);
-  if (Status st = exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;"); !st.ok())
-    return st;
+  if (!plan.on_disk) {
+    sqlite3_int64 limit = kMaxMemoryImage;
+    sqlite3_file_control(db, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
+  }
+  if (Status st = configure_build(db, plan); !st.ok()) return st;
   if (Status st = exec(db, kSchema); !st.ok()) return st;
+  if (Status st = configure_fts(db, plan); !st.ok()) return st;
   if (Status st = exec(db, "BEGIN"); !st.ok()) return st;
 
   auto finish_pipeline = [&] {
@@ -314,6 +441,7 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
   };
   if (options.workers) {
     size_t helpers = options.max_helpers ? std::min(options.max_helpers, options.workers->size()) : options.workers->size();
+    if (plan.helpers) helpers = std::min(helpers, plan.helpers);
     for (size_t i = 0; i < helpers && i < pipe->files.size(); ++i)
       options.workers->post([pipe] { pipe->help(); });
   }
@@ -328,6 +456,7 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
   }
   size_t documents = 0, chunks = 0;
   int64_t rowid = 1;
+  uint64_t batch_start = 0;  // bytes_done at the last commit
   auto last_report = Clock::now();
   for (size_t i = 0; i < pipe->files.size(); ++i) {
     if (options.stop.stop_requested()) {
@@ -338,12 +467,13 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
     {
       std::unique_lock lock(pipe->mu);
       while (!pipe->slots[i]) {
-        if (pipe->can_claim()) pipe->parse(pipe->next++, lock);
+        if (pipe->can_claim()) pipe->parse(pipe->claim(), lock);
         else pipe->cv.wait(lock);
       }
       slot = std::move(pipe->slots[i]);
       pipe->slots[i].reset();
       pipe->consumed = i + 1;
+      pipe->bytes_ahead -= pipe->files[i].size;
       pipe->cv.notify_all();
     }
     const SourceFile& file = pipe->files[i];
@@ -389,6 +519,14 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
       }
       ++chunks;
     }
+    slot.reset();  // the document's text goes before the commit below
+    if (plan.batch_bytes > 0 && progress.bytes_done - batch_start >= plan.batch_bytes) {
+      batch_start = progress.bytes_done;
+      if (Status st = exec(db, "COMMIT; BEGIN;"); !st.ok()) {
+        finish_pipeline();
+        return st;
+      }
+    }
     auto now = Clock::now();
     if (options.progress && now - last_report >= options.progress_every) {
       last_report = now;
@@ -397,6 +535,7 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
     }
   }
   finish_pipeline();
+  if (options.stop.stop_requested()) return Cancelled("index build stopped");
   {
     Stmt meta(db, "INSERT INTO meta(key, value) VALUES(?1, ?2)");
     auto put = [&](const char* key, const std::string& value) {
@@ -412,18 +551,33 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
     if (!ok) return sql_error(db, "insert meta");
   }
   if (Status st = exec(db, "COMMIT"); !st.ok()) return st;
-  if (Status st = exec(db, "INSERT INTO chunks(chunks) VALUES('optimize'); VACUUM;"); !st.ok()) return st;
+  if (Status st = exec(db, "INSERT INTO chunks(chunks) VALUES('optimize')"); !st.ok()) return st;
+  if (options.stop.stop_requested()) return Cancelled("index build stopped");
+  insert_doc.finalize();  // so closing the connection frees its cache at once
+  insert_chunk.finalize();
+  uint64_t size = 0;
   auto indexed = Clock::now();
-
-  sqlite3_int64 size = 0;
-  unsigned char* image = sqlite3_serialize(db, "main", &size, 0);
-  if (!image) return ResourceExhausted("sqlite3_serialize failed (out of memory)");
+  Result<ChunkedBytes> artifact = ChunkedBytes();
+  if (!plan.on_disk) {
+    if (Status st = exec(db, "VACUUM"); !st.ok()) return st;
+    indexed = Clock::now();
+    artifact = compress_memory_database(db, writer_options(options, plan), &size);
+  } else {
+    // A compact copy (no free pages left by the merges) through its own small
+    // cache; the build's connection is closed before compressing.
+    {
+      Stmt vacuum(db, "VACUUM INTO ?1");
+      if (!vacuum.ok()) return sql_error(db, "prepare vacuum");
+      vacuum.text(1, image_path);
+      if (sqlite3_step(vacuum.get()) != SQLITE_DONE) return sql_error(db, "vacuum into");
+    }
+    holder.reset();
+    indexed = Clock::now();
+    artifact = compress_database_file(image_path, writer_options(options, plan), &size);
+    scratch.remove();
+  }
   holder.reset();
-  Status error;
-  std::string artifact = compress(std::string_view(reinterpret_cast<char*>(image), static_cast<size_t>(size)),
-                                  options.zstd_level, &error);
-  sqlite3_free(image);
-  if (!error.ok()) return error;
+  if (!artifact.ok()) return artifact.status();
   auto finished = Clock::now();
   progress.finished = true;
   progress.elapsed = std::chrono::duration_cast<milliseconds>(finished - started);
@@ -433,13 +587,23 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
     stats->documents = documents;
     stats->chunks = chunks;
     stats->source_bytes = progress.bytes_total;
-    stats->database_bytes = static_cast<uint64_t>(size);
-    stats->artifact_bytes = artifact.size();
+    stats->database_bytes = size;
+    stats->artifact_bytes = artifact->size();
     stats->fingerprint = fingerprint;
     stats->index_time = std::chrono::duration_cast<milliseconds>(indexed - started);
     stats->compress_time = std::chrono::duration_cast<milliseconds>(finished - indexed);
+    stats->on_disk = plan.on_disk;
   }
   return artifact;
+}
+
+Result<std::string> build_artifact(const std::string& dir, const BuildOptions& options, BuildStats* stats) {
+  auto pieces = build_artifact_chunked(dir, options, stats);
+  if (!pieces.ok()) return pieces.status();
+  std::string out;
+  out.reserve(pieces->size());
+  while (!pieces->empty()) out += pieces->take_front();  // each piece freed once copied
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -523,77 +687,71 @@ void Index::checkin(sqlite3* db) const {
   cv_.notify_one();
 }
 
-namespace {
-
-// Checks the header and frame; returns the image size.
-Result<uint64_t> check_artifact(std::string_view artifact) {
-  if (artifact.size() < kHeaderSize || std::memcmp(artifact.data(), kMagic, 4) != 0)
-    return InvalidArgument("not a knowledge-base artifact (bad magic)");
-  if (static_cast<uint8_t>(artifact[4]) != kFormat)
-    return InvalidArgument("knowledge-base artifact format " + std::to_string(static_cast<uint8_t>(artifact[4])) +
-                           " is not supported (expected " + std::to_string(kFormat) + ")");
-  uint64_t raw = 0;
-  for (int i = 7; i >= 0; --i) raw = (raw << 8) | static_cast<uint8_t>(artifact[8 + static_cast<size_t>(i)]);
-  std::string_view frame = artifact.substr(kHeaderSize);
-  unsigned long long content = ZSTD_getFrameContentSize(frame.data(), frame.size());
-  if (content == ZSTD_CONTENTSIZE_ERROR || content == ZSTD_CONTENTSIZE_UNKNOWN || content != raw || raw > kMaxImage ||
-      raw < 512)
-    return InvalidArgument("knowledge-base artifact: the compressed frame does not match its header");
-  return raw;
-}
-
-}  // namespace
-
 Result<std::string> artifact_database(std::string_view artifact) {
-  auto raw = check_artifact(artifact);
-  if (!raw.ok()) return raw.status();
-  std::string out(*raw, '\0');
-  size_t got = ZSTD_decompress(out.data(), out.size(), artifact.data() + kHeaderSize, artifact.size() - kHeaderSize);
-  if (ZSTD_isError(got) || got != *raw) return InvalidArgument("knowledge-base artifact does not decompress");
+  std::string out;
+  auto source = view_source(artifact);
+  auto read = read_artifact(*source, [&](uint64_t raw) -> Result<unsigned char*> {
+    if (raw > OpenOptions{}.max_image) return ResourceExhausted("the artifact declares an image of " + std::to_string(raw) + " bytes");
+    out.resize(raw);
+    return reinterpret_cast<unsigned char*>(out.data());
+  });
+  if (!read.ok()) return read.status();
   return out;
 }
 
 Result<std::shared_ptr<Index>> Index::open(std::string_view artifact, int pool_size) {
-  auto checked = check_artifact(artifact);
-  if (!checked.ok()) return checked.status();
-  uint64_t raw = *checked;
-  std::string_view frame = artifact.substr(kHeaderSize);
-  std::shared_ptr<Index> index(new Index());
-  index->pool_size_ = std::max(1, pool_size);
-  index->image_ = sqlite3_malloc64(raw);
-  if (!index->image_) return ResourceExhausted("cannot allocate " + std::to_string(raw) + " bytes for the index");
-  index->image_size_ = raw;
-  size_t got = ZSTD_decompress(index->image_, raw, frame.data(), frame.size());
-  if (ZSTD_isError(got) || got != raw)
-    return InvalidArgument(std::string("knowledge-base artifact does not decompress: ") +
-                           (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
+  auto source = view_source(artifact);
+  OpenOptions options;
+  options.pool_size = pool_size;
+  return open(*source, options);
+}
+
+Result<std::shared_ptr<Index>> Index::open(ByteSource& source, const OpenOptions& options) {
+  std::shared_ptr<Index> index(new Index());  // frees the image on every path out
+  index->pool_size_ = std::max(1, options.pool_size);
+  auto read = read_artifact(source, [&](uint64_t raw) -> Result<unsigned char*> {
+    if (raw > options.max_image)
+      return ResourceExhausted("the knowledge-base artifact declares an image of " + std::to_string(raw) +
+                               " bytes, more than the " + std::to_string(options.max_image) + " allowed");
+    if (options.memory_budget > 0 && load_peak_for_image(raw) > options.memory_budget)
+      return ResourceExhausted("loading the knowledge-base image of " + std::to_string(raw) + " bytes needs about " +
+                               std::to_string(load_peak_for_image(raw)) + " bytes, more than the budget of " +
+                               std::to_string(options.memory_budget));
+    index->image_ = sqlite3_malloc64(raw);
+    if (!index->image_) return ResourceExhausted("cannot allocate " + std::to_string(raw) + " bytes for the index");
+    index->image_size_ = raw;
+    return static_cast<unsigned char*>(index->image_);
+  });
+  if (!read.ok()) return read.status();
   if (std::memcmp(index->image_, "SQLite format 3", 16) != 0)
     return InvalidArgument("knowledge-base artifact does not hold an SQLite database");
-
-  auto lease = index->checkout();
-  if (!lease.ok()) return lease.status();
-  {
-    Stmt meta(lease->get(), "SELECT key, value FROM meta");
-    if (!meta.ok()) return InvalidArgument("knowledge-base artifact has no meta table: " +
-                                           std::string(sqlite3_errmsg(lease->get())));
-    IndexInfo& info = index->info_;
-    std::string format;
-    int rc;
-    while ((rc = sqlite3_step(meta.get())) == SQLITE_ROW) {
-      std::string key = meta.column(0), value = meta.column(1);
-      if (key == "format") format = value;
-      else if (key == "fingerprint") info.fingerprint = value;
-      else if (key == "built_at") info.built_at = value;
-      else if (key == "documents") info.documents = std::atoll(value.c_str());
-      else if (key == "chunks") info.chunks = std::atoll(value.c_str());
-      else if (key == "chunk_size") info.chunk_size = std::atoll(value.c_str());
-    }
-    if (rc != SQLITE_DONE) return InvalidArgument("knowledge-base artifact: " + std::string(sqlite3_errmsg(lease->get())));
-    if (format != std::to_string(kFormat)) return InvalidArgument("knowledge-base artifact has format '" + format + "'");
-    info.database_bytes = raw;
-    info.artifact_bytes = artifact.size();
-  }
+  if (Status st = index->read_meta(*read); !st.ok()) return st;
   return index;
+}
+
+Status Index::read_meta(uint64_t artifact_bytes) {
+  auto lease = checkout();
+  if (!lease.ok()) return lease.status();
+  Stmt meta(lease->get(), "SELECT key, value FROM meta");
+  if (!meta.ok())
+    return InvalidArgument("knowledge-base artifact has no meta table: " + std::string(sqlite3_errmsg(lease->get())));
+  IndexInfo& info = info_;
+  std::string format;
+  int rc;
+  while ((rc = sqlite3_step(meta.get())) == SQLITE_ROW) {
+    std::string key = meta.column(0), value = meta.column(1);
+    if (key == "format") format = value;
+    else if (key == "fingerprint") info.fingerprint = value;
+    else if (key == "built_at") info.built_at = value;
+    else if (key == "documents") info.documents = std::atoll(value.c_str());
+    else if (key == "chunks") info.chunks = std::atoll(value.c_str());
+    else if (key == "chunk_size") info.chunk_size = std::atoll(value.c_str());
+  }
+  if (rc != SQLITE_DONE) return InvalidArgument("knowledge-base artifact: " + std::string(sqlite3_errmsg(lease->get())));
+  if (format != std::to_string(kFormat)) return InvalidArgument("knowledge-base artifact has format '" + format + "'");
+  info.database_bytes = image_size_;
+  info.artifact_bytes = artifact_bytes;
+  return Status::Ok();
 }
 
 Result<std::vector<SearchHit>> Index::run_search(sqlite3* db, const std::string& match, int limit) const {

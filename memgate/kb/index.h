@@ -1,13 +1,16 @@
 // Index: the knowledge base as an SQLite FTS5 database, built from a corpus,
 // shipped as an artifact, and queried by many threads at once.
 //
-// build_artifact() reads and chunks the corpus (on a worker pool when given one),
-// writes every chunk into an in-memory database with an FTS5 table (porter
+// build_artifact_chunked() reads and chunks the corpus (on a worker pool when
+// given one), writes every chunk into a database with an FTS5 table (porter
 // stemming over unicode61 tokens; columns title, heading, body), then returns the
-// database image (sqlite3_serialize) compressed with zstd: the artifact.
+// database image compressed with zstd, as ~1 MiB pieces: the artifact. The
+// database is in memory, or, when BuildOptions::memory_budget is below what that
+// needs (build_budget.h), in a private scratch file with a bounded page cache.
 //
 // Index::open() turns an artifact back into a queryable index without indexing:
-// the image is decompressed once into one buffer, and every connection of the
+// the image is decompressed once, piece by piece as they are read from a
+// ByteSource, into one buffer of the declared size, and every connection of the
 // pool is a read-only sqlite3_deserialize over that same buffer, so N
 // connections cost one image plus N small page caches. Queries check a
 // connection out of the pool (opening one more, up to the pool size, when all
@@ -32,7 +35,10 @@
 #include <string_view>
 #include <vector>
 
+#include "memgate/base/chunked_bytes.h"
 #include "memgate/base/status.h"
+#include "memgate/kb/artifact.h"
+#include "memgate/kb/build_budget.h"
 
 struct sqlite3;
 
@@ -63,6 +69,12 @@ struct BuildOptions {
   std::chrono::milliseconds progress_every{1000};
   std::stop_token stop;            // a requested stop ends the build with kCancelled
   int zstd_level = 3;
+  // Bytes above the process's RSS at the start that the build may use; 0: no
+  // bound. Below estimate_peaks().build_bytes the database is built in a file
+  // under temp_dir (removed afterwards) with caches sized from the budget; on
+  // the corpora measured that was no slower (build_budget.h has the figures).
+  uint64_t memory_budget = 0;
+  std::string temp_dir;            // for that file; empty: $TMPDIR, else /tmp
 };
 
 struct BuildStats {
@@ -75,10 +87,17 @@ struct BuildStats {
   std::string fingerprint;      // corpus_fingerprint of what was indexed
   std::chrono::milliseconds index_time{0};    // reading, chunking, inserting, optimizing
   std::chrono::milliseconds compress_time{0}; // serializing and compressing
+  bool on_disk = false;         // built in a scratch file (memory_budget)
 };
 
-// Builds the index of the corpus in `dir` and returns the artifact. Fails with
-// kInvalidArgument when dir is not a folder, kCancelled when stopped.
+// Builds the index of the corpus in `dir` and returns the artifact as pieces of
+// about 1 MiB. Fails with kInvalidArgument when dir is not a folder, kCancelled
+// when stopped, kFailedPrecondition when an on-disk build cannot make its
+// scratch folder, kResourceExhausted when the disk or memory runs out. The
+// scratch folder is gone when this returns, whatever the outcome.
+Result<ChunkedBytes> build_artifact_chunked(const std::string& dir, const BuildOptions& options,
+                                            BuildStats* stats = nullptr);
+// The same artifact as one string (the pieces joined): for small corpora and tests.
 Result<std::string> build_artifact(const std::string& dir, const BuildOptions& options, BuildStats* stats = nullptr);
 
 // The SQLite database inside an artifact (the image sqlite3_serialize gave),
@@ -122,11 +141,27 @@ struct IndexInfo {
 // with " OR " (any word). Empty when `text` has no word.
 std::string quote_query(std::string_view text, bool any_word);
 
+struct OpenOptions {
+  int pool_size = 8;                // caps the connections opened for concurrent queries
+  uint64_t max_image = 8ull << 30;  // a header declaring a bigger image is refused
+  // Bytes the load may add to the process; 0: no bound. A load needs about
+  // load_peak_for_image() of the declared image (build_budget.h).
+  uint64_t memory_budget = 0;
+};
+
 class Index {
  public:
-  // Opens an artifact made by build_artifact. kInvalidArgument when it is not
-  // one (bad magic, failed checksum, not a database of ours). `pool_size` caps
-  // the connections opened for concurrent queries.
+  // Opens the artifact `source` streams (made by build_artifact_chunked): reads
+  // its header, allocates the image once, and decompresses each piece into it
+  // as it arrives, so the source may release every piece after use (take_source).
+  // Reads the source to its end. Fails, having freed everything, with
+  // kResourceExhausted before allocating when the header declares more than
+  // options.max_image or the load would not fit options.memory_budget;
+  // kInvalidArgument when the bytes are not an artifact of ours (bad magic,
+  // frame shorter or longer than declared, bytes after it, failed checksum, not
+  // a database of ours); the source's own error (kUnavailable) as it is.
+  static Result<std::shared_ptr<Index>> open(ByteSource& source, const OpenOptions& options = {});
+  // The same over an artifact held in one string (read in 1 MiB views).
   static Result<std::shared_ptr<Index>> open(std::string_view artifact, int pool_size = 8);
   ~Index();
   Index(const Index&) = delete;
@@ -156,6 +191,7 @@ class Index {
   Result<Lease> checkout() const;
   void checkin(sqlite3* db) const;
   Result<std::vector<SearchHit>> run_search(sqlite3* db, const std::string& match, int limit) const;
+  Status read_meta(uint64_t artifact_bytes);
 
   void* image_ = nullptr;  // sqlite3_malloc64'd, shared read-only by every connection
   uint64_t image_size_ = 0;

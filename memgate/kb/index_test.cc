@@ -1,9 +1,13 @@
 // The FTS5 index: golden rankings on the test corpus, quoting, bad queries,
-// documents, the artifact round trip and concurrent queries.
+// documents, the artifact round trip and concurrent queries; the artifact as a
+// stream of pieces (writer, streaming open and its refusals); the build within
+// a memory budget (on disk, cleaned up) and the estimates behind it.
 #include "memgate/kb/index.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
@@ -17,6 +21,86 @@ namespace memgate::kb {
 namespace {
 
 const std::string kCorpus = std::string(MEMGATE_KB_TESTDATA) + "/corpus";
+
+// Hands out the given pieces, then the end marker; or `error` in place of
+// piece number `fail_at`. Counts the calls to next().
+class PieceSource final : public ByteSource {
+ public:
+  explicit PieceSource(std::vector<std::string> pieces, size_t fail_at = SIZE_MAX,
+                       Status error = Unavailable("connection reset"))
+      : pieces_(std::move(pieces)), fail_at_(fail_at), error_(std::move(error)) {
+    for (auto& p : pieces_) size_ += p.size();
+  }
+  uint64_t size() const override { return size_; }
+  Result<std::string> next() override {
+    ++calls_;
+    if (at_ == fail_at_) return error_;
+    if (at_ >= pieces_.size()) return std::string();
+    return std::move(pieces_[at_++]);
+  }
+  int calls() const { return calls_; }
+
+ private:
+  std::vector<std::string> pieces_;
+  size_t fail_at_;
+  Status error_;
+  uint64_t size_ = 0;
+  size_t at_ = 0;
+  int calls_ = 0;
+};
+
+// `bytes` cut into pieces whose sizes cycle through `sizes`.
+std::vector<std::string> cut(std::string_view bytes, std::vector<size_t> sizes) {
+  std::vector<std::string> out;
+  for (size_t at = 0, i = 0; at < bytes.size(); ++i) {
+    size_t n = std::min(sizes[i % sizes.size()], bytes.size() - at);
+    out.emplace_back(bytes.substr(at, n));
+    at += n;
+  }
+  return out;
+}
+
+// The artifact with the image size in its header replaced.
+std::string with_declared_size(std::string artifact, uint64_t size) {
+  for (int i = 0; i < 8; ++i) artifact[8 + static_cast<size_t>(i)] = static_cast<char>((size >> (8 * i)) & 0xFF);
+  return artifact;
+}
+
+// A folder of its own under the system's temporary folder, removed at the end.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() / ("memgate-kb-test-" + name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempFolder() { std::filesystem::remove_all(path_); }
+  std::string path() const { return path_.string(); }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (auto& e : std::filesystem::recursive_directory_iterator(path_)) out.push_back(e.path().string());
+    return out;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Every field of two result lists, compared.
+void expect_same_hits(const Result<std::vector<SearchHit>>& a, const Result<std::vector<SearchHit>>& b,
+                      std::string_view q) {
+  ASSERT_TRUE(a.ok() && b.ok()) << q;
+  ASSERT_EQ(a->size(), b->size()) << q;
+  for (size_t i = 0; i < a->size(); ++i) {
+    EXPECT_EQ((*a)[i].doc_id, (*b)[i].doc_id) << q;
+    EXPECT_EQ((*a)[i].heading, (*b)[i].heading) << q;
+    EXPECT_EQ((*a)[i].snippet, (*b)[i].snippet) << q;
+    EXPECT_DOUBLE_EQ((*a)[i].score, (*b)[i].score) << q;
+  }
+}
+
+constexpr const char* kQueries[] = {"compost", "telescope", "moon", "lock", "bread baking", "tomato sauce",
+                                    "fencing token", "bm25 ranking", "how do I stop my tomatoes cracking"};
 
 // One build for the whole suite: building is the slow part.
 class IndexTest : public ::testing::Test {
@@ -287,6 +371,233 @@ TEST_F(IndexTest, AStoppedBuildIsCancelled) {
   auto r = build_artifact(kCorpus, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kCancelled);
+}
+
+// --- The artifact as a stream -------------------------------------------------
+
+TEST_F(IndexTest, AStreamedArtifactAnswersAsTheOneShotOpenWhateverThePieceSizes) {
+  // 1 byte, 7 bytes, a header split three ways (3 + 5 + 11 bytes), 1 MiB.
+  const std::vector<std::vector<size_t>> patterns = {{1}, {7}, {3, 5, 11, 4096}, {ChunkedBytes::kDefaultPiece}};
+  for (const auto& sizes : patterns) {
+    PieceSource source(cut(*artifact_, sizes));
+    auto streamed = Index::open(source, OpenOptions{.pool_size = 2});
+    ASSERT_TRUE(streamed.ok()) << sizes[0] << ": " << streamed.status().to_string();
+    EXPECT_EQ((*streamed)->info().artifact_bytes, artifact_->size());
+    EXPECT_EQ((*streamed)->info().database_bytes, index().info().database_bytes);
+    EXPECT_EQ((*streamed)->info().fingerprint, index().info().fingerprint);
+    for (const char* q : kQueries) expect_same_hits(index().search(q, {10, false}), (*streamed)->search(q, {10, false}), q);
+  }
+}
+
+TEST_F(IndexTest, AStreamFromTakeSourceIsReadToItsEnd) {
+  auto source = take_source(ChunkedBytes::copy_of(*artifact_, 1000));
+  auto opened = Index::open(*source);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  auto end = source->next();
+  ASSERT_TRUE(end.ok());
+  EXPECT_TRUE(end->empty()) << "every piece was taken";
+}
+
+TEST_F(IndexTest, ATruncatedStreamIsRefusedAsInvalid) {
+  for (size_t keep : {size_t{10}, size_t{16}, size_t{20}, artifact_->size() / 2, artifact_->size() - 1}) {
+    PieceSource source(cut(std::string_view(*artifact_).substr(0, keep), {7}));
+    auto r = Index::open(source);
+    ASSERT_FALSE(r.ok()) << keep;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << keep << ": " << r.status().to_string();
+  }
+}
+
+TEST_F(IndexTest, BytesAfterTheFrameAreRefusedAsInvalid) {
+  PieceSource extra_piece(std::vector<std::string>{*artifact_, "x"});
+  EXPECT_EQ(Index::open(extra_piece).status().code(), Code::kInvalidArgument);
+  PieceSource in_last_piece(cut(*artifact_ + "trailing", {1000}));
+  EXPECT_EQ(Index::open(in_last_piece).status().code(), Code::kInvalidArgument);
+  PieceSource second_frame(std::vector<std::string>{*artifact_, artifact_->substr(16)});
+  EXPECT_EQ(Index::open(second_frame).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(IndexTest, AHeaderThatDisagreesWithTheFrameIsRefusedAsInvalid) {
+  uint64_t image = index().info().database_bytes;
+  for (uint64_t declared : {image - 1, image + 1, image * 2, uint64_t{600}}) {
+    PieceSource source(cut(with_declared_size(*artifact_, declared), {4096}));
+    auto r = Index::open(source);
+    ASSERT_FALSE(r.ok()) << declared;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << declared << ": " << r.status().to_string();
+  }
+}
+
+TEST_F(IndexTest, ASourceErrorIsPassedOnAsItIs) {
+  for (size_t fail_at : {size_t{0}, size_t{1}, size_t{3}}) {
+    PieceSource source(cut(*artifact_, {7, 4096}), fail_at);
+    EXPECT_EQ(Index::open(source).status().code(), Code::kUnavailable) << fail_at;
+  }
+  PieceSource bad_checksum(cut(*artifact_, {4096}), 2, InvalidArgument("piece 2 failed its checksum"));
+  EXPECT_EQ(Index::open(bad_checksum).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(IndexTest, AnImageOverMaxImageIsRefusedAsExhaustedAfterReadingOnlyTheHeader) {
+  PieceSource source(cut(*artifact_, {64}));
+  auto r = Index::open(source, OpenOptions{.max_image = index().info().database_bytes - 1});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().to_string();
+  EXPECT_EQ(source.calls(), 1) << "the 34 bytes of headers were in the first piece";
+}
+
+TEST_F(IndexTest, ALoadOverItsMemoryBudgetIsRefusedBeforeAllocating) {
+  uint64_t image = index().info().database_bytes;
+  PieceSource source(cut(*artifact_, {64}));
+  auto r = Index::open(source, OpenOptions{.memory_budget = image / 2});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().to_string();
+  EXPECT_EQ(source.calls(), 1);
+  PieceSource exactly(cut(*artifact_, {64}));
+  EXPECT_TRUE(Index::open(exactly, OpenOptions{.memory_budget = load_peak_for_image(image)}).ok());
+}
+
+TEST_F(IndexTest, TheImageSizeIsReadFromTheFirstSixteenBytes) {
+  auto size = artifact_image_size(artifact_->substr(0, 16));
+  ASSERT_TRUE(size.ok()) << size.status().to_string();
+  EXPECT_EQ(*size, index().info().database_bytes);
+  EXPECT_EQ(artifact_image_size(artifact_->substr(0, 15)).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(artifact_image_size("XXXX" + artifact_->substr(4, 12)).status().code(), Code::kInvalidArgument);
+  std::string other_format = artifact_->substr(0, 16);
+  other_format[4] = 9;
+  EXPECT_EQ(artifact_image_size(other_format).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(IndexTest, AWriterCutsTheArtifactIntoPiecesOfTheSizeAskedThatOpenAsTheOriginal) {
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok()) << image.status().to_string();
+  auto writer = ArtifactWriter::start(image->size(), {.level = 1, .piece_size = 4096});
+  ASSERT_TRUE(writer.ok());
+  for (size_t at = 0, n = 1; at < image->size(); at += n, n = n * 3 + 1)
+    ASSERT_TRUE((*writer)->write(std::string_view(*image).substr(at, n)).ok());
+  auto pieces = (*writer)->finish();
+  ASSERT_TRUE(pieces.ok()) << pieces.status().to_string();
+  ASSERT_GT(pieces->pieces().size(), 1u);
+  for (const std::string& p : pieces->pieces()) EXPECT_LE(p.size(), 4096u);
+  std::string flat = pieces->flatten();
+  EXPECT_EQ(artifact_database(flat).value(), *image);
+  auto source = take_source(std::move(*pieces));
+  auto opened = Index::open(*source);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  expect_same_hits(index().search("compost", {5, false}), (*opened)->search("compost", {5, false}), "compost");
+}
+
+TEST(ArtifactWriter, AnImageLongerOrShorterThanDeclaredIsRefused) {
+  std::string image(1024, 'a');
+  auto longer = ArtifactWriter::start(1000, {});
+  ASSERT_TRUE(longer.ok());
+  EXPECT_EQ((*longer)->write(image).code(), Code::kInvalidArgument);
+  auto shorter = ArtifactWriter::start(2048, {});
+  ASSERT_TRUE(shorter.ok());
+  ASSERT_TRUE((*shorter)->write(image).ok());
+  EXPECT_EQ((*shorter)->finish().status().code(), Code::kInvalidArgument);
+}
+
+// --- Building within a memory budget -------------------------------------------
+
+TEST_F(IndexTest, ABuildWithinASmallBudgetGoesToDiskAnswersAsTheInMemoryBuildAndLeavesNothingBehind) {
+  TempFolder temp("budget");
+  WorkerPool pool(2);
+  BuildOptions o;
+  o.workers = &pool;
+  o.chunk_size = 400;
+  o.memory_budget = 1;  // below any estimate
+  o.temp_dir = temp.path();
+  BuildStats stats;
+  auto pieces = build_artifact_chunked(kCorpus, o, &stats);
+  ASSERT_TRUE(pieces.ok()) << pieces.status().to_string();
+  EXPECT_TRUE(stats.on_disk);
+  EXPECT_FALSE(stats_.on_disk);
+  EXPECT_EQ(stats.documents, stats_.documents);
+  EXPECT_EQ(stats.chunks, stats_.chunks);
+  EXPECT_EQ(temp.entries(), std::vector<std::string>{}) << "the scratch folder is removed";
+  auto source = take_source(std::move(*pieces));
+  auto disk = Index::open(*source, OpenOptions{.pool_size = 2});
+  ASSERT_TRUE(disk.ok()) << disk.status().to_string();
+  EXPECT_EQ((*disk)->info().fingerprint, index().info().fingerprint);
+  for (const char* q : kQueries) expect_same_hits(index().search(q, {10, false}), (*disk)->search(q, {10, false}), q);
+  for (const char* q : {"comp*", "title:telescope", "sourdough OR fencing"})
+    expect_same_hits(index().search(q, {10, true}), (*disk)->search(q, {10, true}), q);
+  std::string id = document_id("gardening/compost.md");
+  EXPECT_EQ((*disk)->document(id).value().text, index().document(id).value().text);
+}
+
+TEST_F(IndexTest, ABudgetAboveTheEstimateKeepsTheBuildInMemory) {
+  BuildOptions o;
+  o.chunk_size = 400;
+  o.memory_budget = uint64_t{1} << 40;
+  o.temp_dir = "/no/such/folder";  // not used
+  BuildStats stats;
+  ASSERT_TRUE(build_artifact_chunked(kCorpus, o, &stats).ok());
+  EXPECT_FALSE(stats.on_disk);
+}
+
+TEST(IndexBudget, AStoppedBudgetedBuildRemovesItsPrivateScratchFile) {
+  TempFolder temp("stopped");
+  std::stop_source stop;
+  std::vector<std::string> seen;
+  mode_t mode = 0;
+  BuildOptions o;
+  o.memory_budget = 1;
+  o.temp_dir = temp.path();
+  o.stop = stop.get_token();
+  o.progress_every = std::chrono::milliseconds(0);
+  o.progress = [&](const BuildProgress&) {
+    if (stop.stop_requested()) return;
+    seen = temp.entries();
+    for (const std::string& e : seen) {
+      struct stat st {};
+      if (e.ends_with("/build.db") && ::stat(e.c_str(), &st) == 0) mode = st.st_mode & 0777;
+    }
+    stop.request_stop();  // after the first document is in
+  };
+  auto r = build_artifact_chunked(kCorpus, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCancelled);
+  ASSERT_FALSE(seen.empty()) << "the build was on disk when stopped";
+  EXPECT_EQ(mode, 0600u) << "the scratch database is private";
+  EXPECT_EQ(temp.entries(), std::vector<std::string>{});
+}
+
+TEST(IndexBudget, ABudgetedBuildWithNoUsableTempFolderFailsAsAPrecondition) {
+  BuildOptions o;
+  o.memory_budget = 1;
+  o.temp_dir = "/no/such/folder";
+  EXPECT_EQ(build_artifact_chunked(kCorpus, o).status().code(), Code::kFailedPrecondition);
+}
+
+TEST(BuildBudget, EstimatesGrowWithTheCorpusAndTextWeighsMoreThanHtml) {
+  PeakEstimate small = estimate_peaks(10'000'000, 1200);
+  PeakEstimate big = estimate_peaks(100'000'000, 1200);
+  EXPECT_LT(small.build_bytes, big.build_bytes);
+  EXPECT_LT(small.image_bytes, big.image_bytes);
+  EXPECT_GT(estimate_peaks(10'000'000, 400).image_bytes, small.image_bytes) << "smaller chunks, more rows";
+  EXPECT_GE(big.load_bytes, big.image_bytes);
+  EXPECT_LT(big.load_bytes, big.image_bytes * 115 / 100);
+  EXPECT_LT(big.disk_build_bytes, big.build_bytes);
+  std::vector<SourceFile> html{{"a.html", "", 10'000'000, 0, DocKind::kHtml}};
+  std::vector<SourceFile> text{{"a.md", "", 10'000'000, 0, DocKind::kMarkdown}};
+  EXPECT_EQ(estimate_peaks(html, 1200).image_bytes, small.image_bytes);
+  EXPECT_GT(estimate_peaks(text, 1200).image_bytes, 3 * small.image_bytes);
+}
+
+TEST(BuildBudget, APlanStaysInMemoryWhenTheEstimateFitsAndGoesToDiskWhenNot) {
+  PeakEstimate e = estimate_peaks(65'000'000, 1200);
+  EXPECT_FALSE(plan_build(e, 0).on_disk);
+  EXPECT_FALSE(plan_build(e, e.build_bytes).on_disk);
+  BuildPlan tight = plan_build(e, 64ull << 20);
+  ASSERT_TRUE(tight.on_disk) << "65 MB of HTML does not build in memory within 64 MiB";
+  EXPECT_EQ(tight.helpers, 1u);
+  EXPECT_GT(tight.cache_kib, 0);
+  EXPECT_GT(tight.fts_hashsize, 0);
+  EXPECT_GT(tight.window_bytes, 0u);
+  EXPECT_GT(tight.batch_bytes, 0u);
+  BuildPlan tiny = plan_build(e, 1);
+  EXPECT_TRUE(tiny.on_disk);
+  EXPECT_LE(tiny.cache_kib, tight.cache_kib);
+  EXPECT_LE(tiny.fts_hashsize, tight.fts_hashsize);
 }
 
 }  // namespace
