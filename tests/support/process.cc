@@ -74,7 +74,7 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 Result<std::unique_ptr<Subprocess>> Subprocess::start(
     std::vector<std::string> argv, std::vector<std::pair<std::string, std::string>> extra_env,
-    std::string log_path) {
+    std::string log_path, std::string cgroup_procs_path) {
   if (argv.empty()) return InvalidArgument("Subprocess::start: empty argv");
 
   // Environment: the parent's, with extra_env added or replaced.
@@ -100,7 +100,9 @@ Result<std::unique_ptr<Subprocess>> Subprocess::start(
     log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) return Internal("cannot open " + log_path + ": " + std::strerror(errno));
   }
-  // A pipe that exec closes: the parent learns whether exec failed.
+  // A pipe that exec closes: the parent learns whether (and where) the child
+  // failed before exec: {stage, errno}.
+  enum : int { kStageExec = 0, kStageCgroup = 1 };
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
     if (log_fd >= 0) ::close(log_fd);
@@ -118,6 +120,23 @@ Result<std::unique_ptr<Subprocess>> Subprocess::start(
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    if (!cgroup_procs_path.empty()) {
+      // Join the cgroup first, before this child touches any more memory. Only
+      // open/write/close here, and the pid is formatted by hand on the stack.
+      char digits[24];
+      char* end = digits + sizeof digits;
+      char* p = end;
+      for (long v = ::getpid(); p == end || v > 0; v /= 10) *--p = static_cast<char>('0' + v % 10);
+      int fd = ::open(cgroup_procs_path.c_str(), O_WRONLY | O_CLOEXEC);
+      bool joined = fd >= 0 && ::write(fd, p, end - p) == end - p;
+      int failure[2] = {kStageCgroup, errno};
+      if (fd >= 0) ::close(fd);
+      if (!joined) {
+        ssize_t ignored = ::write(status_pipe[1], failure, sizeof failure);
+        (void)ignored;
+        ::_exit(127);
+      }
+    }
     if (log_fd >= 0) {
       ::dup2(log_fd, STDOUT_FILENO);
       ::dup2(log_fd, STDERR_FILENO);
@@ -128,23 +147,27 @@ Result<std::unique_ptr<Subprocess>> Subprocess::start(
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
     ::execvpe(args[0], args.data(), envp.data());
-    int err = errno;
-    ssize_t ignored = ::write(status_pipe[1], &err, sizeof err);
+    int failure[2] = {kStageExec, errno};
+    ssize_t ignored = ::write(status_pipe[1], failure, sizeof failure);
     (void)ignored;
     ::_exit(127);
   }
   ::close(status_pipe[1]);
   if (log_fd >= 0) ::close(log_fd);
-  int child_errno = 0;
+  int failure[2] = {kStageExec, 0};
   ssize_t n;
   do {
-    n = ::read(status_pipe[0], &child_errno, sizeof child_errno);
+    n = ::read(status_pipe[0], failure, sizeof failure);
   } while (n < 0 && errno == EINTR);
   ::close(status_pipe[0]);
   std::unique_ptr<Subprocess> proc(new Subprocess(pid));
-  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+  if (n == static_cast<ssize_t>(sizeof failure)) {
     proc->wait_for(std::chrono::seconds(5));
-    return Internal("cannot start " + argv[0] + ": " + std::strerror(child_errno));
+    if (failure[0] == kStageCgroup) {
+      return Internal("cannot start " + argv[0] + ": joining the cgroup via " + cgroup_procs_path +
+                      " failed: " + std::strerror(failure[1]));
+    }
+    return Internal("cannot start " + argv[0] + ": " + std::strerror(failure[1]));
   }
   return proc;
 }

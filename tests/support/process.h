@@ -6,6 +6,9 @@
 // object is used from one thread at a time. The child also gets PR_SET_PDEATHSIG
 // = SIGKILL, so it does not outlive a test binary that crashes (start children
 // from a thread that lives as long as they do, usually the test's main thread).
+// With cgroup_procs_path set, the child writes its own pid to that file (a
+// cgroup's cgroup.procs) before anything else, so it runs inside that cgroup
+// from its first allocation (see memory_cgroup.h).
 #pragma once
 
 #include <sys/types.h>
@@ -44,11 +47,14 @@ class Subprocess {
  public:
   // Starts argv[0] (looked up in PATH when it has no slash) with argv. extra_env is
   // added to (or overrides) the parent's environment. When log_path is set, stdout
-  // and stderr are appended to it. Fails when the program cannot be started.
+  // and stderr are appended to it. When cgroup_procs_path is set, the child
+  // joins that cgroup between fork and exec (open/write/close of its pid) and
+  // start fails if it cannot. Fails when the program cannot be started.
   static Result<std::unique_ptr<Subprocess>> start(
       std::vector<std::string> argv,
       std::vector<std::pair<std::string, std::string>> extra_env = {},
-      std::string log_path = "");
+      std::string log_path = "",
+      std::string cgroup_procs_path = "");
 
   ~Subprocess();
   Subprocess(const Subprocess&) = delete;
