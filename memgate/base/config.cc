@@ -187,6 +187,13 @@ const std::vector<Setting>& settings() {
       {"FLEET_WAIT_BOUND", "fleet-wait-bound", "5m",
        "How long an instance waits for another instance's build before giving up", "", false,
        duration_field(&Config::fleet_wait_bound)},
+      {"FLEET_PEER_WAIT", "fleet-peer-wait", "30s",
+       "How long an instance without the headroom to build waits for another instance's artifact before it builds "
+       "within a budget or is skipped(memory)",
+       "", false, duration_field(&Config::fleet_peer_wait)},
+      {"ARTIFACT_MAX_SIZE", "artifact-max-size", "4GB",
+       "An artifact whose metadata declares more than this is refused (rebuilt) before anything is allocated", "",
+       false, byte_field(&Config::artifact_max_size, 64ull << 30)},
       {"ENABLE_AI_ROUTES", "enable-ai-routes", "true", "Load the AI routes (the coach)", "", false,
        bool_field(&Config::enable_ai_routes)},
       {"ENABLE_KB_SERVICE", "enable-kb-service", "false", "Load the knowledge-base (MCP) service", "",
@@ -243,13 +250,22 @@ const std::vector<Setting>& settings() {
       {"GATE_RETRY_INTERVAL", "gate-retry-interval", "30s", "Pause between retries of a memory-gated module", "",
        false, duration_field(&Config::gate_retry_interval)},
       {"STARTUP_MODE", "startup-mode", "staged",
-       "staged (stage by stage, purged between) or eager (every module at once, for comparison)", "", false,
+       "staged (stage by stage, purged between), budgeted (stage order without delays, modules together while "
+       "their predicted peaks fit STARTUP_MEMORY_BUDGET) or eager (every module at once, for comparison)",
+       "", false,
        [](const std::string& t, Config& c) {
-         if (t == "staged") c.startup_eager = false;
-         else if (t == "eager") c.startup_eager = true;
-         else return InvalidArgument("expected staged or eager");
+         c.startup_eager = t == "eager";
+         c.startup_budgeted = t == "budgeted";
+         if (t != "staged" && t != "eager" && t != "budgeted") return InvalidArgument("expected staged, budgeted or eager");
          return Status::Ok();
        }},
+      {"STARTUP_MEMORY_BUDGET", "startup-memory-budget", "50%",
+       "What the modules loading at once may add together, by their predicted peaks (shares are of the container "
+       "limit, else MEMORY_LIMIT)",
+       "", false, size_field(&Config::startup_memory_budget)},
+      {"MEMORY_MARGIN", "memory-margin", "5%",
+       "Kept free below both the heap limit and the container limit when deciding whether a build or load fits",
+       "", false, size_field(&Config::memory_margin)},
       {"REQUEST_METRICS", "request-metrics", "true",
        "Count requests and their latency by route and status", "", false,
        bool_field(&Config::request_metrics)},
@@ -405,6 +421,8 @@ std::string describe(const Config& c) {
   row("COORD_LOCAL_DIR", c.coord_local_dir);
   row("ARTIFACT_CHUNK_SIZE", SizeSpec::Bytes(c.artifact_chunk_size).to_string());
   row("FLEET_WAIT_BOUND", d(c.fleet_wait_bound));
+  row("FLEET_PEER_WAIT", d(c.fleet_peer_wait));
+  row("ARTIFACT_MAX_SIZE", SizeSpec::Bytes(c.artifact_max_size).to_string());
   row("ENABLE_AI_ROUTES", b(c.enable_ai_routes));
   row("ENABLE_KB_SERVICE", b(c.enable_kb_service));
   row("ENABLE_SCHEDULED_JOBS", b(c.enable_scheduled_jobs));
@@ -426,7 +444,9 @@ std::string describe(const Config& c) {
   row("STAGE_BATCH_SIZE", std::to_string(c.stage_batch_size));
   row("GATE_RETRIES", std::to_string(c.gate_retries));
   row("GATE_RETRY_INTERVAL", d(c.gate_retry_interval));
-  row("STARTUP_MODE", c.startup_eager ? "eager" : "staged");
+  row("STARTUP_MODE", c.startup_eager ? "eager" : (c.startup_budgeted ? "budgeted" : "staged"));
+  row("STARTUP_MEMORY_BUDGET", c.startup_memory_budget.to_string());
+  row("MEMORY_MARGIN", c.memory_margin.to_string());
   row("REQUEST_METRICS", b(c.request_metrics));
   row("MEMGATE_TEST_ROUTES", b(c.test_routes));
   return out.str();

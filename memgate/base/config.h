@@ -54,6 +54,8 @@ struct Config {
   std::string coord_local_dir = "/tmp/memgate-coord";  // lock files without Redis
   uint64_t artifact_chunk_size = 512 * 1024;
   std::chrono::milliseconds fleet_wait_bound{300'000};
+  std::chrono::milliseconds fleet_peer_wait{30'000};  // FLEET_PEER_WAIT
+  uint64_t artifact_max_size = 4ull << 30;            // ARTIFACT_MAX_SIZE
 
   // Modules and gates (defaults from the original guide).
   bool enable_ai_routes = true;
@@ -78,6 +80,9 @@ struct Config {
   int gate_retries = 10;
   std::chrono::milliseconds gate_retry_interval{30'000};
   bool startup_eager = false;  // STARTUP_MODE=eager: every module at once (for comparison)
+  bool startup_budgeted = false;  // STARTUP_MODE=budgeted: no stage delays, together while peaks fit
+  SizeSpec startup_memory_budget = SizeSpec::Share(0.5);
+  SizeSpec memory_margin = SizeSpec::Share(0.05);
 
   // Metrics.
   bool request_metrics = true;

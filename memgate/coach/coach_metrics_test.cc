@@ -187,20 +187,22 @@ TEST(CoachModuleMetrics, AReloadLeavesOneSetOfFamiliesReadingTheNewCoach) {
   auto module = make_coach_module(config, [](const std::string&) { return std::optional<std::string>(); },
                                   [] { return std::shared_ptr<const Retriever>(); });
   ASSERT_TRUE(module.ok()) << module.status().to_string();
-  startup::ModuleContext ctx{config, server.router(), workers, {}, nullptr, "test", &metrics};
-  auto artifact = (*module)->build(ctx);
-  ASSERT_TRUE(artifact.ok()) << artifact.status().to_string();
+  startup::ModuleContext ctx{config, server.router(), workers, {}, 0, nullptr, "test", &metrics};
+  auto built = (*module)->build(ctx);
+  ASSERT_TRUE(built.ok()) << built.status().to_string();
+  const std::string artifact = built->flatten();
+  auto load = [&] { return (*module)->load(*view_source(artifact), ctx); };
   auto ask = [&] {
     auto r = fetch(server.port(), "POST", "/api/ai/coach", R"({"question":"x"})");
     return r ? r->status : -1;
   };
   auto extractive = [&] { return metrics::parse_exposition(metrics.serialize()).at(outcome("extractive")); };
 
-  ASSERT_TRUE((*module)->load(*artifact, ctx).ok());
+  ASSERT_TRUE(load().ok());
   ASSERT_EQ(ask(), 200);
   EXPECT_EQ(extractive(), 1.0);
 
-  ASSERT_TRUE((*module)->load(*artifact, ctx).ok());  // the reload
+  ASSERT_TRUE(load().ok());  // the reload
   std::string text = metrics.serialize();
   EXPECT_EQ(type_lines(text, "memgate_coach_requests_total"), 1) << text;
   EXPECT_EQ(type_lines(text, "memgate_coach_upstream_connections"), 1) << text;
@@ -211,13 +213,13 @@ TEST(CoachModuleMetrics, AReloadLeavesOneSetOfFamiliesReadingTheNewCoach) {
   // Loaded into another Metrics, the families move there: none are left behind.
   metrics::Metrics other;
   ctx.metrics = &other;
-  ASSERT_TRUE((*module)->load(*artifact, ctx).ok());
+  ASSERT_TRUE(load().ok());
   EXPECT_EQ(metrics.serialize().find("memgate_coach_"), std::string::npos);
   EXPECT_EQ(type_lines(other.serialize(), "memgate_coach_requests_total"), 1);
 
   // And without one, the module serves no families at all.
   ctx.metrics = nullptr;
-  ASSERT_TRUE((*module)->load(*artifact, ctx).ok());
+  ASSERT_TRUE(load().ok());
   EXPECT_EQ(other.serialize().find("memgate_coach_"), std::string::npos);
   ASSERT_EQ(ask(), 200) << "the coach still answers";
 

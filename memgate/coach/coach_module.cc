@@ -9,6 +9,9 @@
 namespace memgate::coach {
 namespace {
 
+// Templates are a few KiB; anything near this is not ours.
+constexpr uint64_t kMaxTemplateArtifact = 1 << 20;
+
 class CoachModule final : public startup::Module {
  public:
   CoachModule(bool default_on, CoachOptions options, RetrieverSource retrievers)
@@ -28,17 +31,26 @@ class CoachModule final : public startup::Module {
     return {{http::Method::kPost, std::string(kCoachRoute)}, {http::Method::kGet, std::string(kCoachStatusRoute)}};
   }
 
-  Result<std::string> build(startup::ModuleContext&) override {
+  // The artifact is the templates this build of memgate carries: its inputs are
+  // the templates themselves (a new build with new templates is a new artifact).
+  std::string input_fingerprint() const override {
+    return "templates sha " + std::to_string(std::hash<std::string>{}(templates_to_artifact(default_templates())));
+  }
+  startup::PeakEstimate estimate_peaks() const override { return {1 << 20, 1 << 20, 0}; }
+
+  Result<ChunkedBytes> build(startup::ModuleContext&) override {
     PromptTemplates t = default_templates();
     std::string artifact = templates_to_artifact(t);
     // What load will accept, checked where it is made.
     auto back = templates_from_artifact(artifact);
     if (!back.ok()) return back.status();
-    return artifact;
+    return ChunkedBytes::from_string(std::move(artifact));
   }
 
-  Status load(std::string_view artifact, startup::ModuleContext& ctx) override {
-    auto templates = templates_from_artifact(artifact);
+  Status load(ByteSource& bytes, startup::ModuleContext& ctx) override {
+    auto artifact = startup::read_artifact(bytes, kMaxTemplateArtifact);
+    if (!artifact.ok()) return artifact.status();
+    auto templates = templates_from_artifact(*artifact);
     if (!templates.ok()) return templates.status();
     auto coach = Coach::create(options_, std::move(*templates), retrievers_, ctx.workers);
     if (!coach.ok()) return coach.status();

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <random>
 
 #include "memgate/coord/lease.h"
@@ -31,9 +32,13 @@ std::string random_token() {
 }
 
 std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr);
+  Sha256 h;
+  h.update(bytes);
+  return h.hex();
+}
+
+namespace {
+std::string to_hex(const unsigned char* digest, unsigned len) {
   static const char* hex = "0123456789abcdef";
   std::string out;
   for (unsigned i = 0; i < len; ++i) {
@@ -41,6 +46,24 @@ std::string sha256_hex(std::string_view bytes) {
     out.push_back(hex[digest[i] & 15]);
   }
   return out;
+}
+}  // namespace
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256::update(std::string_view bytes) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size());
+}
+
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), digest, &len);
+  return to_hex(digest, len);
 }
 
 std::string ArtifactMeta::to_json() const {
@@ -51,10 +74,15 @@ std::string ArtifactMeta::to_json() const {
   o["size"] = size;
   o["chunks"] = chunks;
   o["sha256"] = sha256;
+  o["builder"] = builder;
+  o["inputs"] = inputs;
+  o["build_peak"] = build_peak;
+  o["built_at_unix_ms"] = built_at_unix_ms;
   return json::serialize(o);
 }
 
-Result<ArtifactMeta> ArtifactMeta::from_json(std::string_view text) {
+Result<ArtifactMeta> ArtifactMeta::from_json(std::string_view text, uint64_t max_size) {
+  if (text.size() > 64 * 1024) return InvalidArgument("artifact meta is longer than 64 KiB");
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return InvalidArgument("artifact meta is not a JSON object");
@@ -67,9 +95,25 @@ Result<ArtifactMeta> ArtifactMeta::from_json(std::string_view text) {
     m.size = o.at("size").to_number<uint64_t>();
     m.chunks = o.at("chunks").to_number<uint64_t>();
     m.sha256 = std::string(o.at("sha256").as_string());
+    auto text_field = [&](const char* key) -> std::string {
+      const json::value* v = o.if_contains(key);
+      return v && v->is_string() ? std::string(v->as_string().subview().substr(0, 256)) : std::string();
+    };
+    m.builder = text_field("builder");
+    m.inputs = text_field("inputs");
+    if (const json::value* v = o.if_contains("build_peak"); v && v->is_number()) m.build_peak = v->to_number<uint64_t>();
+    if (const json::value* v = o.if_contains("built_at_unix_ms"); v && v->is_number())
+      m.built_at_unix_ms = v->to_number<int64_t>();
   } catch (const std::exception& e) {
     return InvalidArgument(std::string("artifact meta is incomplete: ") + e.what());
   }
+  if (m.size > max_size)
+    return InvalidArgument("artifact meta declares " + std::to_string(m.size) + " bytes, above the bound of " +
+                           std::to_string(max_size));
+  // Every chunk holds at least one byte (an empty artifact is one empty chunk).
+  if (m.chunks == 0 || m.chunks > std::max<uint64_t>(1, m.size))
+    return InvalidArgument("artifact meta declares " + std::to_string(m.chunks) + " chunks for " +
+                           std::to_string(m.size) + " bytes");
   return m;
 }
 
@@ -82,6 +126,26 @@ ArtifactMeta describe_artifact(std::string_view bytes, const std::string& versio
   if (chunk_size == 0) chunk_size = bytes.size() + 1;
   m.chunks = bytes.empty() ? 1 : (bytes.size() + chunk_size - 1) / chunk_size;
   m.sha256 = sha256_hex(bytes);
+  return m;
+}
+
+ArtifactMeta describe_artifact(const ChunkedBytes& bytes, const std::string& version, int64_t fence,
+                               size_t chunk_size, std::vector<std::string_view>* chunks_out) {
+  ArtifactMeta m;
+  m.version = version;
+  m.fence = fence;
+  m.size = bytes.size();
+  Sha256 h;
+  std::vector<std::string_view> chunks;
+  for (const std::string& piece : bytes.pieces()) {
+    h.update(piece);
+    size_t step = chunk_size == 0 ? piece.size() : chunk_size;
+    for (size_t at = 0; at < piece.size(); at += step) chunks.push_back(std::string_view(piece).substr(at, step));
+  }
+  if (chunks.empty()) chunks.push_back({});
+  m.chunks = chunks.size();
+  m.sha256 = h.hex();
+  if (chunks_out) *chunks_out = std::move(chunks);
   return m;
 }
 

@@ -14,7 +14,12 @@
 #include <string>
 #include <string_view>
 
+#include <memory>
+#include <vector>
+
+#include "memgate/base/chunked_bytes.h"
 #include "memgate/base/status.h"
+#include "memgate/coord/artifact.h"
 #include "memgate/coord/lease.h"
 
 namespace memgate::coord {
@@ -28,9 +33,10 @@ enum class ArtifactState { kAbsent, kBad, kOk };
 
 struct ArtifactRead {
   ArtifactState state = ArtifactState::kAbsent;  // kAbsent: no done flag
-  std::string bytes;                             // kOk
+  std::string bytes;                             // kOk, from read_artifact only
   std::string problem;                           // kBad: why ("chunk 3 of 5 is missing")
   int64_t fence = 0;                             // the fence it was published under
+  ArtifactMeta meta;                             // kOk (and kBad when it parsed)
 };
 
 class CoordBackend {
@@ -50,13 +56,28 @@ class CoordBackend {
   virtual Status set_json(const std::string& key, const boost::json::value& value,
                           std::chrono::milliseconds ttl) = 0;
 
-  // The done flag `<name>:done` and the artifact it points at, verified.
-  virtual Result<ArtifactRead> read_artifact(const std::string& name, const std::string& version) = 0;
+  // The done flag `<name>:done` and the meta of the artifact it points at,
+  // checked (format, version, bounded size and chunk count) but without the
+  // bytes: kOk says a stream may be opened, not that the bytes are good.
+  virtual Result<ArtifactRead> read_meta(const std::string& name, const std::string& version) = 0;
+  // Streams the bytes `meta` (from read_meta) describes, a chunk at a time; the
+  // stream verifies sizes as it goes and the SHA-256 at its end, so its last
+  // next() is the verdict (kInvalidArgument: a chunk is missing or the bytes do
+  // not match). The source may outlive neither the backend nor a minute.
+  virtual Result<std::unique_ptr<ByteSource>> open_artifact(const std::string& name, const ArtifactMeta& meta) = 0;
+  // read_meta, then the whole artifact into `bytes`, verified (kBad on a mismatch).
+  Result<ArtifactRead> read_artifact(const std::string& name, const std::string& version);
+
   // Stores the artifact and sets the done flag in one step that is refused
   // (kAborted) unless `lease` still holds `name` with the current fence; announces
   // completion to waiters.
-  virtual Status publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
-                                  const std::string& version, std::chrono::milliseconds done_ttl) = 0;
+  virtual Status publish_artifact(const Lease& lease, const std::string& name, const ChunkedBytes& bytes,
+                                  const std::string& version, std::chrono::milliseconds done_ttl,
+                                  const PublishInfo& info) = 0;
+  Status publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
+                          const std::string& version, std::chrono::milliseconds done_ttl) {
+    return publish_artifact(lease, name, ChunkedBytes::copy_of(bytes), version, done_ttl, PublishInfo{});
+  }
 
   // Completion messages: a counter that grows with every message for `name`
   // seen by this process; wait_done returns when it passes `seen` or after `max_wait`.

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <optional>
 #include <random>
 
 #include "memgate/base/config.h"
@@ -69,6 +70,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(CoordinatorOptions opti
   settings->connect_timeout = c->options_.connect_timeout;
   settings->command_timeout = c->options_.command_timeout;
   settings->chunk_size = c->options_.chunk_size;
+  settings->max_artifact_bytes = c->options_.max_artifact_bytes;
   if (settings->tls_insecure && settings->transport == Transport::kTls) {
     spdlog::warn("REDIS_TLS_INSECURE is set: the Redis server certificate is not verified (development only)");
   }
@@ -231,42 +233,92 @@ Status Coordinator::with_lock(const std::string& key, milliseconds ttl, const Lo
 Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, milliseconds lock_ttl, milliseconds done_ttl,
                                              const BuildFn& build, const LoadFn& load,
                                              const FleetOnceOptions& options) {
+  // The older shape: build leaves this instance ready itself, so a fresh
+  // artifact is not loaded again; a fetched one is read whole and handed over.
+  FleetStep step;
+  step.build = [&](const CancelSignal& cancel, PublishInfo*) -> Result<ChunkedBytes> {
+    auto bytes = build(cancel);
+    if (!bytes.ok()) return bytes.status();
+    return ChunkedBytes::from_string(std::move(*bytes));
+  };
+  step.load = [&](ByteSource& source, const ArtifactMeta& meta, bool fresh) -> Status {
+    if (fresh) return Status::Ok();
+    auto bytes = read_all(source, meta.size);
+    if (!bytes.ok()) return bytes.status();
+    return load(*bytes);
+  };
+  return fleet_once(name, lock_ttl, done_ttl, step, options);
+}
+
+Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, milliseconds lock_ttl, milliseconds done_ttl,
+                                             const FleetStep& step, const FleetOnceOptions& options) {
   CoordMetrics& m = *options_.metrics;
   auto start = SteadyTime::now();
   milliseconds poll = options.poll.count() > 0 ? options.poll
                                                : std::clamp(lock_ttl / 4, milliseconds(50), milliseconds(1000));
   bool waited = false;
   bool bad_seen = false;
+  auto state = [&](std::string_view s) {
+    if (step.on_state) step.on_state(s);
+  };
   auto fail = [&](Status st) -> Result<FleetOutcome> {
     m.count(FleetOutcome::kFailed);
     return st;
   };
-  // Loads a verified artifact; false (and bad_seen) when load() rejects it.
-  auto try_load = [&](ArtifactRead& read) -> bool {
+  // Loads a published artifact: true when ready; false (and bad_seen) when it is
+  // unusable; an error when the caller's may_load refuses it.
+  auto try_load = [&](CoordBackend& backend, ArtifactRead& read) -> Result<bool> {
     if (read.state == ArtifactState::kBad) {
       spdlog::warn("fleet_once {}: the published artifact is unusable ({}); rebuilding", name, read.problem);
       bad_seen = true;
       return false;
     }
     if (read.state != ArtifactState::kOk) return false;
-    Status st = load(read.bytes);
+    if (step.may_load) {
+      if (Status st = step.may_load(read.meta); !st.ok()) return st;
+    }
+    state("loading_artifact");
+    auto source = backend.open_artifact(name, read.meta);
+    Status st = source.ok() ? step.load(**source, read.meta, false) : source.status();
     if (st.ok()) return true;
+    if (st.code() == Code::kResourceExhausted) return st;
     spdlog::warn("fleet_once {}: load of the artifact (fence {}) failed ({}); rebuilding", name, read.fence,
                  st.to_string());
     bad_seen = true;
     return false;
   };
+  auto loaded = [&]() -> Result<FleetOutcome> {
+    FleetOutcome o = waited ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
+    m.count(o);
+    return o;
+  };
 
+  std::optional<Status> build_refused;
   for (;;) {
     auto backend = active();
     uint64_t seen = backend->done_generation(name);
-    auto read = backend->read_artifact(name, options.artifact_version);
+    auto read = backend->read_meta(name, options.artifact_version);
     if (!read.ok()) return fail(read.status());
-    if (try_load(*read)) {
-      FleetOutcome o = waited ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
-      m.count(o);
-      return o;
+    auto got = try_load(*backend, *read);
+    if (!got.ok()) return fail(got.status());
+    if (*got) return loaded();
+
+    if (step.may_build) {
+      Status may = step.may_build();
+      if (!may.ok() && may.code() != Code::kUnavailable) return fail(may);
+      if (!may.ok()) {
+        // Not enough memory to build here: do not contend, wait for a peer.
+        if (!build_refused) state("waiting_for_peer");
+        build_refused = may;
+        auto now = SteadyTime::now();
+        if (now - start >= step.peer_wait) return fail(ResourceExhausted(may.message()));
+        waited = true;
+        auto left = std::chrono::duration_cast<milliseconds>(start + step.peer_wait - now);
+        backend->wait_done(name, seen, std::min(poll, left));
+        continue;
+      }
     }
+
     auto attempt = backend->try_acquire(name, lock_ttl);
     if (!attempt.ok()) return fail(attempt.status());
     if (attempt->lease) {
@@ -276,27 +328,43 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
         auto r = backend->release(lease);
         if (r.ok()) m.hold_time.observe(SteadyTime::now() - lease.acquired_at);
       };
-      auto again = backend->read_artifact(name, options.artifact_version);
+      auto again = backend->read_meta(name, options.artifact_version);
       if (!again.ok()) {
         release_lease();
         return fail(again.status());
       }
-      if (try_load(*again)) {
+      auto got_again = try_load(*backend, *again);
+      if (!got_again.ok() || *got_again) {
         release_lease();
-        FleetOutcome o = waited ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
-        m.count(o);
-        return o;
+        if (!got_again.ok()) return fail(got_again.status());
+        return loaded();
       }
+      state("building");
+      ChunkedBytes built;
+      ArtifactMeta built_meta;
       Status st = run_with_watchdog(*backend, lease, [&](const Lease& l, const CancelSignal& cancel) -> Status {
-        auto bytes = build(cancel);
+        PublishInfo info;
+        auto bytes = step.build(cancel, &info);
         if (!bytes.ok()) return bytes.status();
         if (cancel.cancelled()) return Aborted(cancel.reason());
-        return backend->publish_artifact(l, name, *bytes, options.artifact_version, done_ttl);
+        built = std::move(*bytes);
+        built_meta.size = built.size();
+        built_meta.fence = l.fence;
+        built_meta.builder = info.builder.empty() ? options_.instance_id : info.builder;
+        built_meta.inputs = info.inputs;
+        built_meta.build_peak = info.build_peak;
+        return backend->publish_artifact(l, name, built, options.artifact_version, done_ttl, info);
       });
       release_lease();
       if (!st.ok()) {
         spdlog::warn("fleet_once {}: build or publish failed: {}", name, st.to_string());
         return fail(st);
+      }
+      state("loading_artifact");
+      auto source = take_source(std::move(built));
+      if (Status ls = step.load(*source, built_meta, true); !ls.ok()) {
+        spdlog::warn("fleet_once {}: the artifact built here does not load: {}", name, ls.to_string());
+        return fail(ls);
       }
       FleetOutcome o = bad_seen ? FleetOutcome::kRebuiltBadArtifact
                                 : (waited ? FleetOutcome::kTookOver : FleetOutcome::kBuilt);
@@ -304,6 +372,7 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
       return o;
     }
     // Someone else builds: wait for its message, or one slow poll.
+    if (!waited) state("waiting_for_lock");
     waited = true;
     auto now = SteadyTime::now();
     if (now - start >= options.wait_bound) {
@@ -315,13 +384,75 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
   }
 }
 
+namespace {
+constexpr size_t kPeakSamples = 8;
+}  // namespace
+
+void Coordinator::record_peak(const std::string& name, bool build, uint64_t bytes, milliseconds ttl) {
+  const std::string key = name + ":peaks";
+  auto current = get_json(key);
+  boost::json::object doc;
+  if (current.ok() && *current && (*current)->is_object()) doc = (*current)->as_object();
+  const char* kind = build ? "build" : "load";
+  boost::json::array kept;
+  kept.push_back(boost::json::object{{"bytes", bytes},
+                                     {"by", options_.instance_id},
+                                     {"at_unix_ms", std::chrono::duration_cast<milliseconds>(
+                                                        std::chrono::system_clock::now().time_since_epoch())
+                                                        .count()}});
+  if (const boost::json::value* old = doc.if_contains(kind); old && old->is_array())
+    for (const boost::json::value& v : old->as_array()) {
+      if (kept.size() >= kPeakSamples) break;
+      if (v.is_object()) kept.push_back(v);
+    }
+  boost::json::object out;
+  for (const char* k : {"build", "load"})
+    if (const boost::json::value* v = doc.if_contains(k); v && v->is_array() && std::string_view(k) != kind) {
+      boost::json::array a;
+      for (const boost::json::value& e : v->as_array()) {
+        if (a.size() >= kPeakSamples) break;
+        a.push_back(e);
+      }
+      out[k] = std::move(a);
+    }
+  out[kind] = std::move(kept);
+  if (Status st = set_json(key, out, ttl); !st.ok())
+    spdlog::warn("fleet {}: could not record the {} peak: {}", name, kind, st.message());
+}
+
+FleetPeaks Coordinator::fleet_peaks(const std::string& name) {
+  FleetPeaks out;
+  auto doc = get_json(name + ":peaks");
+  if (!doc.ok() || !*doc || !(*doc)->is_object()) return out;
+  auto scan = [&](const char* kind, uint64_t* peak, int* samples) {
+    const boost::json::value* v = (*doc)->as_object().if_contains(kind);
+    if (!v || !v->is_array()) return;
+    for (const boost::json::value& e : v->as_array()) {
+      if (*samples >= static_cast<int>(kPeakSamples)) break;
+      const boost::json::value* b = e.is_object() ? e.as_object().if_contains("bytes") : nullptr;
+      if (!b || !(b->is_uint64() || b->is_int64())) continue;
+      uint64_t bytes = b->is_uint64() ? b->as_uint64() : static_cast<uint64_t>(std::max<int64_t>(0, b->as_int64()));
+      *peak = std::max(*peak, std::min<uint64_t>(bytes, 1ull << 50));
+      ++*samples;
+    }
+  };
+  scan("build", &out.build, &out.build_samples);
+  scan("load", &out.load, &out.load_samples);
+  return out;
+}
+
 Status Coordinator::publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
                                      const std::string& version, milliseconds done_ttl) {
-  return backend_of(lease)->publish_artifact(lease, name, bytes, version, done_ttl);
+  return backend_of(lease)->publish_artifact(lease, name, ChunkedBytes::copy_of(bytes), version, done_ttl,
+                                             PublishInfo{});
 }
 
 Result<ArtifactRead> Coordinator::read_artifact(const std::string& name, const std::string& version) {
   return active()->read_artifact(name, version);
+}
+
+Result<ArtifactRead> Coordinator::read_meta(const std::string& name, const std::string& version) {
+  return active()->read_meta(name, version);
 }
 
 Result<std::optional<boost::json::value>> Coordinator::get_json(const std::string& key) {

@@ -57,6 +57,7 @@ struct CoordinatorOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{2000};
   size_t chunk_size = 512 * 1024;
+  uint64_t max_artifact_bytes = 4ull << 30;  // ARTIFACT_MAX_SIZE: a meta declaring more is refused
   std::string local_dir = "/tmp/memgate-coord";  // lock and artifact files without Redis
   std::string instance_id;                         // recorded in done flags
   bool background_switch = true;  // switch from local to Redis once it answers
@@ -76,6 +77,36 @@ using BuildFn = std::function<Result<std::string>(const CancelSignal& cancel)>;
 using LoadFn = std::function<Status(std::string_view artifact)>;
 // with_lock's work.
 using LockedFn = std::function<Status(const Lease& lease, const CancelSignal& cancel)>;
+
+// One module's fleet step, in pieces, with the caller's memory decisions.
+struct FleetStep {
+  // The heavy work; returns the artifact and fills `info` (the measured build
+  // peak). It does not make this instance ready: fleet_once publishes the
+  // artifact, releases the lock, then hands the same pieces to `load`.
+  std::function<Result<ChunkedBytes>(const CancelSignal& cancel, PublishInfo* info)> build;
+  // Becomes ready from a stream. `fresh`: the bytes were built here (an error
+  // then fails the step); otherwise an error means "rebuild".
+  std::function<Status(ByteSource& bytes, const ArtifactMeta& meta, bool fresh)> load;
+  // Asked before a published artifact is loaded; an error (kResourceExhausted:
+  // it does not fit) ends the step with that error instead.
+  std::function<Status(const ArtifactMeta& meta)> may_load;
+  // Asked before contending for the lock. kUnavailable means "do not build
+  // here yet": wait up to peer_wait for a peer's artifact, then end with
+  // kResourceExhausted and its message. Any other error ends the step at once.
+  std::function<Status()> may_build;
+  std::chrono::milliseconds peer_wait{0};
+  // "waiting_for_lock", "waiting_for_peer", "building", "loading_artifact".
+  std::function<void(std::string_view state)> on_state;
+};
+
+// Peaks the fleet measured for one artifact name (the largest of the recent
+// ones; 0 when none): what a build and a load of it cost elsewhere.
+struct FleetPeaks {
+  uint64_t build = 0;
+  uint64_t load = 0;
+  int build_samples = 0;
+  int load_samples = 0;
+};
 
 class Coordinator {
  public:
@@ -115,11 +146,22 @@ class Coordinator {
     return fleet_once(std::string(task.lock_key), task.lock_ttl, task.done_ttl, build, load, options);
   }
 
+  // The step with memory decisions and streamed artifacts; see coordinator.cc.
+  Result<FleetOutcome> fleet_once(const std::string& name, std::chrono::milliseconds lock_ttl,
+                                  std::chrono::milliseconds done_ttl, const FleetStep& step,
+                                  const FleetOnceOptions& options = {});
+
+  // Measured peaks, kept at "<name>:peaks" for done_ttl (the 8 newest of each
+  // kind). record_peak never fails the caller: a Redis error is logged.
+  void record_peak(const std::string& name, bool build, uint64_t bytes, std::chrono::milliseconds ttl);
+  FleetPeaks fleet_peaks(const std::string& name);
+
   // The fenced publish and the verified read fleet_once uses, for callers that
   // manage the lease themselves: publish is kAborted unless `lease` is current.
   Status publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
                           const std::string& version, std::chrono::milliseconds done_ttl);
   Result<ArtifactRead> read_artifact(const std::string& name, const std::string& version);
+  Result<ArtifactRead> read_meta(const std::string& name, const std::string& version);
 
   Result<std::optional<boost::json::value>> get_json(const std::string& key);
   Status set_json(const std::string& key, const boost::json::value& value, std::chrono::milliseconds ttl);

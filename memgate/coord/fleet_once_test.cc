@@ -231,5 +231,158 @@ TEST_F(FleetOnce, AWaiterGivesUpAfterItsWaitBound) {
   EXPECT_EQ(builds_.load(), 0);
 }
 
+// The step with memory decisions and streamed artifacts.
+class FleetStepTest : public FleetOnce {
+ protected:
+  FleetStep step(std::string bytes) {
+    FleetStep s;
+    s.build = [this, bytes](const CancelSignal&, PublishInfo* info) -> Result<ChunkedBytes> {
+      builds_.fetch_add(1);
+      info->build_peak = 123 << 20;
+      info->inputs = "corpus A";
+      return ChunkedBytes::copy_of(bytes, 7);
+    };
+    s.load = [this](ByteSource& src, const ArtifactMeta& meta, bool fresh) -> Status {
+      auto all = read_all(src, meta.size);
+      if (!all.ok()) return all.status();
+      std::lock_guard lock(mu_);
+      loaded_.push_back(*all);
+      fresh_.push_back(fresh);
+      builders_.push_back(meta.builder);
+      return Status::Ok();
+    };
+    return s;
+  }
+  std::vector<bool> fresh_;
+  std::vector<std::string> builders_;
+};
+
+TEST_F(FleetStepTest, PublishesThenLoadsTheFreshPiecesAndAPeerStreamsThemBack) {
+  auto o = options();
+  o.chunk_size = 5;
+  auto c = coordinator(o);
+  auto built = c->fleet_once("task:s", 1s, 30s, step("a fairly long artifact"));
+  ASSERT_TRUE(built.ok()) << built.status().to_string();
+  EXPECT_EQ(*built, FleetOutcome::kBuilt);
+  auto loaded = c->fleet_once("task:s", 1s, 30s, step("other"));
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(*loaded, FleetOutcome::kLoaded);
+  ASSERT_EQ(loaded_.size(), 2u);
+  EXPECT_EQ(loaded_[0], "a fairly long artifact");
+  EXPECT_EQ(loaded_[1], "a fairly long artifact");
+  EXPECT_EQ(fresh_, (std::vector<bool>{true, false}));
+  auto meta = c->read_meta("task:s", "1");
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->meta.build_peak, 123u << 20);
+  EXPECT_EQ(meta->meta.inputs, "corpus A");
+  EXPECT_EQ(meta->meta.chunks, 7u);  // 22 bytes in pieces of 7 (7,7,7,1), each cut into chunks of at most 5
+}
+
+TEST_F(FleetStepTest, AnInstanceThatMayNotBuildWaitsForAPeersArtifactAndLoadsIt) {
+  auto waiter = coordinator();
+  auto peer = coordinator();
+  FleetStep s = step("never built here");
+  s.peer_wait = 10s;
+  std::atomic<int> asked{0};
+  s.may_build = [&]() -> Status {
+    asked.fetch_add(1);
+    return Unavailable("build needs ~150 MiB, headroom 60 MiB");
+  };
+  std::string state;
+  s.on_state = [&](std::string_view st) {
+    if (state.empty()) state = std::string(st);
+  };
+  std::thread t([&] {
+    while (asked.load() == 0) std::this_thread::yield();
+    auto r = peer->fleet_once("task:p", 1s, 30s, builder("the peer's"), loader());
+    EXPECT_TRUE(r.ok());
+  });
+  auto r = waiter->fleet_once("task:p", 1s, 30s, s);
+  t.join();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kWaited);
+  EXPECT_EQ(state, "waiting_for_peer");
+  EXPECT_EQ(builds_.load(), 1) << "only the peer built";
+  EXPECT_EQ(loaded_.back(), "the peer's");
+}
+
+TEST_F(FleetStepTest, ThePeerWaitEndsInResourceExhaustedWithTheReason) {
+  auto c = coordinator();
+  FleetStep s = step("x");
+  s.peer_wait = 100ms;
+  s.may_build = [] { return Unavailable("build needs ~150 MiB, headroom 60 MiB"); };
+  auto r = c->fleet_once("task:w", 1s, 30s, s, FleetOnceOptions{"1", 5min, 20ms});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted);
+  EXPECT_EQ(r.status().message(), "build needs ~150 MiB, headroom 60 MiB");
+  EXPECT_EQ(builds_.load(), 0);
+  EXPECT_TRUE(raw().command({"GET", "task:w"})->is_nil()) << "it never contended for the lock";
+}
+
+TEST_F(FleetStepTest, ALoadThatDoesNotFitIsRefusedBeforeAByteIsRead) {
+  auto c = coordinator();
+  ASSERT_TRUE(c->fleet_once("task:l", 1s, 30s, step("published")).ok());
+  FleetStep s = step("x");
+  s.may_load = [](const ArtifactMeta& meta) {
+    return ResourceExhausted("load needs ~" + std::to_string(meta.size) + " bytes");
+  };
+  auto r = c->fleet_once("task:l", 1s, 30s, s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted);
+  EXPECT_EQ(loaded_.size(), 1u);
+  EXPECT_EQ(builds_.load(), 1);
+}
+
+TEST_F(FleetStepTest, AMetaDeclaringMoreThanTheBoundIsABadArtifactAndRebuilt) {
+  auto o = options();
+  o.max_artifact_bytes = 1 << 20;
+  auto c = coordinator(o);
+  ArtifactMeta meta = describe_artifact("tiny", "1", 1, 0);
+  meta.size = 1ull << 40;
+  meta.chunks = 3;
+  ASSERT_TRUE(raw().command({"SET", "task:b:done", "{}"}).ok());
+  ASSERT_TRUE(raw().command({"SET", "task:b:artifact", meta.to_json()}).ok());
+  auto read = c->read_meta("task:b", "1");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->state, ArtifactState::kBad);
+  EXPECT_NE(read->problem.find("above the bound"), std::string::npos) << read->problem;
+  auto r = c->fleet_once("task:b", 1s, 30s, step("rebuilt"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
+}
+
+TEST_F(FleetStepTest, AStreamWithAMissingChunkFailsAtItsEndAndTheLoadIsRebuilt) {
+  auto o = options();
+  o.chunk_size = 4;
+  auto c = coordinator(o);
+  ASSERT_TRUE(c->fleet_once("task:m", 1s, 30s, step("0123456789abcdef")).ok());
+  auto meta = c->read_meta("task:m", "1");
+  ASSERT_TRUE(meta.ok());
+  ASSERT_TRUE(raw().command({"DEL", "task:m:artifact:" + std::to_string(meta->fence) + ":2"}).ok());
+  auto r = c->fleet_once("task:m", 1s, 30s, step("0123456789abcdef"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
+}
+
+TEST_F(FleetStepTest, PeaksRecordedByInstancesAreReadBackAsTheLargestRecent) {
+  auto c = coordinator();
+  c->record_peak("task:k", true, 100, 30s);
+  c->record_peak("task:k", false, 40, 30s);
+  c->record_peak("task:k", true, 150, 30s);
+  FleetPeaks p = c->fleet_peaks("task:k");
+  EXPECT_EQ(p.build, 150u);
+  EXPECT_EQ(p.load, 40u);
+  EXPECT_EQ(p.build_samples, 2);
+  EXPECT_EQ(p.load_samples, 1);
+  // A hostile record: not JSON arrays of numbers, and far too many of them.
+  std::string junk = "{\"build\":[";
+  for (int i = 0; i < 1000; ++i) junk += std::string(i ? "," : "") + "{\"bytes\":\"x\"}";
+  junk += "],\"load\":7}";
+  ASSERT_TRUE(raw().command({"SET", "task:k:peaks", junk}).ok());
+  FleetPeaks q = c->fleet_peaks("task:k");
+  EXPECT_EQ(q.build, 0u);
+  EXPECT_EQ(q.load, 0u);
+}
+
 }  // namespace
 }  // namespace memgate::coord

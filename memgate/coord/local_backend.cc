@@ -42,11 +42,11 @@ int64_t unix_ms() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-Status write_atomically(const std::string& path, std::string_view data) {
+Status write_atomically(const std::string& path, const std::vector<std::string_view>& parts) {
   std::string tmp = path + ".tmp." + random_token();
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    for (std::string_view data : parts) out.write(data.data(), static_cast<std::streamsize>(data.size()));
     out.flush();
     if (!out) return Unavailable("cannot write " + tmp);
   }
@@ -57,6 +57,10 @@ Status write_atomically(const std::string& path, std::string_view data) {
     return Unavailable("cannot rename to " + path + ": " + ec.message());
   }
   return Status::Ok();
+}
+
+Status write_atomically(const std::string& path, std::string_view data) {
+  return write_atomically(path, std::vector<std::string_view>{data});
 }
 
 std::optional<std::string> slurp(const std::string& path) {
@@ -168,45 +172,113 @@ Status LocalBackend::set_json(const std::string& key, const json::value& value, 
   return Status::Ok();
 }
 
-Result<ArtifactRead> LocalBackend::read_artifact(const std::string& name, const std::string& version) {
+namespace {
+
+// Reads the first line of `path` (the meta record), at most 64 KiB of it; the
+// offset of the bytes after it goes to *body.
+std::optional<std::string> meta_line(const std::string& path, uint64_t* body) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string line;
+  char c;
+  while (line.size() <= 64 * 1024 && in.get(c)) {
+    if (c == '\n') {
+      *body = line.size() + 1;
+      return line;
+    }
+    line.push_back(c);
+  }
+  return std::string();  // no newline: not a meta line
+}
+
+// Streams an artifact file's bytes after the meta line in 1 MiB pieces,
+// checking the size and the SHA-256 the meta declares.
+class FileArtifactSource final : public ByteSource {
+ public:
+  FileArtifactSource(std::ifstream in, ArtifactMeta meta) : in_(std::move(in)), meta_(std::move(meta)) {}
+  uint64_t size() const override { return meta_.size; }
+  Result<std::string> next() override {
+    if (!error_.ok()) return error_;
+    std::string piece(static_cast<size_t>(std::min<uint64_t>(ChunkedBytes::kDefaultPiece, meta_.size - read_ + 1)), '\0');
+    in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    piece.resize(static_cast<size_t>(in_.gcount()));
+    read_ += piece.size();
+    if (read_ > meta_.size) return error_ = InvalidArgument("the artifact file is longer than its meta says");
+    if (!piece.empty()) {
+      sha_.update(piece);
+      return piece;
+    }
+    if (read_ != meta_.size)
+      return error_ = InvalidArgument("size " + std::to_string(read_) + ", meta says " + std::to_string(meta_.size));
+    if (!verified_) {
+      verified_ = true;
+      if (sha_.hex() != meta_.sha256) return error_ = InvalidArgument("checksum mismatch");
+    }
+    return std::string();
+  }
+
+ private:
+  std::ifstream in_;
+  ArtifactMeta meta_;
+  uint64_t read_ = 0;
+  Sha256 sha_;
+  bool verified_ = false;
+  Status error_;
+};
+
+}  // namespace
+
+Result<ArtifactRead> LocalBackend::read_meta(const std::string& name, const std::string& version) {
   ArtifactRead out;
   auto done = slurp(path(name, ".done"));
   if (!done) return out;
   boost::system::error_code ec;
   json::value v = json::parse(*done, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("expires_unix_ms")) {
+  if (ec || !v.is_object() || !v.as_object().contains("expires_unix_ms") ||
+      !v.as_object().at("expires_unix_ms").is_number()) {
     out.state = ArtifactState::kBad;
     out.problem = "the done flag file is unreadable";
     return out;
   }
   if (v.as_object().at("expires_unix_ms").to_number<int64_t>() <= unix_ms()) return out;  // expired
   out.state = ArtifactState::kBad;
-  auto file = slurp(path(name, ".artifact"));
-  if (!file) {
+  uint64_t body = 0;
+  auto line = meta_line(path(name, ".artifact"), &body);
+  if (!line) {
     out.problem = "the done flag is set but the artifact file is missing";
     return out;
   }
-  auto nl = file->find('\n');
-  if (nl == std::string::npos) {
+  if (line->empty()) {
     out.problem = "the artifact file has no meta line";
     return out;
   }
-  auto meta = ArtifactMeta::from_json(std::string_view(*file).substr(0, nl));
+  auto meta = ArtifactMeta::from_json(*line);
   if (!meta.ok()) {
     out.problem = meta.status().message();
     return out;
   }
-  std::string_view bytes = std::string_view(*file).substr(nl + 1);
   out.fence = meta->fence;
-  out.problem = check_artifact(*meta, bytes, version);
-  if (!out.problem.empty()) return out;
+  out.meta = *meta;
+  if (meta->format != kArtifactFormat || meta->version != version) {
+    out.problem = check_artifact(*meta, "", version);
+    return out;
+  }
   out.state = ArtifactState::kOk;
-  out.bytes = std::string(bytes);
   return out;
 }
 
-Status LocalBackend::publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
-                                      const std::string& version, milliseconds done_ttl) {
+Result<std::unique_ptr<ByteSource>> LocalBackend::open_artifact(const std::string& name, const ArtifactMeta& meta) {
+  uint64_t body = 0;
+  auto line = meta_line(path(name, ".artifact"), &body);
+  if (!line || line->empty()) return InvalidArgument("the artifact file of " + name + " is gone");
+  std::ifstream in(path(name, ".artifact"), std::ios::binary);
+  if (!in) return InvalidArgument("the artifact file of " + name + " is gone");
+  in.seekg(static_cast<std::streamoff>(body));
+  return std::unique_ptr<ByteSource>(std::make_unique<FileArtifactSource>(std::move(in), meta));
+}
+
+Status LocalBackend::publish_artifact(const Lease& lease, const std::string& name, const ChunkedBytes& bytes,
+                                      const std::string& version, milliseconds done_ttl, const PublishInfo& info) {
   auto held = std::static_pointer_cast<HeldLock>(lease.local);
   if (!held || lease.backend != "local") return FailedPrecondition("publish " + name + ": not a local lease");
   std::lock_guard lock(held->mu);
@@ -218,10 +290,16 @@ Status LocalBackend::publish_artifact(const Lease& lease, const std::string& nam
   if (n <= 0 || std::strtoll(buf, nullptr, 10) != lease.fence) {
     return Aborted("publish of " + name + " refused: the fencing number is no longer current");
   }
-  ArtifactMeta meta = describe_artifact(bytes, version, lease.fence, 0);
-  std::string file = meta.to_json() + "\n";
-  file.append(bytes);
-  Status st = write_atomically(path(name, ".artifact"), file);
+  ArtifactMeta meta = describe_artifact(bytes, version, lease.fence, 0, nullptr);
+  meta.builder = info.builder.empty() ? instance_id_ : info.builder;
+  meta.inputs = info.inputs;
+  meta.build_peak = info.build_peak;
+  meta.built_at_unix_ms = unix_ms();
+  std::vector<std::string_view> parts;
+  std::string head = meta.to_json() + "\n";
+  parts.push_back(head);
+  for (const std::string& p : bytes.pieces()) parts.push_back(p);
+  Status st = write_atomically(path(name, ".artifact"), parts);
   if (!st.ok()) return st;
   json::object done;
   done["fence"] = lease.fence;

@@ -32,9 +32,12 @@ class LocalBackend final : public CoordBackend {
   Result<bool> extend(const Lease& lease, std::chrono::milliseconds ttl) override;
   Result<std::optional<boost::json::value>> get_json(const std::string& key) override;
   Status set_json(const std::string& key, const boost::json::value& value, std::chrono::milliseconds ttl) override;
-  Result<ArtifactRead> read_artifact(const std::string& name, const std::string& version) override;
-  Status publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
-                          const std::string& version, std::chrono::milliseconds done_ttl) override;
+  Result<ArtifactRead> read_meta(const std::string& name, const std::string& version) override;
+  Result<std::unique_ptr<ByteSource>> open_artifact(const std::string& name, const ArtifactMeta& meta) override;
+  using CoordBackend::publish_artifact;
+  Status publish_artifact(const Lease& lease, const std::string& name, const ChunkedBytes& bytes,
+                          const std::string& version, std::chrono::milliseconds done_ttl,
+                          const PublishInfo& info) override;
   uint64_t done_generation(const std::string& name) override { return 0; }
   void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait) override;
 

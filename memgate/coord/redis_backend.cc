@@ -13,6 +13,7 @@
 
 #include <boost/json.hpp>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 
@@ -189,7 +190,7 @@ Status RedisBackend::set_json(const std::string& key, const json::value& value, 
   return reply_status(r, "SET " + key);
 }
 
-Result<ArtifactRead> RedisBackend::read_artifact(const std::string& name, const std::string& version) {
+Result<ArtifactRead> RedisBackend::read_meta(const std::string& name, const std::string& version) {
   ArtifactRead out;
   auto r = conn_->command({"MGET", name + ":done", name + ":artifact"});
   Status st = reply_status(r, "read " + name + ":done");
@@ -200,59 +201,119 @@ Result<ArtifactRead> RedisBackend::read_artifact(const std::string& name, const 
     out.problem = "the done flag is set but the artifact meta is missing";
     return out;
   }
-  auto meta = ArtifactMeta::from_json(r->elements[1].str);
+  auto meta = ArtifactMeta::from_json(r->elements[1].str, settings_.max_artifact_bytes);
   if (!meta.ok()) {
     out.problem = meta.status().message();
     return out;
   }
   out.fence = meta->fence;
+  out.meta = *meta;
   if (meta->format != kArtifactFormat || meta->version != version) {
     out.problem = check_artifact(*meta, "", version);
     return out;
   }
-  // Fetch chunks in batches of 8 (pipelined), so no single reply is huge.
-  std::string bytes;
-  bytes.reserve(meta->size);
-  constexpr uint64_t kBatch = 8;
-  for (uint64_t first = 0; first < meta->chunks; first += kBatch) {
-    std::vector<std::string> keys;
-    for (uint64_t i = first; i < std::min(meta->chunks, first + kBatch); ++i) keys.push_back(chunk_key(name, meta->fence, i));
-    std::vector<std::string_view> cmd = {"MGET"};
-    cmd.insert(cmd.end(), keys.begin(), keys.end());
-    auto chunks = conn_->command(cmd);
-    Status cst = reply_status(chunks, "read chunks of " + name);
-    if (!cst.ok()) return cst;
-    for (size_t i = 0; i < chunks->elements.size(); ++i) {
-      if (chunks->elements[i].is_nil()) {
-        out.problem = "chunk " + std::to_string(first + i) + " of " + std::to_string(meta->chunks) + " is missing";
-        return out;
-      }
-      bytes += chunks->elements[i].str;
-    }
-  }
-  out.problem = check_artifact(*meta, bytes, version);
-  if (!out.problem.empty()) return out;
   out.state = ArtifactState::kOk;
-  out.bytes = std::move(bytes);
   return out;
 }
 
-Status RedisBackend::publish_artifact(const Lease& lease, const std::string& name, std::string_view bytes,
-                                      const std::string& version, milliseconds done_ttl) {
+namespace {
+
+// Fetches two chunks a round trip (1 MiB at the default chunk size), so the
+// stream holds about one reply at a time: a load's peak is its image plus that.
+class RedisArtifactSource final : public ByteSource {
+ public:
+  RedisArtifactSource(Connection& conn, std::string name, ArtifactMeta meta)
+      : conn_(conn), name_(std::move(name)), meta_(std::move(meta)) {}
+  uint64_t size() const override { return meta_.size; }
+
+  Result<std::string> next() override {
+    if (!error_.ok()) return error_;
+    if (pending_.empty()) {
+      if (next_chunk_ >= meta_.chunks) return finish();
+      if (Status st = fetch(); !st.ok()) return error_ = st;
+    }
+    std::string out = std::move(pending_.front());
+    pending_.pop_front();
+    return out;
+  }
+
+ private:
+  Status fetch() {
+    constexpr uint64_t kBatch = 2;
+    std::vector<std::string> keys;
+    uint64_t first = next_chunk_;
+    for (uint64_t i = first; i < std::min(meta_.chunks, first + kBatch); ++i)
+      keys.push_back(chunk_key(name_, meta_.fence, i));
+    std::vector<std::string_view> cmd = {"MGET"};
+    cmd.insert(cmd.end(), keys.begin(), keys.end());
+    auto reply = conn_.command(cmd);
+    Status st = reply_status(reply, "read chunks of " + name_);
+    if (!st.ok()) return st;
+    if (reply->elements.size() != keys.size()) return InvalidArgument("read chunks of " + name_ + ": unexpected reply");
+    for (size_t i = 0; i < reply->elements.size(); ++i) {
+      Reply& chunk = reply->elements[i];
+      if (chunk.is_nil())
+        return InvalidArgument("chunk " + std::to_string(first + i) + " of " + std::to_string(meta_.chunks) +
+                               " is missing");
+      if (chunk.str.size() > meta_.size - received_)
+        return InvalidArgument("the chunks of " + name_ + " hold more than the " + std::to_string(meta_.size) +
+                               " bytes its meta declares");
+      received_ += chunk.str.size();
+      sha_.update(chunk.str);
+      if (!chunk.str.empty()) pending_.push_back(std::move(chunk.str));
+    }
+    next_chunk_ = first + keys.size();
+    if (pending_.empty() && next_chunk_ >= meta_.chunks) return Status::Ok();
+    return Status::Ok();
+  }
+
+  Result<std::string> finish() {
+    if (received_ != meta_.size)
+      return error_ = InvalidArgument("size " + std::to_string(received_) + ", meta says " + std::to_string(meta_.size));
+    if (!verified_) {
+      verified_ = true;
+      if (sha_.hex() != meta_.sha256) return error_ = InvalidArgument("checksum mismatch");
+    }
+    return std::string();
+  }
+
+  Connection& conn_;
+  std::string name_;
+  ArtifactMeta meta_;
+  uint64_t next_chunk_ = 0;
+  uint64_t received_ = 0;
+  Sha256 sha_;
+  bool verified_ = false;
+  std::deque<std::string> pending_;
+  Status error_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ByteSource>> RedisBackend::open_artifact(const std::string& name, const ArtifactMeta& meta) {
+  return std::unique_ptr<ByteSource>(std::make_unique<RedisArtifactSource>(*conn_, name, meta));
+}
+
+Status RedisBackend::publish_artifact(const Lease& lease, const std::string& name, const ChunkedBytes& bytes,
+                                      const std::string& version, milliseconds done_ttl, const PublishInfo& info) {
   if (lease.backend != "redis") return FailedPrecondition("publish " + name + ": the lease is not a redis lease");
-  ArtifactMeta meta = describe_artifact(bytes, version, lease.fence, settings_.chunk_size);
+  std::vector<std::string_view> pieces;
+  ArtifactMeta meta = describe_artifact(bytes, version, lease.fence, settings_.chunk_size, &pieces);
+  meta.builder = info.builder.empty() ? instance_id_ : info.builder;
+  meta.inputs = info.inputs;
+  meta.build_peak = info.build_peak;
+  meta.built_at_unix_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::string ttl = std::to_string(done_ttl.count());
   // Chunks: pipelined SETs, then one wait for all of them.
   std::vector<std::string> keys;
-  size_t step = settings_.chunk_size == 0 ? bytes.size() + 1 : settings_.chunk_size;
   std::mutex mu;
   std::condition_variable cv;
-  size_t outstanding = meta.chunks;
+  size_t outstanding = pieces.size();
   Status first_error;
-  for (uint64_t i = 0; i < meta.chunks; ++i) {
+  for (uint64_t i = 0; i < pieces.size(); ++i) {
     keys.push_back(chunk_key(name, lease.fence, i));
-    std::string_view piece = bytes.substr(std::min(bytes.size(), i * step), step);
-    conn_->async_command({"SET", keys.back(), piece, "PX", ttl}, [&, i](Result<Reply> r) {
+    conn_->async_command({"SET", keys.back(), pieces[i], "PX", ttl}, [&, i](Result<Reply> r) {
       Status st = reply_status(r, "write chunk " + std::to_string(i) + " of " + name);
       std::lock_guard lock(mu);
       if (!st.ok() && first_error.ok()) first_error = st;
@@ -268,7 +329,7 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   json::object done;
   done["fence"] = lease.fence;
   done["instance"] = instance_id_;
-  done["at_unix_ms"] = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  done["at_unix_ms"] = meta.built_at_unix_ms;
   std::string done_text = json::serialize(done);
   std::vector<std::string> all_keys = {name, name + ":fence", name + ":done", name + ":artifact"};
   all_keys.insert(all_keys.end(), keys.begin(), keys.end());

@@ -41,6 +41,7 @@ struct RedisSettings {
   std::chrono::milliseconds reconnect_min{50};       // first reconnect delay (then doubled, jittered)
   std::chrono::milliseconds reconnect_max{2000};     // reconnect delay cap
   size_t chunk_size = 512 * 1024;                    // artifacts above this are stored in chunks
+  uint64_t max_artifact_bytes = 4ull << 30;          // a meta declaring more is refused (ARTIFACT_MAX_SIZE)
 
   // "redis://127.0.0.1:6379/0", "rediss://host:6380", "unix:///run/redis.sock": no secrets.
   std::string describe() const;

@@ -183,8 +183,8 @@ TEST_F(GuardTest, TheLoaderAndSchedulerGatesFollowRefuseOptionalInit) {
   class Plain final : public startup::Module {
    public:
     std::string name() const override { return "plain"; }
-    Result<std::string> build(startup::ModuleContext&) override { return std::string("x"); }
-    Status load(std::string_view, startup::ModuleContext&) override { return Status::Ok(); }
+    Result<ChunkedBytes> build(startup::ModuleContext&) override { return ChunkedBytes::from_string("x"); }
+    Status load(ByteSource&, startup::ModuleContext&) override { return Status::Ok(); }
   };
   Config config;
   http::Router router;

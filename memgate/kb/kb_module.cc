@@ -5,11 +5,12 @@
 // stays alive until that query lets go, so a swap never fails a request; the old
 // image is freed by whichever request finishes last.
 //
-// The refresh job and the watcher share the fleet's artifact slot with start-up:
-// the refreshed artifact is published under the same name and version the
-// loader's fleet_once reads ("init:mcp-kb"), wrapped with the builder's id like
-// the loader's own, so an instance that restarts within the done flag's TTL
-// loads the newest index, not the one the fleet started with.
+// The artifact is addressed by its inputs: the corpus fingerprint (every file's
+// path, size and mtime), the chunk size and the index format, so an instance
+// only ever serves an index of its own corpus. The refresh job and the watcher
+// do not publish or read anything themselves: they ask the runtime's artifact
+// channel for the artifact of the inputs now, which loads a peer's or builds it
+// once for the fleet, and hands it to load(), which swaps.
 #include "memgate/kb/kb_module.h"
 
 #include <spdlog/spdlog.h>
@@ -24,12 +25,12 @@
 
 #include "memgate/base/worker_pool.h"
 #include "memgate/coord/coordinator.h"
+#include "memgate/kb/build_budget.h"
 #include "memgate/kb/corpus.h"
 #include "memgate/kb/index.h"
 #include "memgate/kb/routes.h"
 #include "memgate/mcp/http_endpoint.h"
 #include "memgate/mcp/server.h"
-#include "memgate/startup/fleet.h"
 
 namespace memgate::kb {
 namespace {
@@ -53,6 +54,7 @@ struct Settings {
 };
 
 std::string mib(uint64_t bytes) { return format_bytes(bytes); }
+
 
 Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -114,8 +116,47 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
                return self ? self->refresh(stop) : Status::Ok();
              }}};
   }
+  std::string memory_gate_setting() const override { return "KB_HEAP_GATE"; }
 
-  Result<std::string> build(startup::ModuleContext& ctx) override {
+  // What the index is built from. For a corpus: every file's path, size and
+  // mtime (corpus_fingerprint), the chunk size and the index format; for
+  // KB_ARTIFACT_FILE: the file's size and mtime. Scanning stats every file but
+  // reads none.
+  std::string input_fingerprint() const override {
+    std::string out = version();
+    if (!s_.artifact_file.empty()) {
+      struct stat st {};
+      if (::stat(s_.artifact_file.c_str(), &st) == 0)
+        out += " file " + std::to_string(st.st_size) + "@" + std::to_string(st.st_mtim.tv_sec) + "." +
+               std::to_string(st.st_mtim.tv_nsec);
+    }
+    if (!s_.corpus_dir.empty()) {
+      auto files = scan_corpus(s_.corpus_dir);
+      out += " corpus " + (files.ok() ? corpus_fingerprint(*files) : "unreadable: " + files.status().message());
+    }
+    return out;
+  }
+
+  // From the corpus's file sizes by kind (build_budget.cc has the measured
+  // ratios); for KB_ARTIFACT_FILE, from the image size its header declares.
+  startup::PeakEstimate estimate_peaks() const override {
+    if (!s_.corpus_dir.empty()) {
+      auto files = scan_corpus(s_.corpus_dir);
+      if (!files.ok()) return {};
+      PeakEstimate e = kb::estimate_peaks(*files, s_.chunk_size);
+      return {e.build_bytes, e.load_bytes, e.disk_build_bytes};
+    }
+    if (!s_.artifact_file.empty()) {
+      std::ifstream in(s_.artifact_file, std::ios::binary);
+      char head[64] = {};
+      in.read(head, sizeof head);
+      auto image = artifact_image_size(std::string_view(head, static_cast<size_t>(in.gcount())));
+      if (image.ok()) return {load_peak_for_image(*image) * 2, load_peak_for_image(*image), 0};
+    }
+    return {};
+  }
+
+  Result<ChunkedBytes> build(startup::ModuleContext& ctx) override {
     if (!s_.artifact_file.empty()) {
       auto bytes = read_file(s_.artifact_file);
       Status why = bytes.status();
@@ -124,7 +165,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
         if (probe.ok()) {
           spdlog::info("kb: using KB_ARTIFACT_FILE {} ({}, {} documents)", s_.artifact_file, mib(bytes->size()),
                        (*probe)->info().documents);
-          return bytes;
+          return ChunkedBytes::copy_of(*bytes);
         }
         why = probe.status();
       }
@@ -133,11 +174,11 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       spdlog::warn("kb: KB_ARTIFACT_FILE {} is not usable ({}); indexing KB_CORPUS_DIR instead", s_.artifact_file,
                    why.message());
     }
-    return index_corpus(&ctx.workers, ctx.stop, ctx.workers.size());
+    return index_corpus(&ctx.workers, ctx.stop, ctx.workers.size(), ctx.memory_budget);
   }
 
-  Status load(std::string_view artifact, startup::ModuleContext& ctx) override {
-    auto index = Index::open(artifact, s_.pool_size);
+  Status load(ByteSource& artifact, startup::ModuleContext& ctx) override {
+    auto index = open_index(artifact);
     if (!index.ok()) return index.status();
     const IndexInfo& info = (*index)->info();
     spdlog::info("kb: ready: {} documents, {} chunks, database {}, corpus {}", info.documents, info.chunks,
@@ -145,9 +186,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     swap(*index);
     std::lock_guard lock(wiring_mu_);
     if (installed_) return Status::Ok();
-    coordinator_ = ctx.coordinator;
-    workers_ = &ctx.workers;
-    instance_id_ = ctx.instance_id;
+    artifacts_ = ctx.artifacts;
     std::weak_ptr<KbModule> weak = weak_from_this();
     CurrentIndex current = [weak]() -> std::shared_ptr<const Index> {
       auto self = weak.lock();
@@ -158,7 +197,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     add_tools(*server, current);
     if (Status st = mcp::install_endpoint(ctx.router, "/mcp", server, ctx.workers); !st.ok()) return st;
     installed_ = true;
-    if (coordinator_ && s_.watch_interval.count() > 0)
+    if (artifacts_ && !s_.corpus_dir.empty() && s_.watch_interval.count() > 0)
       watcher_ = std::jthread([this](std::stop_token stop) { watch(stop); });
     return Status::Ok();
   }
@@ -195,7 +234,13 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     // `old` is released here, outside the lock (queries may still hold it).
   }
 
-  Result<std::string> index_corpus(WorkerPool* workers, std::stop_token stop, size_t helpers) {
+  Result<std::shared_ptr<Index>> open_index(ByteSource& artifact) {
+    OpenOptions o;
+    o.pool_size = s_.pool_size;
+    return Index::open(artifact, o);
+  }
+
+  Result<ChunkedBytes> index_corpus(WorkerPool* workers, std::stop_token stop, size_t helpers, uint64_t budget) {
     BuildOptions o;
     o.chunk_size = s_.chunk_size;
     o.workers = workers;
@@ -206,14 +251,16 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       spdlog::info("kb: indexing {}% ({}/{} files, {} of {}), ETA {}s", p.percent(), p.files_done, p.files_total,
                    format_bytes(p.bytes_done), format_bytes(p.bytes_total), (p.eta().count() + 999) / 1000);
     };
+    o.memory_budget = budget;
     BuildStats stats;
-    auto artifact = build_artifact(s_.corpus_dir, o, &stats);
+    auto artifact = build_artifact_chunked(s_.corpus_dir, o, &stats);
     if (!artifact.ok()) return artifact.status();
     double seconds = static_cast<double>((stats.index_time + stats.compress_time).count()) / 1000.0;
     spdlog::info(
-        "kb: indexed {} documents ({} chunks) from {} in {:.2f}s ({:.1f} MB/s); database {}, artifact {} (zstd)",
+        "kb: indexed {} documents ({} chunks) from {} in {:.2f}s ({:.1f} MB/s{}); database {}, artifact {} (zstd)",
         stats.documents, stats.chunks, s_.corpus_dir, seconds,
-        seconds > 0 ? static_cast<double>(stats.source_bytes) / 1e6 / seconds : 0.0, mib(stats.database_bytes),
+        seconds > 0 ? static_cast<double>(stats.source_bytes) / 1e6 / seconds : 0.0,
+        stats.on_disk ? ", on disk within a budget of " + mib(budget) : std::string(), mib(stats.database_bytes),
         mib(stats.artifact_bytes));
     return artifact;
   }
@@ -288,91 +335,31 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     server.add_tool(std::move(get));
   }
 
-  // kb-refresh: re-index once for the fleet when the corpus changed.
+  // kb-refresh (once per period across the fleet) and the watcher (every
+  // instance, every KB_WATCH_INTERVAL) ask the same thing: the artifact of the
+  // corpus as it is now. The runtime does nothing when the inputs did not
+  // change; otherwise one instance builds it for the fleet and the others load
+  // it, each swapping through load().
   Status refresh(std::stop_token stop) {
-    auto index = current();
-    if (!index) return Status::Ok();  // not loaded (yet): start-up builds
-    auto files = scan_corpus(s_.corpus_dir);
-    if (!files.ok()) return files.status();
-    std::string fingerprint = corpus_fingerprint(*files);
-    if (fingerprint == index->info().fingerprint) return Status::Ok();
-    // Another instance may have re-indexed this corpus already (our watcher has
-    // not swapped yet): then there is nothing to do for the fleet.
-    if (coordinator_) {
-      auto doc = coordinator_->get_json(kCurrentKey);
-      if (doc.ok() && *doc && (*doc)->is_object()) {
-        const json::value* fp = (*doc)->as_object().if_contains("fingerprint");
-        if (fp && fp->is_string() && fp->as_string() == fingerprint) return Status::Ok();
-      }
-    }
-    spdlog::info("kb-refresh: the corpus changed ({} -> {}); re-indexing", index->info().fingerprint, fingerprint);
-    // Half the pool at most, so queries keep workers while the refresh parses.
-    size_t helpers = workers_ ? std::max<size_t>(1, workers_->size() / 2) : 0;
-    std::string artifact;
-    auto publish = [&](const coord::Lease* lease) -> Status {
-      auto built = index_corpus(workers_, stop, helpers);
-      if (!built.ok()) return built.status();
-      artifact = std::move(*built);
-      if (!lease) return Status::Ok();
-      const coord::FleetTaskSpec& t = coord::kMcpKbInit;
-      std::string wrapped = startup::wrap_artifact(instance_id_, artifact);
-      if (Status st = coordinator_->publish_artifact(*lease, std::string(t.lock_key), wrapped, version(), t.done_ttl);
-          !st.ok())
-        return st;
-      return Status::Ok();
-    };
-    Status st;
-    if (coordinator_) {
-      const coord::FleetTaskSpec& t = coord::kMcpKbInit;
-      st = coordinator_->with_lock(std::string(t.lock_key), t.lock_ttl,
-                                   [&](const coord::Lease& lease, const coord::CancelSignal&) { return publish(&lease); });
-    } else {
-      st = publish(nullptr);
-    }
-    if (!st.ok()) return st;
-    auto next = Index::open(artifact, s_.pool_size);
-    if (!next.ok()) return next.status();
-    std::string now_fp = (*next)->info().fingerprint;
-    swap(*next);
-    if (coordinator_) {
-      json::object current_doc{{"fingerprint", now_fp}, {"built_by", instance_id_}, {"version", version()}};
-      if (Status s = coordinator_->set_json(kCurrentKey, current_doc, milliseconds(0)); !s.ok())
-        spdlog::warn("kb-refresh: could not record the new index at {}: {}", kCurrentKey, s.message());
-    }
-    spdlog::info("kb-refresh: published and swapped to the index of corpus {}", now_fp);
+    if (!artifacts_ || !current()) return Status::Ok();  // not loaded (yet): start-up builds
+    auto changed = artifacts_->refresh(stop);
+    if (!changed.ok()) return changed.status();
     return Status::Ok();
   }
 
-  // Every instance: follow the fleet's newest index.
   void watch(std::stop_token stop) {
-    std::string last_bad;
     while (!stop.stop_requested()) {
       {
         std::unique_lock lock(watch_mu_);
         watch_cv_.wait_for(lock, stop, s_.watch_interval, [] { return false; });
       }
       if (stop.stop_requested()) return;
-      auto doc = coordinator_->get_json(kCurrentKey);
-      if (!doc.ok() || !*doc || !(*doc)->is_object()) continue;
-      const json::value* fp = (*doc)->as_object().if_contains("fingerprint");
-      const json::value* ver = (*doc)->as_object().if_contains("version");
-      if (!fp || !fp->is_string() || (ver && ver->is_string() && ver->as_string() != version())) continue;
-      std::string wanted(fp->as_string());
-      auto index = current();
-      if (!index || wanted == index->info().fingerprint || wanted == last_bad) continue;
-      auto read = coordinator_->read_artifact(std::string(coord::kMcpKbInit.lock_key), version());
-      if (!read.ok() || read->state != coord::ArtifactState::kOk) continue;
-      startup::Unwrapped u = startup::unwrap_artifact(read->bytes);
-      auto next = Index::open(u.bytes, s_.pool_size);
-      if (!next.ok()) {
-        spdlog::warn("kb: the fleet's new index does not open: {}", next.status().message());
-        last_bad = wanted;
-        continue;
+      try {
+        if (Status st = refresh(stop); !st.ok())
+          spdlog::warn("kb: could not follow the corpus's change: {}", st.to_string());
+      } catch (const std::exception& e) {
+        spdlog::error("kb: the watcher caught: {}", e.what());
       }
-      if ((*next)->info().fingerprint != wanted) continue;  // published slot not updated yet
-      swap(*next);
-      spdlog::info("kb: swapped to the fleet's index of corpus {} (built by {})", wanted,
-                   u.builder.empty() ? "?" : std::string(u.builder));
     }
   }
 
@@ -381,9 +368,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
   std::shared_ptr<const Index> index_;  // guarded by mu_
   std::mutex wiring_mu_;
   bool installed_ = false;  // guarded by wiring_mu_
-  coord::Coordinator* coordinator_ = nullptr;
-  WorkerPool* workers_ = nullptr;
-  std::string instance_id_;
+  startup::ArtifactChannel* artifacts_ = nullptr;  // set once, before the watcher starts
   std::mutex watch_mu_;
   std::condition_variable_any watch_cv_;
   std::jthread watcher_;

@@ -12,11 +12,12 @@
 // load(): opens the artifact (decompress + deserialize, no indexing) and installs
 // the handlers; later loads swap the index under queries in flight.
 //
-// kb-refresh (run by the scheduler once per period across the fleet): when the
-// corpus fingerprint differs from the index's, re-indexes, publishes the new
-// artifact under the fleet lock (so restarts load it too), records the new
-// fingerprint at "kb:current", and swaps. Every instance watches "kb:current"
-// every KB_WATCH_INTERVAL and swaps to the published artifact when it changes.
+// Its input fingerprint is the corpus fingerprint (paths, sizes, mtimes), the
+// chunk size and the index format: the fleet keys carry it, so a changed corpus
+// is a different artifact. kb-refresh (once per period across the fleet) and a
+// watcher on every instance (every KB_WATCH_INTERVAL) ask the runtime's artifact
+// channel for the artifact of the corpus as it is now: one instance builds it,
+// the others load it, and each swaps.
 //
 // Thread-safe as the Module interface requires.
 #pragma once
@@ -39,8 +40,5 @@ using IndexListener = std::function<void(std::shared_ptr<const Index>)>;
 // enabled, a missing corpus and artifact is one too.
 Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
                                                         IndexListener on_index = {});
-
-// The fleet key holding the fingerprint of the newest published index.
-inline constexpr const char* kCurrentKey = "kb:current";
 
 }  // namespace memgate::kb

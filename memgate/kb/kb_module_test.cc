@@ -10,7 +10,10 @@
 #include <fstream>
 #include <map>
 
+#include "memgate/base/clock.h"
 #include "memgate/base/worker_pool.h"
+#include "memgate/memory/memory_probe.h"
+#include "memgate/startup/loader.h"
 #include "memgate/http/server.h"
 #include "memgate/http/test_client.h"
 
@@ -115,7 +118,8 @@ class KbModuleServing : public ::testing::Test {
     ASSERT_TRUE(server_->start().ok());
   }
   void TearDown() override {
-    if (module_) module_->stop();
+    if (loader_) loader_->stop();
+    else if (module_) module_->stop();
     server_->stop(std::chrono::milliseconds(0));
     workers_.join();
     fs::remove_all(dir_);
@@ -126,11 +130,32 @@ class KbModuleServing : public ::testing::Test {
     auto m = make_kb_module(config_, env_of(env));
     ASSERT_TRUE(m.ok()) << m.status().to_string();
     module_ = *m;
-    startup::ModuleContext ctx{config_, server_->router(), workers_, {}, nullptr, "test"};
+    startup::ModuleContext ctx{config_, server_->router(), workers_, {}, 0, nullptr, "test"};
     auto artifact = module_->build(ctx);
     ASSERT_TRUE(artifact.ok()) << artifact.status().to_string();
-    artifact_ = *artifact;
-    ASSERT_TRUE(module_->load(*artifact, ctx).ok());
+    artifact_ = artifact->flatten();
+    auto source = take_source(std::move(*artifact));
+    ASSERT_TRUE(module_->load(*source, ctx).ok());
+  }
+  // The module under the real loader (a local fleet: builds here), so refreshes
+  // go through the runtime's artifact channel as in the server.
+  void bring_up_in_loader() {
+    config_.enable_kb_service = true;
+    auto m = make_kb_module(config_, env_of({{"KB_CORPUS_DIR", dir_.string()}, {"KB_WATCH_INTERVAL", "0s"}}));
+    ASSERT_TRUE(m.ok()) << m.status().to_string();
+    module_ = *m;
+    startup::LoaderOptions o;
+    o.stage_delay = std::chrono::milliseconds(0);
+    o.instance_id = "test";
+    o.env = [](const std::string& name) -> std::optional<std::string> {
+      if (name == "ENABLE_KB_SERVICE") return std::string("true");
+      return std::nullopt;
+    };
+    loader_ = std::make_unique<startup::StagedLoader>(startup::ModuleList{module_}, o, config_, server_->router(),
+                                                      workers_, probe_, clock_, fleet_);
+    loader_->start();
+    ASSERT_TRUE(loader_->wait_finished(std::chrono::seconds(30)));
+    ASSERT_TRUE(loader_->ready());
   }
   http::testing::ClientResponse get(const std::string& path, const std::string& headers = "") {
     http::testing::TestConnection c(server_->port());
@@ -154,6 +179,10 @@ class KbModuleServing : public ::testing::Test {
   std::unique_ptr<http::Server> server_;
   std::shared_ptr<startup::Module> module_;
   std::string artifact_;
+  memory::SystemMemoryProbe probe_;
+  SteadyClock clock_;
+  startup::LocalFleetRunner fleet_;
+  std::unique_ptr<startup::StagedLoader> loader_;
 };
 
 TEST_F(KbModuleServing, BuildThenLoadServesRestAndMcp) {
@@ -182,10 +211,10 @@ TEST_F(KbModuleServing, AnArtifactFileIsLoadedInsteadOfIndexing) {
   config_.enable_kb_service = true;
   auto m = make_kb_module(config_, env_of({{"KB_ARTIFACT_FILE", file.string()}}));
   ASSERT_TRUE(m.ok()) << m.status().to_string();
-  startup::ModuleContext ctx{config_, server_->router(), workers_, {}, nullptr, "test"};
+  startup::ModuleContext ctx{config_, server_->router(), workers_, {}, 0, nullptr, "test"};
   auto bytes = (*m)->build(ctx);
   ASSERT_TRUE(bytes.ok());
-  EXPECT_EQ(*bytes, artifact_);
+  EXPECT_EQ(bytes->flatten(), artifact_);
   { std::ofstream(file, std::ios::binary) << "garbage"; }
   auto bad = (*m)->build(ctx);
   ASSERT_FALSE(bad.ok());
@@ -193,7 +222,7 @@ TEST_F(KbModuleServing, AnArtifactFileIsLoadedInsteadOfIndexing) {
 }
 
 TEST_F(KbModuleServing, ARefreshNoticesAChangedCorpusAndSwapsTheIndex) {
-  bring_up({});
+  bring_up_in_loader();
   auto jobs = module_->jobs();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(json::parse(get("/api/kb/search?q=quasar").body).at("count"), 0);
@@ -203,6 +232,35 @@ TEST_F(KbModuleServing, ARefreshNoticesAChangedCorpusAndSwapsTheIndex) {
   auto r = get("/api/kb/search?q=quasar");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(json::parse(r.body).at("hits").as_array()[0].at("path"), "new.md");
+  auto report = loader_->modules()[0];
+  EXPECT_EQ(report.refreshes, 1);
+  EXPECT_EQ(report.state, startup::ModuleState::kReady);
+}
+
+TEST_F(KbModuleServing, ItsInputsChangeWithTheCorpusAndTheChunkSizeAndNothingElse) {
+  config_.enable_kb_service = true;
+  auto a = make_kb_module(config_, env_of({{"KB_CORPUS_DIR", dir_.string()}}));
+  auto same = make_kb_module(config_, env_of({{"KB_CORPUS_DIR", dir_.string()}, {"KB_QUERY_CONNECTIONS", "3"}}));
+  auto chunked = make_kb_module(config_, env_of({{"KB_CORPUS_DIR", dir_.string()}, {"KB_CHUNK_SIZE", "800"}}));
+  ASSERT_TRUE(a.ok() && same.ok() && chunked.ok());
+  std::string before = (*a)->input_fingerprint();
+  EXPECT_EQ(before, (*same)->input_fingerprint());
+  EXPECT_NE(before, (*chunked)->input_fingerprint());
+  { std::ofstream(dir_ / "new.md") << "# New\n\nnew text\n"; }
+  EXPECT_NE(before, (*a)->input_fingerprint());
+}
+
+TEST_F(KbModuleServing, ItsPeakEstimateGrowsWithTheCorpusAndCanBuildWithinABudget) {
+  config_.enable_kb_service = true;
+  auto m = make_kb_module(config_, env_of({{"KB_CORPUS_DIR", dir_.string()}}));
+  ASSERT_TRUE(m.ok());
+  startup::PeakEstimate small = (*m)->estimate_peaks();
+  { std::ofstream(dir_ / "big.md") << std::string(4 << 20, 'a') << " word\n"; }
+  startup::PeakEstimate big = (*m)->estimate_peaks();
+  EXPECT_GT(big.build, small.build);
+  EXPECT_GT(big.load, small.load);
+  EXPECT_GT(big.min_build_budget, 0u);
+  EXPECT_LT(big.min_build_budget, big.build);
 }
 
 }  // namespace

@@ -93,6 +93,19 @@ std::optional<fs::path> first_with(const std::vector<fs::path>& candidates, cons
   return std::nullopt;
 }
 
+// The value of `key` in a memory.stat text ("key value" lines).
+std::optional<uint64_t> stat_value(std::string_view stat, std::string_view key) {
+  for (size_t at = 0; at < stat.size();) {
+    size_t eol = stat.find('\n', at);
+    std::string_view line = stat.substr(at, eol == std::string_view::npos ? std::string_view::npos : eol - at);
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ')
+      return parse_u64(line.substr(key.size() + 1));
+    if (eol == std::string_view::npos) break;
+    at = eol + 1;
+  }
+  return std::nullopt;
+}
+
 std::optional<CgroupStats> read_v2(const fs::path& root, const std::string& cgroup_path) {
   fs::path unified = root / "unified";
   std::vector<fs::path> candidates = {under(root, cgroup_path), under(unified, cgroup_path), root};
@@ -105,6 +118,8 @@ std::optional<CgroupStats> read_v2(const fs::path& root, const std::string& cgro
   s.path = dir->string();
   s.usage = read_u64(*dir / "memory.current");
   s.peak = read_u64(*dir / "memory.peak");
+  if (std::optional<std::string> stat = read_text_file((*dir / "memory.stat").string()))
+    s.inactive_file = stat_value(*stat, "inactive_file");
   // A limit set on an ancestor (a systemd slice, the pod) binds this cgroup too:
   // take the smallest "memory.max" from here up to the mount's root. "max" does
   // not parse as a number and so counts as no limit.
@@ -132,14 +147,9 @@ std::optional<CgroupStats> read_v1(const fs::path& root, const std::string& cgro
   std::optional<uint64_t> limit = read_u64(*dir / "memory.limit_in_bytes");
   // memory.stat's hierarchical_memory_limit already folds in the ancestors' limits.
   if (std::optional<std::string> stat = read_text_file((*dir / "memory.stat").string())) {
-    constexpr std::string_view kKey = "hierarchical_memory_limit ";
-    size_t at = stat->find(kKey);
-    if (at != std::string::npos && (at == 0 || (*stat)[at - 1] == '\n')) {
-      size_t eol = stat->find('\n', at);
-      std::string_view value = std::string_view(*stat).substr(
-          at + kKey.size(), eol == std::string::npos ? std::string::npos : eol - at - kKey.size());
-      if (std::optional<uint64_t> h = parse_u64(value)) limit = limit ? std::min(*limit, *h) : *h;
-    }
+    if (std::optional<uint64_t> h = stat_value(*stat, "hierarchical_memory_limit"))
+      limit = limit ? std::min(*limit, *h) : *h;
+    s.inactive_file = stat_value(*stat, "total_inactive_file");
   }
   if (limit && *limit < kV1Unlimited) s.limit = limit;
   return s;

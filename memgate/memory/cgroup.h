@@ -18,6 +18,9 @@ struct CgroupStats {
   std::optional<uint64_t> limit;   // bytes; empty when unlimited ("max", v1's huge value)
   std::optional<uint64_t> usage;   // bytes charged to the cgroup now
   std::optional<uint64_t> peak;    // bytes, highest usage seen (v2 memory.peak needs Linux 5.19)
+  // Page cache the kernel reclaims first under the limit (memory.stat
+  // inactive_file, v1 total_inactive_file): usage minus this is the working set.
+  std::optional<uint64_t> inactive_file;
   std::string path;                // the directory read, e.g. /sys/fs/cgroup/system.slice/x
 };
 

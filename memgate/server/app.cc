@@ -56,10 +56,21 @@ namespace {
 class DeferredFleetRunner final : public startup::FleetRunner {
  public:
   void set(startup::FleetRunner* runner) { runner_.store(runner); }
-  Result<startup::FleetOutcome> run(const startup::FleetSpec& spec, const startup::FleetCallbacks& cb) override {
+  Result<startup::FleetOutcome> run(const startup::FleetKey& key, const startup::FleetCallbacks& cb) override {
     startup::FleetRunner* r = runner_.load();
     if (!r) return Unavailable("coordination is not up yet");
-    return r->run(spec, cb);
+    return r->run(key, cb);
+  }
+  startup::FleetView view(const startup::FleetKey& key) override {
+    startup::FleetRunner* r = runner_.load();
+    return r ? r->view(key) : startup::FleetView{};
+  }
+  void record_peak(const startup::FleetKey& key, bool build, uint64_t bytes) override {
+    if (startup::FleetRunner* r = runner_.load()) r->record_peak(key, build, bytes);
+  }
+  bool has_peers() const override {
+    startup::FleetRunner* r = runner_.load();
+    return r && r->has_peers();
   }
 
  private:
@@ -85,7 +96,25 @@ startup::LoaderOptions base_loader_options(const Config& config, const EnvLookup
     return env(name);
   };
   o.eager = config.startup_eager;
+  o.budgeted = config.startup_budgeted;
+  o.startup_budget = config.startup_memory_budget;
+  o.memory_margin = config.memory_margin;
+  o.peer_wait = config.fleet_peer_wait;
   return o;
+}
+
+coord::CoordinatorOptions coordinator_options(const Config& config) {
+  coord::CoordinatorOptions co;
+  co.redis_url = config.redis_url;
+  co.tls_ca = config.redis_tls_ca;
+  co.tls_insecure = config.redis_tls_insecure;
+  co.connect_timeout = config.redis_connect_timeout;
+  co.command_timeout = config.redis_command_timeout;
+  co.chunk_size = config.artifact_chunk_size;
+  co.max_artifact_bytes = config.artifact_max_size;
+  co.local_dir = config.coord_local_dir;
+  co.instance_id = config.instance_id;
+  return co;
 }
 
 // Per-route allocation accounting around every handler call.
@@ -431,15 +460,7 @@ struct App::Impl {
     spdlog::info("try: curl http://{}:{}/readyz ; curl http://{}:{}/metrics", config.host, public_server->port(),
                  config.admin_host, admin_server->port());
 
-    coord::CoordinatorOptions co;
-    co.redis_url = config.redis_url;
-    co.tls_ca = config.redis_tls_ca;
-    co.tls_insecure = config.redis_tls_insecure;
-    co.connect_timeout = config.redis_connect_timeout;
-    co.command_timeout = config.redis_command_timeout;
-    co.chunk_size = config.artifact_chunk_size;
-    co.local_dir = config.coord_local_dir;
-    co.instance_id = config.instance_id;
+    coord::CoordinatorOptions co = coordinator_options(config);
     if (config.redis_tls_insecure) spdlog::warn("REDIS_TLS_INSECURE=true: the Redis server's certificate is not checked");
     auto created = coord::Coordinator::create(co);
     if (!created.ok()) {
@@ -454,7 +475,6 @@ struct App::Impl {
     fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
     fleet_holder->set(fleet.get());
     spdlog::info("coordination: {}", coordinator->backend());
-    loader->set_coordinator(coordinator.get());
     loader->start();
     metrics->add_loader(*loader);
 
@@ -588,10 +608,27 @@ Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
   http::Router router;
   WorkerPool workers(1);
   memory::SystemMemoryProbe probe;
-  startup::LocalFleetRunner fleet;
-  startup::StagedLoader loader(*modules, base_loader_options(config, env), config, router, workers, probe, SteadyClock::instance(), fleet);
-  std::string text = "memgate start-up plan (" + std::string(config.startup_eager ? "eager" : "staged") +
-                     ", coordination: " + (config.redis_url.empty() ? "local" : redact_url(config.redis_url)) + ")\n";
+  // The plan reads the fleet (published artifacts, measured peaks) when Redis
+  // answers; it never waits in the background for it.
+  startup::LocalFleetRunner local;
+  coord::CoordinatorOptions co = coordinator_options(config);
+  co.background_switch = false;
+  co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
+  std::unique_ptr<coord::Coordinator> coordinator;
+  std::unique_ptr<CoordFleetRunner> fleet;
+  if (auto created = coord::Coordinator::create(co); created.ok()) {
+    coordinator = std::move(*created);
+    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
+  }
+  startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
+  startup::LoaderOptions lo = base_loader_options(config, env);
+  uint64_t container_limit = probe.sample().cgroup.limit.value_or(0);
+  lo.memory_limit = config.memory_limit.resolve(container_limit);
+  if (lo.memory_limit == 0) lo.memory_limit = 4096ull << 20;
+  startup::StagedLoader loader(*modules, lo, config, router, workers, probe, SteadyClock::instance(), runner);
+  std::string text = "memgate start-up plan (coordination: " +
+                     std::string(config.redis_url.empty() ? "local" : redact_url(config.redis_url)) +
+                     (coordinator ? std::string(", using ") + std::string(coordinator->backend()) : "") + ")\n";
   text += loader.plan_text();
   text += "scheduler: " + std::string(config.enable_scheduled_jobs ? "on" : "off (ENABLE_SCHEDULED_JOBS=false)") +
           ", starts under " + config.scheduler_heap_gate.to_string() + " of heap\n";

@@ -2,23 +2,37 @@
 
 namespace memgate::server {
 
-Result<startup::FleetOutcome> CoordFleetRunner::run(const startup::FleetSpec& spec,
-                                                    const startup::FleetCallbacks& cb) {
+Result<startup::FleetOutcome> CoordFleetRunner::run(const startup::FleetKey& key, const startup::FleetCallbacks& cb) {
   coord::FleetOnceOptions options;
-  options.artifact_version = spec.version;
+  options.artifact_version = key.spec.version;
   options.wait_bound = wait_bound_;
-  // coord's build must leave this instance ready, so it loads what it built. A
-  // lost lease is caught by the fenced publish; the build itself is not
+  auto info_of = [](const coord::ArtifactMeta& meta) {
+    startup::ArtifactInfo info;
+    info.builder = meta.builder;
+    info.size = meta.size;
+    info.build_peak = meta.build_peak;
+    return info;
+  };
+  coord::FleetStep step;
+  step.peer_wait = cb.peer_wait;
+  step.on_state = cb.on_state;
+  if (cb.may_build) step.may_build = cb.may_build;
+  if (cb.may_load)
+    step.may_load = [&](const coord::ArtifactMeta& meta) { return cb.may_load(info_of(meta)); };
+  // A lost lease is caught by the fenced publish; the build itself is not
   // interrupted (modules stop early only at shutdown).
-  auto build = [&](const coord::CancelSignal&) -> Result<std::string> {
-    Result<std::string> artifact = cb.build();
-    if (!artifact.ok()) return artifact.status();
-    if (Status s = cb.load(*artifact); !s.ok()) return s;
+  step.build = [&](const coord::CancelSignal&, coord::PublishInfo* info) -> Result<ChunkedBytes> {
+    uint64_t peak = 0;
+    Result<ChunkedBytes> artifact = cb.build(&peak);
+    info->inputs = key.inputs;
+    info->build_peak = peak;
     return artifact;
   };
-  auto load = [&](std::string_view artifact) -> Status { return cb.load(artifact); };
-  Result<coord::FleetOutcome> r = coordinator_.fleet_once(spec.lock_key, spec.lock_ttl, spec.done_ttl, build, load,
-                                                          options);
+  step.load = [&](ByteSource& bytes, const coord::ArtifactMeta& meta, bool fresh) -> Status {
+    return cb.load(bytes, info_of(meta), fresh);
+  };
+  Result<coord::FleetOutcome> r =
+      coordinator_.fleet_once(key.name(), key.spec.lock_ttl, key.spec.done_ttl, step, options);
   if (!r.ok()) return r.status();
   switch (*r) {
     case coord::FleetOutcome::kBuilt: return startup::FleetOutcome::kBuilt;
@@ -30,6 +44,34 @@ Result<startup::FleetOutcome> CoordFleetRunner::run(const startup::FleetSpec& sp
   }
   return Internal("fleet_once reported a failure without an error");
 }
+
+startup::FleetView CoordFleetRunner::view(const startup::FleetKey& key) {
+  startup::FleetView v;
+  auto meta = coordinator_.read_meta(key.name(), key.spec.version);
+  if (!meta.ok()) {
+    v.reachable = false;
+    return v;
+  }
+  if (meta->state == coord::ArtifactState::kOk) {
+    v.published = true;
+    v.artifact.builder = meta->meta.builder;
+    v.artifact.size = meta->meta.size;
+    v.artifact.build_peak = meta->meta.build_peak;
+  }
+  coord::FleetPeaks peaks = coordinator_.fleet_peaks(key.name());
+  v.measured_build = peaks.build;
+  v.measured_load = peaks.load;
+  v.build_samples = peaks.build_samples;
+  v.load_samples = peaks.load_samples;
+  return v;
+}
+
+void CoordFleetRunner::record_peak(const startup::FleetKey& key, bool build, uint64_t bytes) {
+  if (bytes == 0) return;
+  coordinator_.record_peak(key.name(), build, bytes, key.spec.done_ttl);
+}
+
+bool CoordFleetRunner::has_peers() const { return coordinator_.backend() == "redis"; }
 
 Result<bool> CoordJobClaimer::claim(const std::string& job, int64_t period_index, std::chrono::milliseconds ttl) {
   std::string key = "job:" + job + ":" + std::to_string(period_index);

@@ -19,7 +19,13 @@ class CoordFleetRunner final : public startup::FleetRunner {
   // wait_bound: how long a waiter waits for another instance's build in all.
   CoordFleetRunner(coord::Coordinator& coordinator, std::chrono::milliseconds wait_bound)
       : coordinator_(coordinator), wait_bound_(wait_bound) {}
-  Result<startup::FleetOutcome> run(const startup::FleetSpec& spec, const startup::FleetCallbacks& cb) override;
+  Result<startup::FleetOutcome> run(const startup::FleetKey& key, const startup::FleetCallbacks& cb) override;
+  // The published meta and the peaks at "<name>:peaks"; unreachable when Redis
+  // does not answer.
+  startup::FleetView view(const startup::FleetKey& key) override;
+  void record_peak(const startup::FleetKey& key, bool build, uint64_t bytes) override;
+  // On Redis other instances publish; on local coordination only this host's.
+  bool has_peers() const override;
 
  private:
   coord::Coordinator& coordinator_;

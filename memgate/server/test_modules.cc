@@ -23,8 +23,13 @@ class HeavyTestModule final : public startup::Module {
     return startup::FleetSpec{key, std::chrono::seconds(5), key + ":done", std::chrono::minutes(1), "1"};
   }
   std::vector<startup::RouteDecl> routes() const override { return {{http::Method::kGet, "/api/" + name()}}; }
+  std::string input_fingerprint() const override {
+    return "build=" + std::to_string(build_bytes_) + " keep=" + std::to_string(keep_bytes_);
+  }
+  // The scratch table plus what it keeps; a load holds what it keeps.
+  startup::PeakEstimate estimate_peaks() const override { return {build_bytes_ + keep_bytes_, keep_bytes_, 0}; }
 
-  Result<std::string> build(startup::ModuleContext& ctx) override {
+  Result<ChunkedBytes> build(startup::ModuleContext& ctx) override {
     std::unique_ptr<char[]> scratch(new char[build_bytes_]);
     // Touch every page so the scratch table is resident, as a real build's would be.
     for (uint64_t i = 0; i < build_bytes_; i += 4096) scratch[i] = static_cast<char>(i >> 12);
@@ -34,18 +39,29 @@ class HeavyTestModule final : public startup::Module {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // simulated slow work
     }
     // Keep a slice of the table (repeated if the slice is larger than the table).
-    std::string kept;
-    kept.reserve(keep_bytes_);
-    while (kept.size() < keep_bytes_)
-      kept.append(scratch.get(), std::min<uint64_t>(build_bytes_, keep_bytes_ - kept.size()));
+    ChunkedBytes kept;
+    while (kept.size() < keep_bytes_) {
+      uint64_t n = std::min<uint64_t>({build_bytes_, keep_bytes_ - kept.size(), ChunkedBytes::kDefaultPiece});
+      kept.append(std::string(scratch.get(), n));
+    }
     return kept;
   }
 
-  Status load(std::string_view artifact, startup::ModuleContext& ctx) override {
+  // Streams the pieces into the kept table: the load holds one piece at a time.
+  Status load(ByteSource& artifact, startup::ModuleContext& ctx) override {
     if (artifact.size() != keep_bytes_) return InvalidArgument("artifact has the wrong size");
+    std::vector<char> next;
+    next.reserve(keep_bytes_);
+    for (;;) {
+      auto piece = artifact.next();
+      if (!piece.ok()) return piece.status();
+      if (piece->empty()) break;
+      if (next.size() + piece->size() > keep_bytes_) return InvalidArgument("artifact is longer than it says");
+      next.insert(next.end(), piece->begin(), piece->end());
+    }
     {
       std::lock_guard lock(mu_);
-      kept_.assign(artifact.begin(), artifact.end());
+      kept_ = std::move(next);
     }
     std::string body = "{\"module\":\"" + name() + "\",\"kept_bytes\":" + std::to_string(keep_bytes_) + "}";
     (void)ctx.router.add(http::Method::kGet, "/api/" + name(),
@@ -86,8 +102,8 @@ class TickJobModule final : public startup::Module {
                return n == static_cast<ssize_t>(line.size()) ? Status::Ok() : Unavailable("short write");
              }}};
   }
-  Result<std::string> build(startup::ModuleContext&) override { return std::string(); }
-  Status load(std::string_view, startup::ModuleContext&) override { return Status::Ok(); }
+  Result<ChunkedBytes> build(startup::ModuleContext&) override { return ChunkedBytes(); }
+  Status load(ByteSource&, startup::ModuleContext&) override { return Status::Ok(); }
 
  private:
   std::string log_path_;

@@ -1,15 +1,22 @@
 // FleetRunner: how the loader shares a module's heavy build across the fleet.
 //
-// The loader only needs "build here, or load what another instance built"; the
-// coordination layer (coord/fleet_once over Redis, or its local fallback) does
-// the locking. Keeping this as an interface lets startup/ stay free of Redis and
-// lets its tests run without one (LocalFleetRunner builds every time).
+// The loader only needs "build here, or load what another instance built", with
+// its own memory decisions asked at the right moments; the coordination layer
+// (coord/fleet_once over Redis, or its local fallback) does the locking. Keeping
+// this as an interface lets startup/ stay free of Redis and lets its tests run
+// without one (LocalFleetRunner builds every time).
+//
+// Every artifact is addressed by a FleetKey: the module's base names plus the
+// fingerprint of its inputs, so instances with different inputs never share one.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 
+#include "memgate/base/chunked_bytes.h"
 #include "memgate/base/status.h"
 #include "memgate/startup/module.h"
 
@@ -18,41 +25,78 @@ namespace memgate::startup {
 enum class FleetOutcome {
   kBuilt,               // this instance held the lock and built
   kLoaded,              // the done flag and artifact were there: loaded
-  kWaited,              // another instance was building: waited for it, then loaded
+  kWaited,              // another instance was building (or was waited for): waited, then loaded
   kTookOver,            // the builder's lease expired: this instance built instead
   kRebuiltBadArtifact,  // the artifact was missing a chunk or failed its checksum: rebuilt
   kLocal,               // no fleet coordination: built here
 };
 std::string_view fleet_outcome_name(FleetOutcome outcome);
 
+// One artifact of one module: the spec's base names and TTLs, and its inputs.
+struct FleetKey {
+  FleetSpec spec;
+  std::string fingerprint;  // digest of version + the module's input_fingerprint(), 16 hex digits
+  std::string inputs;       // the module's input_fingerprint() text, shortened for people
+  // "init:mcp-kb@<fingerprint>": the name every coordination key of it starts with.
+  std::string name() const { return spec.lock_key + "@" + fingerprint; }
+};
+// The key for `spec` and a module's input fingerprint text.
+FleetKey make_fleet_key(const FleetSpec& spec, std::string_view inputs);
+
+// What is known of an artifact before it is touched.
+struct ArtifactInfo {
+  std::string builder;     // the instance that built it ("" unknown)
+  uint64_t size = 0;       // bytes of the artifact
+  uint64_t build_peak = 0; // what its build measured (0 unknown)
+};
+
+// What the fleet knows of one key: whether an artifact is published, and the
+// largest of the peaks recently measured by builds and loads of it.
+struct FleetView {
+  bool reachable = true;   // false: the coordination backend did not answer
+  bool published = false;
+  ArtifactInfo artifact;
+  uint64_t measured_build = 0;
+  uint64_t measured_load = 0;
+  int build_samples = 0;
+  int load_samples = 0;
+};
+
 struct FleetCallbacks {
-  std::function<Result<std::string>()> build;            // produce the artifact
-  std::function<Status(std::string_view artifact)> load;  // become ready from it
-  std::function<void(std::string_view state)> on_state;  // "waiting_for_lock", "building", "loading_artifact"
+  // Produces the artifact; *measured_peak gets the build's measured peak.
+  std::function<Result<ChunkedBytes>(uint64_t* measured_peak)> build;
+  // Becomes ready from a stream. `fresh`: built here.
+  std::function<Status(ByteSource& bytes, const ArtifactInfo& info, bool fresh)> load;
+  // Before a published artifact is loaded: kResourceExhausted when it does not fit.
+  std::function<Status(const ArtifactInfo& info)> may_load;
+  // Before contending for the build: kUnavailable when a build does not fit
+  // here but a peer's artifact may come (the runner waits up to peer_wait, then
+  // ends with kResourceExhausted); any other error ends the step at once.
+  std::function<Status()> may_build;
+  std::chrono::milliseconds peer_wait{0};
+  // "waiting_for_lock", "waiting_for_peer", "building", "loading_artifact".
+  std::function<void(std::string_view state)> on_state;
 };
 
 class FleetRunner {
  public:
   virtual ~FleetRunner() = default;
-  // Runs build-or-load for one module. Errors: a failed build, a failed load of a
-  // fresh build, or coordination that could not be reached within the wait bound.
-  virtual Result<FleetOutcome> run(const FleetSpec& spec, const FleetCallbacks& callbacks) = 0;
+  // Runs build-or-load for one artifact. Errors: a failed build, a failed load
+  // of a fresh build, kResourceExhausted from may_load or may_build (after the
+  // peer wait), or coordination that could not be reached within the wait bound.
+  virtual Result<FleetOutcome> run(const FleetKey& key, const FleetCallbacks& callbacks) = 0;
+  // The fleet's view of `key` (no artifact, no measurements by default).
+  virtual FleetView view(const FleetKey&) { return {}; }
+  // Records a measured peak for `key` so other instances predict with it.
+  virtual void record_peak(const FleetKey&, bool /*build*/, uint64_t /*bytes*/) {}
+  // True when other instances may publish artifacts (waiting for one makes sense).
+  virtual bool has_peers() const { return false; }
 };
 
 // Builds, then loads, every time: what a single instance without coordination does.
 class LocalFleetRunner final : public FleetRunner {
  public:
-  Result<FleetOutcome> run(const FleetSpec& spec, const FleetCallbacks& callbacks) override;
+  Result<FleetOutcome> run(const FleetKey& key, const FleetCallbacks& callbacks) override;
 };
-
-// An artifact travels with the id of the instance that built it, so every
-// instance can say who did the work. wrap() adds it; unwrap() splits it off
-// (an artifact without the envelope is returned whole with an empty builder).
-std::string wrap_artifact(std::string_view builder, std::string_view bytes);
-struct Unwrapped {
-  std::string_view builder;
-  std::string_view bytes;
-};
-Unwrapped unwrap_artifact(std::string_view artifact);
 
 }  // namespace memgate::startup

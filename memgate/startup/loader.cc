@@ -3,6 +3,15 @@
 // starts from what is really live, and every step is measured where people can
 // see it (/startupz, the log table, the pending routes' bodies).
 //
+// Memory comes first. Before a module's fleet step the loader knows its input
+// fingerprint (which artifact it needs), its predicted build and load peaks (the
+// module's estimate or, when larger, what the fleet measured for that
+// fingerprint) and this instance's headroom; decision.h turns those into load,
+// build, build within a budget, wait for a peer, or skip, and that question is
+// asked again at the moment of each load and build, on a fresh sample. Every
+// build and load is measured (VmHWM, reset per step when no other step is being
+// measured, else read as an upper bound) and the figures go to the fleet.
+//
 // One thread drives the plan and only waits; the modules' work runs on the worker
 // pool so a batch of several modules builds in parallel. All waiting goes through
 // the injected Clock, so the inter-stage delay and the gate retries are driven by
@@ -34,6 +43,63 @@ struct StagedLoader::Entry {
   std::string flag_text;  // "ENABLE_KB_SERVICE=false"
   ModuleReport report;    // guarded by StagedLoader::mu_
   bool loaded = false;    // load() succeeded: stop() must be called
+  std::mutex step_mu;     // one fleet step of this module at a time (start-up, refreshes)
+  std::string serving;    // input fingerprint text of the artifact it serves; guarded by StagedLoader::mu_
+  std::unique_ptr<Channel> channel;
+};
+
+class StagedLoader::Channel final : public ArtifactChannel {
+ public:
+  Channel(StagedLoader& loader, Entry& entry) : loader_(loader), entry_(entry) {}
+  std::string serving() const override {
+    std::lock_guard lock(loader_.mu_);
+    return entry_.serving;
+  }
+  Result<bool> refresh(std::stop_token stop) override {
+    std::lock_guard step(entry_.step_mu);
+    if (!entry_.loaded) return FailedPrecondition("module " + entry_.report.name + " is not serving yet");
+    return loader_.fleet_step(entry_, stop, true);
+  }
+
+ private:
+  StagedLoader& loader_;
+  Entry& entry_;
+};
+
+// Measures one step's peak: RSS above the RSS at its start, from VmHWM.
+class StagedLoader::PeakMeter {
+ public:
+  explicit PeakMeter(StagedLoader& l) : l_(l) {
+    memory::MemorySample s = l_.probe_.sample();
+    std::lock_guard lock(l_.meter_mu_);
+    l_.stage_hwm_ = std::max(l_.stage_hwm_, s.process.peak_rss);
+    // Resetting while another step is measured would hide that step's peak.
+    if (l_.meters_active_ == 0 && l_.can_reset_hwm_ && l_.options_.reset_peak) {
+      l_.can_reset_hwm_ = reset_peak_rss();
+    }
+    ++l_.meters_active_;
+    rss_before_ = s.process.rss;
+  }
+  // The step's peak so far; ends the measurement on first call.
+  uint64_t finish() {
+    memory::MemorySample s = l_.probe_.sample();
+    std::lock_guard lock(l_.meter_mu_);
+    if (!done_) {
+      done_ = true;
+      --l_.meters_active_;
+    }
+    l_.stage_hwm_ = std::max(l_.stage_hwm_, s.process.peak_rss);
+    uint64_t top = std::max(s.process.peak_rss, s.process.rss);
+    return top > rss_before_ ? top - rss_before_ : 0;
+  }
+  ~PeakMeter() {
+    if (!done_) (void)finish();
+  }
+
+ private:
+  StagedLoader& l_;
+  uint64_t rss_before_ = 0;
+  bool done_ = false;
 };
 
 std::string_view module_state_name(ModuleState state) {
@@ -41,6 +107,7 @@ std::string_view module_state_name(ModuleState state) {
     case ModuleState::kPending: return "pending";
     case ModuleState::kGated: return "gated";
     case ModuleState::kWaitingForLock: return "waiting_for_lock";
+    case ModuleState::kWaitingForPeer: return "waiting_for_peer";
     case ModuleState::kBuilding: return "building";
     case ModuleState::kLoadingArtifact: return "loading_artifact";
     case ModuleState::kReady: return "ready";
@@ -88,6 +155,7 @@ StagedLoader::StagedLoader(ModuleList modules, LoaderOptions options, const Conf
     e->fleet = m->fleet();
     e->report.name = m->name();
     e->report.stage = m->stage();
+    e->channel = std::make_unique<Channel>(*this, *e);
     FlagSpec flag = m->flag();
     if (!flag.env.empty()) {
       bool on = flag.default_on;
@@ -174,7 +242,31 @@ bool StagedLoader::gate_allows(Entry& e, std::string* why) {
   return true;
 }
 
+FleetRunner& StagedLoader::runner_for(Entry& e) { return e.fleet ? fleet_ : local_fleet_; }
+
+FleetKey StagedLoader::key_for(Entry& e, const std::string& inputs) {
+  FleetSpec spec;
+  if (e.fleet) spec = *e.fleet;
+  else spec.lock_key = "local:" + e.report.name;
+  return make_fleet_key(spec, inputs);
+}
+
+uint64_t StagedLoader::limit_now() { return limit_base(probe_.sample(), options_.memory_limit); }
+
+// What the module may add while it runs, for admission under the start-up
+// budget: its predicted build (or load, when larger), from the estimate only so
+// no fleet read delays the plan.
+uint64_t StagedLoader::admission_peak(Entry& e) {
+  try {
+    PeakEstimate est = e.module->estimate_peaks();
+    return std::max(est.build, est.load);
+  } catch (...) {
+    return 0;
+  }
+}
+
 void StagedLoader::run_module(Entry& e, std::stop_token stop) {
+  std::lock_guard step(e.step_mu);
   std::string why;
   {
     std::lock_guard lock(mu_);
@@ -190,61 +282,175 @@ void StagedLoader::run_module(Entry& e, std::stop_token stop) {
     std::lock_guard lock(mu_);
     e.report.started_ms = since_start_ms();
   }
-  ModuleContext ctx{config_, router_, workers_, stop, coordinator_, options_.instance_id, metrics_};
-  std::string built_by;
-  uint64_t artifact_bytes = 0;
-  FleetCallbacks cb;
-  cb.build = [&]() -> Result<std::string> {
-    set_state(e, ModuleState::kBuilding);
-    Result<std::string> artifact = e.module->build(ctx);
-    if (!artifact.ok()) return artifact.status();
-    return wrap_artifact(options_.instance_id, *artifact);
-  };
-  cb.load = [&](std::string_view artifact) -> Status {
-    set_state(e, ModuleState::kLoadingArtifact);
-    Unwrapped u = unwrap_artifact(artifact);
-    built_by = std::string(u.builder);
-    artifact_bytes = u.bytes.size();
-    Status s = e.module->load(u.bytes, ctx);
-    if (s.ok()) e.loaded = true;
-    return s;
-  };
-  cb.on_state = [&](std::string_view state) {
-    if (state == "waiting_for_lock") set_state(e, ModuleState::kWaitingForLock);
-  };
-
-  Result<FleetOutcome> outcome = Internal("not run");
+  Result<bool> done = Internal("not run");
   try {
-    if (e.fleet) {
-      outcome = fleet_.run(*e.fleet, cb);
-    } else {
-      LocalFleetRunner local;
-      outcome = local.run(FleetSpec{}, cb);
-    }
+    done = fleet_step(e, stop, false);
   } catch (const std::exception& ex) {
-    outcome = Internal(std::string("threw: ") + ex.what());
+    done = Internal(std::string("threw: ") + ex.what());
   } catch (...) {
-    outcome = Internal("threw a non-exception");
+    done = Internal("threw a non-exception");
   }
-
   memory::MemorySample after = probe_.sample();
   {
     std::lock_guard lock(mu_);
     e.report.finished_ms = since_start_ms();
     e.report.heap_delta = static_cast<int64_t>(after.allocator.allocated) - static_cast<int64_t>(before.allocator.allocated);
     e.report.rss_delta = static_cast<int64_t>(after.process.rss) - static_cast<int64_t>(before.process.rss);
-    e.report.built_by = built_by;
-    e.report.artifact_bytes = artifact_bytes;
-    if (outcome.ok()) e.report.outcome = std::string(fleet_outcome_name(*outcome));
   }
-  if (outcome.ok()) {
+  if (done.ok()) {
     set_state(e, ModuleState::kReady);
-    spdlog::info("module {}: ready ({}, artifact by {}, {} ms)", e.report.name, fleet_outcome_name(*outcome),
-                 built_by.empty() ? "?" : built_by, e.report.finished_ms - e.report.started_ms);
+    ModuleReport r;
+    {
+      std::lock_guard lock(mu_);
+      r = e.report;
+    }
+    spdlog::info("module {}: ready ({}, artifact by {}, {} ms; inputs {}, predicted build {} / load {}, measured build "
+                 "{} / load {})",
+                 r.name, r.outcome, r.built_by.empty() ? "?" : r.built_by, r.finished_ms - r.started_ms, r.fingerprint,
+                 format_bytes(r.predicted_build), format_bytes(r.predicted_load), format_bytes(r.build_peak),
+                 format_bytes(r.load_peak));
+  } else if (done.status().code() == Code::kResourceExhausted) {
+    // Nothing fits now: like a closed gate, retried under the gate policy.
+    {
+      std::lock_guard lock(mu_);
+      ++e.report.memory_refusals;
+    }
+    spdlog::warn("module {}: not loaded for lack of memory: {}", e.report.name, done.status().message());
+    set_state(e, ModuleState::kGated, done.status().message());
   } else {
-    spdlog::error("module {}: failed: {}", e.report.name, outcome.status().to_string());
-    set_state(e, ModuleState::kFailed, outcome.status().to_string());
+    spdlog::error("module {}: failed: {}", e.report.name, done.status().to_string());
+    set_state(e, ModuleState::kFailed, done.status().to_string());
   }
+}
+
+Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refresh) {
+  std::string inputs = e.module->input_fingerprint();
+  if (refresh) {
+    std::lock_guard lock(mu_);
+    if (inputs == e.serving) return false;
+  }
+  FleetRunner& runner = runner_for(e);
+  FleetKey key = key_for(e, inputs);
+  FleetView view = runner.view(key);
+  Prediction pred = predict(e.module->estimate_peaks(), view);
+  const bool peers = e.fleet && runner.has_peers();
+  {
+    std::lock_guard lock(mu_);
+    e.report.fingerprint = key.fingerprint;
+    e.report.inputs = key.inputs;
+    e.report.predicted_build = pred.build;
+    e.report.predicted_load = pred.load;
+    e.report.build_source = pred.build_source;
+    e.report.load_source = pred.load_source;
+  }
+  auto state = [&](ModuleState s) {
+    if (!refresh) set_state(e, s);
+  };
+
+  ModuleContext ctx{config_, router_, workers_, stop, 0, e.channel.get(), options_.instance_id, metrics_};
+  bool peer_wait_over = false;
+  bool asked_to_wait = false;
+  uint64_t budget = 0;
+  // Asks decision.h on a fresh sample; records what it said.
+  auto verdict = [&](bool published) {
+    Headroom h = compute_headroom(probe_.sample(), options_.memory_limit, options_.memory_margin);
+    Verdict v = decide(pred, h, published, peers, peer_wait_over);
+    std::lock_guard lock(mu_);
+    e.report.headroom = h.bytes;
+    e.report.decision = std::string(decision_name(v.decision));
+    return v;
+  };
+  std::string built_by;
+  uint64_t artifact_bytes = 0;
+  uint64_t build_peak = 0;
+  uint64_t load_peak = 0;
+  FleetCallbacks cb;
+  cb.peer_wait = options_.peer_wait;
+  cb.may_load = [&](const ArtifactInfo&) -> Status {
+    Verdict v = verdict(true);
+    if (v.decision == Decision::kLoad) return Status::Ok();
+    return ResourceExhausted(v.reason);
+  };
+  cb.may_build = [&]() -> Status {
+    Verdict v = verdict(false);
+    switch (v.decision) {
+      case Decision::kBuild: budget = 0; return Status::Ok();
+      case Decision::kBuildWithinBudget:
+        budget = v.budget;
+        spdlog::info("module {}: {}", e.report.name, v.reason);
+        return Status::Ok();
+      case Decision::kWaitForPeer:
+        if (!asked_to_wait)
+          spdlog::info("module {}: {}: waiting up to {} for another instance's artifact", e.report.name, v.reason,
+                       format_duration(options_.peer_wait));
+        asked_to_wait = true;
+        state(ModuleState::kWaitingForPeer);
+        return Unavailable(v.reason);
+      case Decision::kLoad:  // published meanwhile: the runner reads it again
+        return Unavailable("an artifact was published");
+      case Decision::kSkip: break;
+    }
+    return ResourceExhausted(v.reason);
+  };
+  cb.build = [&](uint64_t* measured) -> Result<ChunkedBytes> {
+    state(ModuleState::kBuilding);
+    ctx.memory_budget = budget;
+    {
+      std::lock_guard lock(mu_);
+      e.report.build_budget = budget;
+    }
+    PeakMeter meter(*this);
+    Result<ChunkedBytes> artifact = e.module->build(ctx);
+    build_peak = meter.finish();
+    // A budgeted build's peak says what the budget allowed, not what an
+    // unbounded build costs: it is not published as the build's peak.
+    *measured = budget == 0 ? build_peak : 0;
+    return artifact;
+  };
+  cb.load = [&](ByteSource& bytes, const ArtifactInfo& info, bool fresh) -> Status {
+    state(ModuleState::kLoadingArtifact);
+    built_by = fresh ? options_.instance_id : info.builder;
+    artifact_bytes = info.size;
+    PeakMeter meter(*this);
+    Status st = e.module->load(bytes, ctx);
+    load_peak = meter.finish();
+    if (st.ok()) {
+      e.loaded = true;
+      runner.record_peak(key, false, load_peak);
+    }
+    return st;
+  };
+  cb.on_state = [&](std::string_view s) {
+    if (s == "waiting_for_lock") state(ModuleState::kWaitingForLock);
+    if (s == "waiting_for_peer") state(ModuleState::kWaitingForPeer);
+  };
+
+  Result<FleetOutcome> outcome = runner.run(key, cb);
+  if (!outcome.ok() && asked_to_wait && !stop.stop_requested() &&
+      (outcome.status().code() == Code::kUnavailable || outcome.status().code() == Code::kResourceExhausted)) {
+    // No peer published within the wait: build within a budget if one fits.
+    peer_wait_over = true;
+    outcome = runner.run(key, cb);
+  }
+  if (!outcome.ok() && outcome.status().code() == Code::kUnavailable && asked_to_wait)
+    outcome = ResourceExhausted(outcome.status().message());
+  {
+    std::lock_guard lock(mu_);
+    if (build_peak) e.report.build_peak = build_peak;
+    if (load_peak) e.report.load_peak = load_peak;
+    if (outcome.ok()) {
+      e.report.outcome = std::string(fleet_outcome_name(*outcome));
+      e.report.built_by = built_by;
+      e.report.artifact_bytes = artifact_bytes;
+      e.serving = inputs;
+      if (refresh) ++e.report.refreshes;
+    }
+  }
+  if (!outcome.ok()) return outcome.status();
+  if (refresh)
+    spdlog::info("module {}: refreshed to the artifact of inputs {} ({}, by {})", e.report.name, key.fingerprint,
+                 fleet_outcome_name(*outcome), built_by.empty() ? "?" : built_by);
+  return true;
 }
 
 void StagedLoader::start() {
@@ -256,11 +462,10 @@ void StagedLoader::run(std::stop_token stop) {
   std::set<int> stage_numbers;
   for (auto& e : entries_)
     if (e->enabled) stage_numbers.insert(e->report.stage);
-  size_t batch_size = static_cast<size_t>(options_.batch_size);
-  if (options_.eager && !stage_numbers.empty()) {
-    stage_numbers = {*stage_numbers.begin()};
-    batch_size = entries_.size();
-  }
+  const bool one_pass = options_.eager || options_.budgeted;
+  size_t batch_cap = one_pass ? entries_.size() : static_cast<size_t>(options_.batch_size);
+  if (one_pass && !stage_numbers.empty()) stage_numbers = {*stage_numbers.begin()};
+  for (const std::string& w : setting_warnings()) spdlog::warn("{}", w);
 
   size_t stage_index = 0;
   for (int stage : stage_numbers) {
@@ -271,21 +476,39 @@ void StagedLoader::run(std::stop_token stop) {
     bool cleared = options_.reset_peak && reset_peak_rss();
     sr.peak_method = cleared ? "clear_refs" : "hwm_delta";
     uint64_t hwm_before = probe_.sample().process.peak_rss;
+    {
+      std::lock_guard lock(meter_mu_);
+      stage_hwm_ = 0;
+      can_reset_hwm_ = cleared;
+    }
 
     std::vector<Entry*> todo;
     for (auto& e : entries_)
-      if (e->enabled && (e->report.stage == stage || options_.eager)) {
+      if (e->enabled && (e->report.stage == stage || one_pass)) {
         todo.push_back(e.get());
         sr.modules.push_back(e->report.name);
       }
     std::string names;
     for (auto& n : sr.modules) names += (names.empty() ? "" : ", ") + n;
     spdlog::info("stage {}: {} module(s): {}", stage, todo.size(), names);
-    for (size_t i = 0; i < todo.size() && !stop.stop_requested(); i += batch_size) {
+    // Batches: at most batch_cap modules, and (except eager) no more together
+    // than their predicted peaks fit in the start-up budget; one always runs.
+    const uint64_t budget = options_.startup_budget.resolve(limit_now());
+    for (size_t i = 0; i < todo.size() && !stop.stop_requested();) {
       std::vector<std::future<void>> batch;
-      for (size_t j = i; j < std::min(todo.size(), i + batch_size); ++j)
+      uint64_t sum = 0;
+      size_t j = i;
+      for (; j < todo.size() && batch.size() < batch_cap; ++j) {
+        uint64_t peak = admission_peak(*todo[j]);
+        if (!batch.empty() && !options_.eager && sum + peak > budget) break;
+        sum += peak;
         batch.push_back(workers_.submit([this, entry = todo[j], stop] { run_module(*entry, stop); }));
+      }
+      if (batch.size() > 1)
+        spdlog::info("stage {}: {} modules at once (predicted {} of a {} start-up budget)", stage, batch.size(),
+                     format_bytes(sum), format_bytes(budget));
       for (auto& f : batch) f.wait();
+      i = j;
     }
 
     // The high-water mark is read before the purge too: the kernel may not
@@ -294,6 +517,10 @@ void StagedLoader::run(std::stop_token stop) {
     memory::PurgeResult purge = probe_.purge();
     memory::MemorySample after = probe_.sample();
     hwm_end = std::max(hwm_end, after.process.peak_rss);
+    {
+      std::lock_guard lock(meter_mu_);
+      hwm_end = std::max(hwm_end, stage_hwm_);  // peaks seen before a step's reset
+    }
     sr.purge_released = purge.released();
     sr.heap_after = after.allocator.allocated;
     sr.rss_after = after.process.rss;
@@ -408,7 +635,21 @@ json::object StagedLoader::startupz() const {
                    {"duration_ms", m.finished_ms >= 0 ? m.finished_ms - m.started_ms : -1},
                    {"heap_delta_bytes", m.heap_delta},
                    {"rss_delta_bytes", m.rss_delta},
-                   {"artifact_bytes", m.artifact_bytes}};
+                   {"artifact_bytes", m.artifact_bytes},
+                   {"fingerprint", m.fingerprint},
+                   {"inputs", m.inputs},
+                   {"memory",
+                    json::object{{"predicted_build_bytes", m.predicted_build},
+                                 {"predicted_load_bytes", m.predicted_load},
+                                 {"build_prediction_source", m.build_source},
+                                 {"load_prediction_source", m.load_source},
+                                 {"headroom_bytes", m.headroom},
+                                 {"decision", m.decision},
+                                 {"build_budget_bytes", m.build_budget},
+                                 {"measured_build_peak_bytes", m.build_peak},
+                                 {"measured_load_peak_bytes", m.load_peak},
+                                 {"refusals", m.memory_refusals}}},
+                   {"refreshes", m.refreshes}};
     modules_json.push_back(std::move(o));
   }
   json::array stages_json;
@@ -435,7 +676,7 @@ json::object StagedLoader::startupz() const {
                       {"ready", is_ready},
                       {"missing", std::move(missing_json)},
                       {"elapsed_ms", started_at_ == TimePoint{} ? 0 : since_start_ms()},
-                      {"mode", options_.eager ? "eager" : "staged"},
+                      {"mode", options_.eager ? "eager" : (options_.budgeted ? "budgeted" : "staged")},
                       {"stage_delay_ms", options_.stage_delay.count()},
                       {"batch_size", options_.batch_size},
                       {"stages", std::move(stages_json)},
@@ -472,23 +713,74 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
 
 }  // namespace
 
-std::string StagedLoader::plan_text() const {
-  std::vector<std::vector<std::string>> rows{{"stage", "module", "enabled", "memory gate", "fleet lock (ttl)", "done flag (ttl)", "routes"}};
-  std::lock_guard lock(mu_);
+std::vector<std::string> StagedLoader::setting_warnings() {
+  std::vector<std::string> out;
+  memory::MemorySample s = probe_.sample();
+  if (!s.cgroup.limit) return out;
   for (auto& e : entries_) {
+    if (!e->enabled || !e->gate || e->gate->is_share || e->gate->bytes < *s.cgroup.limit) continue;
+    std::string setting = e->module->memory_gate_setting();
+    out.push_back((setting.empty() ? "the memory gate of module " + e->report.name : setting) + "=" +
+                  e->gate->to_string() + " is at or above the container's memory limit (" +
+                  format_bytes(*s.cgroup.limit) + "): it never closes; give a share such as 50% instead");
+  }
+  return out;
+}
+
+std::string StagedLoader::plan_text() {
+  std::vector<std::vector<std::string>> rows{{"stage", "module", "enabled", "memory gate", "fleet lock (ttl)", "done flag (ttl)", "routes"}};
+  std::vector<std::vector<std::string>> memory_rows{
+      {"module", "inputs", "predicted build", "predicted load", "headroom", "decision"}};
+  memory::MemorySample sample = probe_.sample();
+  Headroom room = compute_headroom(sample, options_.memory_limit, options_.memory_margin);
+  std::vector<Entry*> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& e : entries_) all.push_back(e.get());
+  }
+  for (Entry* e : all) {
     std::string routes;
     for (auto& r : e->routes) routes += (routes.empty() ? "" : " ") + std::string(http::method_name(r.method)) + " " + r.pattern;
     rows.push_back({std::to_string(e->report.stage), e->report.name,
                     e->enabled ? (e->flag_text.empty() ? "always" : e->flag_text) : "no (" + e->flag_text + ")",
                     e->gate ? e->gate->to_string() : "-",
-                    e->fleet ? e->fleet->lock_key + " (" + format_duration(e->fleet->lock_ttl) + ")" : "- (builds locally)",
-                    e->fleet ? e->fleet->done_key + " (" + format_duration(e->fleet->done_ttl) + ")" : "-",
+                    e->fleet ? e->fleet->lock_key + "@<inputs> (" + format_duration(e->fleet->lock_ttl) + ")" : "- (builds locally)",
+                    e->fleet ? e->fleet->lock_key + "@<inputs>:done (" + format_duration(e->fleet->done_ttl) + ")" : "-",
                     routes.empty() ? "-" : routes});
+    if (!e->enabled) continue;
+    std::string inputs;
+    PeakEstimate est;
+    try {
+      inputs = e->module->input_fingerprint();
+      est = e->module->estimate_peaks();
+    } catch (const std::exception& ex) {
+      memory_rows.push_back({e->report.name, std::string("error: ") + ex.what(), "-", "-", "-", "-"});
+      continue;
+    }
+    FleetKey key = key_for(*e, inputs);
+    FleetRunner& runner = runner_for(*e);
+    FleetView view = runner.view(key);
+    Prediction p = predict(est, view);
+    Verdict v = decide(p, room, view.published, e->fleet && runner.has_peers(), false);
+    std::string decision(decision_name(v.decision));
+    if (v.decision == Decision::kLoad) decision = "load " + (view.artifact.builder.empty() ? std::string("the fleet's") : view.artifact.builder + "'s") + " artifact";
+    if (!view.reachable) decision += " (fleet not reachable: as if alone)";
+    if (!v.reason.empty()) decision += ": " + v.reason;
+    auto peak = [](uint64_t b, const std::string& src) { return b ? "~" + format_bytes(b) + " (" + src + ")" : "unknown"; };
+    memory_rows.push_back({e->report.name, key.fingerprint + (key.inputs.empty() ? "" : " (" + key.inputs.substr(0, 40) + ")"),
+                           peak(p.build, p.build_source) +
+                               (p.min_build_budget ? ", budgeted >= " + format_bytes(p.min_build_budget) : ""),
+                           peak(p.load, p.load_source), format_bytes(room.bytes), decision});
   }
-  std::string head = "stage delay " + format_duration(options_.stage_delay) + ", batch size " +
-                     std::to_string(options_.batch_size) + ", gate retries " + std::to_string(options_.gate_retries) +
-                     " every " + format_duration(options_.gate_retry_interval) + "\n";
-  return head + table(rows);
+  std::string mode = options_.eager ? "eager" : (options_.budgeted ? "budgeted" : "staged");
+  std::string head = "mode " + mode + ", stage delay " + format_duration(options_.stage_delay) + ", batch size " +
+                     std::to_string(options_.batch_size) + ", start-up memory budget " +
+                     format_bytes(options_.startup_budget.resolve(limit_base(sample, options_.memory_limit))) +
+                     ", gate retries " + std::to_string(options_.gate_retries) + " every " +
+                     format_duration(options_.gate_retry_interval) + "\n" + "headroom now " + room.describe() + "\n";
+  std::string out = head + table(rows) + "\n" + table(memory_rows);
+  for (const std::string& w : setting_warnings()) out += "warning: " + w + "\n";
+  return out;
 }
 
 std::string StagedLoader::summary_table() const {

@@ -6,9 +6,18 @@
 //   memory gate says no              -> gated; retried after the last stage, every
 //                                       gate_retry_interval, up to gate_retries
 //                                       times, then skipped(memory), final
-//   otherwise                        -> build or load through the FleetRunner
-//                                       (waiting_for_lock / building / loading_artifact)
-//                                       -> ready, or failed with its reason
+//   otherwise                        -> the fleet step for the module's input
+//                                       fingerprint, through the FleetRunner, with
+//                                       the memory decisions of decision.h asked
+//                                       before every load and build
+//                                       (waiting_for_lock / waiting_for_peer /
+//                                       building / loading_artifact)
+//                                       -> ready; gated when nothing fits (the
+//                                       reason has both numbers); or failed
+// Inside a stage (or across all of them, STARTUP_MODE=budgeted) modules run
+// together while the sum of their predicted peaks fits STARTUP_MEMORY_BUDGET.
+// Each build's and load's peak is measured and given to the FleetRunner, which
+// publishes it for the fleet's next predictions.
 // After each stage the allocator is purged and the stage's heap, RSS and peak RSS
 // are recorded; then the loader waits the inter-stage delay. The stage peak comes
 // from VmHWM reset through /proc/self/clear_refs where the kernel allows; where it
@@ -39,6 +48,7 @@
 #include "memgate/base/worker_pool.h"
 #include "memgate/http/router.h"
 #include "memgate/memory/memory_probe.h"
+#include "memgate/startup/decision.h"
 #include "memgate/startup/fleet.h"
 #include "memgate/startup/module.h"
 
@@ -48,6 +58,7 @@ enum class ModuleState {
   kPending,          // not reached yet
   kGated,            // the memory gate said no; will be retried
   kWaitingForLock,   // another instance is building its artifact
+  kWaitingForPeer,   // a build does not fit here: waiting for another instance's artifact
   kBuilding,
   kLoadingArtifact,
   kReady,
@@ -72,6 +83,20 @@ struct ModuleReport {
   int64_t heap_delta = 0;      // allocator bytes, after - before (this module's work)
   int64_t rss_delta = 0;
   uint64_t artifact_bytes = 0;
+  // Memory decisions (the latest attempt).
+  std::string fingerprint;     // of the artifact's inputs (the fleet key suffix)
+  std::string inputs;          // what the module said its inputs are, shortened
+  uint64_t predicted_build = 0;
+  uint64_t predicted_load = 0;
+  std::string build_source;    // "estimate", "fleet (2 builds)", "none"
+  std::string load_source;
+  uint64_t headroom = 0;       // when the step was decided
+  std::string decision;        // "build", "load", "build within budget", "wait for a peer", "skip (memory)"
+  uint64_t build_budget = 0;   // the budget a budgeted build got
+  uint64_t build_peak = 0;     // measured here (0: not built here)
+  uint64_t load_peak = 0;      // measured here
+  int memory_refusals = 0;     // attempts that ended because nothing fitted
+  int refreshes = 0;           // new artifacts loaded through the channel after start-up
 };
 
 struct StageReport {
@@ -102,6 +127,15 @@ struct LoaderOptions {
   // Every enabled module at once in one batch, ignoring stages (STARTUP_MODE=eager):
   // the naive start the staged plan is measured against.
   bool eager = false;
+  // Stage order without stage delays, modules together while their predicted
+  // peaks fit `startup_budget` (STARTUP_MODE=budgeted).
+  bool budgeted = false;
+  // STARTUP_MEMORY_BUDGET: what the modules running at once may add together.
+  SizeSpec startup_budget = SizeSpec::Share(0.5);
+  // MEMORY_MARGIN: kept free below both limits when deciding (decision.h).
+  SizeSpec memory_margin = SizeSpec::Share(0.05);
+  // FLEET_PEER_WAIT: how long an instance that cannot build waits for a peer.
+  std::chrono::milliseconds peer_wait{30'000};
 };
 
 class StagedLoader {
@@ -112,8 +146,6 @@ class StagedLoader {
                WorkerPool& workers, memory::MemoryProbe& probe, Clock& clock, FleetRunner& fleet);
   ~StagedLoader();  // stop()s
 
-  // The coordinator modules see in their ModuleContext; call before start().
-  void set_coordinator(coord::Coordinator* coordinator) { coordinator_ = coordinator; }
   // The metrics modules register their families in (ModuleContext::metrics);
   // call before start(). Unset, modules see null and serve no metrics of their own.
   void set_metrics(metrics::Metrics* metrics) { metrics_ = metrics; }
@@ -133,15 +165,30 @@ class StagedLoader {
   bool ready(std::vector<std::string>* missing = nullptr) const;
   // /startupz body.
   boost::json::object startupz() const;
-  // The plan as the current configuration would run it, as a table for people.
-  std::string plan_text() const;
+  // The plan as the current configuration would run it, as a table for people:
+  // per module its input fingerprint, predicted peaks (and their source), this
+  // instance's headroom and the decision it would take now. Reads the fleet.
+  std::string plan_text();
+  // Warnings about the settings against this machine (an absolute gate above
+  // the container limit), one line each, naming the variable.
+  std::vector<std::string> setting_warnings();
   // The result as a table for people (logged when the plan finishes).
   std::string summary_table() const;
 
  private:
   struct Entry;
+  class Channel;
+  class PeakMeter;
   void run(std::stop_token stop);
   void run_module(Entry& e, std::stop_token stop);
+  // The fleet step for the module's inputs now. `refresh`: the module serves an
+  // older artifact and keeps its state; false when the inputs did not change.
+  Result<bool> fleet_step(Entry& e, std::stop_token stop, bool refresh);
+  FleetRunner& runner_for(Entry& e);
+  FleetKey key_for(Entry& e, const std::string& inputs);
+  uint64_t admission_peak(Entry& e);
+  uint64_t limit_now();
+  void fold_hwm(uint64_t hwm);
   bool gate_allows(Entry& e, std::string* why);
   void set_state(Entry& e, ModuleState s, std::string reason = {});
   void publish_pending(Entry& e);
@@ -154,7 +201,7 @@ class StagedLoader {
   memory::MemoryProbe& probe_;
   Clock& clock_;
   FleetRunner& fleet_;
-  coord::Coordinator* coordinator_ = nullptr;
+  LocalFleetRunner local_fleet_;
   metrics::Metrics* metrics_ = nullptr;
   TimePoint started_at_{};
 
@@ -164,6 +211,12 @@ class StagedLoader {
   std::vector<StageReport> stages_;              // guarded by mu_
   bool finished_ = false;                        // guarded by mu_
   bool stopped_ = false;
+  // Peak measuring: meters running now, and the highest VmHWM seen this stage
+  // before any reset (so per-step resets do not hide the stage's peak).
+  std::mutex meter_mu_;
+  int meters_active_ = 0;        // guarded by meter_mu_
+  uint64_t stage_hwm_ = 0;       // guarded by meter_mu_
+  bool can_reset_hwm_ = true;    // guarded by meter_mu_
   std::jthread thread_;
 };
 

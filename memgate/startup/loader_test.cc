@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "memgate/memory/fake_probe.h"
 
@@ -25,12 +26,23 @@ class TestModule final : public Module {
   FlagSpec flag() const override { return flag_; }
   std::optional<SizeSpec> memory_gate() const override { return gate_; }
   std::vector<RouteDecl> routes() const override { return {{http::Method::kGet, "/api/" + name_}}; }
-  Result<std::string> build(ModuleContext& ctx) override {
-    if (on_build) return on_build(ctx);
-    return std::string("artifact of " + name_);
+  std::string input_fingerprint() const override {
+    std::lock_guard lock(mu_);
+    return inputs_;
   }
-  Status load(std::string_view artifact, ModuleContext& ctx) override {
+  PeakEstimate estimate_peaks() const override { return estimate_; }
+  Result<ChunkedBytes> build(ModuleContext& ctx) override {
+    budgets.push_back(ctx.memory_budget);
+    Result<std::string> bytes = on_build ? on_build(ctx) : Result<std::string>("artifact of " + name_);
+    if (!bytes.ok()) return bytes.status();
+    return ChunkedBytes::from_string(std::move(*bytes));
+  }
+  Status load(ByteSource& bytes, ModuleContext& ctx) override {
+    auto whole = read_artifact(bytes, 1 << 20);
+    if (!whole.ok()) return whole.status();
+    std::string_view artifact = *whole;
     if (on_load) on_load(ctx);
+    channel = ctx.artifacts;
     loaded_artifact = std::string(artifact);
     std::string body = R"({"module":")" + name_ + R"("})";
     (void)ctx.router.add(http::Method::kGet, "/api/" + name_,
@@ -39,16 +51,29 @@ class TestModule final : public Module {
   }
   void stop() override { stopped = true; }
 
+  void set_inputs(std::string inputs) {
+    std::lock_guard lock(mu_);
+    inputs_ = std::move(inputs);
+  }
+
   std::function<Result<std::string>(ModuleContext&)> on_build;
   std::function<void(ModuleContext&)> on_load;
   FlagSpec flag_;
   std::optional<SizeSpec> gate_;
+  PeakEstimate estimate_;
+  std::optional<FleetSpec> fleet_;
   std::string loaded_artifact;
+  std::vector<uint64_t> budgets;  // ctx.memory_budget of each build
+  ArtifactChannel* channel = nullptr;
   std::atomic<bool> stopped{false};
+
+  std::optional<FleetSpec> fleet() const override { return fleet_; }
 
  private:
   std::string name_;
   int stage_;
+  mutable std::mutex mu_;
+  std::string inputs_;
 };
 
 class LoaderTest : public ::testing::Test {
@@ -370,19 +395,290 @@ TEST_F(LoaderTest, ModulesSeeTheMetricsTheLoaderWasGivenAndNullWithoutOne) {
   EXPECT_EQ(at_load.load(), nullptr);
 }
 
+// A fleet of our own making for the loader's side of the contract: published
+// artifacts by key name, and optionally a peer that publishes when asked to wait.
+class InMemoryFleet final : public FleetRunner {
+ public:
+  Result<FleetOutcome> run(const FleetKey& key, const FleetCallbacks& cb) override {
+    std::lock_guard lock(mu_);
+    keys.push_back(key.name());
+    auto load_published = [&](FleetOutcome o) -> Result<FleetOutcome> {
+      ArtifactInfo info{"peer", published[key.name()].size(), 0};
+      if (cb.may_load) {
+        if (Status st = cb.may_load(info); !st.ok()) return st;
+      }
+      auto source = view_source(published[key.name()]);
+      if (Status st = cb.load(*source, info, false); !st.ok()) return st;
+      return o;
+    };
+    if (published.count(key.name())) return load_published(FleetOutcome::kLoaded);
+    if (cb.may_build) {
+      Status may = cb.may_build();
+      if (may.code() == Code::kUnavailable) {
+        if (!peer_artifact) return ResourceExhausted(may.message());  // the wait ran out
+        published[key.name()] = *peer_artifact;
+        return load_published(FleetOutcome::kWaited);
+      }
+      if (!may.ok()) return may;
+    }
+    uint64_t peak = 0;
+    auto built = cb.build(&peak);
+    if (!built.ok()) return built.status();
+    published[key.name()] = built->flatten();
+    auto source = take_source(std::move(*built));
+    if (Status st = cb.load(*source, {"me", 0, peak}, true); !st.ok()) return st;
+    return FleetOutcome::kBuilt;
+  }
+  FleetView view(const FleetKey& key) override {
+    std::lock_guard lock(mu_);
+    FleetView v;
+    v.published = published.count(key.name()) > 0;
+    v.measured_build = measured_build;
+    return v;
+  }
+  void record_peak(const FleetKey&, bool build, uint64_t bytes) override {
+    std::lock_guard lock(mu_);
+    (build ? build_records : load_records).push_back(bytes);
+  }
+  bool has_peers() const override { return peers; }
+
+  std::recursive_mutex mu_;  // load() inside run() records its peak
+  std::map<std::string, std::string> published;
+  std::vector<std::string> keys;
+  std::optional<std::string> peer_artifact;
+  std::vector<uint64_t> build_records, load_records;
+  uint64_t measured_build = 0;
+  bool peers = false;
+};
+
+class LoaderMemoryTest : public LoaderTest {
+ protected:
+  LoaderMemoryTest() {
+    // A 100 MiB container with 40 MiB used and no margin: 60 MiB of headroom.
+    memory::MemorySample s;
+    s.allocator.available = true;
+    s.allocator.allocated = 30ull << 20;
+    s.process.rss = 40ull << 20;
+    s.cgroup.version = 2;
+    s.cgroup.limit = 100ull << 20;
+    s.cgroup.usage = 40ull << 20;
+    probe_.set_sample(s);
+    options_.memory_margin = SizeSpec::Bytes(0);
+    options_.gate_retries = 0;
+  }
+  std::shared_ptr<TestModule> add_fleet_module(const std::string& name, PeakEstimate estimate) {
+    auto m = add(name, 1);
+    m->fleet_ = FleetSpec{"init:" + name, 15s, "init:" + name + ":done", 5min, "1"};
+    m->estimate_ = estimate;
+    m->set_inputs("corpus A");
+    return m;
+  }
+  std::unique_ptr<StagedLoader> make_on(FleetRunner& fleet) {
+    return std::make_unique<StagedLoader>(modules_, options_, config_, router_, workers_, probe_, clock_, fleet);
+  }
+  ModuleReport report_of(const StagedLoader& loader, const std::string& name) {
+    for (auto& m : loader.modules())
+      if (m.name == name) return m;
+    ADD_FAILURE() << "no module " << name;
+    return {};
+  }
+  static constexpr uint64_t kMiB = 1ull << 20;
+};
+
+TEST_F(LoaderMemoryTest, AModuleWhoseBuildDoesNotFitIsSkippedWithBothNumbersAndNeverBuilds) {
+  auto m = add_fleet_module("kb", {150 * kMiB, 20 * kMiB, 0});
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ModuleReport r = report_of(*loader, "kb");
+  EXPECT_EQ(r.state, ModuleState::kSkippedMemory);
+  EXPECT_NE(r.reason.find("build needs ~150.0 MiB, headroom 60.0 MiB"), std::string::npos) << r.reason;
+  EXPECT_EQ(r.memory_refusals, 1);
+  EXPECT_TRUE(m->budgets.empty());
+  EXPECT_EQ(route_kind("/api/kb"), http::Endpoint::Kind::kPending);
+}
+
+TEST_F(LoaderMemoryTest, ABuildThatDoesNotFitUnboundedGetsTheHeadroomAsItsBudget) {
+  auto m = add_fleet_module("kb", {150 * kMiB, 20 * kMiB, 16 * kMiB});
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ModuleReport r = report_of(*loader, "kb");
+  EXPECT_EQ(r.state, ModuleState::kReady) << r.reason;
+  ASSERT_EQ(m->budgets.size(), 1u);
+  EXPECT_EQ(m->budgets[0], 60 * kMiB);
+  EXPECT_EQ(r.decision, "build within budget");
+  // A budgeted build's peak is not what an unbounded build costs: not published as one.
+  EXPECT_TRUE(fleet.build_records.empty());
+}
+
+TEST_F(LoaderMemoryTest, AnInstanceWithPeersWaitsForAPeersArtifactInsteadOfBuilding) {
+  auto m = add_fleet_module("kb", {150 * kMiB, 20 * kMiB, 16 * kMiB});
+  InMemoryFleet fleet;
+  fleet.peers = true;
+  fleet.peer_artifact = "the peer's index";
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ModuleReport r = report_of(*loader, "kb");
+  EXPECT_EQ(r.state, ModuleState::kReady) << r.reason;
+  EXPECT_EQ(r.outcome, "waited");
+  EXPECT_EQ(r.built_by, "peer");
+  EXPECT_TRUE(m->budgets.empty()) << "it must not have built";
+  EXPECT_EQ(m->loaded_artifact, "the peer's index");
+  EXPECT_EQ(fleet.load_records.size(), 1u);
+}
+
+TEST_F(LoaderMemoryTest, WithoutAPeersArtifactAfterTheWaitItBuildsWithinABudget) {
+  auto m = add_fleet_module("kb", {150 * kMiB, 20 * kMiB, 16 * kMiB});
+  InMemoryFleet fleet;
+  fleet.peers = true;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  EXPECT_EQ(report_of(*loader, "kb").state, ModuleState::kReady);
+  ASSERT_EQ(m->budgets.size(), 1u);
+  EXPECT_EQ(m->budgets[0], 60 * kMiB);
+}
+
+TEST_F(LoaderMemoryTest, APublishedArtifactWhoseLoadDoesNotFitIsNotLoaded) {
+  auto m = add_fleet_module("kb", {30 * kMiB, 80 * kMiB, 0});
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ModuleReport r = report_of(*loader, "kb");
+  EXPECT_EQ(r.state, ModuleState::kSkippedMemory);
+  EXPECT_NE(r.reason.find("load needs ~80.0 MiB, headroom 60.0 MiB"), std::string::npos) << r.reason;
+  EXPECT_TRUE(m->loaded_artifact.empty());
+}
+
+TEST_F(LoaderMemoryTest, TheFleetsMeasurementRaisesALowEstimate) {
+  add_fleet_module("kb", {30 * kMiB, 10 * kMiB, 0});
+  InMemoryFleet fleet;
+  fleet.measured_build = 90 * kMiB;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ModuleReport r = report_of(*loader, "kb");
+  EXPECT_EQ(r.predicted_build, 90 * kMiB);
+  EXPECT_EQ(r.state, ModuleState::kSkippedMemory) << "90 MiB does not fit in 60";
+}
+
+TEST_F(LoaderMemoryTest, DifferentInputsAreDifferentArtifactsAndTheSameInputsTheSameOne) {
+  auto m = add_fleet_module("kb", {});
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ASSERT_EQ(fleet.keys.size(), 1u);
+  EXPECT_EQ(fleet.keys[0].rfind("init:kb@", 0), 0u) << fleet.keys[0];
+  EXPECT_EQ(fleet.keys[0], make_fleet_key(*m->fleet_, "corpus A").name());
+  EXPECT_NE(make_fleet_key(*m->fleet_, "corpus A").name(), make_fleet_key(*m->fleet_, "corpus B").name());
+  FleetSpec v2 = *m->fleet_;
+  v2.version = "2";
+  EXPECT_NE(make_fleet_key(*m->fleet_, "corpus A").name(), make_fleet_key(v2, "corpus A").name());
+}
+
+TEST_F(LoaderMemoryTest, ARefreshLoadsTheArtifactOfTheNewInputsAndUnchangedInputsDoNothing) {
+  auto m = add_fleet_module("kb", {});
+  int builds = 0;
+  m->on_build = [&](ModuleContext&) -> Result<std::string> { return "index " + std::to_string(++builds); };
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  ASSERT_NE(m->channel, nullptr);
+  EXPECT_EQ(m->channel->serving(), "corpus A");
+  auto same = m->channel->refresh({});
+  ASSERT_TRUE(same.ok());
+  EXPECT_FALSE(*same);
+  EXPECT_EQ(builds, 1);
+
+  m->set_inputs("corpus B");
+  auto changed = m->channel->refresh({});
+  ASSERT_TRUE(changed.ok()) << changed.status().to_string();
+  EXPECT_TRUE(*changed);
+  EXPECT_EQ(m->loaded_artifact, "index 2");
+  EXPECT_EQ(m->channel->serving(), "corpus B");
+  ModuleReport r = report_of(*loader, "kb");
+  EXPECT_EQ(r.state, ModuleState::kReady);
+  EXPECT_EQ(r.refreshes, 1);
+
+  // Back to A: the fleet has A's artifact, so it is loaded, not built again.
+  m->set_inputs("corpus A");
+  ASSERT_TRUE(m->channel->refresh({}).ok());
+  EXPECT_EQ(builds, 2);
+  EXPECT_EQ(m->loaded_artifact, "index 1");
+}
+
+TEST_F(LoaderMemoryTest, ModulesOfAStageRunTogetherOnlyWhileTheirPeaksFitTheBudget) {
+  options_.batch_size = 8;
+  options_.startup_budget = SizeSpec::Bytes(50 * kMiB);
+  std::atomic<int> running{0}, most{0};
+  for (const char* name : {"a", "b", "c"}) {
+    auto m = add_fleet_module(name, {20 * kMiB, 1 * kMiB, 0});
+    m->on_build = [&](ModuleContext&) -> Result<std::string> {
+      int now = ++running;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      // Hold the slot until a second module could have joined.
+      for (int i = 0; i < 200 && running.load() < 2; ++i) std::this_thread::yield();
+      --running;
+      return std::string("x");
+    };
+  }
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  for (const char* name : {"a", "b", "c"}) EXPECT_EQ(state_of(*loader, name), ModuleState::kReady);
+  EXPECT_LE(most.load(), 2) << "two 20 MiB builds fit in 50 MiB, three do not";
+}
+
+TEST_F(LoaderMemoryTest, PlanShowsInputsPredictionsHeadroomAndTheDecision) {
+  add_fleet_module("kb", {150 * kMiB, 20 * kMiB, 16 * kMiB});
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  std::string plan = loader->plan_text();
+  EXPECT_NE(plan.find(make_fleet_key(*modules_[0]->fleet(), "corpus A").fingerprint), std::string::npos) << plan;
+  EXPECT_NE(plan.find("~150.0 MiB (estimate)"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("60.0 MiB"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("build within budget"), std::string::npos) << plan;
+}
+
+TEST_F(LoaderMemoryTest, AnAbsoluteGateAboveTheContainerLimitIsReportedByItsVariable) {
+  auto m = add_fleet_module("kb", {});
+  m->gate_ = SizeSpec::Bytes(1536 * kMiB);
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  auto warnings = loader->setting_warnings();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("1.5GB"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("container"), std::string::npos) << warnings[0];
+}
+
 // Real memory, the real probe: a module that builds a large temporary table and
 // keeps a small one leaves the heap near the small one once the stage is purged.
 class RealMemoryModule final : public Module {
  public:
   std::string name() const override { return "real"; }
-  Result<std::string> build(ModuleContext&) override {
+  Result<ChunkedBytes> build(ModuleContext&) override {
     std::vector<char> scratch(kScratch);
     std::memset(scratch.data(), 7, scratch.size());  // touch it: resident for real
-    return std::string(kKept, 'k');                   // what we keep
+    return ChunkedBytes::copy_of(std::string(kKept, 'k'));  // what we keep
   }
-  Status load(std::string_view artifact, ModuleContext&) override {
-    kept_.assign(artifact.begin(), artifact.end());
-    return Status::Ok();
+  Status load(ByteSource& artifact, ModuleContext&) override {
+    kept_.reserve(kKept);
+    for (;;) {
+      auto piece = artifact.next();
+      if (!piece.ok()) return piece.status();
+      if (piece->empty()) return Status::Ok();
+      kept_.insert(kept_.end(), piece->begin(), piece->end());
+    }
   }
   static constexpr size_t kScratch = 96u << 20;
   static constexpr size_t kKept = 8u << 20;
