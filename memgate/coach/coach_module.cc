@@ -106,7 +106,7 @@ Result<std::shared_ptr<startup::Module>> make_coach_module(const Config& config,
                                                            RetrieverSource retrievers) {
   auto options = coach_options_from_env(env);
   if (!options.ok()) return options.status();
-  if (!retrievers) retrievers = [] { return RetrieverRegistry::global().get(); };
+  if (!retrievers) retrievers = [] { return std::shared_ptr<const Retriever>(); };
   return std::shared_ptr<startup::Module>(
       std::make_shared<CoachModule>(config.enable_ai_routes, std::move(*options), std::move(retrievers)));
 }

@@ -20,8 +20,9 @@ inline constexpr std::string_view kCoachRoute = "/api/ai/coach";
 inline constexpr std::string_view kCoachStatusRoute = "/api/ai/coach/status";
 
 // Reads the coach's settings from `env` (kInvalidArgument naming the variable on
-// a bad value). `retrievers` gives the knowledge base per request; the default
-// reads RetrieverRegistry::global().
+// a bad value). `retrievers` gives the knowledge base per request (the runtime
+// hands over a RetrieverRegistry's get()); without one the coach answers
+// without passages.
 Result<std::shared_ptr<startup::Module>> make_coach_module(const Config& config, const EnvLookup& env,
                                                            RetrieverSource retrievers = {});
 

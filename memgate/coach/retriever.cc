@@ -115,11 +115,6 @@ Result<std::vector<Passage>> KbRetriever::search(std::string_view question, int 
   return out;
 }
 
-RetrieverRegistry& RetrieverRegistry::global() {
-  static RetrieverRegistry registry;
-  return registry;
-}
-
 void RetrieverRegistry::set(std::shared_ptr<const Retriever> retriever) {
   std::lock_guard lock(mu_);
   retriever_ = std::move(retriever);

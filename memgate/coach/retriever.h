@@ -5,10 +5,11 @@
 // coach answers with no passages and says so. KbRetriever adapts the kb module's
 // FTS5 index; tests use a fake.
 //
-// RetrieverRegistry is the process-wide meeting point between the two modules:
-// whoever holds a loaded index publishes a Retriever there, and the coach reads
-// it per request, so a KB that loads after the coach (or is swapped by a
-// refresh) is picked up without restarting anything.
+// RetrieverRegistry is the meeting point between the two modules. The runtime
+// (server/modules.cc) makes one and hands it to both: whoever holds a loaded
+// index publishes a Retriever there, and the coach reads it per request, so a
+// KB that loads after the coach (or is swapped by a refresh) is picked up
+// without restarting anything. There is no process-wide instance.
 //
 // Thread-safety: Retriever implementations must be safe from any thread (the
 // coach calls search() on worker threads); the registry is thread-safe.
@@ -67,10 +68,9 @@ class KbRetriever final : public Retriever {
   size_t passage_bytes_;
 };
 
-// The process-wide slot for the current Retriever (empty: no knowledge base).
+// The slot for the current Retriever (empty: no knowledge base).
 class RetrieverRegistry {
  public:
-  static RetrieverRegistry& global();
   // Publishes (or, with null, withdraws) the retriever the coach uses from now on.
   void set(std::shared_ptr<const Retriever> retriever);
   // The current retriever, or null.

@@ -161,6 +161,35 @@ void AdminMetrics::add_loader(const startup::StagedLoader& loader) {
     }
     out.push_back(std::move(state));
     out.push_back(std::move(duration));
+    // Memory decisions: what each step was predicted and measured to cost, the
+    // headroom it was decided against, and how often nothing fitted.
+    auto predicted = metrics::gauge_family("memgate_module_predicted_peak_bytes",
+                                           "Predicted RSS a module's build or load adds at its peak");
+    auto measured = metrics::gauge_family("memgate_module_measured_peak_bytes",
+                                          "Measured RSS a module's build or load added at its peak, on this instance");
+    auto headroom = metrics::gauge_family("memgate_module_headroom_bytes",
+                                          "This instance's headroom when the module's step was last decided");
+    auto refusals = metrics::counter_family("memgate_module_memory_refusals_total",
+                                            "Attempts of a module that ended because neither a load nor a build fitted");
+    auto refreshes = metrics::counter_family("memgate_module_refreshes_total",
+                                             "New artifacts a module loaded after start-up (its inputs changed)");
+    for (const startup::ModuleReport& m : loader.modules()) {
+      if (m.fingerprint.empty()) continue;
+      metrics::add_gauge(predicted, static_cast<double>(m.predicted_build), {{"module", m.name}, {"step", "build"}});
+      metrics::add_gauge(predicted, static_cast<double>(m.predicted_load), {{"module", m.name}, {"step", "load"}});
+      if (m.build_peak)
+        metrics::add_gauge(measured, static_cast<double>(m.build_peak), {{"module", m.name}, {"step", "build"}});
+      if (m.load_peak)
+        metrics::add_gauge(measured, static_cast<double>(m.load_peak), {{"module", m.name}, {"step", "load"}});
+      metrics::add_gauge(headroom, static_cast<double>(m.headroom), {{"module", m.name}});
+      metrics::add_counter(refusals, static_cast<double>(m.memory_refusals), {{"module", m.name}});
+      metrics::add_counter(refreshes, static_cast<double>(m.refreshes), {{"module", m.name}});
+    }
+    out.push_back(std::move(predicted));
+    out.push_back(std::move(measured));
+    out.push_back(std::move(headroom));
+    out.push_back(std::move(refusals));
+    out.push_back(std::move(refreshes));
     auto stage_time = metrics::gauge_family("memgate_stage_duration_seconds", "Time a start-up stage took");
     auto stage_peak = metrics::gauge_family("memgate_stage_peak_rss_bytes", "Peak RSS during a start-up stage");
     auto stage_heap = metrics::gauge_family("memgate_stage_heap_after_bytes", "Live heap after a stage and its purge");

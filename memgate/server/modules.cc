@@ -15,14 +15,16 @@ Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLooku
   if (!primes.ok()) return primes.status();
   modules.push_back(*primes);
 
-  // The coach retrieves from whatever index the knowledge base serves now.
-  auto kb = kb::make_kb_module(config, env, [](std::shared_ptr<const kb::Index> index) {
-    coach::RetrieverRegistry::global().set(index ? std::make_shared<coach::KbRetriever>(index) : nullptr);
+  // The coach retrieves from whatever index the knowledge base serves now,
+  // through a registry the runtime makes and hands to both (no global).
+  auto retrievers = std::make_shared<coach::RetrieverRegistry>();
+  auto kb = kb::make_kb_module(config, env, [retrievers](std::shared_ptr<const kb::Index> index) {
+    retrievers->set(index ? std::make_shared<coach::KbRetriever>(index) : nullptr);
   });
   if (!kb.ok()) return kb.status();
   modules.push_back(*kb);
 
-  auto coach = coach::make_coach_module(config, env);
+  auto coach = coach::make_coach_module(config, env, [retrievers] { return retrievers->get(); });
   if (!coach.ok()) return coach.status();
   modules.push_back(*coach);
 

@@ -784,14 +784,21 @@ std::string StagedLoader::plan_text() {
 }
 
 std::string StagedLoader::summary_table() const {
-  std::vector<std::vector<std::string>> rows{{"stage", "module", "state", "outcome", "built by", "time", "heap", "rss"}};
+  std::vector<std::vector<std::string>> rows{
+      {"stage", "module", "state", "outcome", "built by", "time", "heap", "rss", "decision", "peaks (predicted / measured)"}};
   for (const ModuleReport& m : modules()) {
+    std::string peaks = m.fingerprint.empty() ? "-"
+                                              : "build " + format_bytes(m.predicted_build) + " / " +
+                                                    (m.build_peak ? format_bytes(m.build_peak) : "-") + ", load " +
+                                                    format_bytes(m.predicted_load) + " / " +
+                                                    (m.load_peak ? format_bytes(m.load_peak) : "-");
     rows.push_back({std::to_string(m.stage), m.name,
                     std::string(module_state_name(m.state)) + (m.reason.empty() ? "" : " (" + m.reason + ")"),
                     m.outcome.empty() ? "-" : m.outcome, m.built_by.empty() ? "-" : m.built_by,
                     m.finished_ms >= 0 ? std::to_string(m.finished_ms - m.started_ms) + " ms" : "-",
                     m.finished_ms >= 0 ? signed_bytes(m.heap_delta) : "-",
-                    m.finished_ms >= 0 ? signed_bytes(m.rss_delta) : "-"});
+                    m.finished_ms >= 0 ? signed_bytes(m.rss_delta) : "-", m.decision.empty() ? "-" : m.decision,
+                    peaks});
   }
   std::string out = table(rows);
   for (const StageReport& s : stages()) {
