@@ -260,8 +260,8 @@ const std::vector<Setting>& settings() {
          return Status::Ok();
        }},
       {"STARTUP_MEMORY_BUDGET", "startup-memory-budget", "50%",
-       "What the modules loading at once may add together, by their predicted peaks (shares are of the container "
-       "limit, else MEMORY_LIMIT)",
+       "The RSS the process may reach while modules load together: what it holds plus their predicted peaks "
+       "(shares are of the container limit, else MEMORY_LIMIT)",
        "", false, size_field(&Config::startup_memory_budget)},
       {"MEMORY_MARGIN", "memory-margin", "5%",
        "Kept free below both the heap limit and the container limit when deciding whether a build or load fits",

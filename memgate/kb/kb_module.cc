@@ -144,7 +144,11 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       auto files = scan_corpus(s_.corpus_dir);
       if (!files.ok()) return {};
       PeakEstimate e = kb::estimate_peaks(*files, s_.chunk_size);
-      return {e.build_bytes, e.load_bytes, e.disk_build_bytes};
+      // The ratios are medians of a few corpora; a corpus of another shape
+      // measured up to 12% above them (a generated Markdown one), so the
+      // prediction carries a quarter on top until the fleet has measured it.
+      auto padded = [](uint64_t b) { return b + b / 4; };
+      return {padded(e.build_bytes), padded(e.load_bytes), e.disk_build_bytes};
     }
     if (!s_.artifact_file.empty()) {
       std::ifstream in(s_.artifact_file, std::ios::binary);

@@ -66,7 +66,10 @@ class StagedLoader::Channel final : public ArtifactChannel {
   Entry& entry_;
 };
 
-// Measures one step's peak: RSS above the RSS at its start, from VmHWM.
+// Measures one step's peak: RSS above the RSS at its start, from VmHWM. When
+// another step ran at any moment of this one, the reading is the whole
+// process's and only an upper bound for this step: shared() says so, and such a
+// reading is reported but not published as the step's cost.
 class StagedLoader::PeakMeter {
  public:
   explicit PeakMeter(StagedLoader& l) : l_(l) {
@@ -77,7 +80,9 @@ class StagedLoader::PeakMeter {
     if (l_.meters_active_ == 0 && l_.can_reset_hwm_ && l_.options_.reset_peak) {
       l_.can_reset_hwm_ = reset_peak_rss();
     }
+    shared_ = l_.meters_active_ > 0;
     ++l_.meters_active_;
+    starts_seen_ = ++l_.meter_starts_;
     rss_before_ = s.process.rss;
   }
   // The step's peak so far; ends the measurement on first call.
@@ -87,11 +92,13 @@ class StagedLoader::PeakMeter {
     if (!done_) {
       done_ = true;
       --l_.meters_active_;
+      if (l_.meter_starts_ != starts_seen_) shared_ = true;  // another step started meanwhile
     }
     l_.stage_hwm_ = std::max(l_.stage_hwm_, s.process.peak_rss);
     uint64_t top = std::max(s.process.peak_rss, s.process.rss);
     return top > rss_before_ ? top - rss_before_ : 0;
   }
+  bool shared() const { return shared_; }
   ~PeakMeter() {
     if (!done_) (void)finish();
   }
@@ -99,6 +106,8 @@ class StagedLoader::PeakMeter {
  private:
   StagedLoader& l_;
   uint64_t rss_before_ = 0;
+  uint64_t starts_seen_ = 0;
+  bool shared_ = false;
   bool done_ = false;
 };
 
@@ -336,6 +345,8 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
   const bool peers = e.fleet && runner.has_peers();
   {
     std::lock_guard lock(mu_);
+    e.report.decision_path.clear();
+    e.report.decision.clear();
     e.report.fingerprint = key.fingerprint;
     e.report.inputs = key.inputs;
     e.report.predicted_build = pred.build;
@@ -357,7 +368,14 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
     Verdict v = decide(pred, h, published, peers, peer_wait_over);
     std::lock_guard lock(mu_);
     e.report.headroom = h.bytes;
-    e.report.decision = std::string(decision_name(v.decision));
+    std::string name(decision_name(v.decision));
+    if (e.report.decision != name) {
+      // Every decision of this step, in order: "wait for a peer, load".
+      size_t tail = e.report.decision_path.rfind(", ");
+      std::string last = tail == std::string::npos ? e.report.decision_path : e.report.decision_path.substr(tail + 2);
+      if (last != name) e.report.decision_path += (e.report.decision_path.empty() ? "" : ", ") + name;
+    }
+    e.report.decision = name;
     return v;
   };
   std::string built_by;
@@ -384,7 +402,7 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
           spdlog::info("module {}: {}: waiting up to {} for another instance's artifact", e.report.name, v.reason,
                        format_duration(options_.peer_wait));
         asked_to_wait = true;
-        state(ModuleState::kWaitingForPeer);
+        if (!refresh) set_state(e, ModuleState::kWaitingForPeer, v.reason);
         return Unavailable(v.reason);
       case Decision::kLoad:  // published meanwhile: the runner reads it again
         return Unavailable("an artifact was published");
@@ -403,12 +421,16 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
     Result<ChunkedBytes> artifact = e.module->build(ctx);
     build_peak = meter.finish();
     // A budgeted build's peak says what the budget allowed, not what an
-    // unbounded build costs: it is not published as the build's peak.
-    *measured = budget == 0 ? build_peak : 0;
+    // unbounded build costs, and a build that ran beside another measured
+    // both: neither is published as the build's cost.
+    *measured = budget == 0 && !meter.shared() ? build_peak : 0;
     return artifact;
   };
   cb.load = [&](ByteSource& bytes, const ArtifactInfo& info, bool fresh) -> Status {
     state(ModuleState::kLoadingArtifact);
+    // What a build freed is still the allocator's until purged: a load that
+    // starts on top of it can cross a limit the build kept to.
+    if (fresh) (void)probe_.purge();
     built_by = fresh ? options_.instance_id : info.builder;
     artifact_bytes = info.size;
     PeakMeter meter(*this);
@@ -416,13 +438,12 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
     load_peak = meter.finish();
     if (st.ok()) {
       e.loaded = true;
-      runner.record_peak(key, false, load_peak);
+      if (!meter.shared()) runner.record_peak(key, false, load_peak);
     }
     return st;
   };
   cb.on_state = [&](std::string_view s) {
     if (s == "waiting_for_lock") state(ModuleState::kWaitingForLock);
-    if (s == "waiting_for_peer") state(ModuleState::kWaitingForPeer);
   };
 
   Result<FleetOutcome> outcome = runner.run(key, cb);
@@ -493,20 +514,26 @@ void StagedLoader::run(std::stop_token stop) {
     spdlog::info("stage {}: {} module(s): {}", stage, todo.size(), names);
     // Batches: at most batch_cap modules, and (except eager) no more together
     // than their predicted peaks fit in the start-up budget; one always runs.
+    // The budget caps the process: what it holds now (sampled before each
+    // batch, after a purge of what the previous batch freed) plus what the
+    // batch's modules are predicted to add.
     const uint64_t budget = options_.startup_budget.resolve(limit_now());
     for (size_t i = 0; i < todo.size() && !stop.stop_requested();) {
       std::vector<std::future<void>> batch;
+      const uint64_t held = i > 0 && !options_.eager ? (probe_.purge(), probe_.sample().process.rss)
+                                                     : probe_.sample().process.rss;
+      const uint64_t room = budget > held ? budget - held : 0;
       uint64_t sum = 0;
       size_t j = i;
       for (; j < todo.size() && batch.size() < batch_cap; ++j) {
         uint64_t peak = admission_peak(*todo[j]);
-        if (!batch.empty() && !options_.eager && sum + peak > budget) break;
+        if (!batch.empty() && !options_.eager && sum + peak > room) break;
         sum += peak;
         batch.push_back(workers_.submit([this, entry = todo[j], stop] { run_module(*entry, stop); }));
       }
       if (batch.size() > 1)
-        spdlog::info("stage {}: {} modules at once (predicted {} of a {} start-up budget)", stage, batch.size(),
-                     format_bytes(sum), format_bytes(budget));
+        spdlog::info("stage {}: {} modules at once (predicted {} above the {} held, of a {} start-up budget)", stage,
+                     batch.size(), format_bytes(sum), format_bytes(held), format_bytes(budget));
       for (auto& f : batch) f.wait();
       i = j;
     }
@@ -645,6 +672,7 @@ json::object StagedLoader::startupz() const {
                                  {"load_prediction_source", m.load_source},
                                  {"headroom_bytes", m.headroom},
                                  {"decision", m.decision},
+                                 {"decisions", m.decision_path},
                                  {"build_budget_bytes", m.build_budget},
                                  {"measured_build_peak_bytes", m.build_peak},
                                  {"measured_load_peak_bytes", m.load_peak},

@@ -15,7 +15,8 @@
 //                                       -> ready; gated when nothing fits (the
 //                                       reason has both numbers); or failed
 // Inside a stage (or across all of them, STARTUP_MODE=budgeted) modules run
-// together while the sum of their predicted peaks fits STARTUP_MEMORY_BUDGET.
+// together while what the process holds plus the sum of their predicted peaks
+// fits STARTUP_MEMORY_BUDGET.
 // Each build's and load's peak is measured and given to the FleetRunner, which
 // publishes it for the fleet's next predictions.
 // After each stage the allocator is purged and the stage's heap, RSS and peak RSS
@@ -92,6 +93,7 @@ struct ModuleReport {
   std::string load_source;
   uint64_t headroom = 0;       // when the step was decided
   std::string decision;        // "build", "load", "build within budget", "wait for a peer", "skip (memory)"
+  std::string decision_path;   // every decision of the last step in order: "wait for a peer, load"
   uint64_t build_budget = 0;   // the budget a budgeted build got
   uint64_t build_peak = 0;     // measured here (0: not built here)
   uint64_t load_peak = 0;      // measured here
@@ -215,6 +217,7 @@ class StagedLoader {
   // before any reset (so per-step resets do not hide the stage's peak).
   std::mutex meter_mu_;
   int meters_active_ = 0;        // guarded by meter_mu_
+  uint64_t meter_starts_ = 0;    // guarded by meter_mu_
   uint64_t stage_hwm_ = 0;       // guarded by meter_mu_
   bool can_reset_hwm_ = true;    // guarded by meter_mu_
   std::jthread thread_;
