@@ -186,8 +186,15 @@ TEST_F(KbFleet, OneInstanceIndexesAndTheOtherLoadsItsArtifact) {
 TEST_F(KbFleet, ACorruptPublishedArtifactIsRebuilt) {
   auto a = start("kb-a");
   ASSERT_NE(a, nullptr);
-  std::string keys = redis_cli({"--scan", "--pattern", "init:mcp-kb:artifact:*:0"});
-  ASSERT_FALSE(keys.empty()) << "no artifact chunk in redis";
+  // The artifact lives under the key of its inputs: init:mcp-kb@<fingerprint>.
+  json::object ma = startup_module(a->port(), "kb");
+  std::string fingerprint(ma.at("fingerprint").as_string());
+  ASSERT_EQ(fingerprint.size(), 16u) << ma;
+  std::string base = "init:mcp-kb@" + fingerprint;
+  EXPECT_EQ(redis_cli({"EXISTS", base + ":done"}), "1\n") << "the done flag is under the inputs' key";
+  EXPECT_EQ(redis_cli({"EXISTS", base + ":artifact"}), "1\n") << "the artifact's meta is under the inputs' key";
+  std::string keys = redis_cli({"--scan", "--pattern", base + ":artifact:*:0"});
+  ASSERT_FALSE(keys.empty()) << "no artifact chunk in redis under " << base;
   std::string key = keys.substr(0, keys.find('\n'));
   redis_cli({"SETRANGE", key, "40", "corrupted-bytes"});
   auto b = start("kb-b");
@@ -217,7 +224,14 @@ TEST_F(KbFleet, AChangedCorpusIsReindexedOnceAndEveryInstanceSwapsWithoutDroppin
       ++queries;
     }
   });
-  { std::ofstream(corpus_ + "/quasars.md") << "# Quasars\n\nA quasar is an extremely luminous galactic nucleus.\n"; }
+  std::string fingerprint_before(startup_module(a->port(), "kb").at("fingerprint").as_string());
+  // Written beside the corpus, then renamed in: a watcher never sees half a file
+  // (which would be inputs of their own, and a second build).
+  {
+    std::string staged = dir_ + "/quasars.md";
+    { std::ofstream(staged) << "# Quasars\n\nA quasar is an extremely luminous galactic nucleus.\n"; }
+    fs::rename(staged, corpus_ + "/quasars.md");
+  }
   bool both = wait_until(
       [&] {
         auto ta = top_paths(a->port(), "quasar"), tb = top_paths(b->port(), "quasar");
@@ -234,11 +248,35 @@ TEST_F(KbFleet, AChangedCorpusIsReindexedOnceAndEveryInstanceSwapsWithoutDroppin
     for (size_t p = log.find(what); p != std::string::npos; p = log.find(what, p + 1)) ++n;
     return n;
   };
-  std::string published = "kb-refresh: published";
-  EXPECT_EQ(count(a->log(), published) + count(b->log(), published), 1u) << "re-indexed once for the fleet";
+  // Each instance refreshed once (the log line follows the swap: poll for it);
+  // one of them built the new artifact, the other loaded it.
+  std::string refreshed = "module kb: refreshed to the artifact of inputs";
+  ASSERT_TRUE(wait_until([&] { return count(a->log(), refreshed) >= 1 && count(b->log(), refreshed) >= 1; }, 10s))
+      << a->log() << "\n----\n" << b->log();
+  EXPECT_EQ(count(a->log(), refreshed), 1u) << a->log();
+  EXPECT_EQ(count(b->log(), refreshed), 1u) << b->log();
+  auto count_built = [&](const std::string& log) {
+    size_t n = 0;
+    for (size_t p = log.find(refreshed); p != std::string::npos; p = log.find(refreshed, p + 1)) {
+      size_t eol = log.find('\n', p);
+      if (log.substr(p, eol - p).find("(built, by ") != std::string::npos) ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count_built(a->log()) + count_built(b->log()), 1u) << "re-indexed once for the fleet";
+  json::object ra = startup_module(a->port(), "kb"), rb = startup_module(b->port(), "kb");
+  EXPECT_EQ(ra.at("refreshes"), 1) << ra;
+  EXPECT_EQ(rb.at("refreshes"), 1) << rb;
+  EXPECT_NE(ra.at("fingerprint"), json::value(fingerprint_before)) << "the new corpus has inputs of its own";
+  EXPECT_EQ(ra.at("fingerprint"), rb.at("fingerprint"));
+  // Nothing is published under the old layout's single key any more.
+  EXPECT_EQ(redis_cli({"EXISTS", "kb:current"}), "0\n");
   // A restart within the done flag's TTL loads the refreshed index.
   auto c = start("kb-c");
   ASSERT_NE(c, nullptr);
+  json::object mc = startup_module(c->port(), "kb");
+  EXPECT_EQ(mc.at("outcome"), "loaded") << mc;
+  EXPECT_EQ(mc.at("fingerprint"), ra.at("fingerprint"));
   auto tc = top_paths(c->port(), "quasar");
   ASSERT_FALSE(tc.empty());
   EXPECT_EQ(tc[0], "quasars.md");

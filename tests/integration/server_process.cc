@@ -15,7 +15,8 @@ std::string memgate_binary() {
   return path ? path : "memgate";
 }
 
-std::unique_ptr<ServerProcess> ServerProcess::start(Env env, std::vector<std::string> args) {
+std::unique_ptr<ServerProcess> ServerProcess::start(Env env, std::vector<std::string> args,
+                                                    const MemoryCgroup* cgroup) {
   auto server = std::make_unique<ServerProcess>();
   server->port_ = free_port();
   do {
@@ -25,9 +26,10 @@ std::unique_ptr<ServerProcess> ServerProcess::start(Env env, std::vector<std::st
   env.emplace_back("PORT", std::to_string(server->port_));
   env.emplace_back("ADMIN_PORT", std::to_string(server->admin_port_));
   args.insert(args.begin(), memgate_binary());
-  auto proc = Subprocess::start(args, env, server->log_path_);
+  auto proc = Subprocess::start(args, env, server->log_path_, cgroup ? cgroup->procs_path() : std::string());
   if (!proc.ok()) {
-    ADD_FAILURE() << "could not start memgate: " << proc.status().to_string();
+    ADD_FAILURE() << "could not start memgate" << (cgroup ? " in cgroup " + cgroup->path() : std::string()) << ": "
+                  << proc.status().to_string();
     return nullptr;
   }
   server->process_ = std::move(*proc);

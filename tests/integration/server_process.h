@@ -1,5 +1,6 @@
 // Starts the real memgate binary on free loopback ports for an integration test,
-// waits until /healthz answers, and stops it by its pid.
+// optionally inside a memory cgroup from its first byte, waits until /healthz
+// answers, and stops it (SIGKILL) by its pid when destroyed. One thread at a time.
 #pragma once
 
 #include <chrono>
@@ -8,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/support/memory_cgroup.h"
 #include "tests/support/process.h"
 
 namespace memgate::testing {
@@ -17,8 +19,17 @@ class ServerProcess {
   using Env = std::vector<std::pair<std::string, std::string>>;
 
   // Starts memgate (the binary named by MEMGATE_BINARY) with PORT and ADMIN_PORT set to
-  // free ports plus `env`, and waits up to 10 s for /healthz. Fails the test on error.
-  static std::unique_ptr<ServerProcess> start(Env env = {}, std::vector<std::string> args = {});
+  // free ports plus `env`, and waits up to 10 s for /healthz. With `cgroup` set, the
+  // process joins it between fork and exec, so all it allocates is charged there;
+  // the cgroup must outlive the returned ServerProcess. Fails the test (ADD_FAILURE)
+  // and returns null on error.
+  static std::unique_ptr<ServerProcess> start(Env env = {}, std::vector<std::string> args = {},
+                                              const MemoryCgroup* cgroup = nullptr);
+  // The same, inside `cgroup` (not null).
+  static std::unique_ptr<ServerProcess> start_in(const MemoryCgroup& cgroup, Env env = {},
+                                                 std::vector<std::string> args = {}) {
+    return start(std::move(env), std::move(args), &cgroup);
+  }
 
   uint16_t port() const { return port_; }
   uint16_t admin_port() const { return admin_port_; }
