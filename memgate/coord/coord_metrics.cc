@@ -23,18 +23,6 @@ HistogramSnapshot Histogram::snapshot() const {
   return out;
 }
 
-std::string_view fleet_outcome_name(FleetOutcome o) {
-  switch (o) {
-    case FleetOutcome::kBuilt: return "built";
-    case FleetOutcome::kLoaded: return "loaded";
-    case FleetOutcome::kWaited: return "waited";
-    case FleetOutcome::kTookOver: return "took_over";
-    case FleetOutcome::kRebuiltBadArtifact: return "rebuilt_bad_artifact";
-    case FleetOutcome::kFailed: return "failed";
-  }
-  return "unknown";
-}
-
 std::string_view command_error_kind_name(CommandErrorKind k) {
   switch (k) {
     case CommandErrorKind::kTimeout: return "timeout";

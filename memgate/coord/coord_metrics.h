@@ -27,6 +27,8 @@
 // safe to update and read from any thread.
 #pragma once
 
+#include "memgate/base/fleet_outcome.h"
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -55,9 +57,10 @@ class Histogram {
   std::atomic<uint64_t> sum_ns_{0};
 };
 
-enum class FleetOutcome { kBuilt, kLoaded, kWaited, kTookOver, kRebuiltBadArtifact, kFailed };
-inline constexpr size_t kFleetOutcomeCount = 6;
-std::string_view fleet_outcome_name(FleetOutcome outcome);  // "built", "loaded", ...
+// The outcome type is shared with the loader (base/fleet_outcome.h).
+using memgate::FleetOutcome;
+using memgate::fleet_outcome_name;
+using memgate::kFleetOutcomeCount;
 
 enum class CommandErrorKind { kTimeout, kDisconnected, kServer, kProtocol };
 inline constexpr size_t kCommandErrorKindCount = 4;

@@ -134,6 +134,7 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator) {
     auto fleet = metrics::counter_family("coord_fleet_once_total", "How fleet_once calls ended, by outcome");
     for (size_t i = 0; i < coord::kFleetOutcomeCount; ++i) {
       auto o = static_cast<coord::FleetOutcome>(i);
+      if (o == coord::FleetOutcome::kLocal) continue;  // the loader's, never fleet_once's
       metrics::add_counter(fleet, static_cast<double>(m->outcomes(o)),
                            {{"outcome", std::string(coord::fleet_outcome_name(o))}});
     }

@@ -34,15 +34,8 @@ Result<startup::FleetOutcome> CoordFleetRunner::run(const startup::FleetKey& key
   Result<coord::FleetOutcome> r =
       coordinator_.fleet_once(key.name(), key.spec.lock_ttl, key.spec.done_ttl, step, options);
   if (!r.ok()) return r.status();
-  switch (*r) {
-    case coord::FleetOutcome::kBuilt: return startup::FleetOutcome::kBuilt;
-    case coord::FleetOutcome::kLoaded: return startup::FleetOutcome::kLoaded;
-    case coord::FleetOutcome::kWaited: return startup::FleetOutcome::kWaited;
-    case coord::FleetOutcome::kTookOver: return startup::FleetOutcome::kTookOver;
-    case coord::FleetOutcome::kRebuiltBadArtifact: return startup::FleetOutcome::kRebuiltBadArtifact;
-    case coord::FleetOutcome::kFailed: break;
-  }
-  return Internal("fleet_once reported a failure without an error");
+  if (*r == FleetOutcome::kFailed) return Internal("fleet_once reported a failure without an error");
+  return *r;
 }
 
 startup::FleetView CoordFleetRunner::view(const startup::FleetKey& key) {

@@ -4,18 +4,6 @@
 
 namespace memgate::startup {
 
-std::string_view fleet_outcome_name(FleetOutcome outcome) {
-  switch (outcome) {
-    case FleetOutcome::kBuilt: return "built";
-    case FleetOutcome::kLoaded: return "loaded";
-    case FleetOutcome::kWaited: return "waited";
-    case FleetOutcome::kTookOver: return "took_over";
-    case FleetOutcome::kRebuiltBadArtifact: return "rebuilt_bad_artifact";
-    case FleetOutcome::kLocal: return "local";
-  }
-  return "unknown";
-}
-
 FleetKey make_fleet_key(const FleetSpec& spec, std::string_view inputs) {
   // SHA-256 of "version\n inputs", 64 bits of it: short enough for key names,
   // far from colliding among the handful of inputs a fleet sees at once.

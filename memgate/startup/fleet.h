@@ -17,20 +17,15 @@
 #include <string_view>
 
 #include "memgate/base/chunked_bytes.h"
+#include "memgate/base/fleet_outcome.h"
 #include "memgate/base/status.h"
 #include "memgate/startup/module.h"
 
 namespace memgate::startup {
 
-enum class FleetOutcome {
-  kBuilt,               // this instance held the lock and built
-  kLoaded,              // the done flag and artifact were there: loaded
-  kWaited,              // another instance was building (or was waited for): waited, then loaded
-  kTookOver,            // the builder's lease expired: this instance built instead
-  kRebuiltBadArtifact,  // the artifact was missing a chunk or failed its checksum: rebuilt
-  kLocal,               // no fleet coordination: built here
-};
-std::string_view fleet_outcome_name(FleetOutcome outcome);
+// How an instance got its artifact: one type with coord (base/fleet_outcome.h).
+using memgate::FleetOutcome;
+using memgate::fleet_outcome_name;
 
 // One artifact of one module: the spec's base names and TTLs, and its inputs.
 struct FleetKey {
