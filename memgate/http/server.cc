@@ -120,6 +120,12 @@ struct RequestStorage {
   uint32_t method_off = 0, method_len = 0, target_off = 0, target_len = 0;
   int version = 11;
   bool expect_continue = false;
+  // RFC 9112 framing, checked when the header is complete.
+  int hosts = 0;
+  int content_lengths = 0;
+  std::string transfer_encoding;  // every Transfer-Encoding line, joined with ", "
+  int refuse_status = 0;          // set: answer this and close (400 or 501)
+  std::string refuse_reason;
 
   void clear() {
     arena.clear();
@@ -127,6 +133,10 @@ struct RequestStorage {
     body.clear();
     expect_continue = false;
     method_len = target_len = 0;
+    hosts = content_lengths = 0;
+    transfer_encoding.clear();
+    refuse_status = 0;
+    refuse_reason.clear();
   }
   uint32_t put(std::string_view s) {
     auto off = static_cast<uint32_t>(arena.size());
@@ -154,6 +164,12 @@ class RequestParser final : public bhttp::basic_parser<true> {
   void on_response_impl(int, beast::string_view, int, error_code&) override {}
   void on_field_impl(bhttp::field f, beast::string_view name, beast::string_view value, error_code&) override {
     if (f == bhttp::field::expect && iequals(sv(value), "100-continue")) s_.expect_continue = true;
+    if (f == bhttp::field::host) ++s_.hosts;
+    if (f == bhttp::field::content_length) ++s_.content_lengths;
+    if (f == bhttp::field::transfer_encoding) {
+      if (!s_.transfer_encoding.empty()) s_.transfer_encoding += ", ";
+      s_.transfer_encoding.append(value.data(), std::min<size_t>(value.size(), 1024));
+    }
     RequestStorage::Field field;
     field.name_off = s_.put(sv(name));
     field.name_len = static_cast<uint32_t>(name.size());
@@ -161,7 +177,49 @@ class RequestParser final : public bhttp::basic_parser<true> {
     field.value_len = static_cast<uint32_t>(value.size());
     s_.fields.push_back(field);
   }
-  void on_header_impl(error_code&) override {}
+  // The request-side MUSTs of RFC 9112 on framing (section 3.2 Host, 6.1
+  // Transfer-Encoding, 6.3 message body length) that Beast leaves to us. A
+  // request that breaks one is answered and the connection closed: its body's
+  // length cannot be known, so nothing after it can be trusted as a request.
+  void on_header_impl(error_code& ec) override {
+    auto refuse = [&](int status, std::string why) {
+      s_.refuse_status = status;
+      s_.refuse_reason = std::move(why);
+      ec = bhttp::error::bad_transfer_encoding;  // stops the parser; the status above is what is answered
+    };
+    if (s_.hosts > 1) return refuse(400, "more than one Host header");
+    if (s_.hosts == 0 && s_.version >= 11) return refuse(400, "an HTTP/1.1 request needs a Host header");
+    if (s_.transfer_encoding.empty()) return;
+    if (s_.version < 11) return refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (s_.content_lengths > 0) return refuse(400, "both Transfer-Encoding and Content-Length");
+    // Codings, comma-separated; only chunked is implemented, and it must be
+    // the last one and appear once.
+    std::vector<std::string> codings;
+    std::string_view te = s_.transfer_encoding;
+    for (size_t at = 0; at <= te.size();) {
+      size_t comma = te.find(',', at);
+      std::string_view c = te.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+      while (!c.empty() && (c.front() == ' ' || c.front() == '\t')) c.remove_prefix(1);
+      while (!c.empty() && (c.back() == ' ' || c.back() == '\t')) c.remove_suffix(1);
+      if (size_t semi = c.find(';'); semi != std::string_view::npos) c = c.substr(0, semi);
+      while (!c.empty() && (c.back() == ' ' || c.back() == '\t')) c.remove_suffix(1);
+      std::string lower(c);
+      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      codings.push_back(lower);
+      if (comma == std::string_view::npos) break;
+      at = comma + 1;
+    }
+    int chunked = 0;
+    for (const std::string& c : codings) {
+      if (c == "chunked") {
+        ++chunked;
+        continue;
+      }
+      if (c.empty()) return refuse(400, "an empty transfer coding");
+      return refuse(501, "transfer coding '" + c.substr(0, 40) + "' is not implemented");
+    }
+    if (chunked != 1 || codings.back() != "chunked") return refuse(400, "chunked must be the final transfer coding, once");
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
     if (length) s_.body.reserve(static_cast<size_t>(*length));
   }
@@ -583,7 +641,9 @@ class Session {
       }
       if (ec) {
         bump(thread_.stats().bad_requests);
-        if (ec == bhttp::error::header_limit) {
+        if (storage_.refuse_status) {
+          error_response(storage_.refuse_status, storage_.refuse_reason);
+        } else if (ec == bhttp::error::header_limit) {
           error_response(431, "request header too large");
         } else if (ec == bhttp::error::body_limit) {
           error_response(413, "request body too large");

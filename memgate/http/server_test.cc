@@ -259,6 +259,55 @@ TEST_F(ServerTest, MalformedRequestLineGets400ThenClose) {
   EXPECT_GE(server_->connection_stats().bad_requests, 2u);
 }
 
+// RFC 9112's request-side framing MUSTs: each of these requests is answered
+// and its connection closed, so no body can be read as a second request.
+TEST_F(ServerTest, RequestsWhoseBodyLengthCannotBeKnownAreRefusedAndClosed) {
+  start();
+  ASSERT_TRUE(server_->router().add(Method::kPost, "/in", [](const Request& r) {
+    return Response::text(200, std::string(r.body()));
+  }).ok());
+  struct Case {
+    const char* what;
+    std::string request;
+    int status;
+  };
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::vector<Case> cases = {
+      {"a final coding other than chunked",
+       "POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n" + smuggled, 501},
+      {"gzip alone", "POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n" + smuggled, 501},
+      {"an unknown coding", "POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n" + smuggled, 501},
+      {"chunked twice", "POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"both framings",
+       "POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 400},
+      {"HTTP/1.0 with chunked", "POST /in HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"no Host in HTTP/1.1", "GET /healthz HTTP/1.1\r\n\r\n", 400},
+      {"two Host lines", "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    TestConnection c(port_);
+    ASSERT_TRUE(c.send(k.request));
+    auto r = c.read_response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, k.status) << r->body;
+    EXPECT_TRUE(c.closed_by_peer()) << "nothing after it may be read as a request";
+  }
+  // What stays allowed: HTTP/1.0 without Host, and chunked with parameters-free spacing.
+  TestConnection old(port_);
+  ASSERT_TRUE(old.send("GET /nothing HTTP/1.0\r\n\r\n"));
+  auto o = old.read_response();
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->status, 404);
+  TestConnection spaced(port_);
+  ASSERT_TRUE(spaced.send("POST /in HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n2\r\nok\r\n0\r\n\r\n"));
+  auto sp = spaced.read_response();
+  ASSERT_TRUE(sp.has_value());
+  EXPECT_EQ(sp->status, 200);
+  EXPECT_EQ(sp->body, "ok");
+  expect_still_serving();
+}
+
 TEST_F(ServerTest, GarbageAndTruncatedRequestsNeverCrashOrStallTheServer) {
   ServerOptions o = local_options();
   o.header_limit = 2048;
