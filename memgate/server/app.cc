@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <condition_variable>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
@@ -594,7 +595,36 @@ int App::run() {
   while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
   }
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Shutdown is bounded: a step that does not observe the stop (a fleet wait,
+  // a hung load) must not keep the process past SHUTDOWN_TIMEOUT and a grace
+  // for the listeners' own deadlines. Past it, what was still running is
+  // logged and the process exits anyway.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopped = false;
+  const auto bound = impl_->config.shutdown_timeout + std::chrono::seconds(2);
+  std::thread watchdog([&] {
+    std::unique_lock lock(mu);
+    if (cv.wait_for(lock, bound, [&] { return stopped; })) return;
+    std::string running;
+    if (impl_->loader)
+      for (const startup::ModuleReport& m : impl_->loader->modules())
+        if (!startup::is_settled(m.state) && m.state != startup::ModuleState::kFailed &&
+            m.state != startup::ModuleState::kPending)
+          running += (running.empty() ? "" : ", ") + m.name + " (" + std::string(startup::module_state_name(m.state)) + ")";
+    spdlog::error("shutdown did not finish within SHUTDOWN_TIMEOUT ({}) and a {} grace; still running: {}; exiting now",
+                  format_duration(impl_->config.shutdown_timeout), format_duration(std::chrono::seconds(2)),
+                  running.empty() ? "requests or background work" : running);
+    spdlog::shutdown();
+    std::_Exit(1);
+  });
   stop();
+  {
+    std::lock_guard lock(mu);
+    stopped = true;
+  }
+  cv.notify_all();
+  watchdog.join();
   return 0;
 }
 

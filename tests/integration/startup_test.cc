@@ -213,3 +213,50 @@ TEST_F(FleetStart, AJobWithAOneSecondPeriodRunsOncePerPeriodAcrossTwoProcesses) 
 
 }  // namespace
 }  // namespace memgate::testing
+
+namespace memgate::testing {
+namespace {
+
+// A fleet wait does not observe the stop; shutdown is bounded all the same.
+TEST_F(FleetStart, SigtermDuringAFleetWaitExitsWithinTheShutdownTimeoutNamingWhatWasRunning) {
+  ServerProcess::Env slow = {{"REDIS_URL", redis_->url()},     {"MEMGATE_TEST_ROUTES", "1"},
+                             {"MEMGATE_TEST_HEAVY_MODULES", "1"}, {"MEMGATE_TEST_BUILD_MB", "8"},
+                             {"MEMGATE_TEST_KEEP_MB", "1"},      {"MEMGATE_TEST_BUILD_MS", "60000"},
+                             {"STAGE_DELAY", "0s"},               {"SHUTDOWN_TIMEOUT", "1s"}};
+  ServerProcess::Env builder_env = slow;
+  builder_env.push_back({"INSTANCE_ID", "builder"});
+  auto builder = ServerProcess::start(builder_env);
+  ASSERT_NE(builder, nullptr);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json::object z = startupz(builder->port());
+        const json::object* m = module_in(z, "test-heavy-1");
+        return m && m->at("state") == "building";
+      },
+      10s))
+      << builder->log();
+  ServerProcess::Env waiter_env = slow;
+  waiter_env.push_back({"INSTANCE_ID", "waiter"});
+  auto waiter = ServerProcess::start(waiter_env);
+  ASSERT_NE(waiter, nullptr);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json::object z = startupz(waiter->port());
+        const json::object* m = module_in(z, "test-heavy-1");
+        return m && m->at("state") == "waiting_for_lock";
+      },
+      10s))
+      << waiter->log();
+  auto sent = std::chrono::steady_clock::now();
+  waiter->process().signal(SIGTERM);
+  auto code = waiter->process().wait_for(10s);
+  auto took = std::chrono::steady_clock::now() - sent;
+  ASSERT_TRUE(code.has_value()) << "still running 10 s after SIGTERM: " << waiter->log();
+  EXPECT_LT(took, 6s) << "SHUTDOWN_TIMEOUT is 1s (plus a 2s grace)";
+  EXPECT_NE(waiter->log().find("still running: test-heavy-1 (waiting_for_lock)"), std::string::npos) << waiter->log();
+  builder->process().signal(SIGTERM);
+  EXPECT_TRUE(builder->process().wait_for(10s).has_value()) << "the build observes the stop";
+}
+
+}  // namespace
+}  // namespace memgate::testing
