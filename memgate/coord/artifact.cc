@@ -1,6 +1,7 @@
 #include "memgate/coord/artifact.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <boost/json.hpp>
 #include <algorithm>
@@ -13,20 +14,19 @@ namespace memgate::coord {
 namespace json = boost::json;
 
 std::string random_token() {
-  thread_local std::mt19937_64 rng([] {
-    std::random_device rd;
-    std::seed_seq seq{rd(), rd(), rd(), rd()};
-    return std::mt19937_64(seq);
-  }());
+  // OpenSSL's CSPRNG: unpredictable to other holders, and reseeded after fork(),
+  // so a forked child never repeats its parent's tokens.
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    std::random_device rd;  // getrandom(2) on Linux; only if OpenSSL's generator fails
+    for (unsigned char& b : bytes) b = static_cast<unsigned char>(rd());
+  }
   static const char* hex = "0123456789abcdef";
   std::string out;
   out.reserve(32);
-  for (int w = 0; w < 2; ++w) {
-    uint64_t v = rng();
-    for (int i = 0; i < 16; ++i) {
-      out.push_back(hex[v & 15]);
-      v >>= 4;
-    }
+  for (unsigned char b : bytes) {
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 15]);
   }
   return out;
 }
@@ -82,7 +82,7 @@ std::string ArtifactMeta::to_json() const {
 }
 
 Result<ArtifactMeta> ArtifactMeta::from_json(std::string_view text, uint64_t max_size) {
-  if (text.size() > 64 * 1024) return InvalidArgument("artifact meta is longer than 64 KiB");
+  if (text.size() > kMaxMetaBytes) return InvalidArgument("artifact meta is longer than 64 KiB");
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return InvalidArgument("artifact meta is not a JSON object");
@@ -104,8 +104,9 @@ Result<ArtifactMeta> ArtifactMeta::from_json(std::string_view text, uint64_t max
     if (const json::value* v = o.if_contains("build_peak"); v && v->is_number()) m.build_peak = v->to_number<uint64_t>();
     if (const json::value* v = o.if_contains("built_at_unix_ms"); v && v->is_number())
       m.built_at_unix_ms = v->to_number<int64_t>();
-  } catch (const std::exception& e) {
-    return InvalidArgument(std::string("artifact meta is incomplete: ") + e.what());
+  } catch (const std::exception&) {
+    // Boost's messages carry its source locations: say what is wrong in our words.
+    return InvalidArgument("artifact meta is incomplete or has a field of the wrong type or out of range");
   }
   if (m.size > max_size)
     return InvalidArgument("artifact meta declares " + std::to_string(m.size) + " bytes, above the bound of " +

@@ -39,11 +39,13 @@ struct ArtifactMeta {
   int64_t built_at_unix_ms = 0;
 
   std::string to_json() const;
-  // kInvalidArgument when the text is not a meta record, or when its size is
+  // kInvalidArgument when the text is longer than kMaxMetaBytes or is not a meta record, or when its size is
   // above `max_size` or its chunk count cannot describe `size` bytes.
   static Result<ArtifactMeta> from_json(std::string_view text, uint64_t max_size = kMaxArtifactBytes);
 
   static constexpr uint64_t kMaxArtifactBytes = 4ull << 30;
+  // The longest meta record (and done flag) a reader accepts.
+  static constexpr size_t kMaxMetaBytes = 64 * 1024;
 };
 
 // What a publisher adds to the meta record besides the checked fields.

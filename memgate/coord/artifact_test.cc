@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
 
 #include "memgate/coord/coord_metrics.h"
@@ -50,6 +53,31 @@ TEST(Lease, TokensAre128RandomBitsInHex) {
     seen.insert(t);
   }
   EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(Lease, AForkedChildDoesNotRepeatItsParentsTokens) {
+  // A per-thread PRNG seeded once would hand the child the parent's next tokens.
+  random_token();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string t = random_token();
+    ssize_t n = ::write(fds[1], t.data(), t.size());
+    ::_exit(n == static_cast<ssize_t>(t.size()) ? 0 : 1);
+  }
+  ::close(fds[1]);
+  std::string parent = random_token();
+  char buf[64] = {};
+  ssize_t n = ::read(fds[0], buf, sizeof buf);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_EQ(n, 32);
+  std::string child(buf, 32);
+  EXPECT_EQ(child.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_NE(child, parent);
 }
 
 TEST(CancelSignal, TheFirstReasonWinsAndWaitersWake) {

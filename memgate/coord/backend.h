@@ -51,7 +51,10 @@ class CoordBackend {
   // Sets the lock's TTL to `ttl` from now if `lease` still holds it.
   virtual Result<bool> extend(const Lease& lease, std::chrono::milliseconds ttl) = 0;
 
-  // JSON values with a TTL (0: no expiry). get: nullopt when absent.
+  // JSON values with a TTL (0: no expiry). get: nullopt when absent;
+  // kInvalidArgument (naming the key) when the stored value is not JSON or is
+  // longer than kMaxJsonValueBytes, which is refused before it is read.
+  static constexpr size_t kMaxJsonValueBytes = 1 << 20;
   virtual Result<std::optional<boost::json::value>> get_json(const std::string& key) = 0;
   virtual Status set_json(const std::string& key, const boost::json::value& value,
                           std::chrono::milliseconds ttl) = 0;

@@ -22,7 +22,10 @@
 //               (a waiter that then loads counts "waited"; one that wins the lock after
 //               the builder died counts "took_over")
 // An artifact that is present but fails verification, or that load() rejects, is
-// rebuilt, never loaded. The wait is bounded by FleetOnceOptions::wait_bound.
+// rebuilt, never loaded; only a transport error of the read fails the step. A
+// build whose lease was lost before its fenced publish (kAborted) goes back to 1:
+// a peer's artifact is loaded ("waited"), else it contends and builds again, at
+// most 3 builds in all. The wait is bounded by FleetOnceOptions::wait_bound.
 #include "memgate/coord/coordinator.h"
 
 #include <spdlog/spdlog.h>
@@ -55,7 +58,9 @@ Coordinator::Coordinator(CoordinatorOptions options) : options_(std::move(option
 Result<std::unique_ptr<Coordinator>> Coordinator::create(CoordinatorOptions options) {
   std::unique_ptr<Coordinator> c(new Coordinator(options));
   if (c->options_.instance_id.empty()) c->options_.instance_id = "pid-" + std::to_string(::getpid());
-  c->local_ = std::make_shared<LocalBackend>(c->options_.local_dir, c->options_.instance_id);
+  auto local = LocalBackend::open(c->options_.local_dir, c->options_.instance_id);
+  if (!local.ok()) return local.status();
+  c->local_ = std::move(*local);
   CoordMetrics* m = c->options_.metrics;
   if (c->options_.redis_url.empty()) {
     spdlog::warn("REDIS_URL is unset: coordination is local to this host (lock files in {})", c->options_.local_dir);
@@ -195,7 +200,7 @@ Status Coordinator::run_with_watchdog(CoordBackend& backend, const Lease& lease,
       } else if (r.ok()) {
         options_.metrics->lost_leases.fetch_add(1);
         cancel.cancel("lease on " + lease.key + " (fence " + std::to_string(lease.fence) +
-                      ") was lost: another holder has the lock");
+                      ") was lost: the lock is no longer held by this lease (it expired, was deleted or was taken)");
         return;
       } else if (now + milliseconds(5) >= valid_until) {
         options_.metrics->lost_leases.fetch_add(1);
@@ -287,8 +292,11 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
     bad_seen = true;
     return false;
   };
+  // Builds whose lease was lost before the publish went through; bounded.
+  constexpr int kLeaseAttempts = 3;
+  int lost_leases = 0;
   auto loaded = [&]() -> Result<FleetOutcome> {
-    FleetOutcome o = waited ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
+    FleetOutcome o = waited || lost_leases > 0 ? FleetOutcome::kWaited : FleetOutcome::kLoaded;
     m.count(o);
     return o;
   };
@@ -342,10 +350,14 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
       state("building");
       ChunkedBytes built;
       ArtifactMeta built_meta;
+      bool build_failed = false;  // the build's own error, not a lost lease
       Status st = run_with_watchdog(*backend, lease, [&](const Lease& l, const CancelSignal& cancel) -> Status {
         PublishInfo info;
         auto bytes = step.build(cancel, &info);
-        if (!bytes.ok()) return bytes.status();
+        if (!bytes.ok()) {
+          build_failed = !cancel.cancelled();
+          return bytes.status();
+        }
         if (cancel.cancelled()) return Aborted(cancel.reason());
         built = std::move(*bytes);
         built_meta.size = built.size();
@@ -356,6 +368,19 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
         return backend->publish_artifact(l, name, built, options.artifact_version, done_ttl, info);
       });
       release_lease();
+      if (st.code() == Code::kAborted && !build_failed) {
+        // The lease went (expired, taken over, or Redis lost it) before the
+        // fenced publish: nothing of ours is visible. Read again: a peer may
+        // have published; otherwise contend again, a bounded number of times.
+        if (++lost_leases < kLeaseAttempts) {
+          spdlog::warn("fleet_once {}: the lease on {} was lost during the build; publish refused; trying again ({})",
+                       name, name, st.message());
+          continue;
+        }
+        spdlog::warn("fleet_once {}: the lease on {} was lost during {} builds in a row; publish refused; giving up",
+                     name, name, lost_leases);
+        return fail(st);
+      }
       if (!st.ok()) {
         spdlog::warn("fleet_once {}: build or publish failed: {}", name, st.to_string());
         return fail(st);

@@ -111,7 +111,9 @@ struct FleetPeaks {
 class Coordinator {
  public:
   // Fails (kInvalidArgument, naming REDIS_URL, never the password) on a malformed
-  // URL. Otherwise returns a working coordinator, local if Redis did not answer.
+  // URL, and (kFailedPrecondition, naming the dir) when options.local_dir is not
+  // a private directory of ours (see LocalBackend::open), with or without Redis.
+  // Otherwise returns a working coordinator, local if Redis did not answer.
   static Result<std::unique_ptr<Coordinator>> create(CoordinatorOptions options);
   ~Coordinator();
 
@@ -137,7 +139,8 @@ class Coordinator {
                    std::optional<std::chrono::milliseconds> wait = std::nullopt);
 
   // Runs `build` once per fleet; see the design note in coordinator.cc. Returns how
-  // this instance became ready.
+  // this instance became ready. A lease lost during the build means read again
+  // and, unless a peer published, build again (3 builds at most, then kAborted).
   Result<FleetOutcome> fleet_once(const std::string& name, std::chrono::milliseconds lock_ttl,
                                   std::chrono::milliseconds done_ttl, const BuildFn& build, const LoadFn& load,
                                   const FleetOnceOptions& options = {});

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "memgate/coord/coord_test_env.h"
+#include "memgate/coord/redis_backend.h"
 
 namespace memgate::coord {
 namespace {
@@ -382,6 +383,150 @@ TEST_F(FleetStepTest, PeaksRecordedByInstancesAreReadBackAsTheLargestRecent) {
   FleetPeaks q = c->fleet_peaks("task:k");
   EXPECT_EQ(q.build, 0u);
   EXPECT_EQ(q.load, 0u);
+}
+
+TEST_F(FleetStepTest, AHugeDoneFlagOrMetaIsRefusedUnreadAndRebuilt) {
+  auto c = coordinator();
+  std::string huge(2 << 20, 'x');
+  ASSERT_TRUE(raw().command({"SET", "task:h:done", huge}).ok());
+  ASSERT_TRUE(raw().command({"SET", "task:h:artifact", "{}"}).ok());
+  auto read = c->read_meta("task:h", "1");
+  ASSERT_TRUE(read.ok()) << read.status().to_string();
+  EXPECT_EQ(read->state, ArtifactState::kBad);
+  EXPECT_NE(read->problem.find("above the bound"), std::string::npos) << read->problem;
+  ASSERT_TRUE(raw().command({"SET", "task:h:done", "{}"}).ok());
+  ASSERT_TRUE(raw().command({"SET", "task:h:artifact", huge}).ok());
+  read = c->read_meta("task:h", "1");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->state, ArtifactState::kBad);
+  EXPECT_NE(read->problem.find("task:h:artifact"), std::string::npos) << read->problem;
+  auto r = c->fleet_once("task:h", 1s, 30s, step("rebuilt"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
+}
+
+TEST_F(FleetStepTest, AChunkLongerThanItsMetaAllowsIsRefusedUnreadAndRebuilt) {
+  auto o = options();
+  o.chunk_size = 4;
+  auto c = coordinator(o);
+  ASSERT_TRUE(c->fleet_once("task:c", 1s, 30s, step("0123456789abcdef")).ok());
+  auto meta = c->read_meta("task:c", "1");
+  ASSERT_TRUE(meta.ok());
+  ASSERT_TRUE(raw().command({"SET", "task:c:artifact:" + std::to_string(meta->fence) + ":1", std::string(2 << 20, 'z'),
+                             "KEEPTTL"}).ok());
+  auto read = c->read_artifact("task:c", "1");
+  ASSERT_TRUE(read.ok()) << read.status().to_string();
+  EXPECT_EQ(read->state, ArtifactState::kBad);
+  EXPECT_NE(read->problem.find("hold more than the 16 bytes"), std::string::npos) << read->problem;
+  auto r = c->fleet_once("task:c", 1s, 30s, step("0123456789abcdef"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
+}
+
+TEST_F(FleetStepTest, KeysOfAnotherTypeOrMalformedMetaAreABadArtifactNotAFailure) {
+  auto c = coordinator();
+  ASSERT_TRUE(raw().command({"LPUSH", "task:t:done", "x"}).ok());
+  auto r = c->fleet_once("task:t", 1s, 30s, step("one"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
+  ASSERT_TRUE(raw().command({"DEL", "task:t:artifact"}).ok());
+  ASSERT_TRUE(raw().command({"HSET", "task:t:artifact", "a", "b"}).ok());
+  r = c->fleet_once("task:t", 1s, 30s, step("two"));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
+  for (std::string meta : std::vector<std::string>{"[1,2]", "{\"format\":1e400}", "{\"format\":\"x\",\"size\":-1}",
+                           std::string(40, '[') + std::string(40, ']'),
+                           "{\"format\":1,\"version\":\"1\",\"fence\":1,\"size\":1e300,\"chunks\":1,\"sha256\":\"\"}"}) {
+    ASSERT_TRUE(raw().command({"SET", "task:t:artifact", meta, "KEEPTTL"}).ok());
+    r = c->fleet_once("task:t", 1s, 30s, step("three"));
+    ASSERT_TRUE(r.ok()) << meta << ": " << r.status().to_string();
+    EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact) << meta;
+  }
+}
+
+TEST_F(FleetStepTest, AReadFailureOfThePublishedArtifactStaysUnavailable) {
+  auto c = coordinator();
+  server_->kill();
+  ASSERT_TRUE(testing::wait_until([&] { return !c->redis()->connection().connected(); }, 5s));
+  auto r = c->fleet_once("task:u", 1s, 30s, step("x"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().to_string();
+  EXPECT_EQ(builds_.load(), 0);
+}
+
+TEST_F(FleetOnce, ALeaseLostDuringTheBuildIsBuiltAgainNotFailedForGood) {
+  auto c = coordinator();
+  raw();
+  auto build = [&](const CancelSignal&) -> Result<std::string> {
+    if (builds_.fetch_add(1) == 0) {
+      // Redis loses everything mid-build, the lock included.
+      EXPECT_TRUE(raw().command({"FLUSHALL"}).ok());
+    }
+    return std::string("built after the flush");
+  };
+  auto r = c->fleet_once("task:flush", 1s, 30s, build, loader());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kBuilt);
+  EXPECT_EQ(builds_.load(), 2);
+  EXPECT_EQ(metrics_.outcomes(FleetOutcome::kFailed), 0u);
+  ASSERT_EQ(*c->fleet_once("task:flush", 1s, 30s, builder("not again"), loader()), FleetOutcome::kLoaded);
+  EXPECT_EQ(loaded_.at(0), "built after the flush");
+}
+
+TEST_F(FleetOnce, ABuildTheWatchdogCancelledForALostLeaseIsBuiltAgain) {
+  auto c = coordinator();
+  raw();
+  std::string reason;
+  auto build = [&](const CancelSignal& cancel) -> Result<std::string> {
+    if (builds_.fetch_add(1) == 0) {
+      EXPECT_TRUE(raw().command({"FLUSHALL"}).ok());
+      // The watchdog's next extension (a third of the TTL) finds the lock gone.
+      EXPECT_TRUE(cancel.wait_for(5s));
+      reason = cancel.reason();
+      return Aborted(cancel.reason());
+    }
+    return std::string("second build");
+  };
+  auto r = c->fleet_once("task:cancelled", 300ms, 30s, build, loader());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kBuilt);
+  EXPECT_EQ(builds_.load(), 2);
+  EXPECT_EQ(metrics_.lost_leases.load(), 1u);
+  EXPECT_NE(reason.find("no longer held by this lease"), std::string::npos) << reason;
+  EXPECT_EQ(reason.find("another holder has the lock"), std::string::npos) << reason;
+}
+
+TEST_F(FleetOnce, ALeaseLostToAPeerThatPublishedLoadsThePeersArtifact) {
+  auto c = coordinator();
+  auto peer = coordinator();
+  raw();
+  auto build = [&](const CancelSignal&) -> Result<std::string> {
+    builds_.fetch_add(1);
+    // Our lock vanishes; a peer takes it, builds and publishes before we do.
+    EXPECT_TRUE(raw().command({"DEL", "task:peer"}).ok());
+    auto p = peer->fleet_once("task:peer", 1s, 30s, builder("the peer's"), loader());
+    EXPECT_TRUE(p.ok() && *p == FleetOutcome::kBuilt);
+    return std::string("ours, refused");
+  };
+  auto r = c->fleet_once("task:peer", 1s, 30s, build, loader());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kWaited);
+  ASSERT_EQ(loaded_.size(), 1u);
+  EXPECT_EQ(loaded_[0], "the peer's");
+}
+
+TEST_F(FleetOnce, ALeaseLostOnEveryAttemptGivesUpAfterThreeBuilds) {
+  auto c = coordinator();
+  raw();
+  auto build = [&](const CancelSignal&) -> Result<std::string> {
+    builds_.fetch_add(1);
+    EXPECT_TRUE(raw().command({"FLUSHALL"}).ok());
+    return std::string("never published");
+  };
+  auto r = c->fleet_once("task:always", 1s, 30s, build, loader());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kAborted) << r.status().to_string();
+  EXPECT_EQ(builds_.load(), 3);
 }
 
 }  // namespace

@@ -62,7 +62,8 @@ class CancelSignal {
   std::string reason_;
 };
 
-// A fresh random token: 128 bits as 32 lower-case hex digits.
+// A fresh random token: 128 bits from OpenSSL's CSPRNG (RAND_bytes) as 32
+// lower-case hex digits. Thread-safe, and distinct in a forked child.
 std::string random_token();
 
 }  // namespace memgate::coord

@@ -167,7 +167,10 @@ TEST_F(LeaseLock, AHolderKilledWithSigkillIsReplacedOnceItsTtlPasses) {
   auto lease = c->acquire("lock:killed", 1s, 3s);
   ASSERT_TRUE(lease.ok()) << lease.status().to_string();
   EXPECT_LT(Steady::now() - start, 1500ms);
-  EXPECT_EQ(lease->fence, 2);
+  std::string held = testing::read_file(log);
+  auto at = held.find("acquired fence=");
+  ASSERT_NE(at, std::string::npos) << held;
+  EXPECT_EQ(lease->fence, std::stoll(held.substr(at + 15)) + 1);
 }
 
 TEST_F(LeaseLock, AHolderStoppedPastItsTtlCanNeitherReleaseNorPublishAfterItContinues) {
@@ -220,6 +223,50 @@ TEST_F(LeaseLock, JsonValuesRoundTripAndExpire) {
   ASSERT_TRUE(raw().command({"SET", "json:bad", "{not json"}).ok());
   EXPECT_EQ(c->get_json("json:bad").status().code(), Code::kInvalidArgument);
   EXPECT_FALSE(c->get_json("json:none")->has_value());
+}
+
+TEST_F(LeaseLock, AJsonValueAboveOneMebibyteIsRefusedBeforeItIsRead) {
+  auto c = coordinator();
+  std::string huge = "\"" + std::string(CoordBackend::kMaxJsonValueBytes, 'x') + "\"";
+  ASSERT_TRUE(raw().command({"SET", "json:huge", huge}).ok());
+  auto r = c->get_json("json:huge");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("json:huge"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("above the bound"), std::string::npos) << r.status().message();
+  ASSERT_TRUE(raw().command({"LPUSH", "json:list", "1"}).ok());
+  EXPECT_EQ(c->get_json("json:list").status().code(), Code::kInvalidArgument);
+  // Just under the bound still reads.
+  std::string big = "\"" + std::string(CoordBackend::kMaxJsonValueBytes - 2, 'y') + "\"";
+  ASSERT_TRUE(raw().command({"SET", "json:big", big}).ok());
+  auto ok = c->get_json("json:big");
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_TRUE(ok->has_value());
+}
+
+TEST_F(LeaseLock, FencesKeepGrowingAcrossARedisRestartThatLostItsData) {
+  auto c = coordinator();
+  int64_t last = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto lease = c->acquire("lock:restart", 1s, 0ms);
+    ASSERT_TRUE(lease.ok()) << lease.status().to_string();
+    last = lease->fence;
+    ASSERT_TRUE(*c->release(*lease));
+  }
+  server_->kill();
+  ASSERT_TRUE(testing::wait_until([&] { return !c->redis()->connection().connected(); }, 5s));
+  ASSERT_TRUE(server_->restart().ok());  // no persistence: every key is gone
+  ASSERT_TRUE(c->ensure_connected(5s).ok());
+  ASSERT_EQ(raw().command({"EXISTS", "lock:restart:fence"})->integer, 0);
+  auto after = c->acquire("lock:restart", 1s, 0ms);
+  ASSERT_TRUE(after.ok()) << after.status().to_string();
+  EXPECT_GT(after->fence, last);
+  // FLUSHALL loses the counter the same way.
+  ASSERT_TRUE(*c->release(*after));
+  ASSERT_TRUE(raw().command({"FLUSHALL"}).ok());
+  auto flushed = c->acquire("lock:restart", 1s, 0ms);
+  ASSERT_TRUE(flushed.ok());
+  EXPECT_GT(flushed->fence, after->fence);
 }
 
 }  // namespace

@@ -6,18 +6,25 @@
 // is the local equivalent of a TTL. The lock file is never unlinked (unlinking a
 // lock file lets two holders lock two different inodes). Expiry of done flags uses
 // wall-clock milliseconds because several processes compare them.
+//
+// The directory may sit in a shared /tmp, so nothing in it is trusted unless it
+// is ours: open() creates it 0700 and refuses one that is a symlink, is not owned
+// by our euid, or is writable by group or others. Every file in it is opened with
+// O_NOFOLLOW (a symlink planted in its place is refused, never followed) and
+// O_CLOEXEC; temp files are created O_EXCL 0600; reads are bounded (a done flag
+// at most 64 KiB, an artifact by its meta) and refuse anything but regular files.
 #include "memgate/coord/local_backend.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <utility>
 #include <thread>
 
 #include "memgate/coord/artifact.h"
@@ -38,23 +45,59 @@ struct HeldLock {
   }
 };
 
+int64_t unix_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 int64_t unix_ms() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+constexpr int kOpenFlags = O_NOFOLLOW | O_CLOEXEC;
+
+std::string open_error(const std::string& what, const std::string& path, int err) {
+  if (err == ELOOP) return what + " " + path + " is a symlink; it is not followed";
+  return "cannot open " + what + " " + path + ": " + std::strerror(err);
+}
+
+// Owns a file descriptor.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  Fd(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
 }
 
 Status write_atomically(const std::string& path, const std::vector<std::string_view>& parts) {
   std::string tmp = path + ".tmp." + random_token();
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    for (std::string_view data : parts) out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    out.flush();
-    if (!out) return Unavailable("cannot write " + tmp);
+    Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | kOpenFlags, 0600));
+    if (out.fd < 0) return Unavailable(open_error("the temp file", tmp, errno));
+    for (std::string_view data : parts) {
+      if (!write_all(out.fd, data)) {
+        ::unlink(tmp.c_str());
+        return Unavailable("cannot write " + tmp + ": " + std::strerror(errno));
+      }
+    }
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return Unavailable("cannot rename to " + path + ": " + ec.message());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Unavailable("cannot rename to " + path + ": " + std::strerror(err));
   }
   return Status::Ok();
 }
@@ -63,20 +106,71 @@ Status write_atomically(const std::string& path, std::string_view data) {
   return write_atomically(path, std::vector<std::string_view>{data});
 }
 
-std::optional<std::string> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+// Opens an existing regular file for reading without following a symlink or
+// blocking on a FIFO; nullopt when it is missing, an error when it is something else.
+Result<std::optional<Fd>> open_regular(const std::string& path, const std::string& what) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | kOpenFlags));
+  if (fd.fd < 0) {
+    if (errno == ENOENT) return std::optional<Fd>();
+    return InvalidArgument(open_error(what, path, errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) return InvalidArgument(what + " " + path + " is not a regular file");
+  return std::optional<Fd>(std::move(fd));
+}
+
+// The whole file when it is at most `bound` bytes: nullopt when missing, an
+// error when longer, unreadable or not a regular file.
+Result<std::optional<std::string>> read_bounded(const std::string& path, const std::string& what, size_t bound) {
+  auto fd = open_regular(path, what);
+  if (!fd.ok()) return fd.status();
+  if (!*fd) return std::optional<std::string>();
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read((*fd)->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return InvalidArgument("cannot read " + what + " " + path + ": " + std::strerror(errno));
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > bound)
+      return InvalidArgument(what + " " + path + " is longer than " + std::to_string(bound) + " bytes");
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return std::optional<std::string>(std::move(out));
 }
 
 }  // namespace
 
 LocalBackend::LocalBackend(std::string dir, std::string instance_id)
-    : dir_(std::move(dir)), instance_id_(std::move(instance_id)) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
+    : dir_(std::move(dir)), instance_id_(std::move(instance_id)) {}
+
+Result<std::shared_ptr<LocalBackend>> LocalBackend::open(std::string dir, std::string instance_id) {
+  auto refuse = [&](const std::string& why) {
+    return FailedPrecondition("the local coordination dir " + dir + " (COORD_LOCAL_DIR) " + why);
+  };
+  if (dir.empty()) return FailedPrecondition("the local coordination dir (COORD_LOCAL_DIR) is empty");
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return refuse(std::string("cannot be examined: ") + std::strerror(errno));
+    std::error_code ec;
+    std::filesystem::path parent = std::filesystem::path(dir).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return refuse(std::string("cannot be created: ") + std::strerror(errno));
+    if (::lstat(dir.c_str(), &st) != 0) return refuse(std::string("cannot be examined: ") + std::strerror(errno));
+  }
+  if (S_ISLNK(st.st_mode)) return refuse("is a symlink; use the directory itself");
+  if (!S_ISDIR(st.st_mode)) return refuse("is not a directory");
+  if (st.st_uid != ::geteuid())
+    return refuse("is owned by uid " + std::to_string(st.st_uid) + ", not by this process (uid " +
+                  std::to_string(::geteuid()) + ")");
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return refuse(std::string("is writable by group or others (mode ") + mode + "); make it 0700");
+  }
+  return std::shared_ptr<LocalBackend>(new LocalBackend(std::move(dir), std::move(instance_id)));
 }
 
 std::string LocalBackend::file_stem(const std::string& key) {
@@ -101,8 +195,16 @@ std::string LocalBackend::path(const std::string& key, const char* suffix) const
 Result<TryAcquire> LocalBackend::try_acquire(const std::string& key, milliseconds ttl) {
   auto started = std::chrono::steady_clock::now();
   std::string p = path(key, ".lock");
-  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Unavailable("cannot open the local lock file " + p + ": " + std::strerror(errno));
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_NONBLOCK | kOpenFlags, 0600);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ELOOP) return FailedPrecondition(open_error("the local lock file", p, err));
+    return Unavailable(open_error("the local lock file", p, err));
+  }
+  if (struct stat st {}; ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return FailedPrecondition("the local lock file " + p + " is not a regular file");
+  }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     ::close(fd);
@@ -112,7 +214,9 @@ Result<TryAcquire> LocalBackend::try_acquire(const std::string& key, millisecond
   // The fence counter lives in the lock file; we hold the flock, so read-modify-write is safe.
   char buf[32] = {};
   ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-  int64_t fence = n > 0 ? std::strtoll(buf, nullptr, 10) : 0;
+  // A new (or emptied) lock file starts at the wall clock in microseconds, like
+  // a missing Redis counter, so fences keep growing when the directory is wiped.
+  int64_t fence = n > 0 ? std::strtoll(buf, nullptr, 10) : unix_us();
   ++fence;
   std::string text = std::to_string(fence) + "\n";
   if (::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()) ||
@@ -174,34 +278,41 @@ Status LocalBackend::set_json(const std::string& key, const json::value& value, 
 
 namespace {
 
-// Reads the first line of `path` (the meta record), at most 64 KiB of it; the
-// offset of the bytes after it goes to *body.
-std::optional<std::string> meta_line(const std::string& path, uint64_t* body) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::string line;
-  char c;
-  while (line.size() <= 64 * 1024 && in.get(c)) {
-    if (c == '\n') {
-      *body = line.size() + 1;
-      return line;
-    }
-    line.push_back(c);
-  }
-  return std::string();  // no newline: not a meta line
+// Reads the first line of the artifact file (the meta record), at most 64 KiB
+// of it; the offset of the bytes after it goes to *body. Empty: no meta line.
+Result<std::string> meta_line(int fd, uint64_t* body) {
+  std::string head(ArtifactMeta::kMaxMetaBytes + 1, '\0');
+  ssize_t n;
+  do n = ::pread(fd, head.data(), head.size(), 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return InvalidArgument(std::string("cannot read the artifact file: ") + std::strerror(errno));
+  head.resize(static_cast<size_t>(n));
+  size_t nl = head.find('\n');
+  if (nl == std::string::npos) return std::string();
+  head.resize(nl);
+  *body = nl + 1;
+  return head;
 }
 
 // Streams an artifact file's bytes after the meta line in 1 MiB pieces,
 // checking the size and the SHA-256 the meta declares.
 class FileArtifactSource final : public ByteSource {
  public:
-  FileArtifactSource(std::ifstream in, ArtifactMeta meta) : in_(std::move(in)), meta_(std::move(meta)) {}
+  FileArtifactSource(Fd fd, uint64_t offset, ArtifactMeta meta)
+      : fd_(std::move(fd)), offset_(offset), meta_(std::move(meta)) {}
   uint64_t size() const override { return meta_.size; }
   Result<std::string> next() override {
     if (!error_.ok()) return error_;
     std::string piece(static_cast<size_t>(std::min<uint64_t>(ChunkedBytes::kDefaultPiece, meta_.size - read_ + 1)), '\0');
-    in_.read(piece.data(), static_cast<std::streamsize>(piece.size()));
-    piece.resize(static_cast<size_t>(in_.gcount()));
+    size_t got = 0;
+    while (got < piece.size()) {
+      ssize_t n = ::pread(fd_.fd, piece.data() + got, piece.size() - got, static_cast<off_t>(offset_ + read_ + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return error_ = InvalidArgument(std::string("cannot read the artifact file: ") + std::strerror(errno));
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    piece.resize(got);
     read_ += piece.size();
     if (read_ > meta_.size) return error_ = InvalidArgument("the artifact file is longer than its meta says");
     if (!piece.empty()) {
@@ -218,7 +329,8 @@ class FileArtifactSource final : public ByteSource {
   }
 
  private:
-  std::ifstream in_;
+  Fd fd_;
+  uint64_t offset_;
   ArtifactMeta meta_;
   uint64_t read_ = 0;
   Sha256 sha_;
@@ -229,23 +341,42 @@ class FileArtifactSource final : public ByteSource {
 }  // namespace
 
 Result<ArtifactRead> LocalBackend::read_meta(const std::string& name, const std::string& version) {
+  // Whatever is in the files (another user's, a crash's, a hostile one) is at
+  // worst a bad artifact: rebuilt, never loaded, never a failure of the step.
   ArtifactRead out;
-  auto done = slurp(path(name, ".done"));
-  if (!done) return out;
+  auto done = read_bounded(path(name, ".done"), "the done flag file", ArtifactMeta::kMaxMetaBytes);
+  if (done.ok() && !*done) return out;  // kAbsent
+  out.state = ArtifactState::kBad;
+  if (!done.ok()) {
+    out.problem = done.status().message();
+    return out;
+  }
   boost::system::error_code ec;
-  json::value v = json::parse(*done, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("expires_unix_ms") ||
-      !v.as_object().at("expires_unix_ms").is_number()) {
-    out.state = ArtifactState::kBad;
+  json::value v = json::parse(**done, ec);
+  const json::value* expires = !ec && v.is_object() ? v.as_object().if_contains("expires_unix_ms") : nullptr;
+  if (!expires || !(expires->is_int64() || expires->is_uint64())) {
     out.problem = "the done flag file is unreadable";
     return out;
   }
-  if (v.as_object().at("expires_unix_ms").to_number<int64_t>() <= unix_ms()) return out;  // expired
-  out.state = ArtifactState::kBad;
-  uint64_t body = 0;
-  auto line = meta_line(path(name, ".artifact"), &body);
-  if (!line) {
+  int64_t expires_ms = expires->is_int64() ? expires->as_int64()
+                                           : static_cast<int64_t>(std::min<uint64_t>(expires->as_uint64(), INT64_MAX));
+  if (expires_ms <= unix_ms()) {
+    out.state = ArtifactState::kAbsent;  // expired
+    return out;
+  }
+  auto file = open_regular(path(name, ".artifact"), "the artifact file");
+  if (!file.ok()) {
+    out.problem = file.status().message();
+    return out;
+  }
+  if (!*file) {
     out.problem = "the done flag is set but the artifact file is missing";
+    return out;
+  }
+  uint64_t body = 0;
+  auto line = meta_line((*file)->fd, &body);
+  if (!line.ok()) {
+    out.problem = line.status().message();
     return out;
   }
   if (line->empty()) {
@@ -268,13 +399,14 @@ Result<ArtifactRead> LocalBackend::read_meta(const std::string& name, const std:
 }
 
 Result<std::unique_ptr<ByteSource>> LocalBackend::open_artifact(const std::string& name, const ArtifactMeta& meta) {
+  auto file = open_regular(path(name, ".artifact"), "the artifact file");
+  if (!file.ok()) return file.status();
+  if (!*file) return InvalidArgument("the artifact file of " + name + " is gone");
   uint64_t body = 0;
-  auto line = meta_line(path(name, ".artifact"), &body);
-  if (!line || line->empty()) return InvalidArgument("the artifact file of " + name + " is gone");
-  std::ifstream in(path(name, ".artifact"), std::ios::binary);
-  if (!in) return InvalidArgument("the artifact file of " + name + " is gone");
-  in.seekg(static_cast<std::streamoff>(body));
-  return std::unique_ptr<ByteSource>(std::make_unique<FileArtifactSource>(std::move(in), meta));
+  auto line = meta_line((*file)->fd, &body);
+  if (!line.ok()) return line.status();
+  if (line->empty()) return InvalidArgument("the artifact file of " + name + " has no meta line");
+  return std::unique_ptr<ByteSource>(std::make_unique<FileArtifactSource>(std::move(**file), body, meta));
 }
 
 Status LocalBackend::publish_artifact(const Lease& lease, const std::string& name, const ChunkedBytes& bytes,

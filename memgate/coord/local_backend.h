@@ -7,11 +7,13 @@
 // (the kernel drops the flock), and extend() only confirms it is still held.
 // Done flags and artifacts are files in the same directory (written to a temp
 // name and renamed, so readers see whole files), with the expiry stored inside.
-// JSON values live in this process only. Completion is not announced: waiters
+// The directory must be private (see open()); files in it are opened with
+// O_NOFOLLOW, temp files O_EXCL 0600. JSON values live in this process only. Completion is not announced: waiters
 // poll. Thread-safe.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -21,8 +23,10 @@ namespace memgate::coord {
 
 class LocalBackend final : public CoordBackend {
  public:
-  // `dir` is created when missing.
-  explicit LocalBackend(std::string dir, std::string instance_id);
+  // Uses `dir`, creating it 0700 when missing. kFailedPrecondition, naming the
+  // dir, when it is a symlink, not a directory, not owned by this process's euid,
+  // or writable by group or others: another local user could plant or read files.
+  static Result<std::shared_ptr<LocalBackend>> open(std::string dir, std::string instance_id);
 
   std::string_view name() const override { return "local"; }
   const std::string& dir() const { return dir_; }
@@ -45,6 +49,7 @@ class LocalBackend final : public CoordBackend {
   static std::string file_stem(const std::string& key);
 
  private:
+  LocalBackend(std::string dir, std::string instance_id);
   std::string path(const std::string& key, const char* suffix) const;
 
   std::string dir_;

@@ -1,3 +1,6 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <map>
 #include <thread>
@@ -150,6 +153,121 @@ TEST_F(LocalFallback, AMalformedUrlStopsStartUpWithoutEchoingThePassword) {
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("REDIS_URL"), std::string::npos);
   EXPECT_EQ(c.status().message().find("topsecret"), std::string::npos);
+}
+
+TEST_F(LocalFallback, AMissingLocalDirIsCreatedPrivate) {
+  auto o = local_options();
+  o.local_dir = dir_ + "/made/here";
+  auto c = coordinator(o);
+  ASSERT_NE(c, nullptr);
+  struct stat st {};
+  ASSERT_EQ(::lstat(o.local_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  auto build = [](const CancelSignal&) -> Result<std::string> { return std::string("bytes"); };
+  auto load = [](std::string_view) { return Status::Ok(); };
+  ASSERT_EQ(*c->fleet_once("init:private", 1s, 30s, build, load), FleetOutcome::kBuilt);
+  for (const char* suffix : {".lock", ".artifact", ".done"}) {
+    std::string p = o.local_dir + "/" + LocalBackend::file_stem("init:private") + suffix;
+    ASSERT_EQ(::lstat(p.c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_mode & 0077, 0u) << p;
+  }
+}
+
+TEST_F(LocalFallback, ALocalDirWritableByOthersIsRefusedWithItsName) {
+  auto o = local_options();
+  o.local_dir = dir_ + "/open";
+  ASSERT_EQ(::mkdir(o.local_dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(o.local_dir.c_str(), 0777), 0);
+  auto c = Coordinator::create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(c.status().message().find(o.local_dir), std::string::npos) << c.status().message();
+  EXPECT_NE(c.status().message().find("0777"), std::string::npos) << c.status().message();
+  // With Redis configured too: the fallback dir is checked at start-up.
+  auto with_redis = options();
+  with_redis.local_dir = o.local_dir;
+  EXPECT_EQ(Coordinator::create(with_redis).status().code(), Code::kFailedPrecondition);
+}
+
+TEST_F(LocalFallback, ASymlinkedLocalDirIsRefused) {
+  auto o = local_options();
+  std::string real = dir_ + "/real";
+  ASSERT_EQ(::mkdir(real.c_str(), 0700), 0);
+  o.local_dir = dir_ + "/link";
+  ASSERT_EQ(::symlink(real.c_str(), o.local_dir.c_str()), 0);
+  auto c = Coordinator::create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(c.status().message().find("symlink"), std::string::npos) << c.status().message();
+}
+
+TEST_F(LocalFallback, ALocalDirOwnedByAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the dir away";
+  auto o = local_options();
+  o.local_dir = dir_ + "/theirs";
+  ASSERT_EQ(::mkdir(o.local_dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(o.local_dir.c_str(), 4242, 4242), 0);
+  auto c = Coordinator::create(o);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(c.status().message().find("owned by uid 4242"), std::string::npos) << c.status().message();
+}
+
+TEST_F(LocalFallback, ASymlinkedLockFileIsNotFollowed) {
+  auto c = coordinator(local_options());
+  std::string victim = dir_ + "/victim";
+  std::ofstream(victim) << "precious contents\n";
+  std::string lock = dir_ + "/local/" + LocalBackend::file_stem("init:planted") + ".lock";
+  ASSERT_EQ(::symlink(victim.c_str(), lock.c_str()), 0);
+  auto r = c->acquire("init:planted", 1s, 0ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("symlink"), std::string::npos) << r.status().message();
+  EXPECT_EQ(testing::read_file(victim), "precious contents\n");
+}
+
+TEST_F(LocalFallback, HostileLocalDoneFlagsAndArtifactsAreRebuiltNotACrash) {
+  auto c = coordinator(local_options());
+  int builds = 0;
+  auto build = [&](const CancelSignal&) -> Result<std::string> {
+    ++builds;
+    return std::string("good");
+  };
+  auto load = [](std::string_view) { return Status::Ok(); };
+  std::string stem = dir_ + "/local/" + LocalBackend::file_stem("init:hostile");
+  std::vector<std::string> dones = {std::string(2 << 20, ' ') + "{}", "{\"expires_unix_ms\":1e300}",
+                                    "{\"expires_unix_ms\":\"soon\"}", "[]"};
+  for (const std::string& done : dones) {
+    std::ofstream(stem + ".done", std::ios::trunc) << done;
+    auto r = c->fleet_once("init:hostile", 1s, 30s, build, load);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact) << done.substr(0, 40);
+  }
+  // A done flag that is a symlink is not followed; an artifact that is a FIFO is not opened.
+  ::unlink((stem + ".done").c_str());
+  std::string elsewhere = dir_ + "/elsewhere";
+  std::ofstream(elsewhere) << "{\"expires_unix_ms\":99999999999999}";
+  ASSERT_EQ(::symlink(elsewhere.c_str(), (stem + ".done").c_str()), 0);
+  ASSERT_EQ(*c->fleet_once("init:hostile", 1s, 30s, build, load), FleetOutcome::kRebuiltBadArtifact);
+  ::unlink((stem + ".artifact").c_str());
+  ASSERT_EQ(::mkfifo((stem + ".artifact").c_str(), 0600), 0);
+  std::ofstream(stem + ".done", std::ios::trunc) << "{\"expires_unix_ms\":99999999999999}";
+  auto read = c->read_meta("init:hostile", "1");
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->state, ArtifactState::kBad);
+  EXPECT_NE(read->problem.find("not a regular file"), std::string::npos) << read->problem;
+  EXPECT_EQ(builds, 5);
+}
+
+TEST_F(LocalFallback, LocalFencesKeepGrowingWhenTheLockFileIsWiped) {
+  auto c = coordinator(local_options());
+  auto a = c->acquire("init:wiped", 1s, 0ms);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(*c->release(*a));
+  ASSERT_EQ(::unlink((dir_ + "/local/" + LocalBackend::file_stem("init:wiped") + ".lock").c_str()), 0);
+  auto b = c->acquire("init:wiped", 1s, 0ms);
+  ASSERT_TRUE(b.ok());
+  EXPECT_GT(b->fence, a->fence);
 }
 
 }  // namespace

@@ -26,12 +26,35 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// A missing fence counter (first use, or a Redis that lost its data) starts at
+// the server's clock in microseconds, so fences keep growing across a restart
+// without persistence; see "What a fence guarantees" in docs/design/coord.md.
 const Script& acquire_script() {
   static const Script s(R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+  end
   return {1, redis.call('INCR', KEYS[2])}
 end
 return {0, redis.call('PTTL', KEYS[1])}
+)lua");
+  return s;
+}
+
+// A string value only when it is at most ARGV[1] bytes, so a hostile value is
+// refused before this process allocates it: {0} absent, {1, len} too long or
+// {2, type} not a string, {3, value}.
+const Script& bounded_get_script() {
+  static const Script s(R"lua(
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {0} end
+if t ~= 'string' then return {2, t} end
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[1]) then return {1, n} end
+return {3, redis.call('GET', KEYS[1])}
 )lua");
   return s;
 }
@@ -64,6 +87,29 @@ redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[6], ARGV[5])
 return {1, 'ok'}
+)lua");
+  return s;
+}
+
+// Chunks KEYS, only while together they hold at most ARGV[1] bytes, so a hostile
+// chunk is refused before this process allocates it: {1, chunk or nil, ...}, or
+// {0, index} for the first chunk that would pass the bound. A key of another
+// type reads as a missing chunk.
+const Script& chunk_read_script() {
+  static const Script s(R"lua(
+local left = tonumber(ARGV[1])
+local out = {1}
+for i = 1, #KEYS do
+  if redis.call('TYPE', KEYS[i]).ok ~= 'string' then
+    out[i + 1] = false
+  else
+    local n = redis.call('STRLEN', KEYS[i])
+    if n > left then return {0, i - 1} end
+    left = left - n
+    out[i + 1] = redis.call('GET', KEYS[i])
+  end
+end
+return out
 )lua");
   return s;
 }
@@ -172,13 +218,37 @@ Result<bool> RedisBackend::extend(const Lease& lease, milliseconds ttl) {
   return r->integer == 1;
 }
 
-Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key) {
-  auto r = conn_->command({"GET", key});
+namespace {
+
+// What bounded_get_script returned: nullopt when absent, else the value, or an
+// error (kInvalidArgument) naming the key when it is too long or not a string.
+Result<std::optional<std::string>> parse_bounded_get(const Result<Reply>& r, const std::string& key, size_t bound) {
   Status st = reply_status(r, "GET " + key);
   if (!st.ok()) return st;
-  if (r->is_nil()) return std::optional<json::value>();
+  if (r->type != Reply::Type::kArray || r->elements.empty()) return Internal("GET " + key + ": unexpected reply");
+  switch (r->elements[0].integer) {
+    case 0:
+      return std::optional<std::string>();
+    case 1:
+      return InvalidArgument("the value at " + key + " is " + std::to_string(r->elements.at(1).integer) +
+                             " bytes, above the bound of " + std::to_string(bound));
+    case 2:
+      return InvalidArgument("the value at " + key + " is a " + r->elements.at(1).str + ", not a string");
+    default:
+      if (r->elements.size() != 2) return Internal("GET " + key + ": unexpected reply");
+      return std::optional<std::string>(std::move(r->elements[1].str));
+  }
+}
+
+}  // namespace
+
+Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key) {
+  auto text = parse_bounded_get(conn_->eval(bounded_get_script(), {key}, {std::to_string(kMaxJsonValueBytes)}), key,
+                                kMaxJsonValueBytes);
+  if (!text.ok()) return text.status();
+  if (!*text) return std::optional<json::value>();
   boost::system::error_code ec;
-  json::value v = json::parse(r->str, ec);
+  json::value v = json::parse(**text, ec);
   if (ec) return InvalidArgument("the value at " + key + " is not JSON: " + ec.message());
   return std::optional<json::value>(std::move(v));
 }
@@ -192,16 +262,46 @@ Status RedisBackend::set_json(const std::string& key, const json::value& value, 
 
 Result<ArtifactRead> RedisBackend::read_meta(const std::string& name, const std::string& version) {
   ArtifactRead out;
-  auto r = conn_->command({"MGET", name + ":done", name + ":artifact"});
-  Status st = reply_status(r, "read " + name + ":done");
-  if (!st.ok()) return st;
-  if (r->elements.size() != 2 || r->elements[0].is_nil()) return out;  // kAbsent
+  // Two bounded reads in one round trip: neither value is allocated here when
+  // it is longer than a meta record may be. Only transport errors fail the read;
+  // anything a hostile or confused writer left there is a bad artifact.
+  const std::string done_key = name + ":done", meta_key = name + ":artifact";
+  const std::string bound = std::to_string(ArtifactMeta::kMaxMetaBytes);
+  std::mutex mu;
+  std::condition_variable cv;
+  int outstanding = 2;
+  Result<Reply> replies[2] = {Internal("no reply"), Internal("no reply")};
+  const std::string* keys[2] = {&done_key, &meta_key};
+  for (int i = 0; i < 2; ++i) {
+    conn_->async_eval(bounded_get_script(), {*keys[i]}, {bound}, [&, i](Result<Reply> r) {
+      std::lock_guard lock(mu);
+      replies[i] = std::move(r);
+      if (--outstanding == 0) cv.notify_one();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return outstanding == 0; });
+  }
+  for (auto& r : replies)
+    if (!r.ok()) return Status(r.status().code(), "read " + done_key + ": " + r.status().message());
+  auto done = parse_bounded_get(replies[0], done_key, ArtifactMeta::kMaxMetaBytes);
+  if (done.ok() && !*done) return out;  // kAbsent
   out.state = ArtifactState::kBad;
-  if (r->elements[1].is_nil()) {
+  if (!done.ok()) {
+    out.problem = done.status().message();
+    return out;
+  }
+  auto meta_text = parse_bounded_get(replies[1], meta_key, ArtifactMeta::kMaxMetaBytes);
+  if (!meta_text.ok()) {
+    out.problem = meta_text.status().message();
+    return out;
+  }
+  if (!*meta_text) {
     out.problem = "the done flag is set but the artifact meta is missing";
     return out;
   }
-  auto meta = ArtifactMeta::from_json(r->elements[1].str, settings_.max_artifact_bytes);
+  auto meta = ArtifactMeta::from_json(**meta_text, settings_.max_artifact_bytes);
   if (!meta.ok()) {
     out.problem = meta.status().message();
     return out;
@@ -244,14 +344,21 @@ class RedisArtifactSource final : public ByteSource {
     uint64_t first = next_chunk_;
     for (uint64_t i = first; i < std::min(meta_.chunks, first + kBatch); ++i)
       keys.push_back(chunk_key(name_, meta_.fence, i));
-    std::vector<std::string_view> cmd = {"MGET"};
-    cmd.insert(cmd.end(), keys.begin(), keys.end());
-    auto reply = conn_.command(cmd);
+    std::vector<std::string_view> key_views(keys.begin(), keys.end());
+    auto reply = conn_.eval(chunk_read_script(), key_views, {std::to_string(meta_.size - received_)});
     Status st = reply_status(reply, "read chunks of " + name_);
     if (!st.ok()) return st;
-    if (reply->elements.size() != keys.size()) return InvalidArgument("read chunks of " + name_ + ": unexpected reply");
-    for (size_t i = 0; i < reply->elements.size(); ++i) {
-      Reply& chunk = reply->elements[i];
+    if (reply->type != Reply::Type::kArray || reply->elements.empty())
+      return InvalidArgument("read chunks of " + name_ + ": unexpected reply");
+    if (reply->elements[0].integer == 0) {
+      uint64_t at = first + static_cast<uint64_t>(reply->elements.size() > 1 ? reply->elements[1].integer : 0);
+      return InvalidArgument("the chunks of " + name_ + " hold more than the " + std::to_string(meta_.size) +
+                             " bytes its meta declares (at chunk " + std::to_string(at) + ")");
+    }
+    if (reply->elements.size() != keys.size() + 1)
+      return InvalidArgument("read chunks of " + name_ + ": unexpected reply");
+    for (size_t i = 0; i + 1 < reply->elements.size(); ++i) {
+      Reply& chunk = reply->elements[i + 1];
       if (chunk.is_nil())
         return InvalidArgument("chunk " + std::to_string(first + i) + " of " + std::to_string(meta_.chunks) +
                                " is missing");

@@ -2,10 +2,14 @@
 //
 // Keys (for a lock or task named K):
 //   K                      the lock; value = the holder's token; PX = the lease TTL
-//   K:fence                the fencing counter, INCR'd in the same script that takes K
+//   K:fence                the fencing counter, INCR'd in the same script that takes K;
+//                          when missing (Redis lost its data) it starts at the server's
+//                          TIME in microseconds, so fences keep growing (docs/design/coord.md)
 //   K:done                 the done flag (JSON: fence, unix ms, instance), PX = done TTL
 //   K:artifact             the artifact meta (JSON, see artifact.h), PX = done TTL
 //   K:artifact:<fence>:<i> chunk i of the artifact published under <fence>
+// Every value read (done flag, meta, chunks, JSON values) is bounded in a script
+// before it is sent, so a hostile value is refused, never allocated.
 // Completion messages are published on "memgate:done:K". In a Redis Cluster all
 // of a task's keys must hash to one slot: wrap K in braces ("{init:mcp-kb}").
 //
