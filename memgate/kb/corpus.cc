@@ -15,13 +15,16 @@
 // JSON as it is.
 #include "memgate/kb/corpus.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+
+#include <spdlog/spdlog.h>
 
 namespace memgate::kb {
 namespace {
@@ -155,10 +158,15 @@ constexpr Entity kEntities[] = {
     {"shy", 0xAD},     {"zwj", 0x200D},   {"zwnj", 0x200C},
 };
 
+// The longest entity recognised, '&' and ';' included ("&#x10FFFF;" fits).
+constexpr size_t kMaxEntity = 13;
+
 // Decodes the entity starting at s[i] == '&'; returns the bytes consumed (0: not an entity).
+// Looks at most kMaxEntity bytes ahead: searching the rest of the text for a
+// ';' made a long run of '&' (or of "&amp" without the ';') quadratic.
 size_t decode_entity(std::string_view s, size_t i, std::string& out) {
-  size_t end = s.find(';', i + 1);
-  if (end == std::string_view::npos || end - i > 12) return 0;
+  size_t end = s.substr(0, std::min(s.size(), i + kMaxEntity)).find(';', i + 1);
+  if (end == std::string_view::npos) return 0;
   std::string_view name = s.substr(i + 1, end - i - 1);
   if (name.empty()) return 0;
   if (name[0] == '#') {
@@ -280,21 +288,40 @@ bool parse_tag(std::string_view s, size_t i, Tag* tag) {
   return true;
 }
 
+// The end of a raw-text element (script, style) whose opening tag ended at
+// `from`: past the '>' of the first "</name" (any case) followed by a character
+// that cannot continue a tag name, or s.size(). A scan for "</", never a tag
+// parse: parsing each '<' inside a script (to its '>' or the end of the text)
+// made a script full of "<a" or "<!--" quadratic.
+size_t skip_raw_text(std::string_view s, size_t from, std::string_view name) {
+  for (size_t at = s.find("</", from); at != std::string_view::npos; at = s.find("</", at + 2)) {
+    size_t after = at + 2 + name.size();
+    if (after > s.size()) break;
+    bool same = true;
+    for (size_t k = 0; k < name.size() && same; ++k)
+      same = std::tolower(static_cast<unsigned char>(s[at + 2 + k])) == name[k];
+    if (!same) continue;
+    if (after < s.size()) {
+      unsigned char next = static_cast<unsigned char>(s[after]);
+      if (std::isalnum(next) || next == '-' || next == ':') continue;
+    }
+    size_t gt = s.find('>', after);
+    return gt == std::string_view::npos ? s.size() : gt + 1;
+  }
+  return s.size();
+}
+
 // Finds the end of the element whose opening tag ended at `from` (same tag name,
 // nesting counted); returns the index past its closing tag, or s.size().
 size_t skip_element(std::string_view s, size_t from, const std::string& name) {
+  if (name == "script" || name == "style") return skip_raw_text(s, from, name);
   int depth = 1;
   size_t i = from;
-  bool raw = name == "script" || name == "style";  // raw text: only the closing tag counts
   while (i < s.size()) {
     size_t lt = s.find('<', i);
     if (lt == std::string_view::npos) return s.size();
     Tag t;
     if (!parse_tag(s, lt, &t)) {
-      i = lt + 1;
-      continue;
-    }
-    if (raw && (!t.closing || t.name != name)) {
       i = lt + 1;
       continue;
     }
@@ -348,6 +375,21 @@ void split_long(std::string_view text, size_t max, std::vector<std::string>* pie
   if (!text.empty()) pieces->emplace_back(text);
 }
 
+// Whether `real` (a canonical path) is `root` (canonical) or under it.
+bool within(const fs::path& root, const fs::path& real) {
+  std::string_view r = root.native(), p = real.native();
+  if (r == "/") return true;
+  return p == r || (p.size() > r.size() && p.compare(0, r.size(), r) == 0 && p[r.size()] == '/');
+}
+
+// The kernel's pseudo-filesystems: never corpus text, whatever folder holds them.
+bool is_system_path(const fs::path& real) {
+  std::string_view p = real.native();
+  for (std::string_view top : {"/proc", "/sys", "/dev"})
+    if (p == top || (p.size() > top.size() && p.compare(0, top.size(), top) == 0 && p[top.size()] == '/')) return true;
+  return false;
+}
+
 }  // namespace
 
 std::string document_id(std::string_view relative_path) { return hex16(fnv1a(relative_path)); }
@@ -357,23 +399,45 @@ Result<std::vector<SourceFile>> scan_corpus(const std::string& dir) {
   if (!fs::is_directory(dir, ec)) return InvalidArgument("'" + dir + "' is not a folder");
   std::vector<SourceFile> files;
   fs::path root = fs::path(dir);
+  fs::path real_root = fs::canonical(root, ec);
+  if (ec) return InvalidArgument("cannot resolve '" + dir + "': " + ec.message());
+  // Symlinked folders are never entered (the iterator's default): one that
+  // points inside the corpus would list files already listed under their own
+  // paths (or loop), and one that points outside is refused below.
   auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
   if (ec) return InvalidArgument("cannot read '" + dir + "': " + ec.message());
   for (auto end = fs::recursive_directory_iterator(); it != end; it.increment(ec)) {
     if (ec) return Unavailable("while listing '" + dir + "': " + ec.message());
     const fs::directory_entry& entry = *it;
     std::string name = entry.path().filename().string();
+    bool is_dir = entry.is_directory(ec);
     if (!name.empty() && name[0] == '.') {
-      if (entry.is_directory(ec)) it.disable_recursion_pending();
+      if (is_dir) it.disable_recursion_pending();
       continue;
     }
+    if (is_dir && !entry.is_symlink(ec)) continue;
+    DocKind kind = DocKind::kText;
+    if (!is_dir && !kind_of(name, &kind)) continue;
+    // Every file is judged by where it really is: a symlink must land inside
+    // the corpus folder, and never in /proc, /sys or /dev.
+    fs::path real = fs::canonical(entry.path(), ec);
+    if (ec || !within(real_root, real) || (is_system_path(real) && !is_system_path(real_root))) {
+      std::error_code link_ec;
+      if (entry.is_symlink(link_ec))
+        spdlog::warn("kb: skipping {}: a symlink to {}, outside the corpus folder",
+                     entry.path().lexically_relative(root).generic_string(),
+                     ec ? std::string("a target that does not resolve") : real.string());
+      if (is_dir) it.disable_recursion_pending();
+      ec.clear();
+      continue;
+    }
+    if (is_dir) continue;  // a linked folder inside: its files are listed where they are
     if (!entry.is_regular_file(ec)) continue;
-    DocKind kind;
-    if (!kind_of(name, &kind)) continue;
     struct stat st {};
-    if (::stat(entry.path().c_str(), &st) != 0) continue;
+    if (::stat(real.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     SourceFile f;
-    f.abs_path = entry.path().string();
+    // Read from where it really is, so the checked target is the one read.
+    f.abs_path = real.string();
     // Lexical, not canonical: a symlinked file keeps the path it has in the corpus.
     f.path = entry.path().lexically_relative(root).generic_string();
     if (f.path.empty()) f.path = name;
@@ -610,16 +674,29 @@ std::vector<Chunk> chunk_text(std::string_view text, size_t max_bytes) {
 }
 
 Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes) {
-  std::ifstream in(file.abs_path, std::ios::binary | std::ios::ate);
-  if (!in) return Unavailable("cannot open '" + file.abs_path + "': " + std::strerror(errno));
+  // Not through a symlink (scan_corpus resolved them, so one here appeared
+  // since), and never anything but a regular file (a FIFO would block a build).
+  int fd = ::open(file.abs_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return Unavailable("cannot open '" + file.abs_path + "': " + std::strerror(errno));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Unavailable("cannot stat '" + file.abs_path + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return Unavailable("'" + file.abs_path + "' is not a regular file");
   // Read straight into one string of the file's size (a stringstream would
   // hold a second copy while handing it over).
-  std::streamoff size = in.tellg();
-  in.seekg(0);
-  std::string raw(size > 0 ? static_cast<size_t>(size) : 0, '\0');
-  in.read(raw.data(), static_cast<std::streamsize>(raw.size()));
-  raw.resize(static_cast<size_t>(in.gcount()));
-  if (in.bad()) return Unavailable("cannot read '" + file.abs_path + "': " + std::strerror(errno));
+  std::string raw(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < raw.size()) {
+    ssize_t n = ::read(fd, raw.data() + got, raw.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Unavailable("cannot read '" + file.abs_path + "': " + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  raw.resize(got);
   Document doc;
   doc.id = document_id(file.path);
   doc.path = file.path;

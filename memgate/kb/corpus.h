@@ -51,8 +51,13 @@ struct Document {
 std::string document_id(std::string_view relative_path);
 
 // Every indexable file under `dir` (.md, .markdown, .txt, .text, .html, .htm),
-// sorted by path; hidden files and folders are skipped. Fails when `dir` is not
-// a readable folder.
+// sorted by path; hidden files and folders are skipped. A symlinked file is
+// listed (under its own path) only when its real path stays inside `dir`'s
+// real path and not in /proc, /sys or /dev; any other symlink is skipped with
+// a warning. Symlinked folders are not entered (one pointing inside lists
+// nothing new; one pointing outside is warned about). A listed file's abs_path
+// is its real path, which load_document opens without following a symlink.
+// Fails when `dir` is not a readable folder.
 Result<std::vector<SourceFile>> scan_corpus(const std::string& dir);
 
 // The bytes of every file in a listing (as scan_corpus measured them).

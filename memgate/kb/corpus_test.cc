@@ -2,13 +2,66 @@
 #include "memgate/kb/corpus.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 
 namespace memgate::kb {
 namespace {
 
 const std::string kCorpus = std::string(MEMGATE_KB_TESTDATA) + "/corpus";
+
+namespace fs = std::filesystem;
+
+// A folder of its own under the system's temporary folder, removed at the end.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& name)
+      : path_(fs::temp_directory_path() / ("memgate-corpus-test-" + name + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempFolder() { fs::remove_all(path_); }
+  fs::path path() const { return path_; }
+  void write(const std::string& relative, const std::string& text) const {
+    fs::create_directories((path_ / relative).parent_path());
+    std::ofstream(path_ / relative) << text;
+  }
+
+ private:
+  fs::path path_;
+};
+
+std::vector<std::string> listed_paths(const fs::path& dir) {
+  auto files = scan_corpus(dir.string());
+  EXPECT_TRUE(files.ok()) << files.status().to_string();
+  std::vector<std::string> paths;
+  if (files.ok())
+    for (auto& f : *files) paths.push_back(f.path);
+  return paths;
+}
+
+// Seconds html_to_text takes on `html`, best of three (the least disturbed).
+double seconds_to_convert(const std::string& html) {
+  double best = 1e9;
+  for (int run = 0; run < 3; ++run) {
+    auto start = std::chrono::steady_clock::now();
+    HtmlText h = html_to_text(html);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LE(h.text.size(), html.size());
+    best = std::min(best, took);
+  }
+  return best;
+}
+
+std::string repeated(std::string_view head, std::string_view unit, size_t bytes) {
+  std::string out(head);
+  while (out.size() < bytes) out += unit;
+  return out;
+}
 
 TEST(Corpus, ScanListsIndexableFilesInPathOrderAndSkipsHiddenOnes) {
   auto files = scan_corpus(kCorpus);
@@ -63,6 +116,78 @@ TEST(HtmlToText, DropsScriptsStylesCommentsAndNavigationAndDecodesEntities) {
   EXPECT_EQ(h.text.find("secret"), std::string::npos) << h.text;
   EXPECT_EQ(h.text.find("var x"), std::string::npos) << h.text;
   EXPECT_NE(h.text.find("<b> 3 m \xE2\x98\xBA AT&T"), std::string::npos) << h.text;
+}
+
+TEST(Corpus, ASymlinkToAFileOutsideTheCorpusIsNotListed) {
+  TempFolder outside("outside-file");
+  outside.write("secret.txt", "outside the corpus");
+  TempFolder corpus("link-out");
+  corpus.write("kept.md", "# Kept");
+  fs::create_symlink(outside.path() / "secret.txt", corpus.path() / "secret.txt");
+  EXPECT_EQ(listed_paths(corpus.path()), std::vector<std::string>{"kept.md"});
+}
+
+TEST(Corpus, ASymlinkIntoProcIsNotListed) {
+  TempFolder corpus("link-proc");
+  corpus.write("kept.md", "# Kept");
+  fs::create_symlink("/proc/self/environ", corpus.path() / "x.txt");
+  fs::create_symlink("/proc/self", corpus.path() / "self");
+  EXPECT_EQ(listed_paths(corpus.path()), std::vector<std::string>{"kept.md"});
+}
+
+TEST(Corpus, ASymlinkedFolderPointingOutsideIsNotListed) {
+  TempFolder outside("outside-folder");
+  outside.write("docs/secret.md", "# Secret");
+  TempFolder corpus("link-folder-out");
+  corpus.write("kept.md", "# Kept");
+  fs::create_directory_symlink(outside.path() / "docs", corpus.path() / "docs");
+  fs::create_directory_symlink(outside.path(), corpus.path() / "up");
+  EXPECT_EQ(listed_paths(corpus.path()), std::vector<std::string>{"kept.md"});
+}
+
+TEST(Corpus, ASymlinkInsideTheCorpusIsListedAndReadFromItsTarget) {
+  TempFolder corpus("link-in");
+  corpus.write("guides/real.md", "# Real guide\n\nbody text");
+  fs::create_symlink(corpus.path() / "guides" / "real.md", corpus.path() / "alias.md");
+  fs::create_symlink("guides/real.md", corpus.path() / "relative.md");
+  // Linked folders inside add nothing new (the files are listed where they are), and never loop.
+  fs::create_directory_symlink(corpus.path() / "guides", corpus.path() / "linked-guides");
+  fs::create_directory_symlink(corpus.path(), corpus.path() / "guides" / "loop");
+  auto files = scan_corpus(corpus.path().string());
+  ASSERT_TRUE(files.ok()) << files.status().to_string();
+  std::vector<std::string> paths;
+  for (auto& f : *files) paths.push_back(f.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"alias.md", "guides/real.md", "relative.md"}));
+  for (auto& f : *files) {
+    auto doc = load_document(f, 1200);
+    ASSERT_TRUE(doc.ok()) << doc.status().to_string();
+    EXPECT_EQ(doc->title, "Real guide") << f.path;
+  }
+}
+
+TEST(HtmlToText, ARunOfEntitiesDecodesInLinearTime) {
+  // Correct first: a bare '&' stays, an entity without its ';' stays as text,
+  // and a ';' too far away does not make an entity.
+  EXPECT_EQ(html_to_text("<p>a && b &amp c &amp; d</p>").text, "a && b &amp c & d");
+  EXPECT_EQ(html_to_text("<p>&#x1F600;x &#1234567890123; &</p>").text, "\xF0\x9F\x98\x80x &#1234567890123; &");
+  for (std::string_view unit : {"&", "&amp", "&#123456", "&lt;&"}) {
+    double one = seconds_to_convert(repeated("<p>", unit, 100 << 10));
+    double four = seconds_to_convert(repeated("<p>", unit, 400 << 10));
+    EXPECT_LT(four, 0.5) << unit;
+    // Linear: 4x the input in well under 8x the time (with a floor for timer noise).
+    EXPECT_LT(four, 8 * std::max(one, 0.002)) << unit;
+  }
+}
+
+TEST(HtmlToText, AScriptFullOfTagLikeTextIsSkippedInLinearTime) {
+  EXPECT_EQ(html_to_text("<p>a</p><script>if (x <a) y = '<!--';</SCRIPT ><p>b</p>").text, "a\n\nb");
+  EXPECT_EQ(html_to_text("<script>x</scripts></script>after").text, "after");
+  for (std::string_view unit : {"<a", "<!--", "<a '", "<p a=\""}) {
+    double one = seconds_to_convert(repeated("<script>", unit, 100 << 10));
+    double four = seconds_to_convert(repeated("<script>", unit, 400 << 10));
+    EXPECT_LT(four, 0.5) << unit;
+    EXPECT_LT(four, 8 * std::max(one, 0.002)) << unit;
+  }
 }
 
 TEST(HtmlToText, HeadingsBecomeMarkdownHeadingsAndBlocksBecomeParagraphs) {

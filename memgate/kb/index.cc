@@ -60,9 +60,10 @@ using std::chrono::milliseconds;
 constexpr uint8_t kFormat = kArtifactFormat;  // also the meta table's "format"
 constexpr size_t kReadPiece = 1 << 20;        // reading the on-disk image
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE docs(
+// The schema, one statement each: open() compares what an image holds with
+// these texts (sqlite_schema keeps each CREATE as written).
+constexpr const char* kMetaSql = "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+constexpr const char* kDocsSql = R"sql(CREATE TABLE docs(
   rowid INTEGER PRIMARY KEY,
   id TEXT NOT NULL UNIQUE,
   title TEXT NOT NULL,
@@ -70,12 +71,20 @@ CREATE TABLE docs(
   kind TEXT NOT NULL,
   bytes INTEGER NOT NULL,
   first_chunk INTEGER NOT NULL,
-  chunk_count INTEGER NOT NULL);
-CREATE VIRTUAL TABLE chunks USING fts5(
+  chunk_count INTEGER NOT NULL))sql";
+constexpr const char* kChunksSql = R"sql(CREATE VIRTUAL TABLE chunks USING fts5(
   title, heading, body, doc UNINDEXED,
-  tokenize = 'porter unicode61 remove_diacritics 2');
-INSERT INTO chunks(chunks, rank) VALUES('rank', 'bm25(10.0, 4.0, 1.0)');
-)sql";
+  tokenize = 'porter unicode61 remove_diacritics 2'))sql";
+constexpr const char* kRankSql = "INSERT INTO chunks(chunks, rank) VALUES('rank', 'bm25(10.0, 4.0, 1.0)')";
+
+// Deadlines on every statement of an opened index (a progress handler checks
+// the clock every kProgressSteps virtual-machine steps): a query has a few
+// seconds; opening (the schema check, quick_check over the whole image, meta)
+// has kOpenDeadline plus a second per kOpenBytesPerSecond of image.
+constexpr milliseconds kQueryDeadline{3000};
+constexpr milliseconds kOpenDeadline{5000};
+constexpr uint64_t kOpenBytesPerSecond = 64ull << 20;
+constexpr int kProgressSteps = 1000;
 
 const char* kind_name(DocKind k) {
   switch (k) {
@@ -90,6 +99,7 @@ const char* kind_name(DocKind k) {
 Status sqlite_status(int rc, std::string msg) {
   int primary = rc & 0xFF;
   if (primary == SQLITE_FULL || primary == SQLITE_NOMEM) return ResourceExhausted(std::move(msg));
+  if (primary == SQLITE_INTERRUPT) return DeadlineExceeded(std::move(msg));
   return Internal(std::move(msg));
 }
 
@@ -214,6 +224,93 @@ void close_connection(sqlite3* db) {
     k = next;
   }
   sqlite3_close_v2(db);
+}
+
+// When the statements of one connection must stop; its progress handler
+// interrupts any statement (SQLITE_INTERRUPT) once `at` has passed.
+struct StatementDeadline {
+  Clock::time_point at = Clock::time_point::max();
+};
+
+int past_deadline(void* arg) { return Clock::now() > static_cast<StatementDeadline*>(arg)->at ? 1 : 0; }
+
+// Makes a connection fit to read an untrusted image: SQLite's defensive mode
+// (no writes to the schema or shadow tables, no journal tricks), no views or
+// triggers at all, schema-defined functions and virtual tables untrusted, and a
+// deadline on every statement. Before anything reads the image.
+Status harden_connection(sqlite3* db, StatementDeadline* deadline) {
+  int ok = 0;
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &ok);
+  if (ok != 1) return Internal("sqlite: cannot turn on the defensive mode");
+  sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, &ok);
+  if (ok != 0) return Internal("sqlite: cannot turn off the trusted schema");
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &ok);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, &ok);
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, &ok);
+  sqlite3_progress_handler(db, kProgressSteps, past_deadline, deadline);
+  return exec(db, "PRAGMA trusted_schema=OFF");
+}
+
+// Whether sqlite_schema holds exactly the objects a build makes: meta, docs and
+// chunks as written in kMetaSql/kDocsSql/kChunksSql, FTS5's five shadow tables
+// of chunks, and the two automatic indexes of meta's key and docs' id. Nothing
+// else (no view, trigger, index or table of anyone else's). The first query on
+// an image: reading sqlite_schema parses the schema and runs nothing of it.
+Status check_schema(sqlite3* db) {
+  struct Expected {
+    const char* type;
+    const char* name;
+    const char* table;
+    const char* sql;         // exactly this, or
+    const char* sql_prefix;  // starting with this (FTS5 writes the shadow tables' own)
+    bool seen = false;
+  };
+  Expected expected[] = {
+      {"table", "meta", "meta", kMetaSql, nullptr},
+      {"index", "sqlite_autoindex_meta_1", "meta", nullptr, nullptr},
+      {"table", "docs", "docs", kDocsSql, nullptr},
+      {"index", "sqlite_autoindex_docs_1", "docs", nullptr, nullptr},
+      {"table", "chunks", "chunks", kChunksSql, nullptr},
+      {"table", "chunks_data", "chunks_data", nullptr, "CREATE TABLE 'chunks_data'("},
+      {"table", "chunks_idx", "chunks_idx", nullptr, "CREATE TABLE 'chunks_idx'("},
+      {"table", "chunks_content", "chunks_content", nullptr, "CREATE TABLE 'chunks_content'("},
+      {"table", "chunks_docsize", "chunks_docsize", nullptr, "CREATE TABLE 'chunks_docsize'("},
+      {"table", "chunks_config", "chunks_config", nullptr, "CREATE TABLE 'chunks_config'("},
+  };
+  auto bad = [](const std::string& why) { return InvalidArgument("knowledge-base artifact: " + why); };
+  Stmt q(db, "SELECT type, name, tbl_name, sql FROM sqlite_schema");
+  if (!q.ok()) return bad(std::string("unreadable schema: ") + sqlite3_errmsg(db));
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    std::string type = q.column(0), name = q.column(1), table = q.column(2);
+    bool has_sql = sqlite3_column_type(q.get(), 3) != SQLITE_NULL;
+    std::string sql = q.column(3);
+    Expected* match = nullptr;
+    for (Expected& e : expected)
+      if (type == e.type && name == e.name && table == e.table) match = &e;
+    if (!match || match->seen) return bad("unexpected " + type + " '" + name + "' in the schema");
+    bool sql_ok = match->sql          ? (has_sql && sql == match->sql)
+                  : match->sql_prefix ? (has_sql && sql.rfind(match->sql_prefix, 0) == 0)
+                                      : !has_sql;  // an automatic index has no SQL
+    if (!sql_ok) return bad("the schema of " + type + " '" + name + "' is not ours");
+    match->seen = true;
+  }
+  if (rc != SQLITE_DONE) return bad(std::string("unreadable schema: ") + sqlite3_errmsg(db));
+  for (const Expected& e : expected)
+    if (!e.seen) return bad(std::string("the schema has no ") + e.type + " '" + e.name + "'");
+  return Status::Ok();
+}
+
+// PRAGMA quick_check over the whole image: its b-trees and records are sound.
+Status quick_check(sqlite3* db) {
+  Stmt q(db, "PRAGMA quick_check");
+  if (!q.ok()) return InvalidArgument(std::string("knowledge-base artifact: quick_check: ") + sqlite3_errmsg(db));
+  int rc = sqlite3_step(q.get());
+  if (rc != SQLITE_ROW)
+    return InvalidArgument(std::string("knowledge-base artifact: quick_check: ") + sqlite3_errmsg(db));
+  std::string first = q.column(0);
+  if (first != "ok") return InvalidArgument("knowledge-base artifact: quick_check failed: " + first);
+  return Status::Ok();
 }
 
 std::string utc_now() {
@@ -430,7 +527,8 @@ Result<ChunkedBytes> build_artifact_chunked(const std::string& dir, const BuildO
     sqlite3_file_control(db, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
   }
   if (Status st = configure_build(db, plan); !st.ok()) return st;
-  if (Status st = exec(db, kSchema); !st.ok()) return st;
+  for (const char* sql : {kMetaSql, kDocsSql, kChunksSql, kRankSql})
+    if (Status st = exec(db, sql); !st.ok()) return st;
   if (Status st = configure_fts(db, plan); !st.ok()) return st;
   if (Status st = exec(db, "BEGIN"); !st.ok()) return st;
 
@@ -608,24 +706,34 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
 
 // ---------------------------------------------------------------------------
 
+struct Index::Connection {
+  sqlite3* db = nullptr;
+  StatementDeadline deadline;  // the progress handler's, so it outlives db
+  ~Connection() {
+    if (db) close_connection(db);
+  }
+};
+
 class Index::Lease {
  public:
-  Lease(const Index* index, sqlite3* db) : index_(index), db_(db) {}
-  Lease(Lease&& o) noexcept : index_(o.index_), db_(std::exchange(o.db_, nullptr)) {}
+  Lease(const Index* index, Connection* c, milliseconds deadline) : index_(index), c_(c) {
+    c_->deadline.at = Clock::now() + deadline;
+  }
+  Lease(Lease&& o) noexcept : index_(o.index_), c_(std::exchange(o.c_, nullptr)) {}
   Lease& operator=(Lease&&) = delete;
   ~Lease() {
-    if (db_) index_->checkin(db_);
+    if (c_) index_->checkin(c_);
   }
-  sqlite3* get() const { return db_; }
+  sqlite3* get() const { return c_->db; }
 
  private:
   const Index* index_;
-  sqlite3* db_;
+  Connection* c_;
 };
 
 Index::~Index() {
   std::lock_guard lock(mu_);
-  for (sqlite3* db : idle_) close_connection(db);
+  for (Connection* c : idle_) delete c;
   idle_.clear();
   sqlite3_free(image_);
 }
@@ -635,55 +743,47 @@ int Index::connections_opened() const {
   return opened_;
 }
 
-Result<sqlite3*> Index::open_connection() const {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-    Status st = sql_error(db, "open");
-    sqlite3_close_v2(db);
-    return st;
-  }
-  int rc = sqlite3_deserialize(db, "main", static_cast<unsigned char*>(image_), static_cast<sqlite3_int64>(image_size_),
-                               static_cast<sqlite3_int64>(image_size_), SQLITE_DESERIALIZE_READONLY);
-  if (rc != SQLITE_OK) {
-    Status st = sql_error(db, "deserialize");
-    sqlite3_close_v2(db);
-    return st;
-  }
+Result<Index::Connection*> Index::open_connection() const {
+  auto c = std::make_unique<Connection>();
+  if (sqlite3_open_v2(":memory:", &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+    return sql_error(c->db, "open");
+  if (Status st = harden_connection(c->db, &c->deadline); !st.ok()) return st;
+  int rc = sqlite3_deserialize(c->db, "main", static_cast<unsigned char*>(image_),
+                               static_cast<sqlite3_int64>(image_size_), static_cast<sqlite3_int64>(image_size_),
+                               SQLITE_DESERIALIZE_READONLY);
+  if (rc != SQLITE_OK) return sql_error(c->db, "deserialize");
   std::string pragmas = "PRAGMA query_only=1; PRAGMA mmap_size=" + std::to_string(image_size_) + ";";
-  if (Status st = exec(db, pragmas.c_str()); !st.ok()) {
-    sqlite3_close_v2(db);
-    return st;
-  }
-  return db;
+  if (Status st = exec(c->db, pragmas.c_str()); !st.ok()) return st;
+  return c.release();
 }
 
-Result<Index::Lease> Index::checkout() const {
+Result<Index::Lease> Index::checkout(milliseconds deadline) const {
   std::unique_lock lock(mu_);
   for (;;) {
     if (!idle_.empty()) {
-      sqlite3* db = idle_.back();
+      Connection* c = idle_.back();
       idle_.pop_back();
-      return Lease(this, db);
+      return Lease(this, c, deadline);
     }
     if (opened_ < pool_size_) {
       ++opened_;
       lock.unlock();
-      auto db = open_connection();
-      if (!db.ok()) {
+      auto c = open_connection();
+      if (!c.ok()) {
         lock.lock();
         --opened_;
         cv_.notify_one();
-        return db.status();
+        return c.status();
       }
-      return Lease(this, *db);
+      return Lease(this, *c, deadline);
     }
     cv_.wait(lock);
   }
 }
 
-void Index::checkin(sqlite3* db) const {
+void Index::checkin(Connection* c) const {
   std::lock_guard lock(mu_);
-  idle_.push_back(db);
+  idle_.push_back(c);
   cv_.notify_one();
 }
 
@@ -725,16 +825,31 @@ Result<std::shared_ptr<Index>> Index::open(ByteSource& source, const OpenOptions
   if (!read.ok()) return read.status();
   if (std::memcmp(index->image_, "SQLite format 3", 16) != 0)
     return InvalidArgument("knowledge-base artifact does not hold an SQLite database");
-  if (Status st = index->read_meta(*read); !st.ok()) return st;
+  // The checks below, in this order, before any query touches a table; all of
+  // them within one deadline that grows with the image (quick_check reads it all).
+  milliseconds deadline = kOpenDeadline + milliseconds(index->image_size_ * 1000 / kOpenBytesPerSecond);
+  auto lease = index->checkout(deadline);
+  if (!lease.ok()) {
+    if (lease.status().code() == Code::kResourceExhausted) return lease.status();
+    return InvalidArgument("knowledge-base artifact: " + std::string(lease.status().message()));
+  }
+  auto refuse = [&](Status st) {
+    if (st.code() == Code::kDeadlineExceeded || sqlite3_errcode(lease->get()) == SQLITE_INTERRUPT)
+      return InvalidArgument("knowledge-base artifact: checking it took longer than " +
+                             std::to_string(deadline.count()) + " ms: " + std::string(st.message()));
+    if (st.code() == Code::kInternal) return InvalidArgument(std::string(st.message()));
+    return st;
+  };
+  if (Status st = check_schema(lease->get()); !st.ok()) return refuse(st);
+  if (Status st = quick_check(lease->get()); !st.ok()) return refuse(st);
+  if (Status st = index->read_meta(lease->get(), *read); !st.ok()) return refuse(st);
   return index;
 }
 
-Status Index::read_meta(uint64_t artifact_bytes) {
-  auto lease = checkout();
-  if (!lease.ok()) return lease.status();
-  Stmt meta(lease->get(), "SELECT key, value FROM meta");
+Status Index::read_meta(sqlite3* db, uint64_t artifact_bytes) {
+  Stmt meta(db, "SELECT key, value FROM meta");
   if (!meta.ok())
-    return InvalidArgument("knowledge-base artifact has no meta table: " + std::string(sqlite3_errmsg(lease->get())));
+    return InvalidArgument("knowledge-base artifact has no meta table: " + std::string(sqlite3_errmsg(db)));
   IndexInfo& info = info_;
   std::string format;
   int rc;
@@ -747,7 +862,7 @@ Status Index::read_meta(uint64_t artifact_bytes) {
     else if (key == "chunks") info.chunks = std::atoll(value.c_str());
     else if (key == "chunk_size") info.chunk_size = std::atoll(value.c_str());
   }
-  if (rc != SQLITE_DONE) return InvalidArgument("knowledge-base artifact: " + std::string(sqlite3_errmsg(lease->get())));
+  if (rc != SQLITE_DONE) return InvalidArgument("knowledge-base artifact: " + std::string(sqlite3_errmsg(db)));
   if (format != std::to_string(kFormat)) return InvalidArgument("knowledge-base artifact has format '" + format + "'");
   info.database_bytes = image_size_;
   info.artifact_bytes = artifact_bytes;
@@ -774,6 +889,7 @@ Result<std::vector<SearchHit>> Index::run_search(sqlite3* db, const std::string&
   if (rc != SQLITE_DONE) {
     std::string msg = sqlite3_errmsg(db);
     if (rc == SQLITE_ERROR) return InvalidArgument("bad query: " + msg);
+    if (rc == SQLITE_INTERRUPT) return DeadlineExceeded("search took longer than " + std::to_string(kQueryDeadline.count()) + " ms");
     return Internal("search: " + msg);
   }
   return hits;
@@ -785,7 +901,7 @@ Result<std::vector<SearchHit>> Index::search(std::string_view query, const Searc
   std::string match = options.advanced ? std::string(query) : quote_query(query, false);
   if (match.find_first_not_of(" \t\r\n") == std::string::npos)
     return InvalidArgument("the query has no word to search for");
-  auto lease = checkout();
+  auto lease = checkout(kQueryDeadline);
   if (!lease.ok()) return lease.status();
   // Up to three chunks a document, so k documents usually come out of one query.
   auto collect = [&](const std::string& m) -> Result<std::vector<SearchHit>> {
@@ -809,7 +925,7 @@ Result<std::vector<SearchHit>> Index::search(std::string_view query, const Searc
 }
 
 Result<DocumentText> Index::document(std::string_view id) const {
-  auto lease = checkout();
+  auto lease = checkout(kQueryDeadline);
   if (!lease.ok()) return lease.status();
   sqlite3* db = lease->get();
   auto row = find_document(db, id);
@@ -835,7 +951,7 @@ Result<DocumentText> Index::document(std::string_view id) const {
 }
 
 Result<std::string> Index::section(std::string_view id, std::string_view heading, size_t max_bytes) const {
-  auto lease = checkout();
+  auto lease = checkout(kQueryDeadline);
   if (!lease.ok()) return lease.status();
   sqlite3* db = lease->get();
   auto row = find_document(db, id);

@@ -8,6 +8,13 @@
 // database is in memory, or, when BuildOptions::memory_budget is below what that
 // needs (build_budget.h), in a private scratch file with a bounded page cache.
 //
+// The image in an artifact is untrusted (any fleet member can write one):
+// every connection is opened defensively (SQLITE_DBCONFIG_DEFENSIVE, views and
+// triggers disabled, trusted_schema off, read-only, a progress handler that
+// interrupts any statement past its deadline), and open() refuses an image
+// whose schema is not exactly ours (no views, triggers or unknown objects) or
+// that fails PRAGMA quick_check, before it runs any other query.
+//
 // Index::open() turns an artifact back into a queryable index without indexing:
 // the image is decompressed once, piece by piece as they are read from a
 // ByteSource, into one buffer of the declared size, and every connection of the
@@ -143,7 +150,9 @@ std::string quote_query(std::string_view text, bool any_word);
 
 struct OpenOptions {
   int pool_size = 8;                // caps the connections opened for concurrent queries
-  uint64_t max_image = 8ull << 30;  // a header declaring a bigger image is refused
+  // A header declaring a bigger image is refused before anything is allocated,
+  // and zstd never writes past the declared size.
+  uint64_t max_image = 1ull << 30;
   // Bytes the load may add to the process; 0: no bound. A load needs about
   // load_peak_for_image() of the declared image (build_budget.h).
   uint64_t memory_budget = 0;
@@ -159,7 +168,9 @@ class Index {
   // options.max_image or the load would not fit options.memory_budget;
   // kInvalidArgument when the bytes are not an artifact of ours (bad magic,
   // frame shorter or longer than declared, bytes after it, failed checksum, not
-  // a database of ours); the source's own error (kUnavailable) as it is.
+  // a database of ours: a schema other than ours, a failed quick_check, or
+  // checks that outrun the open deadline); the source's own error
+  // (kUnavailable) as it is.
   static Result<std::shared_ptr<Index>> open(ByteSource& source, const OpenOptions& options = {});
   // The same over an artifact held in one string (read in 1 MiB views).
   static Result<std::shared_ptr<Index>> open(std::string_view artifact, int pool_size = 8);
@@ -167,6 +178,9 @@ class Index {
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
 
+  // Every query below fails with kDeadlineExceeded when its statements run
+  // longer than a few seconds (kQueryDeadline in index.cc).
+  //
   // The best hits, at most one per document. kInvalidArgument with SQLite's reason
   // for an advanced query it rejects, or for a query with no word in it.
   Result<std::vector<SearchHit>> search(std::string_view query, const SearchOptions& options) const;
@@ -186,12 +200,15 @@ class Index {
 
  private:
   class Lease;
+  struct Connection;  // a pooled connection and the deadline its statements run under
   Index() = default;
-  Result<sqlite3*> open_connection() const;
-  Result<Lease> checkout() const;
-  void checkin(sqlite3* db) const;
+  Result<Connection*> open_connection() const;
+  // A connection whose statements are interrupted once `deadline` from now has
+  // passed (a query then fails with kDeadlineExceeded).
+  Result<Lease> checkout(std::chrono::milliseconds deadline) const;
+  void checkin(Connection* c) const;
   Result<std::vector<SearchHit>> run_search(sqlite3* db, const std::string& match, int limit) const;
-  Status read_meta(uint64_t artifact_bytes);
+  Status read_meta(sqlite3* db, uint64_t artifact_bytes);
 
   void* image_ = nullptr;  // sqlite3_malloc64'd, shared read-only by every connection
   uint64_t image_size_ = 0;
@@ -199,7 +216,7 @@ class Index {
   IndexInfo info_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  mutable std::vector<sqlite3*> idle_;  // guarded by mu_
+  mutable std::vector<Connection*> idle_;  // guarded by mu_
   mutable int opened_ = 0;              // guarded by mu_
 };
 

@@ -5,13 +5,19 @@
 #include "memgate/kb/index.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <sys/stat.h>
 
+#include <array>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "memgate/base/worker_pool.h"
@@ -598,6 +604,232 @@ TEST(BuildBudget, APlanStaysInMemoryWhenTheEstimateFitsAndGoesToDiskWhenNot) {
   EXPECT_TRUE(tiny.on_disk);
   EXPECT_LE(tiny.cache_kib, tight.cache_kib);
   EXPECT_LE(tiny.fts_hashsize, tight.fts_hashsize);
+}
+
+// ---------------------------------------------------------------------------
+// Untrusted images and decompression bombs.
+
+// `image` wrapped in the artifact format, as a build would ship it.
+std::string wrap_image(std::string_view image) {
+  auto writer = ArtifactWriter::start(image.size(), {});
+  EXPECT_TRUE(writer.ok());
+  EXPECT_TRUE((*writer)->write(image).ok());
+  auto pieces = (*writer)->finish();
+  EXPECT_TRUE(pieces.ok());
+  std::string out;
+  while (!pieces->empty()) out += pieces->take_front();
+  return out;
+}
+
+// The image of a database made by running `sql` on `base` (or on an empty database).
+std::string craft_image(const char* sql, std::string_view base = {}) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
+  if (!base.empty()) {
+    auto* copy = static_cast<unsigned char*>(sqlite3_malloc64(base.size()));
+    std::memcpy(copy, base.data(), base.size());
+    EXPECT_EQ(sqlite3_deserialize(db, "main", copy, static_cast<sqlite3_int64>(base.size()),
+                                  static_cast<sqlite3_int64>(base.size()),
+                                  SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE),
+              SQLITE_OK);
+  }
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_int64 n = 0;
+  unsigned char* bytes = sqlite3_serialize(db, "main", &n, 0);
+  std::string image(reinterpret_cast<const char*>(bytes), static_cast<size_t>(n));
+  sqlite3_free(bytes);
+  sqlite3_close(db);
+  return image;
+}
+
+// Index::open on `artifact`, on a thread of its own: a hang is a failure that
+// ends the test binary (a stuck statement cannot be taken back) rather than CI.
+Result<std::shared_ptr<Index>> open_within(std::string artifact, std::chrono::seconds limit,
+                                           std::chrono::milliseconds* took = nullptr) {
+  auto start = std::chrono::steady_clock::now();
+  auto done = std::make_shared<std::promise<Result<std::shared_ptr<Index>>>>();
+  auto result = done->get_future();
+  std::thread([done, a = std::move(artifact)] { done->set_value(Index::open(a)); }).detach();
+  if (result.wait_for(limit) != std::future_status::ready) {
+    ADD_FAILURE() << "Index::open still running after " << limit.count() << " s";
+    std::fflush(stdout);
+    std::_Exit(1);
+  }
+  if (took) *took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  return result.get();
+}
+
+constexpr const char* kEndlessMeta =
+    "CREATE VIEW meta(key, value) AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+    "SELECT 'k' || n, 'v' FROM r;";
+
+TEST(IndexUntrusted, AnImageWhoseMetaIsAnEndlessViewIsRefusedQuicklyNotRunForever) {
+  std::string image = craft_image((std::string("PRAGMA page_size=512; ") + kEndlessMeta).c_str());
+  EXPECT_LE(image.size(), 1024u);
+  std::chrono::milliseconds took{};
+  auto r = open_within(wrap_image(image), std::chrono::seconds(10), &took);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().to_string();
+  EXPECT_LT(took.count(), 10000);
+}
+
+TEST_F(IndexTest, AnImageOfOursWithMetaSwappedForAnEndlessViewIsRefusedQuickly) {
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok());
+  std::string sql = std::string("DROP TABLE meta; ") + kEndlessMeta;
+  auto r = open_within(wrap_image(craft_image(sql.c_str(), *image)), std::chrono::seconds(10));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().to_string();
+}
+
+TEST_F(IndexTest, AnImageWithATriggerAViewAnExtraTableOrAnExtraIndexIsRefusedAsInvalid) {
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok());
+  for (const char* sql : {
+           "CREATE TRIGGER t AFTER INSERT ON docs BEGIN SELECT 1; END;",
+           "CREATE VIEW v AS SELECT 1;",
+           "CREATE TABLE extra(x); INSERT INTO extra VALUES(1);",
+           "CREATE INDEX docs_title ON docs(title);",
+           "CREATE TABLE meta2(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+       }) {
+    auto r = open_within(wrap_image(craft_image(sql, *image)), std::chrono::seconds(10));
+    ASSERT_FALSE(r.ok()) << sql;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << sql << ": " << r.status().to_string();
+  }
+}
+
+TEST_F(IndexTest, AnImageMissingOneOfOurTablesOrWithAnotherDefinitionIsRefusedAsInvalid) {
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok());
+  for (const char* sql : {
+           "DROP TABLE docs; CREATE TABLE docs(rowid INTEGER PRIMARY KEY, id TEXT, title TEXT, path TEXT, kind TEXT,"
+           " bytes INTEGER, first_chunk INTEGER, chunk_count INTEGER);",
+           "DROP TABLE docs;",
+       }) {
+    auto r = open_within(wrap_image(craft_image(sql, *image)), std::chrono::seconds(10));
+    ASSERT_FALSE(r.ok()) << sql;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << sql << ": " << r.status().to_string();
+  }
+}
+
+TEST_F(IndexTest, AnImageWithACorruptPageIsRefusedByQuickCheck) {
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok());
+  // The root page of chunks_content gets a b-tree page type that does not exist.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_deserialize(db, "main", reinterpret_cast<unsigned char*>(image->data()),
+                                static_cast<sqlite3_int64>(image->size()), static_cast<sqlite3_int64>(image->size()),
+                                SQLITE_DESERIALIZE_READONLY),
+            SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = 'chunks_content'", -1, &q, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  int64_t root = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  size_t page_size = (static_cast<unsigned char>((*image)[16]) << 8) | static_cast<unsigned char>((*image)[17]);
+  if (page_size == 1) page_size = 65536;
+  std::string bad = *image;
+  bad[static_cast<size_t>(root - 1) * page_size] = 0x07;
+  auto r = open_within(wrap_image(bad), std::chrono::seconds(10));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().to_string();
+}
+
+TEST_F(IndexTest, AnOpenedIndexStillAnswersWithTheDefensiveSettings) {
+  auto r = open_within(*artifact_, std::chrono::seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto hits = (*r)->search("compost", {});
+  ASSERT_TRUE(hits.ok()) << hits.status().to_string();
+  EXPECT_FALSE(hits->empty());
+  EXPECT_EQ((*r)->search("NEAR(compost", {3, true}).status().code(), Code::kInvalidArgument);
+}
+
+// Peak RSS of the process in bytes (VmHWM), after clear_peak_rss() where the kernel allows it.
+uint64_t peak_rss() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+  return 0;
+}
+void clear_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+// An artifact of `size` zero bytes: zstd makes a frame of run-length blocks,
+// about 4 bytes for every 128 KiB.
+std::string zeros_artifact(uint64_t size) {
+  ArtifactWriter::Options o;
+  o.level = 1;
+  auto writer = ArtifactWriter::start(size, o);
+  EXPECT_TRUE(writer.ok());
+  std::string zeros(8 << 20, '\0');
+  for (uint64_t done = 0; done < size;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), size - done));
+    EXPECT_TRUE((*writer)->write(std::string_view(zeros.data(), n)).ok());
+    done += n;
+  }
+  auto pieces = (*writer)->finish();
+  EXPECT_TRUE(pieces.ok());
+  std::string out;
+  while (!pieces->empty()) out += pieces->take_front();
+  return out;
+}
+
+// The artifact with the declared image size changed in both headers (ours and
+// the zstd frame's content size field), the blocks left as they are.
+std::string with_frame_declaring(std::string artifact, uint64_t size) {
+  artifact = with_declared_size(std::move(artifact), size);
+  size_t frame = kArtifactHeaderSize;
+  auto fhd = static_cast<unsigned char>(artifact[frame + 4]);
+  bool single_segment = fhd & 0x20;
+  size_t dict_bytes = std::array<size_t, 4>{0, 1, 2, 4}[fhd & 3];
+  size_t fcs_bytes = std::array<size_t, 4>{single_segment ? 1u : 0u, 2, 4, 8}[fhd >> 6];
+  EXPECT_GE(fcs_bytes, 2u);
+  size_t at = frame + 5 + (single_segment ? 0 : 1) + dict_bytes;
+  uint64_t value = fcs_bytes == 2 ? size - 256 : size;
+  for (size_t i = 0; i < fcs_bytes; ++i) artifact[at + i] = static_cast<char>((value >> (8 * i)) & 0xFF);
+  return artifact;
+}
+
+constexpr uint64_t kBomb = 2000ull << 20;  // ~2 GB of zeros
+
+TEST(IndexBomb, TheDefaultMaxImageIsOneGibibyte) { EXPECT_EQ(OpenOptions{}.max_image, 1ull << 30); }
+
+TEST(IndexBomb, ASmallArtifactDeclaringTwoGigabytesIsRefusedWithoutAllocatingThem) {
+  std::string bomb = zeros_artifact(kBomb);
+  EXPECT_LT(bomb.size(), 80u << 10);
+  clear_peak_rss();
+  sqlite3_memory_highwater(1);
+  uint64_t before = peak_rss();
+  auto r = Index::open(bomb);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().to_string();
+  EXPECT_LT(sqlite3_memory_highwater(0), 64 << 20);
+  if (before > 0) {
+    EXPECT_LT(peak_rss(), before + (256u << 20));
+  }
+}
+
+TEST(IndexBomb, AFrameDeclaringLittleButProducingTwoGigabytesIsRefusedAtTheDeclaredSize) {
+  std::string bomb = with_frame_declaring(zeros_artifact(kBomb), 1 << 20);
+  EXPECT_EQ(*artifact_image_size(bomb), 1u << 20);
+  clear_peak_rss();
+  sqlite3_memory_highwater(1);
+  uint64_t before = peak_rss();
+  OpenOptions o;
+  o.max_image = 4ull << 30;  // the caller allows big images: the declared size still bounds this one
+  auto source = view_source(bomb);
+  auto r = Index::open(*source, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().to_string();
+  EXPECT_LT(sqlite3_memory_highwater(0), 64 << 20);
+  if (before > 0) {
+    EXPECT_LT(peak_rss(), before + (256u << 20));
+  }
 }
 
 }  // namespace
