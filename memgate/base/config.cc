@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <map>
 #include <sstream>
@@ -138,6 +140,11 @@ const std::vector<Setting>& settings() {
        duration_field(&Config::http_read_timeout)},
       {"HTTP_IDLE_TIMEOUT", "http-idle-timeout", "60s", "Time an idle keep-alive connection is kept",
        "", false, duration_field(&Config::http_idle_timeout)},
+      {"MAX_CONNECTIONS", "max-connections", "0",
+       "Open connections the public listener keeps at most (0: the open-file limit less 256 kept for Redis, files "
+       "and the admin listener's own 64); at the cap the oldest idle keep-alive connection is closed first, else a "
+       "new one gets 503",
+       "", false, int_field(&Config::max_connections, 0, 1'000'000)},
       {"SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s",
        "On SIGTERM/SIGINT, how long requests in flight may take to finish", "", false,
        duration_field(&Config::shutdown_timeout)},
@@ -293,6 +300,22 @@ std::string printable(const std::string& text, size_t max = 200) {
   return out;
 }
 
+bool is_secret_setting(std::string_view env) {
+  for (const Setting& s : settings())
+    if (env == s.env) return s.secret;
+  return false;
+}
+
+// A query parameter whose value is a credential: password=, token=, key= and
+// their kin (pass, pwd, secret, auth, api_key, access_token, ...).
+bool is_secret_parameter(std::string_view name) {
+  std::string n(name);
+  for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* word : {"pass", "pwd", "token", "key", "secret", "auth", "credential", "signature", "sig"})
+    if (n.find(word) != std::string::npos) return true;
+  return false;
+}
+
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
 }
@@ -395,20 +418,33 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
 
 std::string describe(const Config& c) {
   std::ostringstream out;
-  auto row = [&](const char* name, const std::string& value) { out << name << "=" << value << "\n"; };
+  // The one place values are made safe to print: a setting marked secret in the
+  // table shows as <redacted> (a URL: with its credentials hidden), and any
+  // other value that is a URL loses its credentials too.
+  auto row = [&](const char* name, const std::string& value) {
+    std::string shown = value;
+    // A secret URL setting (REDIS_URL) stays readable with its credentials hidden;
+    // any other secret (a token) is hidden whole, whatever it looks like.
+    if (is_secret_setting(name) && !value.empty())
+      shown = std::string_view(name).ends_with("_URL") ? redact_url(value) : "<redacted>";
+    else
+      shown = redact_url(value);
+    out << name << "=" << shown << "\n";
+  };
   auto b = [](bool v) { return std::string(v ? "true" : "false"); };
   auto d = [](std::chrono::milliseconds v) { return format_duration(v); };
   row("HOST", c.host);
   row("PORT", std::to_string(c.port));
   row("ADMIN_HOST", c.admin_host);
   row("ADMIN_PORT", std::to_string(c.admin_port));
-  row("ADMIN_TOKEN", c.admin_token.empty() ? "" : "<redacted>");
+  row("ADMIN_TOKEN", c.admin_token);
   row("IO_THREADS", std::to_string(c.io_threads));
   row("WORKER_THREADS", std::to_string(c.worker_threads));
   row("HTTP_HEADER_LIMIT", SizeSpec::Bytes(c.http_header_limit).to_string());
   row("HTTP_BODY_LIMIT", SizeSpec::Bytes(c.http_body_limit).to_string());
   row("HTTP_READ_TIMEOUT", d(c.http_read_timeout));
   row("HTTP_IDLE_TIMEOUT", d(c.http_idle_timeout));
+  row("MAX_CONNECTIONS", std::to_string(c.max_connections));
   row("SHUTDOWN_TIMEOUT", d(c.shutdown_timeout));
   row("LOG_LEVEL", c.log_level);
   row("LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text");
@@ -453,17 +489,63 @@ std::string describe(const Config& c) {
 }
 
 std::string redact_url(const std::string& url) {
-  // scheme://[user][:password]@host...: hide everything between the first ':' after
-  // the scheme and the last '@' before the path.
   auto scheme_end = url.find("://");
   if (scheme_end == std::string::npos) return url;
   size_t auth_start = scheme_end + 3;
-  size_t path_start = url.find('/', auth_start);
-  size_t at = url.rfind('@', path_start == std::string::npos ? std::string::npos : path_start);
-  if (at == std::string::npos || at < auth_start) return url;
-  size_t colon = url.find(':', auth_start);
-  if (colon == std::string::npos || colon > at) return url;  // user only, no password
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
+  std::string out = url.substr(0, auth_start);
+  size_t rest = auth_start;
+  // The userinfo ends at an '@'. Passwords are not always percent-encoded (a '/',
+  // a '?' or an '@' in them happens), so: the last '@' before the first '?',
+  // else the last '@' at all. When unsure this hides too much, never too little.
+  // "unix:///path" has no authority, so no userinfo.
+  if (url.size() > auth_start && url[auth_start] != '/') {
+    size_t query = url.find('?', auth_start);
+    size_t at = url.rfind('@', query == std::string::npos ? std::string::npos : query);
+    if (at == std::string::npos || at < auth_start) at = url.rfind('@');
+    if (at != std::string::npos && at >= auth_start) {
+      size_t colon = url.find(':', auth_start);
+      if (colon != std::string::npos && colon < at)
+        out += url.substr(auth_start, colon + 1 - auth_start) + "***";  // user:password: the user name stays
+      else
+        out += "***";  // a user alone is often a token (https://TOKEN@host)
+      rest = at;
+    }
+  }
+  // Query parameters that carry credentials: ?password=..., &token=..., key=...
+  size_t query = url.find('?', rest);
+  if (query == std::string::npos) return out + url.substr(rest);
+  out += url.substr(rest, query + 1 - rest);
+  size_t fragment = url.find('#', query);
+  std::string_view params(url.data() + query + 1,
+                          (fragment == std::string::npos ? url.size() : fragment) - query - 1);
+  size_t start = 0;
+  while (start <= params.size()) {
+    size_t amp = params.find('&', start);
+    std::string_view p = params.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    size_t eq = p.find('=');
+    if (eq != std::string_view::npos && is_secret_parameter(p.substr(0, eq)))
+      out += std::string(p.substr(0, eq + 1)) + "***";
+    else
+      out += std::string(p);
+    if (amp == std::string_view::npos) break;
+    out += '&';
+    start = amp + 1;
+  }
+  if (fragment != std::string::npos) out += url.substr(fragment);
+  return out;
+}
+
+bool secret_equals(std::string_view given, std::string_view expected) {
+  // No early exit: the time depends on the lengths only, never on where the
+  // first difference is. volatile keeps the compiler from adding one.
+  size_t n = std::max(given.size(), expected.size());
+  volatile unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char a = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    unsigned char b = i < expected.size() ? static_cast<unsigned char>(expected[i]) : 0;
+    diff = diff | static_cast<unsigned char>(a ^ b);
+  }
+  return diff == 0;
 }
 
 }  // namespace memgate

@@ -4,7 +4,9 @@
 // over the variable, the variable over the default. Values are validated here, once:
 // a bad one is reported as a single line that names the variable (or flag), the
 // value, and the form it accepts, and the process exits with code 2. Secrets
-// (REDIS_URL's password, tokens) are never printed: describe() redacts them.
+// are never printed: describe() shows every setting the table marks secret as
+// <redacted> (a URL with its credentials hidden), and redact_url() hides the
+// credentials of any URL it prints.
 //
 // Not thread-safe to build; a built Config is an immutable value.
 #pragma once
@@ -14,6 +16,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "memgate/base/status.h"
@@ -38,6 +41,7 @@ struct Config {
   uint64_t http_body_limit = 1024 * 1024;
   std::chrono::milliseconds http_read_timeout{10'000};
   std::chrono::milliseconds http_idle_timeout{60'000};
+  int max_connections = 0;  // MAX_CONNECTIONS; 0: from RLIMIT_NOFILE
   std::chrono::milliseconds shutdown_timeout{10'000};
 
   // Logging.
@@ -114,7 +118,19 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
 // One line per setting, "NAME=value  (source)", with secrets shown as "<redacted>".
 std::string describe(const Config& config);
 
-// Returns the URL with any password replaced by "***": safe to log.
+// Returns the URL with its credentials replaced by "***": safe to log. Hides the
+// password of user:password@ (the user name stays), a userinfo without a
+// password as a whole (it is often a token), and the value of every query
+// parameter that names a credential (password=, token=, key=, secret=, auth=,
+// and names containing them such as api_key or access_token). Passwords that
+// were not percent-encoded ('/', '?', '@' in them) are still hidden. A text
+// without "://" is returned as it is.
 std::string redact_url(const std::string& url);
+
+// Compares a secret the caller was given with the one expected (ADMIN_TOKEN),
+// in a time that depends only on the two lengths, never on their contents: no
+// early exit at the first difference, so response times reveal nothing of the
+// token's prefix.
+bool secret_equals(std::string_view given, std::string_view expected);
 
 }  // namespace memgate

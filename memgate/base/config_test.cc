@@ -117,12 +117,53 @@ TEST(Config, CheckConfigRedactsSecrets) {
   EXPECT_NE(text.find("KB_HEAP_GATE=1.5GB"), std::string::npos) << text;
 }
 
-TEST(RedactUrl, HidesOnlyThePassword) {
+TEST(RedactUrl, HidesThePasswordAndKeepsTheRest) {
   EXPECT_EQ(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
   EXPECT_EQ(redact_url("rediss://user:p@ss@h:1"), "rediss://user:***@h:1");
-  EXPECT_EQ(redact_url("redis://user@h:1"), "redis://user@h:1");
+  EXPECT_EQ(redact_url("redis://user@h:1"), "redis://***@h:1") << "a userinfo alone is often a token";
   EXPECT_EQ(redact_url("redis://h:6379"), "redis://h:6379");
   EXPECT_EQ(redact_url("unix:///run/redis.sock"), "unix:///run/redis.sock");
+}
+
+TEST(RedactUrl, HidesAPasswordThatHoldsASlashAQuestionMarkOrAnAt) {
+  EXPECT_EQ(redact_url("redis://app:pa/ss@cache:6379/2"), "redis://app:***@cache:6379/2");
+  EXPECT_EQ(redact_url("redis://app:a/b/c@cache:6379"), "redis://app:***@cache:6379");
+  EXPECT_EQ(redact_url("redis://app:pa?ss@cache:6379"), "redis://app:***@cache:6379");
+  EXPECT_EQ(redact_url("rediss://:x@y/z@cache:1/0?db=1"), "rediss://:***@cache:1/0?db=1");
+}
+
+TEST(RedactUrl, HidesCredentialsInTheQueryAndKeepsOtherParameters) {
+  EXPECT_EQ(redact_url("unix:///run/redis.sock?password=hunter2&db=1"), "unix:///run/redis.sock?password=***&db=1");
+  EXPECT_EQ(redact_url("unix:///run/redis.sock?db=1&password=a/b"), "unix:///run/redis.sock?db=1&password=***");
+  EXPECT_EQ(redact_url("https://llm.example/v1?api_key=sk-1&token=t&key=k&model=m#top"),
+            "https://llm.example/v1?api_key=***&token=***&key=***&model=m#top");
+  EXPECT_EQ(redact_url("https://u:p@llm.example/?Access_Token=abc"), "https://u:***@llm.example/?Access_Token=***");
+  EXPECT_EQ(redact_url("unix:///tmp/a@b.sock"), "unix:///tmp/a@b.sock") << "no authority, no userinfo";
+  EXPECT_EQ(redact_url("not a url ?password=x"), "not a url ?password=x");
+}
+
+TEST(Config, CheckConfigRedactsEverySecretAndTheCredentialsOfAnyUrl) {
+  for (const std::string url : {"unix:///run/redis.sock?password=hunter2", "redis://app:hun/ter2@cache:6379/2",
+                                "rediss://hunter2@cache:6379", "unix://:hunter2@/run/redis.sock"}) {
+    Invocation inv = parse({"check-config"}, {{"REDIS_URL", url}, {"ADMIN_TOKEN", "a://hunter2@x"}});
+    ASSERT_LT(inv.exit_code, 0) << inv.output;
+    std::string text = describe(inv.config);
+    EXPECT_EQ(text.find("hunter2"), std::string::npos) << text;
+    EXPECT_NE(text.find("ADMIN_TOKEN=<redacted>\n"), std::string::npos) << text;
+  }
+  Invocation bad = parse({"check-config"}, {{"REDIS_URL", "ftp://app:hunter2@cache"}});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.output.find("hunter2"), std::string::npos) << bad.output;
+}
+
+TEST(SecretEquals, IsTrueOnlyForTheSameBytes) {
+  EXPECT_TRUE(secret_equals("tok-123", "tok-123"));
+  EXPECT_TRUE(secret_equals("", ""));
+  EXPECT_FALSE(secret_equals("tok-124", "tok-123"));
+  EXPECT_FALSE(secret_equals("tok-12", "tok-123")) << "a prefix is not the token";
+  EXPECT_FALSE(secret_equals("tok-1234", "tok-123"));
+  EXPECT_FALSE(secret_equals("", "tok-123"));
+  EXPECT_FALSE(secret_equals(std::string("tok-123\0", 8), "tok-123"));
 }
 
 }  // namespace

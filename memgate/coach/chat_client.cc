@@ -9,6 +9,18 @@
 // to ask still_wanted(), so a caller whose client went away stops the upstream
 // request within one tick.
 //
+// Bounds. Everything a provider sends is bounded before it is held: the
+// parser's header_limit covers the status line and fields, its body_limit the
+// whole body (it counts chunked bodies chunk by chunk), and the connection's
+// flat_buffer has a max_size, so bytes the parser cannot consume yet (a
+// chunk-size line or a trailer that never ends: Beast bounds neither) stop
+// growing it at kMaxReadBuffer, and the read fails with buffer_overflow. Each
+// of those limits fails the call with kResourceExhausted. A provider's error
+// body is read (bounded like any answer) but its text never reaches the status
+// message, which the coach may show to a client: it goes to
+// ChatOutcome::provider_error, cut and with secret-looking words masked, for
+// the log.
+//
 // A connection is reused only when the previous response was read to its end and
 // both sides kept the connection alive; anything else (an error, a cancel in the
 // middle of a stream) closes it. Idle connections that the provider closed are
@@ -45,6 +57,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <cctype>
+#include <cstdio>
 #include <deque>
 #include <fstream>
 #include <mutex>
@@ -74,7 +88,7 @@ std::atomic<int64_t> g_open_connections{0};
 struct Connection {
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{kMaxReadBuffer};  // bounded: see "Bounds" above
   SteadyTime idle_since{};
 
   Connection() { g_open_connections.fetch_add(1, std::memory_order_relaxed); }
@@ -144,7 +158,24 @@ class ContextExecutor {
   std::weak_ptr<TaskContext> context_;
 };
 
-std::string provider_error_message(int status, std::string_view body) {
+// True for a word that looks like a credential: an "sk-..." key, or a long run
+// of letters and digits with both in it (tokens, hashes, keys).
+bool looks_secret(std::string_view word) {
+  if (word.size() >= 8 && (word.substr(0, 3) == "sk-" || word.substr(0, 3) == "pk-" || word.substr(0, 4) == "key-"))
+    return true;
+  if (word.size() < 24) return false;
+  bool alpha = false, digit = false;
+  for (char c : word) {
+    alpha = alpha || std::isalpha(static_cast<unsigned char>(c));
+    digit = digit || std::isdigit(static_cast<unsigned char>(c));
+  }
+  return alpha && digit;
+}
+
+// The provider's words about its error, fit for a log line: the error object's
+// message (or the start of the body), secret-looking words replaced by "***",
+// control bytes as \xNN, at most 200 bytes.
+std::string provider_error_text(std::string_view body) {
   std::string detail;
   error_code ec;
   json::value v = json::parse(body, ec);
@@ -158,9 +189,32 @@ std::string provider_error_message(int status, std::string_view body) {
       }
     }
   }
-  if (detail.empty()) detail = std::string(body.substr(0, 200));
-  std::string out = "the provider answered " + std::to_string(status);
-  if (!detail.empty()) out += ": " + detail;
+  if (detail.empty()) detail = std::string(body.substr(0, 400));
+  std::string out;
+  auto word_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/' || c == '+' ||
+           c == '=';
+  };
+  for (size_t i = 0; i < detail.size() && out.size() < 200;) {
+    if (word_char(detail[i])) {
+      size_t j = i;
+      while (j < detail.size() && word_char(detail[j])) ++j;
+      std::string_view word(detail.data() + i, j - i);
+      out += looks_secret(word) ? std::string("***") : std::string(word);
+      i = j;
+      continue;
+    }
+    unsigned char c = static_cast<unsigned char>(detail[i++]);
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (out.size() > 200) out.resize(200);
+  if (out.size() == 200 || detail.size() > 400) out += "...";
   return out;
 }
 
@@ -240,6 +294,7 @@ struct ChatClient::Impl : std::enable_shared_from_this<ChatClient::Impl> {
   std::atomic<int64_t> idle_count{0};
   std::atomic<uint64_t> connects{0};
   std::atomic<uint64_t> reuses{0};
+  std::atomic<uint64_t> largest_read_buffer{0};
 
   std::unique_ptr<Connection> checkout() {
     auto now = std::chrono::steady_clock::now();
@@ -412,8 +467,9 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     req_->body() = body_;
     req_->prepare_payload();
     parser_.emplace();
-    parser_->body_limit(boost::none);  // we count the answer ourselves
-    parser_->header_limit(64 * 1024);
+    // The whole body, chunked or not, error bodies included (see "Bounds").
+    parser_->body_limit(static_cast<std::uint64_t>(opt().max_response_bytes));
+    parser_->header_limit(static_cast<std::uint32_t>(kMaxProviderHead));
     connection_->lowest().expires_after(opt().read_timeout);
     launch(
         [this](auto handler) {
@@ -459,7 +515,17 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
   void on_read(error_code ec, size_t n) {
     if (done_) return;
     if (n > 0 || parser_->got_some()) got_bytes_ = true;
+    uint64_t held = connection_->buffer.capacity();
+    for (uint64_t seen = client_->largest_read_buffer.load(std::memory_order_relaxed);
+         held > seen && !client_->largest_read_buffer.compare_exchange_weak(seen, held, std::memory_order_relaxed);) {
+    }
     if (ec && ec != bhttp::error::need_buffer) {
+      if (ec == bhttp::error::body_limit)
+        return fail(ResourceExhausted("the provider's answer is larger than " + std::to_string(opt().max_response_bytes) + " bytes"), status_);
+      if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow)
+        return fail(ResourceExhausted("the provider sent a head, chunk header or trailer larger than " +
+                                      std::to_string(kMaxProviderHead) + " bytes"),
+                    status_);
       if (!got_bytes_ && retry_stale()) return;
       if (ec == beast::error::timeout)
         return fail(DeadlineExceeded("the provider sent nothing for " + std::to_string(opt().read_timeout.count()) + " ms"), status_);
@@ -500,7 +566,11 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
 
   void complete() {
     std::string& body = parser_->get().body();
-    if (status_ != 200) return fail(Unavailable(provider_error_message(status_, body)), status_);
+    if (status_ != 200) {
+      // The status is generic on purpose: callers may show it to their clients.
+      outcome_.provider_error = provider_error_text(body);
+      return fail(Unavailable("the provider answered " + std::to_string(status_)), status_);
+    }
     if (sse_) {
       if (!stream_.feed("\n", nullptr)) return fail(Unavailable("the provider's stream is not a chat completion stream"), status_);
       outcome_.finish_reason = stream_.finish_reason();
@@ -706,6 +776,7 @@ ChatClient::Stats ChatClient::stats() const {
   s.idle_connections = impl_->idle_count.load(std::memory_order_relaxed);
   s.connects = impl_->connects.load(std::memory_order_relaxed);
   s.reuses = impl_->reuses.load(std::memory_order_relaxed);
+  s.largest_read_buffer = impl_->largest_read_buffer.load(std::memory_order_relaxed);
   return s;
 }
 

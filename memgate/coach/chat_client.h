@@ -17,8 +17,16 @@
 // early, answered garbage or answered an error status (provider_status says
 // which); kDeadlineExceeded on a timeout; kCancelled when cancel() was called,
 // still_wanted() said no, or on_delta returned false; kResourceExhausted when
-// the answer outgrew max_response_bytes. In streamed mode on_delta gets each
-// piece of the answer in order as it arrives.
+// the answer outgrew max_response_bytes, or a head, a chunk header or a trailer
+// outgrew kMaxProviderHead. In streamed mode on_delta gets each piece of the
+// answer in order as it arrives.
+//
+// What a provider sends is bounded as a whole: the body by max_response_bytes
+// (the parser's body limit, chunked or not), every head, chunk-size line and
+// trailer by kMaxProviderHead, and a connection's read buffer never holds more
+// than kMaxReadBuffer bytes, whatever the provider does. The provider's own
+// error text never goes into the status (whose message callers may show to
+// their clients); it comes back apart, in ChatOutcome::provider_error.
 //
 // A call counts for the work that started it. start() captures the calling
 // thread's TaskContext (task_context.h), as WorkerPool::post() does, and the
@@ -53,6 +61,13 @@
 
 namespace memgate::coach {
 
+// The largest head, chunk header (size line and extensions) or trailer a
+// provider may send.
+inline constexpr size_t kMaxProviderHead = 64 * 1024;
+// The most bytes a connection's read buffer holds (what arrived and is not yet
+// parsed); a provider that needs more fails the call with kResourceExhausted.
+inline constexpr size_t kMaxReadBuffer = kMaxProviderHead + 16 * 1024;
+
 struct ChatClientOptions {
   std::string base_url;  // "https://api.example.com" or ".../v1"; http:// or https://
   std::string api_key;   // secret; empty: no Authorization header
@@ -86,6 +101,10 @@ struct ChatOutcome {
   std::string finish_reason;  // "stop", "length", ... when the provider said
   std::string model;          // as the provider named it
   bool reused_connection = false;
+  // When the provider answered an error status: its own words (the error
+  // message, or the start of the body), cut to 200 bytes and printable, for the
+  // log only. It may echo anything (a key, a prompt): never relay it to a client.
+  std::string provider_error;
 };
 
 struct ChatHandlers {
@@ -129,6 +148,7 @@ class ChatClient {
     int64_t idle_connections = 0;
     uint64_t connects = 0;         // fresh connections made
     uint64_t reuses = 0;           // calls served on a kept-alive connection
+    uint64_t largest_read_buffer = 0;  // the most bytes any read buffer held (never above kMaxReadBuffer)
   };
   Stats stats() const;
 

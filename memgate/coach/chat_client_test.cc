@@ -111,14 +111,61 @@ TEST_F(ChatClientTest, ASecondCallReusesTheKeptAliveConnection) {
   EXPECT_EQ(provider_->connections(), 1);
 }
 
-TEST_F(ChatClientTest, AProviderErrorIsUnavailableWithTheProvidersStatusAndMessage) {
+TEST_F(ChatClientTest, AProviderErrorIsUnavailableWithTheProvidersStatusAndItsWordsApart) {
   provider_->set_mode(FakeProvider::Mode::kError);
   auto c = client();
   Finished f = run(*c, question());
   EXPECT_EQ(f.outcome.status.code(), Code::kUnavailable);
   EXPECT_EQ(f.outcome.provider_status, 500);
-  EXPECT_NE(f.outcome.status.message().find("the model is overloaded"), std::string::npos);
+  EXPECT_EQ(f.outcome.status.message(), "the provider answered 500");
+  EXPECT_EQ(f.outcome.provider_error, "the model is overloaded");
   EXPECT_EQ(c->stats().live_calls, 0);
+}
+
+TEST_F(ChatClientTest, TheProvidersErrorTextIsCutAndItsSecretLookingWordsMasked) {
+  provider_->set_mode(FakeProvider::Mode::kError);
+  provider_->set_error_body(R"({"error":{"message":"bad key sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c in\nrequest )" +
+                            std::string(500, 'x') + R"("}})");
+  auto c = client();
+  Finished f = run(*c, question());
+  EXPECT_EQ(f.outcome.provider_status, 500);
+  EXPECT_EQ(f.outcome.status.message().find("sk-live"), std::string::npos) << f.outcome.status.message();
+  EXPECT_EQ(f.outcome.provider_error.find("sk-live"), std::string::npos) << f.outcome.provider_error;
+  EXPECT_EQ(f.outcome.provider_error.rfind("bad key *** in\\x0arequest ", 0), 0u) << f.outcome.provider_error;
+  EXPECT_LE(f.outcome.provider_error.size(), 203u);
+}
+
+TEST_F(ChatClientTest, AnEndlessChunkHeaderFailsTheCallAndNeverGrowsTheBufferBeyondItsBound) {
+  provider_->set_mode(FakeProvider::Mode::kEndlessChunkHeader);
+  auto c = client();
+  Finished f = run(*c, question(true));
+  EXPECT_EQ(f.outcome.status.code(), Code::kResourceExhausted) << f.outcome.status.to_string();
+  EXPECT_NE(f.outcome.status.message().find("chunk header"), std::string::npos) << f.outcome.status.message();
+  EXPECT_GT(c->stats().largest_read_buffer, 0u);
+  EXPECT_LE(c->stats().largest_read_buffer, kMaxReadBuffer);
+  EXPECT_EQ(c->stats().idle_connections, 0) << "the connection is not kept";
+}
+
+TEST_F(ChatClientTest, AnEndlessHeadFailsTheCallAndNeverGrowsTheBufferBeyondItsBound) {
+  provider_->set_mode(FakeProvider::Mode::kEndlessHead);
+  auto c = client();
+  Finished f = run(*c, question());
+  EXPECT_EQ(f.outcome.status.code(), Code::kResourceExhausted) << f.outcome.status.to_string();
+  EXPECT_LE(c->stats().largest_read_buffer, kMaxReadBuffer);
+}
+
+TEST_F(ChatClientTest, ABodyLargerThanTheLimitFailsTheCallWhetherChunkedOrNot) {
+  provider_->set_pieces({std::string(4000, 'a'), std::string(4000, 'b')});
+  ChatClientOptions o;
+  o.base_url = provider_->base_url();
+  o.max_response_bytes = 2048;
+  auto c = ChatClient::create(o);
+  ASSERT_TRUE(c.ok());
+  for (bool stream : {false, true}) {
+    Finished f = run(**c, question(stream));
+    EXPECT_EQ(f.outcome.status.code(), Code::kResourceExhausted) << stream << " " << f.outcome.status.to_string();
+  }
+  EXPECT_LE((*c)->stats().largest_read_buffer, kMaxReadBuffer);
 }
 
 TEST_F(ChatClientTest, ASilentProviderTimesOutAndTheConnectionIsClosed) {

@@ -15,7 +15,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 
 #include "memgate/base/units.h"
 #include "memgate/base/worker_pool.h"
@@ -55,6 +57,36 @@ json::array citations_json(const std::vector<Passage>& passages, const std::stri
   return out;
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "application/json" or "application/json; charset=utf-8", in any case.
+bool is_json_media_type(std::string_view content_type) {
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  return lower(type) == "application/json";
+}
+
+// "a, b ,c" -> {"a", "b", "c"}; empty entries dropped.
+std::vector<std::string> split_list(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string_view item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 Result<std::chrono::milliseconds> env_duration(const EnvLookup& env, const char* name, std::chrono::milliseconds def) {
   auto text = env(name);
   if (!text) return def;
@@ -87,13 +119,49 @@ Result<size_t> env_size(const EnvLookup& env, const char* name, size_t def, uint
 
 }  // namespace
 
+// The same matching as /mcp's (mcp::McpServer::origin_allowed).
+bool origin_allowed(const std::vector<std::string>& allowed_list, std::string_view origin) {
+  for (const std::string& allowed : allowed_list) {
+    if (allowed == "*" || allowed == origin) return true;
+    // An entry without a port allows that scheme and host on any port.
+    size_t scheme_end = allowed.find("://");
+    size_t host_start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+    size_t bracket = allowed.rfind(']');
+    size_t colon = allowed.find(':', bracket == std::string::npos ? host_start : bracket);
+    if (colon != std::string::npos) continue;
+    if (origin.size() > allowed.size() + 1 && origin.substr(0, allowed.size()) == allowed &&
+        origin[allowed.size()] == ':') {
+      std::string_view port = origin.substr(allowed.size() + 1);
+      if (!port.empty() && port.size() <= 5 &&
+          std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return true;
+    }
+  }
+  return false;
+}
+
 Result<CoachOptions> coach_options_from_env(const EnvLookup& env) {
   CoachOptions o;
   if (auto v = env("LLM_BASE_URL"); v && !v->empty()) {
     Status st = check_base_url(*v);
-    if (!st.ok())
-      return InvalidArgument("LLM_BASE_URL='" + *v + "' is not valid: " + st.message());
+    if (!st.ok())  // the URL may hold credentials (that is one of the errors): never quote them
+      return InvalidArgument("LLM_BASE_URL='" + redact_url(*v) + "' is not valid: " + st.message());
     o.llm_base_url = *v;
+  }
+  if (auto v = env("COACH_ALLOWED_ORIGINS")) {
+    std::vector<std::string> origins = split_list(*v);
+    for (const std::string& origin : origins) {
+      bool scheme = origin.rfind("http://", 0) == 0 || origin.rfind("https://", 0) == 0;
+      size_t host = origin.find("://");
+      bool has_path = host != std::string::npos && origin.find('/', host + 3) != std::string::npos;
+      if (origin != "*" && (!scheme || has_path || origin.size() <= host + 3))
+        return InvalidArgument("COACH_ALLOWED_ORIGINS='" + redact_url(*v) +
+                               "' is not valid: expected a comma-separated list of origins such as "
+                               "https://app.example:8443, or *");
+    }
+    if (origins.empty())
+      return InvalidArgument("COACH_ALLOWED_ORIGINS='" + *v + "' is not valid: expected at least one origin, or *");
+    o.allowed_origins = std::move(origins);
   }
   if (auto v = env("LLM_API_KEY")) o.llm_api_key = *v;
   if (auto v = env("LLM_MODEL")) {
@@ -254,6 +322,12 @@ void Coach::handle(const http::Request& request, http::Responder responder) {
     counters_.invalid.fetch_add(1, std::memory_order_relaxed);
     std::move(responder).send(error_json(status, http::error_code_for_status(status), message));
   };
+  // Cross-site requests first, before the body is even looked at.
+  std::string_view origin = request.header("origin");
+  if (!origin.empty() && !origin_allowed(options_.allowed_origins, origin))
+    return invalid(403, "the Origin is not allowed to call the coach (COACH_ALLOWED_ORIGINS)");
+  if (!is_json_media_type(request.header("content-type")))
+    return invalid(415, "the body must be sent as Content-Type: application/json");
   std::string_view body = request.body();
   if (body.size() > options_.max_body)
     return invalid(413, "the request body is " + std::to_string(body.size()) + " bytes; COACH_MAX_BODY allows " +
@@ -405,6 +479,8 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
     }
     int status = 200;
     std::string code;
+    if (!outcome.provider_error.empty())  // cut and masked by the client; for us, never for the client
+      spdlog::warn("coach: the provider answered {}: {}", outcome.provider_status, outcome.provider_error);
     if (!st.ok()) {
       if (st.code() == Code::kDeadlineExceeded) {
         status = 504;

@@ -1,7 +1,11 @@
 // Coach: the POST /api/ai/coach handler, its settings and its prompt templates.
 //
 // A question comes in as {"question": "...", "history": [...]?, "stream": bool?}.
-// The coach checks it (sizes, shape), passes it through the bulkhead, and on a
+// The coach first refuses what a browser may send from another site: an Origin
+// header off COACH_ALLOWED_ORIGINS is 403 (no Origin: not a browser, allowed),
+// and a body that is not Content-Type: application/json is 415 (which takes the
+// request out of the "simple" ones a page may send cross-site without a CORS
+// preflight). Then it checks the body (sizes, shape), passes it through the bulkhead, and on a
 // worker thread asks the current Retriever for the best passages. Then:
 //   - with a provider (LLM_BASE_URL), it sends the passages, the history and the
 //     question to the chat-completions server and answers {"mode":"generative",
@@ -9,7 +13,9 @@
 //     pieces as server-sent events (event: meta, token..., done | error);
 //   - without one, it answers {"mode":"extractive", ...}: the passages
 //     themselves with their citations. It never pretends to generate.
-// Provider failures become 502 (with the provider's status), timeouts 504, a
+// Provider failures become 502 (with the provider's status and a generic
+// message: the provider's own error text is logged, cut and masked, never
+// relayed), timeouts 504, a
 // full bulkhead 503 with Retry-After. A client that goes away cancels its
 // upstream call.
 //
@@ -23,6 +29,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "memgate/base/config.h"
 #include "memgate/base/status.h"
@@ -59,10 +67,20 @@ struct CoachOptions {
   int passages = 4;               // COACH_PASSAGES
   size_t passage_bytes = 1200;    // COACH_PASSAGE_BYTES
   int retry_after_seconds = 2;    // Retry-After on a full bulkhead
+  // COACH_ALLOWED_ORIGINS: scheme://host or scheme://host:port (an entry without
+  // a port allows any port), or "*"; the same form and default as /mcp's.
+  std::vector<std::string> allowed_origins = {"http://localhost", "http://127.0.0.1", "http://[::1]",
+                                              "https://localhost", "https://127.0.0.1", "https://[::1]"};
 };
 
+// True when a request with this Origin header may call the coach: on the list
+// (scheme and host exact; an entry without a port matches any port), or the
+// list holds "*".
+bool origin_allowed(const std::vector<std::string>& allowed, std::string_view origin);
+
 // Reads the settings. A bad value fails with kInvalidArgument and a message that
-// names the variable, its value (never LLM_API_KEY's) and the accepted form.
+// names the variable, its value (never LLM_API_KEY's; a URL with its credentials
+// redacted) and the accepted form.
 Result<CoachOptions> coach_options_from_env(const EnvLookup& env);
 
 // The prompt templates: what the coach's build produces and its artifact holds.
@@ -101,7 +119,7 @@ class Coach : public std::enable_shared_from_this<Coach> {
   struct Counters {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> rejected{0};         // bulkhead full
-    std::atomic<uint64_t> invalid{0};          // 400/413
+    std::atomic<uint64_t> invalid{0};          // 400/403/413/415
     std::atomic<uint64_t> extractive{0};
     std::atomic<uint64_t> generative{0};
     std::atomic<uint64_t> provider_errors{0};  // 502

@@ -39,7 +39,7 @@ int type_lines(const std::string& text, const std::string& family) {
 }
 
 std::string post_bytes(const std::string& body) {
-  return "POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  return "POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 class CoachMetricsTest : public ::testing::Test {
@@ -67,7 +67,7 @@ class CoachMetricsTest : public ::testing::Test {
     ASSERT_TRUE(server_->running());
   }
   int ask(const std::string& body) {
-    auto r = fetch(server_->port(), "POST", "/api/ai/coach", body);
+    auto r = testing::post_coach(server_->port(), body);
     return r ? r->status : -1;
   }
   ParsedExposition scrape() {
@@ -193,7 +193,7 @@ TEST(CoachModuleMetrics, AReloadLeavesOneSetOfFamiliesReadingTheNewCoach) {
   const std::string artifact = built->flatten();
   auto load = [&] { return (*module)->load(*view_source(artifact), ctx); };
   auto ask = [&] {
-    auto r = fetch(server.port(), "POST", "/api/ai/coach", R"({"question":"x"})");
+    auto r = testing::post_coach(server.port(), R"({"question":"x"})");
     return r ? r->status : -1;
   };
   auto extractive = [&] { return metrics::parse_exposition(metrics.serialize()).at(outcome("extractive")); };

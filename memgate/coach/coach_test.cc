@@ -107,7 +107,7 @@ class CoachTest : public ::testing::Test {
     ASSERT_TRUE(server_->running());
   }
   std::optional<ClientResponse> ask(const std::string& body) {
-    return fetch(server_->port(), "POST", "/api/ai/coach", body);
+    return testing::post_coach(server_->port(), body);
   }
   // Everything a request held is given back.
   void expect_nothing_held() {
@@ -236,7 +236,7 @@ TEST_F(CoachTest, StreamedTokensReachTheClientInOrderAsServerSentEvents) {
   expect_nothing_held();
 }
 
-TEST_F(CoachTest, AProviderErrorBecomes502WithTheProvidersStatus) {
+TEST_F(CoachTest, AProviderErrorBecomes502WithTheProvidersStatusAndAGenericMessage) {
   provider_->set_mode(FakeProvider::Mode::kError);
   start(true, std::make_shared<FakeRetriever>());
   auto r = ask(R"({"question":"x"})");
@@ -244,11 +244,113 @@ TEST_F(CoachTest, AProviderErrorBecomes502WithTheProvidersStatus) {
   json::object e = parse(r->body)["error"].as_object();
   EXPECT_EQ(e["provider_status"], 500);
   EXPECT_EQ(e["code"], "bad_gateway");
-  EXPECT_NE(std::string(e["message"].as_string()).find("overloaded"), std::string::npos);
+  EXPECT_EQ(e["message"], "the provider answered 500");
   auto s = ask(R"({"question":"x","stream":true})");
   EXPECT_EQ(s->status, 502) << "no stream begins before the provider said 200";
   EXPECT_EQ(coach_->counters().provider_errors.load(), 2u);
   expect_nothing_held();
+}
+
+TEST_F(CoachTest, TheProvidersErrorTextNeverReachesTheClient) {
+  provider_->set_mode(FakeProvider::Mode::kError);
+  provider_->set_error_body(
+      R"j({"error":{"message":"Incorrect API key provided: sk-proj-Zx81secretQ7 (org org-Hidden42)","type":"invalid_request_error"}})j");
+  start(true, std::make_shared<FakeRetriever>());
+  for (const char* body : {R"({"question":"x"})", R"({"question":"x","stream":true})"}) {
+    auto r = ask(body);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 502) << r->body;
+    EXPECT_EQ(r->body.find("sk-proj"), std::string::npos) << r->body;
+    EXPECT_EQ(r->body.find("Incorrect API key"), std::string::npos) << r->body;
+    EXPECT_EQ(r->body.find("Hidden42"), std::string::npos) << r->body;
+    EXPECT_NE(r->body.find("500"), std::string::npos) << "the provider's status is still told: " << r->body;
+  }
+}
+
+TEST_F(CoachTest, AnEndlessChunkHeaderFromTheProviderBecomes502AndHoldsNothing) {
+  provider_->set_mode(FakeProvider::Mode::kEndlessChunkHeader);
+  start(true, std::make_shared<FakeRetriever>());
+  auto r = ask(R"({"question":"x"})");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 502) << r->body;
+  EXPECT_EQ(r->body.find("aaaa"), std::string::npos) << r->body;
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, ABodyThatIsNotApplicationJsonIs415) {
+  start(false, nullptr);
+  const std::string body = R"({"question":"How often should I turn my compost heap?"})";
+  for (const char* headers : {"Content-Type: text/plain\r\n", "Content-Type: application/x-www-form-urlencoded\r\n",
+                              "Content-Type: multipart/form-data; boundary=x\r\n", ""}) {
+    auto r = testing::post_coach(server_->port(), body, headers);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 415) << headers << " -> " << r->body;
+    EXPECT_NE(r->body.find("application/json"), std::string::npos) << r->body;
+  }
+  for (const char* headers : {"Content-Type: application/json\r\n", "Content-Type: Application/JSON; charset=utf-8\r\n"}) {
+    auto r = testing::post_coach(server_->port(), body, headers);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200) << headers << " -> " << r->body;
+  }
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, ACrossSiteSimplePostFromAForeignOriginIs403) {
+  start(false, nullptr);
+  const std::string body = R"({"question":"x"})";
+  auto status = [&](const std::string& headers) {
+    auto r = testing::post_coach(server_->port(), body, headers);
+    return r ? r->status : -1;
+  };
+  EXPECT_EQ(status("Origin: https://evil.example\r\nContent-Type: text/plain\r\n"), 403);
+  EXPECT_EQ(status("Origin: https://evil.example\r\nContent-Type: application/json\r\n"), 403);
+  EXPECT_EQ(status("Origin: http://localhost.evil.example\r\nContent-Type: application/json\r\n"), 403);
+  EXPECT_EQ(status("Origin: null\r\nContent-Type: application/json\r\n"), 403);
+  EXPECT_EQ(status("Origin: http://localhost:5173\r\nContent-Type: application/json\r\n"), 200);
+  EXPECT_EQ(status("Origin: http://[::1]:8080\r\nContent-Type: application/json\r\n"), 200);
+  EXPECT_EQ(status("Content-Type: application/json\r\n"), 200) << "no Origin: not a browser";
+  EXPECT_EQ(coach_->counters().invalid.load(), 4u);
+}
+
+TEST_F(CoachTest, TheAllowedOriginsComeFromCoachAllowedOrigins) {
+  auto env = [](std::string v) -> EnvLookup {
+    return [v](const std::string& k) -> std::optional<std::string> {
+      if (k == "COACH_ALLOWED_ORIGINS") return v;
+      return std::nullopt;
+    };
+  };
+  auto o = coach_options_from_env(env("https://app.example:8443, https://other.example"));
+  ASSERT_TRUE(o.ok()) << o.status().to_string();
+  EXPECT_EQ(o->allowed_origins, (std::vector<std::string>{"https://app.example:8443", "https://other.example"}));
+  EXPECT_TRUE(origin_allowed(o->allowed_origins, "https://app.example:8443"));
+  EXPECT_FALSE(origin_allowed(o->allowed_origins, "https://app.example:8444"));
+  EXPECT_TRUE(origin_allowed(o->allowed_origins, "https://other.example:1"));
+  EXPECT_FALSE(origin_allowed(o->allowed_origins, "http://localhost"));
+  EXPECT_TRUE(origin_allowed({"*"}, "https://evil.example"));
+  for (const char* bad : {"evil.example", "https://a.example/path", " , "}) {
+    auto r = coach_options_from_env(env(bad));
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().message().rfind("COACH_ALLOWED_ORIGINS='", 0), 0u) << r.status().message();
+  }
+  start(false, nullptr, *o);
+  auto r = testing::post_coach(server_->port(), R"({"question":"x"})",
+                               "Origin: https://app.example:8443\r\nContent-Type: application/json\r\n");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = testing::post_coach(server_->port(), R"({"question":"x"})",
+                          "Origin: http://localhost:3000\r\nContent-Type: application/json\r\n");
+  EXPECT_EQ(r->status, 403) << "the default list is replaced, not extended";
+}
+
+TEST_F(CoachTest, ABadLlmBaseUrlIsReportedWithoutItsCredentials) {
+  auto bad = coach_options_from_env([](const std::string& k) -> std::optional<std::string> {
+    if (k == "LLM_BASE_URL") return std::string("https://user:hunter2@llm.example/v1?api_key=sk-abc123");
+    return std::nullopt;
+  });
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("LLM_BASE_URL='", 0), 0u) << bad.status().message();
+  EXPECT_EQ(bad.status().message().find("hunter2"), std::string::npos) << bad.status().message();
+  EXPECT_EQ(bad.status().message().find("sk-abc123"), std::string::npos) << bad.status().message();
 }
 
 TEST_F(CoachTest, AProviderThatSaysNothingBecomes504) {
@@ -285,7 +387,7 @@ TEST_F(CoachTest, AStreamingClientThatDisconnectsCancelsItsUpstreamRequest) {
     TestConnection conn(server_->port(), 10s);
     ASSERT_TRUE(conn.ok());
     std::string body = R"({"question":"x","stream":true})";
-    ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+    ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                           "\r\n\r\n" + body));
     auto head = conn.read_head();
     ASSERT_TRUE(head.has_value());
@@ -310,7 +412,7 @@ TEST_F(CoachTest, AClientThatDisconnectsBeforeAPlainAnswerCancelsItsUpstreamRequ
     TestConnection conn(server_->port(), 10s);
     ASSERT_TRUE(conn.ok());
     std::string body = R"({"question":"x"})";
-    ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+    ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                           "\r\n\r\n" + body));
     ASSERT_TRUE(provider_->wait_for_requests(1));
   }  // the client goes away with nothing written to it yet

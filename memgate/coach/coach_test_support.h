@@ -7,6 +7,7 @@
 
 #include "memgate/coach/coach.h"
 #include "memgate/http/server.h"
+#include "memgate/http/test_client.h"
 
 namespace memgate::coach::testing {
 
@@ -21,6 +22,18 @@ inline std::unique_ptr<http::Server> serve_coach(std::shared_ptr<Coach> coach) {
                   .ok());
   EXPECT_TRUE(server->start().ok());
   return server;
+}
+
+// POST /api/ai/coach on a fresh connection, as a JSON client sends it; `headers`
+// ("Name: value\r\n" each) replace the default Content-Type line.
+inline std::optional<http::testing::ClientResponse> post_coach(uint16_t port, std::string_view body,
+                                                               std::string_view headers = "Content-Type: application/json\r\n") {
+  http::testing::TestConnection c(port, std::chrono::seconds(20));
+  if (!c.ok()) return std::nullopt;
+  std::string req = "POST /api/ai/coach HTTP/1.1\r\nHost: test\r\n" + std::string(headers) +
+                    "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+  if (!c.send(req)) return std::nullopt;
+  return c.read_response();
 }
 
 }  // namespace memgate::coach::testing

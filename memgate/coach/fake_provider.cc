@@ -116,6 +116,11 @@ void FakeProvider::set_pieces(std::vector<std::string> pieces) {
   pieces_ = std::move(pieces);
 }
 
+void FakeProvider::set_error_body(std::string body) {
+  std::lock_guard lock(mu_);
+  error_body_ = std::move(body);
+}
+
 void FakeProvider::release() {
   {
     std::lock_guard lock(mu_);
@@ -235,11 +240,13 @@ void FakeProvider::serve(Conn& conn) {
     in.erase(0, head_end + 4 + length);
     bool stream = body.find("\"stream\":true") != std::string::npos;
     std::vector<std::string> pieces;
+    std::string error_body;
     {
       std::lock_guard lock(mu_);
       bodies_.push_back(body);
       auths_.push_back(auth);
       pieces = pieces_;
+      error_body = error_body_;
     }
     cv_.notify_all();
 
@@ -252,7 +259,7 @@ void FakeProvider::serve(Conn& conn) {
     }
     switch (mode) {
       case Mode::kError: {
-        std::string b = R"({"error":{"message":"the model is overloaded","type":"server_error"}})";
+        const std::string& b = error_body;
         if (!send_all(conn, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: " +
                               std::to_string(b.size()) + "\r\n\r\n" + b))
           return;
@@ -269,6 +276,18 @@ void FakeProvider::serve(Conn& conn) {
           send_all(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"id\":");
         }
         return;
+      case Mode::kEndlessHead:
+      case Mode::kEndlessChunkHeader: {
+        std::string start = mode == Mode::kEndlessHead
+                                ? "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Endless: "
+                                : "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  "1;ext=";
+        if (!send_all(conn, start)) return;
+        const std::string filler(64 * 1024, 'a');
+        for (size_t sent = 0; sent < kEndlessBytes && !stopping_.load(); sent += filler.size())
+          if (!send_all(conn, filler)) break;  // the client gave up: what we want
+        return;
+      }
       case Mode::kOk:
       case Mode::kGated:
         break;

@@ -9,7 +9,12 @@
 //   kError  answer 500 with an OpenAI-style error body;
 //   kHang   read the request and never answer (until the peer or the test goes);
 //   kDrop   start the answer, then close the connection in the middle of it;
-//   kGated  hold each request (a stream after its first piece) until release().
+//   kGated  hold each request (a stream after its first piece) until release();
+//   kEndlessHead         answer 200 with a header line that never ends;
+//   kEndlessChunkHeader  answer 200, chunked, with a chunk-size line (a size and
+//                        an extension) that never ends.
+// The two endless modes send kEndlessBytes bytes of it (or until the client
+// closes), then close: enough to show whether the client bounds what it holds.
 // It records each request's body and Authorization header, and counts the
 // connections that the client closed while the provider was holding them.
 //
@@ -32,7 +37,8 @@ namespace memgate::coach::testing {
 
 class FakeProvider {
  public:
-  enum class Mode { kOk, kError, kHang, kDrop, kGated };
+  enum class Mode { kOk, kError, kHang, kDrop, kGated, kEndlessHead, kEndlessChunkHeader };
+  static constexpr size_t kEndlessBytes = 16u << 20;
 
   // Listens on 127.0.0.1 and a free port; null when it cannot. With cert_file and
   // key_file (PEM), every connection is TLS.
@@ -45,6 +51,8 @@ class FakeProvider {
   void set_mode(Mode mode) { mode_.store(mode); }
   // The answer, piece by piece (streamed one event each; joined otherwise).
   void set_pieces(std::vector<std::string> pieces);
+  // The body of a kError answer (an OpenAI-style error object by default).
+  void set_error_body(std::string body);
   // Opens the gate for every held request, now and later.
   void release();
 
@@ -80,6 +88,7 @@ class FakeProvider {
   mutable std::condition_variable cv_;
   bool gate_open_ = false;               // guarded by mu_
   std::vector<std::string> pieces_{"Turn ", "the heap ", "every two weeks [1]."};  // guarded by mu_
+  std::string error_body_ = R"({"error":{"message":"the model is overloaded","type":"server_error"}})";  // guarded by mu_
   std::vector<std::string> bodies_;      // guarded by mu_
   std::vector<std::string> auths_;       // guarded by mu_
   std::thread acceptor_;
