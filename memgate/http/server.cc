@@ -311,7 +311,8 @@ class ThreadStats {
     }
   }
 
-  std::atomic<uint64_t> accepted{0}, closed{0}, read_timeouts{0}, idle_closes{0}, bad_requests{0}, client_aborts{0};
+  std::atomic<uint64_t> accepted{0}, closed{0}, read_timeouts{0}, idle_closes{0}, bad_requests{0}, client_aborts{0},
+      refused{0}, evicted{0};
 
  private:
   static void add(StatCell& c, uint64_t ns) {
@@ -343,6 +344,8 @@ class IoThread {
     if (thread_.joinable()) thread_.join();
   }
   size_t live() const { return live_.load(std::memory_order_acquire); }
+  // Closes the oldest idle connection when at the cap; false when none can go.
+  bool make_room();
 
   // Used by sessions (on this thread).
   asio::io_context& ctx() { return *ctx_; }
@@ -391,6 +394,7 @@ class IoThread {
   uint64_t table_version_ = 0;
   Session* head_ = nullptr;  // intrusive list of sessions
   std::atomic<size_t> live_{0};
+  size_t cap_ = 0;  // this thread's share of ServerOptions::max_connections; 0: none
   bool stopping_ = false;
   bool forced_ = false;
   std::string common_headers_;
@@ -440,6 +444,9 @@ class Session {
         break;
     }
   }
+
+  bool idle() const { return state_ == State::kIdle; }
+  bool closed() const { return state_ == State::kClosed; }
 
   // Posted by begin_stop: idle connections go now, others after their response.
   void on_stop() {
@@ -1014,6 +1021,10 @@ IoThread::IoThread(const ServerOptions& options, std::shared_ptr<Router> router,
   sweep_period_ = std::clamp<std::chrono::milliseconds>(shorter / 8, std::chrono::milliseconds(5),
                                                         std::chrono::milliseconds(250));
   table_ = router_->snapshot(&table_version_);
+  if (options.max_connections > 0) {
+    size_t threads = static_cast<size_t>(std::max(1, options.io_threads));
+    cap_ = (options.max_connections + threads - 1) / threads;
+  }
   refresh_date();
 }
 
@@ -1074,6 +1085,21 @@ void IoThread::accept() {
     }
     error_code opt;
     socket.set_option(tcp::no_delay(true), opt);
+    if (!make_room()) {
+      // Every connection is busy: a short answer, then close, so the client
+      // learns why instead of hanging in the backlog.
+      static constexpr std::string_view kFull =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 71\r\n"
+          "Retry-After: 1\r\nConnection: close\r\n\r\n"
+          "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many open connections\"}}\n";
+      static_assert(kFull.size() - kFull.find("\r\n\r\n") - 4 == 71, "Content-Length of the 503 body");
+      bump(stats_.refused);  // counted before the client can see the answer
+      socket.non_blocking(true, opt);
+      socket.write_some(asio::buffer(kFull.data(), kFull.size()), opt);  // best effort
+      socket.shutdown(tcp::socket::shutdown_both, opt);
+      accept();
+      return;
+    }
     socket.non_blocking(true, opt);
     auto* s = new Session(*this, std::move(socket));
     s->next_ = head_;
@@ -1084,6 +1110,23 @@ void IoThread::accept() {
     s->start();
     accept();
   });
+}
+
+bool IoThread::make_room() {
+  if (cap_ == 0 || live_.load(std::memory_order_relaxed) < cap_) return true;
+  // The oldest idle keep-alive connection: the list's tail end (new sessions
+  // are pushed at the head). Sessions already closing still count until removed.
+  Session* oldest_idle = nullptr;
+  size_t closing = 0;
+  for (Session* s = head_; s != nullptr; s = s->next_) {
+    if (s->closed()) ++closing;
+    else if (s->idle()) oldest_idle = s;
+  }
+  if (live_.load(std::memory_order_relaxed) - closing < cap_) return true;
+  if (oldest_idle == nullptr) return false;
+  bump(stats_.evicted);
+  oldest_idle->close();
+  return true;
 }
 
 void IoThread::remove(Session* s) {
@@ -1372,6 +1415,8 @@ ConnectionStats Server::connection_stats() const {
     s.idle_closes += ts.idle_closes.load(std::memory_order_relaxed);
     s.bad_requests += ts.bad_requests.load(std::memory_order_relaxed);
     s.client_aborts += ts.client_aborts.load(std::memory_order_relaxed);
+    s.refused += ts.refused.load(std::memory_order_relaxed);
+    s.evicted += ts.evicted.load(std::memory_order_relaxed);
     s.open += ts.accepted.load(std::memory_order_relaxed) - std::min(closed, ts.accepted.load());
   }
   return s;

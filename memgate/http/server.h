@@ -55,6 +55,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};
   std::string server_name = "memgate";
   bool request_stats = true;  // per-route counters and latency histograms
+  // Open connections at most (0: no cap), shared out among the IO threads. At
+  // the cap the oldest idle keep-alive connection is closed to make room; when
+  // none is idle, the new connection gets a 503 and is closed.
+  size_t max_connections = 0;
 };
 
 namespace detail {

@@ -4,6 +4,7 @@
 
 #include <future>
 #include <random>
+#include <mutex>
 #include <thread>
 
 #include "memgate/http/test_client.h"
@@ -27,6 +28,17 @@ ServerOptions local_options() {
 }
 
 Response healthz(const Request&) { return Response::json(200, R"({"status":"ok"})"); }
+
+// Polls a condition the server reaches on its own IO thread, up to `within`.
+template <typename F>
+bool poll_until(F condition, std::chrono::milliseconds within) {
+  auto deadline = std::chrono::steady_clock::now() + within;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
 
 class ServerTest : public ::testing::Test {
  protected:
@@ -306,6 +318,66 @@ TEST_F(ServerTest, RequestsWhoseBodyLengthCannotBeKnownAreRefusedAndClosed) {
   EXPECT_EQ(sp->status, 200);
   EXPECT_EQ(sp->body, "ok");
   expect_still_serving();
+}
+
+TEST_F(ServerTest, AtTheConnectionCapTheOldestIdleConnectionMakesRoom) {
+  ServerOptions o = local_options();
+  o.max_connections = 3;
+  start(o);
+  std::vector<std::unique_ptr<TestConnection>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<TestConnection>(port_));
+    ASSERT_TRUE(idle.back()->send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(idle.back()->read_response().has_value());  // now idle, kept alive
+  }
+  TestConnection fourth(port_);
+  ASSERT_TRUE(fourth.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto r = fourth.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(idle[0]->closed_by_peer()) << "the oldest idle connection was closed for it";
+  EXPECT_EQ(server_->connection_stats().evicted, 1u);
+  EXPECT_EQ(server_->connection_stats().refused, 0u);
+}
+
+TEST_F(ServerTest, AtTheConnectionCapWithNothingIdleANewConnectionGets503AndTheOthersLive) {
+  ServerOptions o = local_options();
+  o.max_connections = 2;
+  start(o);
+  // Two connections whose requests a handler holds: busy, not idle.
+  std::mutex mu;
+  std::vector<Responder> held;
+  ASSERT_TRUE(server_->router().add(Method::kGet, "/hold", [&](const Request&, Responder r) {
+    std::lock_guard lock(mu);
+    held.push_back(std::move(r));
+  }).ok());
+  TestConnection a(port_), b(port_);
+  ASSERT_TRUE(a.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(b.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(poll_until(
+      [&] {
+        std::lock_guard lock(mu);
+        return held.size() == 2;
+      },
+      2s));
+  TestConnection c(port_);
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("too many open connections"), std::string::npos) << r->body;
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_EQ(server_->connection_stats().refused, 1u);
+  // The two held requests still get their answers.
+  {
+    std::lock_guard lock(mu);
+    for (Responder& h : held) std::move(h).send(Response::text(200, "done"));
+  }
+  auto ra = a.read_response();
+  ASSERT_TRUE(ra.has_value());
+  EXPECT_EQ(ra->status, 200);
+  auto rb = b.read_response();
+  ASSERT_TRUE(rb.has_value());
+  EXPECT_EQ(rb->body, "done");
 }
 
 TEST_F(ServerTest, GarbageAndTruncatedRequestsNeverCrashOrStallTheServer) {

@@ -47,6 +47,8 @@ struct ConnectionStats {
   uint64_t idle_closes = 0;     // keep-alive connections closed for idleness
   uint64_t bad_requests = 0;    // 400, 413, 431
   uint64_t client_aborts = 0;   // requests whose client left before the response was complete
+  uint64_t refused = 0;         // connections turned away at the cap (503 and close)
+  uint64_t evicted = 0;         // idle keep-alive connections closed to make room at the cap
 };
 
 // A hook around each handler call, for per-route accounting (allocation

@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <sys/resource.h>
+
 #include <csignal>
 #include <condition_variable>
 #include <cstring>
@@ -195,10 +197,26 @@ struct App::Impl {
     return o;
   }
 
+  // The public listener's cap: MAX_CONNECTIONS, or the open-file limit less a
+  // reserve for Redis, SQLite, logs and the admin listener, whose own cap is
+  // kAdminConnections, so /healthz, /metrics and /debug answer under a flood.
+  static constexpr size_t kAdminConnections = 64;
+  size_t public_connection_cap() const {
+    if (config.max_connections > 0) return static_cast<size_t>(config.max_connections);
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+    constexpr rlim_t kReserve = 256;
+    return rl.rlim_cur > kReserve + 16 ? static_cast<size_t>(rl.rlim_cur - kReserve) : 16;
+  }
+
   // Admin routes require the token when one is configured.
   bool authorized(const Request& req) const {
     if (config.admin_token.empty()) return true;
-    return req.header("authorization") == "Bearer " + config.admin_token;
+    constexpr std::string_view kBearer = "Bearer ";
+    std::string_view auth = req.header("authorization");
+    // The token in constant time: a plain == would stop at the first wrong byte.
+    if (auth.substr(0, kBearer.size()) != kBearer) return false;
+    return secret_equals(auth.substr(kBearer.size()), config.admin_token);
   }
   template <typename F>
   http::SyncHandler admin(F f) {
@@ -414,8 +432,12 @@ struct App::Impl {
     if (!mods.ok()) return mods.status();
     modules = *mods;
     container_limit = probe.sample().cgroup.limit.value_or(0);
-    public_server = std::make_unique<http::Server>(listener_options(config.host, config.port, config.io_threads));
-    admin_server = std::make_unique<http::Server>(listener_options(config.admin_host, config.admin_port, 1));
+    http::ServerOptions public_options = listener_options(config.host, config.port, config.io_threads);
+    public_options.max_connections = public_connection_cap();
+    http::ServerOptions admin_options = listener_options(config.admin_host, config.admin_port, 1);
+    admin_options.max_connections = kAdminConnections;
+    public_server = std::make_unique<http::Server>(public_options);
+    admin_server = std::make_unique<http::Server>(admin_options);
     // The coordinator is created after the listeners are up (it may wait for
     // Redis); until then the fleet runner is local, and the loader starts after.
     fleet_holder = std::make_unique<DeferredFleetRunner>();
