@@ -29,7 +29,12 @@ using http::Response;
 
 namespace {
 
-constexpr size_t kMaxStreamBacklog = 1 << 20;  // a client this far behind is dropped
+// A streaming client this far behind (StreamWriter::queued_bytes(): what the
+// server holds for it that the kernel has not taken) is given up on: the
+// provider call is cancelled (no more reading upstream) and the stream ends with
+// an error event. Below the server's own cap, past which it drops the connection.
+constexpr size_t kMaxStreamBacklog = 1 << 20;
+static_assert(kMaxStreamBacklog < http::StreamWriter::kMaxPending);
 // While a stream waits on the provider, a comment line this often: a write is the
 // only way the HTTP layer notices that a streaming client has gone.
 constexpr std::chrono::seconds kHeartbeat{1};
@@ -260,6 +265,7 @@ struct Coach::Job {
   http::Responder responder;
   http::StreamWriter writer;  // once the stream began
   bool streaming = false;
+  bool fell_behind = false;  // the backlog guard cancelled the provider call
   std::chrono::steady_clock::time_point last_write{};  // of the stream, on the client's thread
   Bulkhead::Slot slot;
   std::vector<Passage> passages;
@@ -465,7 +471,10 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
       job->last_write = std::chrono::steady_clock::now();
     };
     h.on_delta = [job](std::string_view piece) {
-      if (job->writer.queued_bytes() > kMaxStreamBacklog) return false;
+      if (job->writer.queued_bytes() > kMaxStreamBacklog) {
+        job->fell_behind = true;
+        return false;  // the provider call ends kCancelled
+      }
       job->last_write = std::chrono::steady_clock::now();
       return job->writer.write(http::sse_event(json::serialize(json::object{{"delta", piece}}), "token"));
     };
@@ -473,8 +482,18 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
   h.on_done = [job](ChatOutcome outcome) {
     Coach& c = *job->coach;
     const Status& st = outcome.status;
-    if (st.code() == Code::kCancelled && !job->connected()) {
+    if (st.code() == Code::kCancelled && (!job->connected() || job->fell_behind)) {
       c.counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
+      if (job->fell_behind && job->connected()) {
+        // Not "stopping": say why, for a client that does catch up. The server's
+        // write deadline closes the connection of one that never does.
+        json::object err{{"code", "client_too_slow"},
+                         {"message", "the client fell more than " + std::to_string(kMaxStreamBacklog >> 10) +
+                                         " KiB behind the stream"}};
+        job->writer.write(http::sse_event(json::serialize(json::object{{"error", std::move(err)}}), "error"));
+        job->slot.release();
+        job->writer.finish();
+      }
       return;
     }
     int status = 200;

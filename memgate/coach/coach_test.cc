@@ -405,6 +405,38 @@ TEST_F(CoachTest, AStreamingClientThatDisconnectsCancelsItsUpstreamRequest) {
   EXPECT_EQ(coach_->counters().cancelled.load(), 1u);
 }
 
+TEST_F(CoachTest, AStreamingClientThatStopsReadingCancelsTheProviderCallAtTheBacklogBound) {
+  // 32 MiB of answer: far more than the kernel's socket buffers and the coach's
+  // 1 MiB backlog bound together.
+  provider_->set_pieces(std::vector<std::string>(4096, std::string(8 * 1024, 'y')));
+  CoachOptions o;
+  o.llm_max_response = 64ull << 20;
+  start(true, std::make_shared<FakeRetriever>(), o);
+  TestConnection conn(server_->port(), 10s);
+  ASSERT_TRUE(conn.ok());
+  std::string body = R"({"question":"x","stream":true})";
+  ASSERT_TRUE(conn.send("POST /api/ai/coach HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body));
+  auto head = conn.read_head();
+  ASSERT_TRUE(head.has_value());
+  ASSERT_EQ(head->status, 200);
+  // The client reads nothing more: the coach gives up on the provider call.
+  auto until = std::chrono::steady_clock::now() + 20s;
+  while (coach_->counters().cancelled.load() == 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(2ms);
+  ASSERT_EQ(coach_->counters().cancelled.load(), 1u);
+  EXPECT_EQ(coach_->counters().generative.load(), 0u);
+  expect_nothing_held();
+  // A client that catches up finds the tokens relayed so far, then why it ended.
+  std::string seen;
+  while (auto chunk = conn.read_chunk()) seen += *chunk;
+  std::vector<SseEvent> events = parse_sse(seen);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().event, "error");
+  EXPECT_EQ(parse(events.back().data)["error"].at("code"), "client_too_slow");
+  EXPECT_LT(seen.size(), size_t{32} << 20) << "the whole answer was relayed";
+}
+
 TEST_F(CoachTest, AClientThatDisconnectsBeforeAPlainAnswerCancelsItsUpstreamRequest) {
   provider_->set_mode(FakeProvider::Mode::kGated);  // holds the request: the answer never comes by itself
   start(true, std::make_shared<FakeRetriever>());

@@ -15,8 +15,18 @@
 //
 // A StreamWriter (move-only, any thread) writes the body in pieces: write()
 // queues a chunk, finish() ends the response. Destroying it finishes the
-// response. Chunks are queued without bound; a producer that may outrun the
-// client should check queued_bytes().
+// response.
+//
+// Back-pressure. queued_bytes() is what is really pending for the stream:
+// pieces posted but not yet taken by the IO thread plus bytes the connection
+// holds that the kernel has not accepted yet (chunk framing included). A
+// producer that may outrun its client should check it and slow down (or give
+// up) well before kMaxPending. Past kMaxPending the stream is dropped: the
+// connection is closed, connected() turns false and later writes return false;
+// so a client that stops reading costs at most kMaxPending plus one piece.
+// Write deadline: a stream whose write makes no progress for
+// ServerOptions::read_timeout is closed the same way (a quiet stream with
+// nothing to write is not on the clock). Both count as a client abort.
 #pragma once
 
 #include <cstddef>
@@ -47,10 +57,15 @@ class StreamWriter {
   bool write(std::string data);
   // Ends the body (the last chunk). Later writes return false. Idempotent.
   void finish();
-  // False once the connection is gone.
+  // False once the connection is gone (or the stream was dropped).
   bool connected() const;
-  // Bytes queued but not yet handed to the socket (approximate).
+  // Bytes written but not yet accepted by the kernel: queued for the IO thread
+  // plus held by the connection (see above). One counter, so a snapshot counts
+  // every piece exactly once. Meaningless once !connected().
   size_t queued_bytes() const;
+
+  // Pending bytes (queued_bytes()) past which the stream is dropped.
+  static constexpr size_t kMaxPending = size_t{4} << 20;
 
  private:
   friend class Responder;

@@ -22,9 +22,13 @@
 //
 // Timeouts are not timers per operation: each session keeps a deadline and the
 // thread's sweep (every 1/8 of the shorter timeout, 5..250 ms) closes or answers
-// 408 to those that passed it. A session is deleted only when no operation of
-// its socket is outstanding; handlers posted by Responders find it through an
-// AsyncSlot that the session detaches from when it goes away.
+// 408 to those that passed it; a write (a response's or a stream's) is on the
+// clock while outstanding, restarted by each bit of progress. A stream's
+// pending bytes are counted in its AsyncSlot (StreamWriter::queued_bytes()) and
+// a stream past StreamWriter::kMaxPending is dropped. A session is deleted
+// only when no operation of its socket is outstanding; handlers posted by
+// Responders find it through an AsyncSlot that the session detaches from when
+// it goes away.
 #include "memgate/http/server.h"
 
 #include <sys/socket.h>
@@ -67,7 +71,11 @@ struct AsyncSlot {
   std::weak_ptr<asio::io_context> ctx;
   Session* session = nullptr;
   std::atomic<bool> connected{true};
-  std::atomic<size_t> queued{0};
+  // Bytes of the stream not yet accepted by the kernel: pieces posted by the
+  // writer (added by write()) plus what the session holds (it adds framing and
+  // takes off what the kernel accepts). One word, so a reader never sees a
+  // piece counted twice or not at all.
+  std::atomic<size_t> pending{0};
 };
 
 namespace {
@@ -440,6 +448,15 @@ class Session {
       case State::kDraining:
         close();
         break;
+      case State::kStreaming:
+        // A stream is only on the clock while a write is outstanding: each
+        // write, and each bit of progress, restarts deadline_ (start_write).
+        // Between pieces a stream may stay quiet as long as its producer likes.
+        if (writing_) {
+          abandoned();
+          close();
+        }
+        break;
       default:
         break;
     }
@@ -481,9 +498,13 @@ class Session {
     status_ = status;
     write_head(status, content_type, headers, std::nullopt);
     flush_and_continue();
+    note_buffered();
   }
   void stream_data(std::string&& data) {
-    if (state_ != State::kStreaming || data.empty()) return;
+    if (state_ != State::kStreaming || data.empty()) {
+      if (slot_) slot_->pending.fetch_sub(data.size(), std::memory_order_relaxed);
+      return;
+    }
     if (chunked_) {
       char buf[20];
       auto [end, ec] = std::to_chars(buf, buf + sizeof buf, data.size(), 16);
@@ -494,7 +515,17 @@ class Session {
     } else {
       pending_ += data;
     }
+    note_buffered(data.size());  // the piece moves from posted to held
+    if (buffered() > StreamWriter::kMaxPending) return drop_stream();
     flush_and_continue();
+    note_buffered();
+  }
+  // The stream's client is too far behind (or the writer saw it so): close the
+  // connection, so the slot reads disconnected and later writes are refused.
+  void drop_stream() {
+    if (state_ != State::kStreaming) return;
+    abandoned();
+    close();
   }
   void stream_end() {
     if (state_ != State::kStreaming) return;
@@ -748,6 +779,7 @@ class Session {
         slot->ctx = thread_.shared_ctx();
         slot->session = this;
         slot_ = slot;
+        noted_ = 0;
         if (observer) observer->on_request_begin(route_, req);
         try {
           e.async(req, Responder(std::move(slot)));
@@ -853,22 +885,42 @@ class Session {
     size_t n = socket_.write_some(asio::buffer(out_), ec);
     if (!ec && n == out_.size()) {
       out_.clear();
+      out_off_ = 0;
       return true;
     }
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
       close();
       return false;
     }
-    if (ec) n = 0;
-    writing_ = true;
-    ++ops_;
-    deadline_ = std::chrono::steady_clock::now() + thread_.options().read_timeout;
-    asio::async_write(socket_, asio::buffer(out_.data() + n, out_.size() - n),
-                      [this](error_code ec, size_t) { on_written(ec); });
+    out_off_ = ec ? 0 : n;
+    start_write();
     return false;
   }
 
-  void on_written(error_code ec) {
+  // Writes the rest of out_ piece by piece (write_some, not the composed
+  // async_write), so that every bit of progress is seen: it restarts the write
+  // deadline (a write that makes no progress for read_timeout is closed by the
+  // sweep) and updates what a stream's writer sees as pending.
+  void start_write() {
+    writing_ = true;
+    ++ops_;
+    deadline_ = std::chrono::steady_clock::now() + thread_.options().read_timeout;
+    socket_.async_write_some(asio::buffer(out_.data() + out_off_, out_.size() - out_off_),
+                             [this](error_code ec, size_t n) { on_written(ec, n); });
+  }
+
+  // Bytes of this response not yet accepted by the kernel.
+  size_t buffered() const { return pending_.size() + out_.size() - out_off_; }
+  // Brings the slot's pending count up to date; `taken` bytes of the change
+  // were already counted there as posted (modular arithmetic: may go down).
+  void note_buffered(size_t taken = 0) {
+    if (!slot_) return;
+    size_t now = buffered();
+    slot_->pending.fetch_add(now - noted_ - taken, std::memory_order_relaxed);
+    noted_ = now;
+  }
+
+  void on_written(error_code ec, size_t n) {
     --ops_;
     writing_ = false;
     if (state_ == State::kClosed) return done_op();
@@ -876,10 +928,19 @@ class Session {
       if (state_ == State::kStreaming) abandoned();
       return close();
     }
-    out_.clear();
-    if (!pending_.empty()) {
-      if (!flush()) return;
+    out_off_ += n;
+    if (out_off_ < out_.size()) {
+      start_write();
+      return note_buffered();
     }
+    out_.clear();
+    out_off_ = 0;
+    if (!pending_.empty()) {
+      bool all = flush();
+      note_buffered();
+      if (!all) return;
+    }
+    note_buffered();
     if (state_ == State::kStreaming) {
       if (stream_done_ && finish_response()) advance();
       return;
@@ -978,6 +1039,8 @@ class Session {
   RequestStorage storage_;
   std::optional<RequestParser> parser_;
   std::string out_;      // being written
+  size_t out_off_ = 0;   // of out_, already written
+  size_t noted_ = 0;     // of buffered(), counted in slot_->pending
   std::string pending_;  // to write next
   std::string remote_;
   std::shared_ptr<AsyncSlot> slot_;
@@ -1250,12 +1313,24 @@ StreamWriter::~StreamWriter() { finish(); }
 bool StreamWriter::write(std::string data) {
   if (!slot_ || !slot_->connected.load(std::memory_order_acquire)) return false;
   if (data.empty()) return true;
+  if (slot_->pending.load(std::memory_order_relaxed) > kMaxPending) {  // the client is this far behind: drop it
+    slot_->connected.store(false, std::memory_order_release);
+    post_to_session(slot_, [](detail::Session& s) { s.drop_stream(); });
+    return false;
+  }
   size_t n = data.size();
-  slot_->queued.fetch_add(n, std::memory_order_relaxed);
-  post_to_session(slot_, [n, slot = slot_.get(), d = std::move(data)](detail::Session& s) mutable {
-    slot->queued.fetch_sub(n, std::memory_order_relaxed);
-    s.stream_data(std::move(d));
-  });
+  slot_->pending.fetch_add(n, std::memory_order_relaxed);
+  if (auto ctx = slot_->ctx.lock()) {
+    asio::post(*ctx, [n, slot = slot_, d = std::move(data)]() mutable {
+      if (slot->session) {
+        slot->session->stream_data(std::move(d));  // takes the piece over in the count
+      } else {
+        slot->pending.fetch_sub(n, std::memory_order_relaxed);
+      }
+    });
+  } else {
+    slot_->pending.fetch_sub(n, std::memory_order_relaxed);
+  }
   return true;
 }
 
@@ -1267,7 +1342,7 @@ void StreamWriter::finish() {
 
 bool StreamWriter::connected() const { return slot_ && slot_->connected.load(std::memory_order_acquire); }
 
-size_t StreamWriter::queued_bytes() const { return slot_ ? slot_->queued.load(std::memory_order_relaxed) : 0; }
+size_t StreamWriter::queued_bytes() const { return slot_ ? slot_->pending.load(std::memory_order_relaxed) : 0; }
 
 // --- Server ----------------------------------------------------------------
 

@@ -762,6 +762,123 @@ TEST_F(ServerTest, StreamNoticesTheClientLeavingWithoutAWrite) {
   EXPECT_EQ(server_->connection_stats().client_aborts, 1u);
 }
 
+// Serves GET /events as a stream and opens it on `c`, reading the head only.
+StreamWriter open_stream(Server& server, TestConnection& c) {
+  std::promise<StreamWriter> writer_promise;
+  EXPECT_TRUE(server.router().add(Method::kGet, "/events", [&](const Request&, Responder r) {
+    writer_promise.set_value(std::move(r).stream(200, "text/event-stream"));
+  }).ok());
+  EXPECT_TRUE(c.send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  StreamWriter w = writer_promise.get_future().get();
+  EXPECT_TRUE(c.read_head().has_value());
+  return w;
+}
+
+TEST_F(ServerTest, AStreamWhoseClientNeverReadsIsDroppedAtTheBufferCap) {
+  ServerOptions o = local_options();
+  o.read_timeout = 60s;  // the write deadline must not be what closes it
+  start(o);
+  TestConnection c(port_);
+  StreamWriter w = open_stream(*server_, c);
+  const std::string piece(64 * 1024, 'x');
+  size_t offered = 0, peak = 0;
+  bool refused = false;
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (offered < (size_t{50} << 20) && std::chrono::steady_clock::now() < until) {
+    peak = std::max(peak, w.queued_bytes());
+    if (!w.write(piece)) {
+      refused = true;
+      break;
+    }
+    offered += piece.size();
+    peak = std::max(peak, w.queued_bytes());
+  }
+  EXPECT_TRUE(refused) << "offered " << offered << " bytes, peak pending " << peak;
+  EXPECT_LT(offered, size_t{50} << 20);
+  // Pieces are 64 KiB plus a few bytes of chunk framing each.
+  EXPECT_LE(peak, StreamWriter::kMaxPending + piece.size() + 64);
+  EXPECT_TRUE(eventually([&] { return !w.connected(); }));
+  EXPECT_FALSE(w.write(piece));
+  EXPECT_TRUE(c.closed_by_peer(5s));  // after whatever the kernel already held
+  EXPECT_TRUE(eventually([&] { return server_->connection_stats().client_aborts == 1; }));
+  EXPECT_EQ(count_of("/events", "GET", 200), 1u);
+  expect_still_serving();
+}
+
+TEST_F(ServerTest, AStreamWhoseClientStopsReadingIsClosedAfterTheWriteDeadline) {
+  ServerOptions o = local_options();
+  o.read_timeout = 300ms;
+  start(o);
+  TestConnection c(port_);
+  StreamWriter w = open_stream(*server_, c);
+  const std::string piece(16 * 1024, 'x');
+  const size_t backlog = 512 * 1024;  // far below the cap: only the deadline can close it
+  size_t peak = 0;
+  auto began = std::chrono::steady_clock::now();
+  // Keep about `backlog` pending until the server gives up; once the kernel's
+  // buffers are full the server's write makes no progress at all.
+  bool closed = poll_until(
+      [&] {
+        if (!w.connected()) return true;
+        while (w.queued_bytes() < backlog && w.write(piece)) {
+        }
+        peak = std::max(peak, w.queued_bytes());
+        return false;
+      },
+      10s);
+  auto elapsed = std::chrono::steady_clock::now() - began;
+  ASSERT_TRUE(closed);
+  EXPECT_GE(elapsed, 300ms);
+  EXPECT_LT(peak, StreamWriter::kMaxPending);
+  EXPECT_FALSE(w.write(piece));
+  EXPECT_TRUE(c.closed_by_peer(5s));
+  EXPECT_TRUE(eventually([&] { return server_->connection_stats().client_aborts == 1; }));
+  expect_still_serving();
+}
+
+TEST_F(ServerTest, AReadingClientGetsAWholeLargeStreamWhileTheProducerPacesOnQueuedBytes) {
+  ServerOptions o = local_options();
+  o.read_timeout = 300ms;  // a client that keeps reading is never on the write deadline
+  start(o);
+  TestConnection c(port_);
+  StreamWriter w = open_stream(*server_, c);
+  constexpr size_t kPieces = 256;  // 16 MiB in all, four times the cap
+  constexpr size_t kPiece = 64 * 1024;
+  std::atomic<bool> producer_ok{true};
+  std::thread producer([&] {
+    for (size_t i = 0; i < kPieces; ++i) {
+      // The producer's side of back-pressure: wait while the client is 1 MiB behind.
+      if (!poll_until([&] { return w.queued_bytes() < (size_t{1} << 20) || !w.connected(); }, 10s) ||
+          !w.write(std::string(kPiece, static_cast<char>('a' + i % 26)))) {
+        producer_ok = false;
+        return;
+      }
+    }
+    w.finish();
+  });
+  size_t received = 0;
+  bool in_order = true;
+  std::string body;
+  while (auto chunk = c.read_chunk()) {
+    body += *chunk;
+    while (body.size() >= kPiece) {
+      size_t i = received / kPiece;
+      if (body.find_first_not_of(static_cast<char>('a' + i % 26), 0) < kPiece) in_order = false;
+      body.erase(0, kPiece);
+      received += kPiece;
+    }
+  }
+  producer.join();
+  EXPECT_TRUE(producer_ok);
+  EXPECT_TRUE(body.empty());
+  EXPECT_EQ(received, kPieces * kPiece);
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(server_->connection_stats().client_aborts, 0u);
+  auto after = c.get("/healthz");  // the connection lives on after the stream
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->status, 200);
+}
+
 TEST_F(ServerTest, RequestCarriesQueryHeadersIdAndRemoteAddress) {
   start();
   std::string seen;
