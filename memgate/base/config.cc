@@ -131,6 +131,9 @@ const std::vector<Setting>& settings() {
       {"WORKER_THREADS", "worker-threads", "4",
        "Threads for blocking and heavy work (like UV_THREADPOOL_SIZE)", "", false,
        int_field(&Config::worker_threads, 1, 256)},
+      {"WORKER_QUEUE_LIMIT", "worker-queue-limit", "0",
+       "Request tasks (kb, MCP) waiting for a worker; above it 503 + Retry-After (0: WORKER_THREADS * 64)", "",
+       false, int_field(&Config::worker_queue_limit, 0, 1 << 20)},
       {"HTTP_HEADER_LIMIT", "http-header-limit", "16KB", "Largest request head accepted (431 above)", "",
        false, byte_field(&Config::http_header_limit, 1ull << 20)},
       {"HTTP_BODY_LIMIT", "http-body-limit", "1MB", "Largest request body accepted (413 above)", "",
@@ -440,6 +443,7 @@ std::string describe(const Config& c) {
   row("ADMIN_TOKEN", c.admin_token);
   row("IO_THREADS", std::to_string(c.io_threads));
   row("WORKER_THREADS", std::to_string(c.worker_threads));
+  row("WORKER_QUEUE_LIMIT", std::to_string(c.worker_queue_limit));
   row("HTTP_HEADER_LIMIT", SizeSpec::Bytes(c.http_header_limit).to_string());
   row("HTTP_BODY_LIMIT", SizeSpec::Bytes(c.http_body_limit).to_string());
   row("HTTP_READ_TIMEOUT", d(c.http_read_timeout));

@@ -35,6 +35,7 @@ struct Config {
   std::string admin_token;  // secret; when set, admin routes require "Authorization: Bearer <token>"
   int io_threads = 1;
   int worker_threads = 4;
+  int worker_queue_limit = 0;  // WORKER_QUEUE_LIMIT: request tasks waiting for a worker; 0: WORKER_THREADS * 64
 
   // HTTP limits.
   uint64_t http_header_limit = 16 * 1024;

@@ -18,6 +18,13 @@ http::Response unavailable() {
   return http::Response::error(503, "unavailable", "the knowledge base is not loaded");
 }
 
+// The worker pool's request queue is full (or the server is stopping).
+http::Response busy() {
+  http::Response r = http::Response::error(503, "unavailable", "the server is busy; retry shortly");
+  r.header("Retry-After", "1");
+  return r;
+}
+
 }  // namespace
 
 Result<std::string> percent_decode(std::string_view text, bool plus_is_space) {
@@ -96,16 +103,22 @@ Status install_rest_routes(http::Router& router, CurrentIndex current, WorkerPoo
     return [current, &workers, handler](const http::Request& req, http::Responder r) {
       auto target = std::make_shared<std::string>(req.target());
       auto responder = std::make_shared<http::Responder>(std::move(r));
-      workers.post([current, handler, target, responder] {
-        std::shared_ptr<const Index> index = current();
-        if (!index) {
-          std::move(*responder).send(unavailable());
-          return;
-        }
-        http::RequestBuilder b;
-        b.method("GET").target(*target);
-        std::move(*responder).send(handler(*index, b.get()));
-      });
+      // Request work: refused when the pool's queue is full, skipped if the
+      // client has gone by the time a thread is free, dropped on shutdown.
+      bool queued = workers.try_post(
+          [current, handler, target, responder] {
+            std::shared_ptr<const Index> index = current();
+            if (!index) {
+              std::move(*responder).send(unavailable());
+              return;
+            }
+            http::RequestBuilder b;
+            b.method("GET").target(*target);
+            std::move(*responder).send(handler(*index, b.get()));
+          },
+          [responder] { return responder->connected(); },
+          [responder] { std::move(*responder).send(busy()); });
+      if (!queued) std::move(*responder).send(busy());
     };
   };
   auto a = router.add(http::Method::kGet, "/api/kb/search", on_worker(handle_search));

@@ -3,14 +3,47 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
+#include <boost/json.hpp>
+#include <latch>
+#include <string>
+
+#include "memgate/base/worker_pool.h"
+#include "memgate/http/server.h"
 #include "memgate/kb/corpus.h"
 
 namespace memgate::kb {
 namespace {
 
 namespace json = boost::json;
+
+// One GET on a fresh connection to 127.0.0.1:port; the raw response ("" on error).
+// Reads until the server closes (Connection: close), 5 s at most per read.
+std::string raw_get(uint16_t port, const std::string& target) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    std::string req = "GET " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
+}
 
 class RoutesTest : public ::testing::Test {
  protected:
@@ -86,6 +119,46 @@ TEST_F(RoutesTest, DocumentsAreFoundByIdAndUnknownIdsAre404) {
   EXPECT_EQ(get("/api/kb/docs/ffffffffffffffff").status, 404);
   EXPECT_EQ(get("/api/kb/docs/").status, 404);
   EXPECT_EQ(get("/api/kb/docs/%G0").status, 400);
+}
+
+TEST_F(RoutesTest, AKbRouteAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
+  WorkerPool pool(1, 1);
+  std::latch started{1}, release{1};
+  pool.post_priority([&] {  // holds the only thread
+    started.count_down();
+    release.wait();
+  });
+  started.wait();
+  ASSERT_TRUE(pool.try_post([] {}));  // the request queue (limit 1) is now full
+  http::Server server(http::ServerOptions{"127.0.0.1", 0, 1});
+  std::shared_ptr<const Index> index = *index_;
+  ASSERT_TRUE(install_rest_routes(server.router(), [index] { return index; }, pool).ok());
+  ASSERT_TRUE(server.start().ok());
+
+  for (const char* t : {"/api/kb/info", "/api/kb/search?q=compost"}) {
+    std::string r = raw_get(server.port(), t);
+    EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << t << ": " << r;
+    EXPECT_NE(r.find("Retry-After: 1\r\n"), std::string::npos) << r;
+    EXPECT_NE(r.find("\"unavailable\""), std::string::npos) << r;
+  }
+  EXPECT_EQ(pool.stats().refused, 2u);
+
+  release.count_down();
+  pool.submit_priority([] {}).wait();
+  pool.join();  // nothing queued is left waiting
+  server.stop(std::chrono::milliseconds(0));
+}
+
+TEST_F(RoutesTest, AKbRouteAnswersOnTheWorkerPoolWhenItHasRoom) {
+  WorkerPool pool(1);
+  http::Server server(http::ServerOptions{"127.0.0.1", 0, 1});
+  std::shared_ptr<const Index> index = *index_;
+  ASSERT_TRUE(install_rest_routes(server.router(), [index] { return index; }, pool).ok());
+  ASSERT_TRUE(server.start().ok());
+  std::string r = raw_get(server.port(), "/api/kb/info");
+  EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+  server.stop(std::chrono::milliseconds(0));
+  pool.join();
 }
 
 TEST(PercentDecode, DecodesEscapesAndPlusesAndRefusesBadOnes) {

@@ -41,6 +41,12 @@ struct Copied {
   }
 };
 
+http::Response busy() {
+  http::Response r = http::Response::error(503, "unavailable", "the server is busy; retry shortly");
+  r.header("Retry-After", "1");
+  return r;
+}
+
 }  // namespace
 
 http::Response to_response(HttpReply reply) {
@@ -57,9 +63,15 @@ Status install_endpoint(http::Router& router, const std::string& path, std::shar
   auto post = router.add(http::Method::kPost, path, [server, &workers](const http::Request& req, http::Responder r) {
     auto copied = std::make_shared<Copied>(req);
     auto responder = std::make_shared<http::Responder>(std::move(r));
-    workers.post([server, copied, responder] {
-      std::move(*responder).send(to_response(server->handle(copied->exchange())));
-    });
+    // Request work: refused when the pool's queue is full (503, retry in a
+    // second), skipped if the client has gone before a thread is free, dropped
+    // on shutdown.
+    bool queued = workers.try_post(
+        [server, copied, responder] {
+          std::move(*responder).send(to_response(server->handle(copied->exchange())));
+        },
+        [responder] { return responder->connected(); }, [responder] { std::move(*responder).send(busy()); });
+    if (!queued) std::move(*responder).send(busy());
   });
   if (!post.ok()) return post.status();
   for (http::Method m : {http::Method::kGet, http::Method::kDelete}) {

@@ -1,7 +1,9 @@
 // The MCP endpoint on the HTTP router: POST /mcp runs the dispatcher on the
 // worker pool (tool calls may block on a query); GET and DELETE answer 405 on
-// the IO thread. Thread-safe; the server must outlive the routes (it is held
-// by shared_ptr).
+// the IO thread. POST is request work (WorkerPool::try_post): when the pool's
+// request queue is full it answers 503 with Retry-After: 1, and a request whose
+// client left before a worker was free is not run. Thread-safe; the server must
+// outlive the routes (it is held by shared_ptr).
 #pragma once
 
 #include <memory>

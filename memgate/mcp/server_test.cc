@@ -4,9 +4,20 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <boost/json.hpp>
+#include <latch>
 #include <map>
 #include <stdexcept>
+
+#include "memgate/base/worker_pool.h"
+#include "memgate/http/server.h"
+#include "memgate/mcp/http_endpoint.h"
 
 namespace memgate::mcp {
 namespace {
@@ -267,6 +278,55 @@ TEST_F(McpServerTest, AnUnsupportedVersionIs400WithTheSupportedList) {
   // Missing client capabilities in the stateless era.
   r = post(R"({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}})");
   EXPECT_EQ(error_code(r), kInvalidParams);
+}
+
+// One request on a fresh connection to 127.0.0.1:port; the raw response ("" on error).
+std::string raw_request(uint16_t port, const std::string& head_and_body) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, head_and_body.data(), head_and_body.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(head_and_body.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST(McpEndpoint, PostAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
+  WorkerPool pool(1, 1);
+  std::latch started{1}, release{1};
+  pool.post_priority([&] {  // holds the only thread
+    started.count_down();
+    release.wait();
+  });
+  started.wait();
+  ASSERT_TRUE(pool.try_post([] {}));  // the request queue (limit 1) is now full
+  http::Server web(http::ServerOptions{"127.0.0.1", 0, 1});
+  ServerOptions o;
+  o.name = "test";
+  o.version = "1";
+  ASSERT_TRUE(install_endpoint(web.router(), "/mcp", std::make_shared<McpServer>(o), pool).ok());
+  ASSERT_TRUE(web.start().ok());
+  std::string body = R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
+  std::string r = raw_request(web.port(), "POST /mcp HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                                          "Content-Type: application/json\r\n"
+                                          "Accept: application/json, text/event-stream\r\nContent-Length: " +
+                                              std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << r;
+  EXPECT_NE(r.find("Retry-After: 1\r\n"), std::string::npos) << r;
+  EXPECT_EQ(pool.stats().refused, 1u);
+  release.count_down();
+  pool.join();
+  web.stop(std::chrono::milliseconds(0));
 }
 
 TEST(SplitList, TrimsAndDropsEmptyItems) {

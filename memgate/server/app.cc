@@ -156,7 +156,9 @@ std::vector<std::unique_ptr<char[]>> g_test_hold;
 
 struct App::Impl {
   Impl(Config c, EnvLookup e)
-      : config(std::move(c)), env(std::move(e)), workers(static_cast<size_t>(config.worker_threads)) {}
+      : config(std::move(c)),
+        env(std::move(e)),
+        workers(static_cast<size_t>(config.worker_threads), static_cast<size_t>(config.worker_queue_limit)) {}
 
   Config config;
   EnvLookup env;

@@ -529,7 +529,7 @@ void StagedLoader::run(std::stop_token stop) {
         uint64_t peak = admission_peak(*todo[j]);
         if (!batch.empty() && !options_.eager && sum + peak > room) break;
         sum += peak;
-        batch.push_back(workers_.submit([this, entry = todo[j], stop] { run_module(*entry, stop); }));
+        batch.push_back(workers_.submit_priority([this, entry = todo[j], stop] { run_module(*entry, stop); }));
       }
       if (batch.size() > 1)
         spdlog::info("stage {}: {} modules at once (predicted {} above the {} held, of a {} start-up budget)", stage,
@@ -578,7 +578,7 @@ void StagedLoader::run(std::stop_token stop) {
     if (!clock_.sleep_for(options_.gate_retry_interval, stop)) break;
     for (Entry* e : waiting) {
       if (stop.stop_requested()) break;
-      workers_.submit([this, e, stop] { run_module(*e, stop); }).wait();
+      workers_.submit_priority([this, e, stop] { run_module(*e, stop); }).wait();
     }
     (void)probe_.purge();
   }
