@@ -23,6 +23,8 @@
 // be held by a shared_ptr (its calls keep it alive until they report).
 #pragma once
 
+#include "memgate/http/origin.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -73,10 +75,9 @@ struct CoachOptions {
                                               "https://localhost", "https://127.0.0.1", "https://[::1]"};
 };
 
-// True when a request with this Origin header may call the coach: on the list
-// (scheme and host exact; an entry without a port matches any port), or the
-// list holds "*".
-bool origin_allowed(const std::vector<std::string>& allowed, std::string_view origin);
+// Whether a request with this Origin header may call the coach: the same rule
+// as /mcp's (http/origin.h).
+using http::origin_allowed;
 
 // Reads the settings. A bad value fails with kInvalidArgument and a message that
 // names the variable, its value (never LLM_API_KEY's; a URL with its credentials

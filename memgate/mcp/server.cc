@@ -12,6 +12,8 @@
 // for a type we checked, and a tool that throws becomes -32603.
 #include "memgate/mcp/server.h"
 
+#include "memgate/http/origin.h"
+
 #include <boost/json.hpp>
 #include <algorithm>
 #include <cctype>
@@ -108,23 +110,7 @@ McpServer::McpServer(ServerOptions options) : options_(std::move(options)) {}
 void McpServer::add_tool(Tool tool) { tools_.push_back(std::move(tool)); }
 
 bool McpServer::origin_allowed(std::string_view origin) const {
-  for (const std::string& allowed : options_.allowed_origins) {
-    if (allowed == "*" || allowed == origin) return true;
-    // An entry without a port allows that scheme and host on any port.
-    size_t scheme_end = allowed.find("://");
-    size_t host_start = scheme_end == std::string::npos ? 0 : scheme_end + 3;
-    size_t bracket = allowed.rfind(']');
-    size_t colon = allowed.find(':', bracket == std::string::npos ? host_start : bracket);
-    if (colon != std::string::npos) continue;
-    if (origin.size() > allowed.size() + 1 && origin.substr(0, allowed.size()) == allowed &&
-        origin[allowed.size()] == ':') {
-      std::string_view port = origin.substr(allowed.size() + 1);
-      if (!port.empty() && port.size() <= 5 &&
-          std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return true;
-    }
-  }
-  return false;
+  return http::origin_allowed(options_.allowed_origins, origin);
 }
 
 HttpReply McpServer::handle(const HttpExchange& ex) const {
