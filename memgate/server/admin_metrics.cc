@@ -1,5 +1,7 @@
 #include "memgate/server/admin_metrics.h"
 
+#include "memgate/base/worker_pool.h"
+
 #include <prometheus/collectable.h>
 
 #include <spdlog/spdlog.h>
@@ -206,6 +208,33 @@ void AdminMetrics::add_loader(const startup::StagedLoader& loader) {
     auto ready = metrics::gauge_family("memgate_startup_ready", "1 when every enabled module is ready or finally skipped");
     metrics::add_gauge(ready, loader.ready() ? 1 : 0);
     out.push_back(std::move(ready));
+    return out;
+  }));
+}
+
+void AdminMetrics::add_workers(const WorkerPool& workers) {
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([&workers] {
+    WorkerPoolStats st = workers.stats();
+    std::vector<prometheus::MetricFamily> out;
+    auto threads = metrics::gauge_family("memgate_worker_threads", "Threads of the worker pool");
+    metrics::add_gauge(threads, static_cast<double>(st.threads));
+    auto limit = metrics::gauge_family("memgate_worker_queue_limit", "Bound of the worker pool's request lane");
+    metrics::add_gauge(limit, static_cast<double>(st.queue_limit));
+    auto queued = metrics::gauge_family("memgate_worker_queued", "Tasks waiting for a worker, by lane");
+    metrics::add_gauge(queued, static_cast<double>(st.queued_requests), {{"lane", "request"}});
+    metrics::add_gauge(queued, static_cast<double>(st.queued - std::min(st.queued, st.queued_requests)),
+                       {{"lane", "other"}});
+    auto refused = metrics::counter_family("memgate_worker_refused_total",
+                                           "Request tasks refused because the request lane was full (answered 503)");
+    metrics::add_counter(refused, static_cast<double>(st.refused));
+    auto dropped = metrics::counter_family("memgate_worker_dropped_total",
+                                           "Accepted tasks never run: their client left, or the pool stopped");
+    metrics::add_counter(dropped, static_cast<double>(st.dropped));
+    out.push_back(std::move(threads));
+    out.push_back(std::move(limit));
+    out.push_back(std::move(queued));
+    out.push_back(std::move(refused));
+    out.push_back(std::move(dropped));
     return out;
   }));
 }

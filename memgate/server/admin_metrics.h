@@ -37,6 +37,10 @@ namespace memgate::memory {
 class RouteAccounting;
 }
 
+namespace memgate {
+class WorkerPool;
+}
+
 namespace memgate::server {
 
 class AdminMetrics {
@@ -55,6 +59,9 @@ class AdminMetrics {
   //   memgate_module_state{module,state} (1 for the current state), memgate_module_duration_seconds{module},
   //   memgate_stage_duration_seconds{stage}, memgate_stage_peak_rss_bytes{stage}, memgate_startup_ready
   void add_loader(const startup::StagedLoader& loader);
+  //   memgate_worker_threads, memgate_worker_queue_limit, memgate_worker_queued{lane},
+  //   memgate_worker_refused_total, memgate_worker_dropped_total
+  void add_workers(const WorkerPool& workers);
   //   memgate_job_runs_total{job}, memgate_job_failures_total{job},
   //   memgate_job_skips_total{job,reason}, memgate_job_duration_seconds_total{job}, memgate_scheduler_running
   void add_scheduler(const jobs::Scheduler& scheduler);

@@ -502,6 +502,7 @@ struct App::Impl {
     spdlog::info("coordination: {}", coordinator->backend());
     loader->start();
     metrics->add_loader(*loader);
+    metrics->add_workers(workers);
 
     if (config.enable_scheduled_jobs) {
       claimer = std::make_unique<CoordJobClaimer>(*coordinator);
