@@ -15,35 +15,13 @@
 
 #include "memgate/base/worker_pool.h"
 #include "memgate/http/server.h"
+#include "memgate/http/test_client.h"
 #include "memgate/kb/corpus.h"
 
 namespace memgate::kb {
 namespace {
 
 namespace json = boost::json;
-
-// One GET on a fresh connection to 127.0.0.1:port; the raw response ("" on error).
-// Reads until the server closes (Connection: close), 5 s at most per read.
-std::string raw_get(uint16_t port, const std::string& target) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    std::string req = "GET " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  return out;
-}
 
 class RoutesTest : public ::testing::Test {
  protected:
@@ -136,10 +114,12 @@ TEST_F(RoutesTest, AKbRouteAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
   ASSERT_TRUE(server.start().ok());
 
   for (const char* t : {"/api/kb/info", "/api/kb/search?q=compost"}) {
-    std::string r = raw_get(server.port(), t);
-    EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << t << ": " << r;
-    EXPECT_NE(r.find("Retry-After: 1\r\n"), std::string::npos) << r;
-    EXPECT_NE(r.find("\"unavailable\""), std::string::npos) << r;
+    http::testing::TestConnection c(server.port());
+    auto r = c.get(t);
+    ASSERT_TRUE(r.has_value()) << t;
+    EXPECT_EQ(r->status, 503) << t << ": " << r->body;
+    EXPECT_EQ(r->header("retry-after"), "1") << r->body;
+    EXPECT_NE(r->body.find("\"unavailable\""), std::string::npos) << r->body;
   }
   EXPECT_EQ(pool.stats().refused, 2u);
 
@@ -155,8 +135,10 @@ TEST_F(RoutesTest, AKbRouteAnswersOnTheWorkerPoolWhenItHasRoom) {
   std::shared_ptr<const Index> index = *index_;
   ASSERT_TRUE(install_rest_routes(server.router(), [index] { return index; }, pool).ok());
   ASSERT_TRUE(server.start().ok());
-  std::string r = raw_get(server.port(), "/api/kb/info");
-  EXPECT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+  http::testing::TestConnection c(server.port());
+  auto r = c.get("/api/kb/info");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200) << r->body;
   server.stop(std::chrono::milliseconds(0));
   pool.join();
 }

@@ -17,6 +17,7 @@
 
 #include "memgate/base/worker_pool.h"
 #include "memgate/http/server.h"
+#include "memgate/http/test_client.h"
 #include "memgate/mcp/http_endpoint.h"
 
 namespace memgate::mcp {
@@ -280,26 +281,6 @@ TEST_F(McpServerTest, AnUnsupportedVersionIs400WithTheSupportedList) {
   EXPECT_EQ(error_code(r), kInvalidParams);
 }
 
-// One request on a fresh connection to 127.0.0.1:port; the raw response ("" on error).
-std::string raw_request(uint16_t port, const std::string& head_and_body) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::send(fd, head_and_body.data(), head_and_body.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(head_and_body.size())) {
-    char buf[4096];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
 
 TEST(McpEndpoint, PostAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
   WorkerPool pool(1, 1);
@@ -317,12 +298,14 @@ TEST(McpEndpoint, PostAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
   ASSERT_TRUE(install_endpoint(web.router(), "/mcp", std::make_shared<McpServer>(o), pool).ok());
   ASSERT_TRUE(web.start().ok());
   std::string body = R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
-  std::string r = raw_request(web.port(), "POST /mcp HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                                          "Content-Type: application/json\r\n"
-                                          "Accept: application/json, text/event-stream\r\nContent-Length: " +
-                                              std::to_string(body.size()) + "\r\n\r\n" + body);
-  EXPECT_EQ(r.rfind("HTTP/1.1 503", 0), 0u) << r;
-  EXPECT_NE(r.find("Retry-After: 1\r\n"), std::string::npos) << r;
+  http::testing::TestConnection c(web.port());
+  ASSERT_TRUE(c.send("POST /mcp HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     "Accept: application/json, text/event-stream\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->header("retry-after"), "1") << r->body;
   EXPECT_EQ(pool.stats().refused, 1u);
   release.count_down();
   pool.join();
