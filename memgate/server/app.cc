@@ -106,6 +106,13 @@ startup::LoaderOptions base_loader_options(const Config& config, const EnvLookup
   return o;
 }
 
+// MEMORY_LIMIT in bytes: a share is of the container's limit; a share with no
+// container limit to take it of falls back to the guide's 4096 MB.
+uint64_t heap_limit(const Config& config, uint64_t container_limit) {
+  uint64_t limit = config.memory_limit.resolve(container_limit);
+  return limit == 0 ? 4096ull << 20 : limit;
+}
+
 coord::CoordinatorOptions coordinator_options(const Config& config) {
   coord::CoordinatorOptions co;
   co.redis_url = config.redis_url;
@@ -417,8 +424,7 @@ struct App::Impl {
 
   startup::LoaderOptions loader_options() {
     startup::LoaderOptions o = base_loader_options(config, env);
-    o.memory_limit = config.memory_limit.resolve(container_limit);
-    if (o.memory_limit == 0) o.memory_limit = 4096ull << 20;
+    o.memory_limit = heap_limit(config, container_limit);
     o.refuse_optional_init = [this] { return guard_ && guard_->refuse_optional_init(); };
     return o;
   }
@@ -527,10 +533,9 @@ struct App::Impl {
 
   // Builds the guard and registers its metrics; start() starts its thread.
   void make_guard() {
-    uint64_t limit = config.memory_limit.resolve(container_limit);
     guard::GuardOptions go;
     go.interval = config.monitor_interval;
-    go.memory_limit = limit ? limit : (4096ull << 20);
+    go.memory_limit = heap_limit(config, container_limit);
     go.instance_id = config.instance_id;
     go.profile_interval = config.heap_profile_interval;
     go.profile_dir = config.profile_dir;
@@ -678,8 +683,7 @@ Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
   startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
   startup::LoaderOptions lo = base_loader_options(config, env);
   uint64_t container_limit = probe.sample().cgroup.limit.value_or(0);
-  lo.memory_limit = config.memory_limit.resolve(container_limit);
-  if (lo.memory_limit == 0) lo.memory_limit = 4096ull << 20;
+  lo.memory_limit = heap_limit(config, container_limit);
   startup::StagedLoader loader(*modules, lo, config, router, workers, probe, SteadyClock::instance(), runner);
   std::string text = "memgate start-up plan (coordination: " +
                      std::string(config.redis_url.empty() ? "local" : redact_url(config.redis_url)) +
