@@ -46,6 +46,9 @@ struct StagedLoader::Entry {
   std::mutex step_mu;     // one fleet step of this module at a time (start-up, refreshes)
   std::string serving;    // input fingerprint text of the artifact it serves; guarded by StagedLoader::mu_
   std::unique_ptr<Channel> channel;
+  // The estimate admission read, kept for the step that follows so the module
+  // (a corpus scan, for the kb) is asked once; guarded by step_mu.
+  std::optional<PeakEstimate> admitted;
 };
 
 class StagedLoader::Channel final : public ArtifactChannel {
@@ -268,6 +271,8 @@ uint64_t StagedLoader::limit_now() { return limit_base(probe_.sample(), options_
 uint64_t StagedLoader::admission_peak(Entry& e) {
   try {
     PeakEstimate est = e.module->estimate_peaks();
+    std::lock_guard step(e.step_mu);
+    e.admitted = est;
     return std::max(est.build, est.load);
   } catch (...) {
     return 0;
@@ -341,7 +346,9 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
   FleetRunner& runner = runner_for(e);
   FleetKey key = key_for(e, inputs);
   FleetView view = runner.view(key);
-  Prediction pred = predict(e.module->estimate_peaks(), view);
+  PeakEstimate estimate = !refresh && e.admitted ? *e.admitted : e.module->estimate_peaks();
+  e.admitted.reset();
+  Prediction pred = predict(estimate, view);
   const bool peers = e.fleet && runner.has_peers();
   {
     std::lock_guard lock(mu_);
