@@ -1,5 +1,7 @@
 #include "tests/integration/http_client.h"
 
+#include <boost/json.hpp>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -122,6 +124,35 @@ bool wait_for_status(uint16_t port, const std::string& target, int status, std::
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return false;
+}
+
+boost::json::object startup_module(uint16_t port, const std::string& name) {
+  HttpReply r = http_get(port, "/startupz");
+  if (r.status != 200) return {};
+  boost::system::error_code ec;
+  boost::json::value doc = boost::json::parse(r.body, ec);
+  if (ec || !doc.is_object()) return {};
+  if (const boost::json::value* mods = doc.as_object().if_contains("modules"); mods && mods->is_array())
+    for (const boost::json::value& m : mods->as_array())
+      if (m.is_object() && text_of(m.as_object(), "name") == name) return m.as_object();
+  return {};
+}
+
+std::string text_of(const boost::json::object& o, const char* field) {
+  const boost::json::value* v = o.if_contains(field);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+std::vector<std::string> hit_paths(uint16_t port, const std::string& q) {
+  HttpReply r = http_get(port, "/api/kb/search?q=" + q);
+  std::vector<std::string> out;
+  if (r.status != 200) return out;
+  boost::system::error_code ec;
+  boost::json::value doc = boost::json::parse(r.body, ec);
+  if (ec || !doc.is_object() || !doc.as_object().contains("hits")) return out;
+  for (const boost::json::value& h : doc.as_object().at("hits").as_array())
+    if (h.is_object()) out.push_back(text_of(h.as_object(), "path"));
+  return out;
 }
 
 }  // namespace memgate::testing

@@ -10,6 +10,9 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <boost/json/object.hpp>
 
 namespace memgate::testing {
 
@@ -41,5 +44,13 @@ HttpReply http_raw_trickle(uint16_t port, const std::string& bytes, std::chrono:
 // Polls GET target until it answers `status` or `within` runs out; returns whether it did.
 // (Polling a socket for a process to come up is not waiting on a timer.)
 bool wait_for_status(uint16_t port, const std::string& target, int status, std::chrono::milliseconds within);
+
+// The module named `name` in the server's /startupz; empty when the server
+// does not answer or has no such module.
+boost::json::object startup_module(uint16_t port, const std::string& name);
+// A string field of a JSON object; "" when absent or not a string.
+std::string text_of(const boost::json::object& o, const char* field);
+// The paths of the hits GET /api/kb/search?q=... returns; empty on none or an error.
+std::vector<std::string> hit_paths(uint16_t port, const std::string& q);
 
 }  // namespace memgate::testing

@@ -42,30 +42,6 @@ std::string write_corpus(const std::string& dir, const std::string& own_word) {
   return dir;
 }
 
-json::object startup_module(uint16_t port, const std::string& name) {
-  HttpReply r = http_get(port, "/startupz");
-  if (r.status != 200) return {};
-  json::value doc = json::parse(r.body);
-  for (auto& m : doc.at("modules").as_array())
-    if (m.at("name").as_string() == name) return m.as_object();
-  return {};
-}
-
-std::string text_of(const json::object& o, const char* field) {
-  const json::value* v = o.if_contains(field);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
-
-// The paths of the hits for q; empty on no hits or an error.
-std::vector<std::string> hit_paths(uint16_t port, const std::string& q) {
-  HttpReply r = http_get(port, "/api/kb/search?q=" + q);
-  std::vector<std::string> out;
-  if (r.status != 200) return out;
-  json::value doc = json::parse(r.body);
-  for (auto& h : doc.at("hits").as_array()) out.emplace_back(h.at("path").as_string());
-  return out;
-}
-
 class KbInputs : public ::testing::Test {
  protected:
   void SetUp() override {

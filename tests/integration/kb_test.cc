@@ -34,23 +34,6 @@ std::string copy_corpus(const std::string& into) {
   return dir;
 }
 
-json::object startup_module(uint16_t port, const std::string& name) {
-  HttpReply r = http_get(port, "/startupz");
-  json::value doc = json::parse(r.body);
-  for (auto& m : doc.at("modules").as_array())
-    if (m.at("name").as_string() == name) return m.as_object();
-  return {};
-}
-
-std::vector<std::string> top_paths(uint16_t port, const std::string& q) {
-  HttpReply r = http_get(port, "/api/kb/search?q=" + q);
-  std::vector<std::string> out;
-  if (r.status != 200) return out;
-  json::value doc = json::parse(r.body);
-  for (auto& h : doc.at("hits").as_array()) out.emplace_back(h.at("path").as_string());
-  return out;
-}
-
 ServerProcess::Env kb_env(const std::string& dir, const std::string& corpus, const std::string& instance) {
   return {{"ENABLE_KB_SERVICE", "true"}, {"KB_CORPUS_DIR", corpus},    {"STAGE_DELAY", "0s"},
           {"INSTANCE_ID", instance},     {"COORD_LOCAL_DIR", dir + "/coord"}};
@@ -61,7 +44,7 @@ TEST(KbServer, SearchAndDocumentsAnswerOverRestOnceReady) {
   auto server = ServerProcess::start(kb_env(dir, source_corpus(), "kb-a"));
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 20s)) << server->log();
-  auto top = top_paths(server->port(), "telescope+aperture");
+  auto top = hit_paths(server->port(), "telescope+aperture");
   ASSERT_FALSE(top.empty());
   EXPECT_EQ(top[0], "astronomy/telescopes.html");
   HttpReply search = http_get(server->port(), "/api/kb/search?q=fencing%20token&k=1");
@@ -119,7 +102,7 @@ TEST(KbServer, KbBuildWritesAnArtifactThatKbArtifactFileLoads) {
                                       {"STAGE_DELAY", "0s"}, {"COORD_LOCAL_DIR", dir + "/coord"}});
   ASSERT_NE(server, nullptr);
   ASSERT_TRUE(wait_for_status(server->port(), "/readyz", 200, 20s)) << server->log();
-  auto top = top_paths(server->port(), "sourdough");
+  auto top = hit_paths(server->port(), "sourdough");
   ASSERT_FALSE(top.empty());
   EXPECT_EQ(top[0], "cooking/bread.md");
   EXPECT_NE(server->log().find("using KB_ARTIFACT_FILE"), std::string::npos);
@@ -201,7 +184,7 @@ TEST_F(KbFleet, ACorruptPublishedArtifactIsRebuilt) {
   ASSERT_NE(b, nullptr);
   json::object mb = startup_module(b->port(), "kb");
   EXPECT_EQ(mb.at("outcome"), "rebuilt_bad_artifact") << mb;
-  auto top = top_paths(b->port(), "compost");
+  auto top = hit_paths(b->port(), "compost");
   ASSERT_FALSE(top.empty());
   EXPECT_EQ(top[0], "gardening/compost.md");
 }
@@ -213,7 +196,7 @@ TEST_F(KbFleet, AChangedCorpusIsReindexedOnceAndEveryInstanceSwapsWithoutDroppin
   ASSERT_NE(a, nullptr);
   auto b = start("kb-b", jobs);
   ASSERT_NE(b, nullptr);
-  ASSERT_TRUE(top_paths(a->port(), "quasar").empty());
+  ASSERT_TRUE(hit_paths(a->port(), "quasar").empty());
 
   std::atomic<bool> done{false};
   std::atomic<int> queries{0}, failures{0};
@@ -234,7 +217,7 @@ TEST_F(KbFleet, AChangedCorpusIsReindexedOnceAndEveryInstanceSwapsWithoutDroppin
   }
   bool both = wait_until(
       [&] {
-        auto ta = top_paths(a->port(), "quasar"), tb = top_paths(b->port(), "quasar");
+        auto ta = hit_paths(a->port(), "quasar"), tb = hit_paths(b->port(), "quasar");
         return !ta.empty() && !tb.empty() && ta[0] == "quasars.md" && tb[0] == "quasars.md";
       },
       30s);
@@ -277,7 +260,7 @@ TEST_F(KbFleet, AChangedCorpusIsReindexedOnceAndEveryInstanceSwapsWithoutDroppin
   json::object mc = startup_module(c->port(), "kb");
   EXPECT_EQ(mc.at("outcome"), "loaded") << mc;
   EXPECT_EQ(mc.at("fingerprint"), ra.at("fingerprint"));
-  auto tc = top_paths(c->port(), "quasar");
+  auto tc = hit_paths(c->port(), "quasar");
   ASSERT_FALSE(tc.empty());
   EXPECT_EQ(tc[0], "quasars.md");
 }

@@ -117,24 +117,7 @@ uint64_t write_synthetic_corpus(const std::string& dir, uint64_t seed) {
   return total;
 }
 
-json::object startupz(uint16_t port) {
-  HttpReply r = http_get(port, "/startupz");
-  if (r.status != 200) return {};
-  return json::parse(r.body).as_object();
-}
-
-json::object kb_module(uint16_t port) {
-  json::object doc = startupz(port);
-  if (const json::value* mods = doc.if_contains("modules"))
-    for (auto& m : mods->as_array())
-      if (m.at("name").as_string() == "kb") return m.as_object();
-  return {};
-}
-
-std::string text_of(const json::object& o, const char* field) {
-  const json::value* v = o.if_contains(field);
-  return v && v->is_string() ? std::string(v->as_string()) : std::string();
-}
+json::object kb_module(uint16_t port) { return startup_module(port, "kb"); }
 
 uint64_t memory_number(const json::object& kb, const char* field) {
   const json::value* mem = kb.if_contains("memory");
