@@ -94,8 +94,8 @@ Result<std::vector<Passage>> KbRetriever::search(std::string_view question, int 
   for (const auto& t : terms) joined += (joined.empty() ? "" : " ") + t;
   kb::SearchOptions options;
   options.k = std::clamp(k, 1, 50);
-  options.advanced = true;  // our own quoting below: any of the terms
-  auto hits = index_->search(kb::quote_query(joined, /*any_word=*/true), options);
+  options.any_word = true;  // any of the terms; the kb quotes each one
+  auto hits = index_->search(joined, options);
   if (!hits.ok()) return hits.status();
   for (kb::SearchHit& h : *hits) {
     Passage p;

@@ -85,15 +85,17 @@ void append_utf8(std::string& out, uint32_t cp) {
   }
 }
 
-// Valid UTF-8 with control characters other than \n and \t removed.
-std::string sanitize_utf8(std::string_view in) {
+}  // namespace
+
+std::string to_valid_utf8(std::string_view in, bool keep_controls) {
   std::string out;
   out.reserve(in.size());
   size_t i = 0;
   while (i < in.size()) {
     unsigned char c = static_cast<unsigned char>(in[i]);
     if (c < 0x80) {
-      if (c >= 0x20 || c == '\n' || c == '\t') out += static_cast<char>(c == '\t' ? ' ' : c);
+      if (keep_controls) out += static_cast<char>(c);
+      else if (c >= 0x20 || c == '\n' || c == '\t') out += static_cast<char>(c == '\t' ? ' ' : c);
       ++i;
       continue;
     }
@@ -118,6 +120,11 @@ std::string sanitize_utf8(std::string_view in) {
   }
   return out;
 }
+
+namespace {
+
+// Valid UTF-8 with control characters other than \n and \t removed (tabs become spaces).
+std::string sanitize_utf8(std::string_view in) { return to_valid_utf8(in, false); }
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\r' || s.front() == '\t'))

@@ -47,6 +47,12 @@ struct Document {
   uint64_t source_bytes = 0;
 };
 
+// `in` as valid UTF-8: every byte that is not part of a well-formed sequence
+// (overlong, surrogate, past U+10FFFF, cut short) becomes U+FFFD. ASCII is kept
+// as it is when keep_controls, else control characters other than \n and \t
+// are dropped and tabs become spaces (what the indexer stores).
+std::string to_valid_utf8(std::string_view in, bool keep_controls);
+
 // The stable id of a document at `relative_path`.
 std::string document_id(std::string_view relative_path);
 

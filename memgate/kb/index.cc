@@ -39,11 +39,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <spdlog/spdlog.h>
 
 #include "memgate/base/worker_pool.h"
@@ -75,7 +77,10 @@ constexpr const char* kDocsSql = R"sql(CREATE TABLE docs(
 constexpr const char* kChunksSql = R"sql(CREATE VIRTUAL TABLE chunks USING fts5(
   title, heading, body, doc UNINDEXED,
   tokenize = 'porter unicode61 remove_diacritics 2'))sql";
+// The stored rank (what `ORDER BY rank` and advanced users of the table get) and
+// the weights search() scores with (rank_function below): the same numbers.
 constexpr const char* kRankSql = "INSERT INTO chunks(chunks, rank) VALUES('rank', 'bm25(10.0, 4.0, 1.0)')";
+constexpr double kColumnWeights[] = {10.0, 4.0, 1.0};  // title, heading, body; doc is not indexed
 
 // Deadlines on every statement of an opened index (a progress handler checks
 // the clock every kProgressSteps virtual-machine steps): a query has a few
@@ -179,18 +184,21 @@ class Stmt {
 };
 
 // The queries a pooled connection keeps prepared (Stmt with KeepPrepared).
-constexpr const char* kSearchSql =
-    "SELECT d.id, d.title, d.path, h.heading, h.snip, h.score FROM "
-    "(SELECT doc, heading, snippet(chunks, 2, '<mark>', '</mark>', '…', 24) AS snip, rank AS score "
-    " FROM chunks WHERE chunks MATCH ?1 ORDER BY rank LIMIT ?2) AS h "
-    "JOIN docs d ON d.rowid = h.doc ORDER BY h.score";
+// A search scores every match (kMatchSql, in rowid order, no sort), then reads
+// the text of the k chunks it keeps (kChunkTextSql); an advanced query's
+// snippets are FTS5's own, one chunk at a time (kSnippetSql).
+constexpr const char* kMatchSql = "SELECT rowid, memgate_bm25(chunks) FROM chunks WHERE chunks MATCH ?1";
+constexpr const char* kChunkTextSql = "SELECT heading, body FROM chunks WHERE rowid = ?1";
+constexpr const char* kSnippetSql =
+    "SELECT snippet(chunks, 2, '<mark>', '</mark>', '…', 24) FROM chunks WHERE chunks MATCH ?1 AND rowid = ?2";
 constexpr const char* kDocumentSql = "SELECT id, title, path, first_chunk, chunk_count FROM docs WHERE id = ?1";
 constexpr const char* kDocumentChunksSql = "SELECT body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid";
 // The rowid range keeps FTS5 to one document's chunks; the heading is compared
 // on those rows.
 constexpr const char* kSectionChunksSql =
     "SELECT rowid, body FROM chunks WHERE rowid BETWEEN ?1 AND ?2 AND heading = ?3 ORDER BY rowid";
-constexpr const char* kKeptQueries[] = {kSearchSql, kDocumentSql, kDocumentChunksSql, kSectionChunksSql};
+constexpr const char* kKeptQueries[] = {kMatchSql,    kChunkTextSql,      kSnippetSql,
+                                        kDocumentSql, kDocumentChunksSql, kSectionChunksSql};
 
 // A document's row: what document() and section() both start from.
 struct DocumentRow {
@@ -447,6 +455,253 @@ Result<ChunkedBytes> compress_database_file(const std::string& path, const Artif
 // image can be read in place), or a file in a scratch folder.
 constexpr const char* kMemoryDatabase = "file:memgate-kb-build?vfs=memdb";
 constexpr sqlite3_int64 kMaxMemoryImage = sqlite3_int64{8} << 30;
+
+// --- Search ----------------------------------------------------------------
+//
+// FTS5's documented top-k (`ORDER BY rank LIMIT n`) scores every match twice
+// (FTS5 runs an inner statement that selects `rank` and orders by the rank
+// function), sorts them all, and bm25 reads each row's length from the docsize
+// table with a statement of its own; a snippet then tokenizes its chunk twice.
+// search() instead steps once through the matches in rowid order with
+// memgate_bm25, which is FTS5's bm25 (same formula, same weights, same order
+// of operations, so the same scores) except that a row's length in tokens
+// comes from an array the Index filled at open; keeps the best chunk of each
+// document in a per-thread scratch; and, for the k documents it keeps, reads
+// the chunk's heading and body by rowid and highlights the query's terms in
+// one pass of FTS5's own tokenizer (so `floats` is marked for `floating`
+// exactly when FTS5 would match it). bench/kb/run has the figures.
+
+// The per-query half of bm25 (FTS5's fts5Bm25GetData): the collection's
+// average length and each phrase's idf, counted once per query.
+struct RankData {
+  double avgdl = 0;
+  std::vector<double> idf;
+};
+
+int count_row(const Fts5ExtensionApi*, Fts5Context*, void* n) {
+  ++*static_cast<int64_t*>(n);
+  return SQLITE_OK;
+}
+
+// memgate_bm25(chunks): -bm25 with kColumnWeights, as FTS5's bm25() computes
+// it: sum over phrases of idf * f * (k1 + 1) / (f + k1 * (1 - b + b * D / avgdl))
+// with f the weighted count of the phrase's instances in the row, D the row's
+// tokens. The user data is the Index's chunk_tokens_ (rowid -> tokens); a
+// rowid outside it asks FTS5 (xColumnSize), as bm25 always does.
+void rank_function(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_context* ctx, int, sqlite3_value**) {
+  constexpr double k1 = 1.2, b = 0.75;
+  auto* data = static_cast<RankData*>(api->xGetAuxdata(fts, 0));
+  int rc = SQLITE_OK;
+  if (!data) {
+    auto fresh = std::make_unique<RankData>();
+    int phrases = api->xPhraseCount(fts);
+    sqlite3_int64 rows = 0, tokens = 0;
+    rc = api->xRowCount(fts, &rows);
+    if (rc == SQLITE_OK) rc = api->xColumnTotalSize(fts, -1, &tokens);
+    if (rc == SQLITE_OK) fresh->avgdl = static_cast<double>(tokens) / static_cast<double>(rows);
+    for (int i = 0; rc == SQLITE_OK && i < phrases; ++i) {
+      int64_t hits = 0;
+      rc = api->xQueryPhrase(fts, i, &hits, count_row);
+      double idf = std::log((static_cast<double>(rows) - static_cast<double>(hits) + 0.5) /
+                            (static_cast<double>(hits) + 0.5));
+      fresh->idf.push_back(idf <= 0.0 ? 1e-6 : idf);
+    }
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(ctx, rc);
+      return;
+    }
+    data = fresh.get();
+    rc = api->xSetAuxdata(fts, fresh.release(), [](void* p) { delete static_cast<RankData*>(p); });
+    if (rc != SQLITE_OK) {
+      sqlite3_result_error_code(ctx, rc);
+      return;
+    }
+  }
+  // Per row: the weighted instance counts, in FTS5's instance order.
+  double freq[64];
+  size_t phrases = std::min<size_t>(data->idf.size(), 64);
+  std::fill_n(freq, phrases, 0.0);
+  int instances = 0;
+  rc = api->xInstCount(fts, &instances);
+  for (int i = 0; rc == SQLITE_OK && i < instances; ++i) {
+    int phrase = 0, column = 0, offset = 0;
+    rc = api->xInst(fts, i, &phrase, &column, &offset);
+    if (rc == SQLITE_OK && phrase >= 0 && static_cast<size_t>(phrase) < phrases)
+      freq[phrase] += column >= 0 && column < 3 ? kColumnWeights[column] : 1.0;
+  }
+  double length = 0;
+  if (rc == SQLITE_OK) {
+    const auto* tokens = static_cast<const std::vector<uint32_t>*>(api->xUserData(fts));
+    sqlite3_int64 rowid = api->xRowid(fts);
+    if (tokens && rowid > 0 && static_cast<uint64_t>(rowid) < tokens->size()) {
+      length = (*tokens)[static_cast<size_t>(rowid)];
+    } else {
+      int n = 0;
+      rc = api->xColumnSize(fts, -1, &n);
+      length = n;
+    }
+  }
+  if (rc != SQLITE_OK) {
+    sqlite3_result_error_code(ctx, rc);
+    return;
+  }
+  double score = 0;
+  for (size_t i = 0; i < phrases; ++i)
+    score += data->idf[i] * ((freq[i] * (k1 + 1.0)) / (freq[i] + k1 * (1 - b + b * length / data->avgdl)));
+  sqlite3_result_double(ctx, -1.0 * score);
+}
+
+// The FTS5 extension API of a connection (one per connection), or null.
+fts5_api* fts5_of(sqlite3* db) {
+  fts5_api* api = nullptr;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT fts5(?1)", -1, &s, nullptr) != SQLITE_OK) return nullptr;
+  sqlite3_bind_pointer(s, 1, &api, "fts5_api_ptr", nullptr);
+  sqlite3_step(s);
+  sqlite3_finalize(s);
+  return api;
+}
+
+// One token of a chunk's body: its bytes, and which query term it is (-1: none).
+struct BodyToken {
+  int start = 0, end = 0;
+  int term = -1;
+};
+
+// What the highlighter needs from a tokenizer callback.
+struct TokenSink {
+  std::vector<BodyToken>* tokens = nullptr;
+  const std::vector<std::string>* terms = nullptr;  // the query's distinct tokens
+  std::vector<std::string>* out = nullptr;          // tokenizing a query word: its tokens
+};
+
+int on_token(void* p, int, const char* token, int n, int start, int end) {
+  auto* sink = static_cast<TokenSink*>(p);
+  std::string_view t(token, static_cast<size_t>(n));
+  if (sink->out) {
+    sink->out->emplace_back(t);
+    return SQLITE_OK;
+  }
+  int term = -1;
+  for (size_t i = 0; i < sink->terms->size(); ++i)
+    if ((*sink->terms)[i] == t) {
+      term = static_cast<int>(i);
+      break;
+    }
+  sink->tokens->push_back({start, end, term});
+  return SQLITE_OK;
+}
+
+constexpr int kSnippetTokens = 24;  // as snippet(..., 24) in kSnippetSql
+
+// The snippet of `body` for phrases (each a sequence of term ids): the window of
+// kSnippetTokens tokens holding the most distinct phrases (then the most
+// instances), centred on what it holds, "…" where it cuts the text, every
+// phrase instance in it inside <mark></mark>. With no instance in the body
+// (the chunk matched in its title or heading), its first tokens.
+std::string make_snippet(std::string_view body, const std::vector<BodyToken>& tokens,
+                         const std::vector<std::vector<int>>& phrases) {
+  struct Instance {
+    int pos, len, phrase;
+  };
+  const int n = static_cast<int>(tokens.size());
+  std::vector<Instance> found;
+  for (int i = 0; i < n; ++i) {
+    if (tokens[static_cast<size_t>(i)].term < 0) continue;
+    for (size_t p = 0; p < phrases.size(); ++p) {
+      const auto& ph = phrases[p];
+      int len = static_cast<int>(ph.size());
+      if (len == 0 || i + len > n) continue;
+      bool match = true;
+      for (int j = 0; j < len && match; ++j) match = tokens[static_cast<size_t>(i + j)].term == ph[static_cast<size_t>(j)];
+      if (match) found.push_back({i, len, static_cast<int>(p)});
+    }
+  }
+  int first = 0;
+  if (!found.empty()) {
+    long best = -1;
+    for (size_t a = 0; a < found.size(); ++a) {
+      int s = found[a].pos;
+      uint64_t seen = 0;
+      long score = 0;
+      int last = s;
+      for (size_t c = a; c < found.size() && found[c].pos + found[c].len <= s + kSnippetTokens; ++c) {
+        uint64_t bit = uint64_t{1} << (found[c].phrase & 63);
+        score += (seen & bit) ? 1 : 1000;
+        seen |= bit;
+        last = found[c].pos + found[c].len;
+      }
+      if (score > best) {
+        best = score;
+        first = std::max(0, s - (kSnippetTokens - (last - s)) / 2);
+      }
+    }
+    if (first + kSnippetTokens > n) first = std::max(0, n - kSnippetTokens);
+  }
+  int end = std::min(n, first + kSnippetTokens);
+  if (n == 0) return std::string(body.substr(0, std::min<size_t>(body.size(), 200)));
+  size_t from = first == 0 ? 0 : static_cast<size_t>(tokens[static_cast<size_t>(first)].start);
+  size_t to = end == n ? body.size() : static_cast<size_t>(tokens[static_cast<size_t>(end - 1)].end);
+  std::string out;
+  out.reserve(to - from + 64);
+  if (first > 0) out += "…";
+  size_t at = from;
+  int open_until = -1;  // token index where the current mark closes
+  for (const Instance& in : found) {
+    if (in.pos < first || in.pos + in.len > end) continue;
+    size_t s = static_cast<size_t>(tokens[static_cast<size_t>(in.pos)].start);
+    if (open_until >= 0 && in.pos < open_until) {  // overlaps the open mark: extend it
+      open_until = std::max(open_until, in.pos + in.len);
+      continue;
+    }
+    if (open_until >= 0) {
+      size_t e = static_cast<size_t>(tokens[static_cast<size_t>(open_until - 1)].end);
+      out.append(body, at, e - at);
+      out += "</mark>";
+      at = e;
+    }
+    out.append(body, at, s - at);
+    out += "<mark>";
+    at = s;
+    open_until = in.pos + in.len;
+  }
+  if (open_until >= 0) {
+    size_t e = static_cast<size_t>(tokens[static_cast<size_t>(open_until - 1)].end);
+    out.append(body, at, e - at);
+    out += "</mark>";
+    at = e;
+  }
+  out.append(body, at, to - at);
+  if (end < n) out += "…";
+  return out;
+}
+
+// The words of a simple query, as quote_query keeps them (unquoted).
+std::vector<std::string_view> query_words(std::string_view text) {
+  std::vector<std::string_view> words;
+  size_t i = 0;
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (i < text.size()) {
+    while (i < text.size() && space(text[i])) ++i;
+    size_t start = i;
+    while (i < text.size() && !space(text[i])) ++i;
+    std::string_view word = text.substr(start, i - start);
+    bool has_letter = false;
+    for (unsigned char c : word) has_letter |= std::isalnum(c) || c >= 0x80;
+    if (has_letter) words.push_back(word);
+  }
+  return words;
+}
+
+// A worker thread's scratch for one search: the best score and chunk of each
+// document touched, and which were touched (reset after every search).
+struct SearchScratch {
+  std::vector<double> best;
+  std::vector<int64_t> best_row;  // 0: not touched
+  std::vector<uint32_t> touched;
+  std::vector<BodyToken> tokens;
+};
+thread_local SearchScratch t_scratch;
 
 }  // namespace
 
@@ -709,9 +964,21 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
 struct Index::Connection {
   sqlite3* db = nullptr;
   StatementDeadline deadline;  // the progress handler's, so it outlives db
+  // The table's tokenizer ('porter unicode61 remove_diacritics 2'), for
+  // highlighting a simple query's terms; made when the connection opens.
+  fts5_tokenizer tokenizer{};
+  Fts5Tokenizer* tok = nullptr;
   ~Connection() {
+    if (tok) tokenizer.xDelete(tok);
     if (db) close_connection(db);
   }
+};
+
+// A simple query's phrases as the table's tokenizer makes them: the distinct
+// tokens, and each phrase (a quoted word) as a sequence of indexes into them.
+struct Index::Terms {
+  std::vector<std::string> tokens;
+  std::vector<std::vector<int>> phrases;
 };
 
 class Index::Lease {
@@ -725,6 +992,7 @@ class Index::Lease {
     if (c_) index_->checkin(c_);
   }
   sqlite3* get() const { return c_->db; }
+  Connection& connection() const { return *c_; }
 
  private:
   const Index* index_;
@@ -754,6 +1022,16 @@ Result<Index::Connection*> Index::open_connection() const {
   if (rc != SQLITE_OK) return sql_error(c->db, "deserialize");
   std::string pragmas = "PRAGMA query_only=1; PRAGMA mmap_size=" + std::to_string(image_size_) + ";";
   if (Status st = exec(c->db, pragmas.c_str()); !st.ok()) return st;
+  fts5_api* fts5 = fts5_of(c->db);
+  if (!fts5) return Internal("sqlite: no FTS5 API on the connection");
+  if (fts5->xCreateFunction(fts5, "memgate_bm25", const_cast<std::vector<uint32_t>*>(&chunk_tokens_),
+                            rank_function, nullptr) != SQLITE_OK)
+    return Internal("sqlite: cannot register memgate_bm25");
+  void* tokenizer_data = nullptr;
+  const char* args[] = {"unicode61", "remove_diacritics", "2"};
+  if (fts5->xFindTokenizer(fts5, "porter", &tokenizer_data, &c->tokenizer) != SQLITE_OK ||
+      c->tokenizer.xCreate(tokenizer_data, args, 3, &c->tok) != SQLITE_OK)
+    return Internal("sqlite: cannot make the porter tokenizer");
   return c.release();
 }
 
@@ -843,6 +1121,7 @@ Result<std::shared_ptr<Index>> Index::open(ByteSource& source, const OpenOptions
   if (Status st = check_schema(lease->get()); !st.ok()) return refuse(st);
   if (Status st = quick_check(lease->get()); !st.ok()) return refuse(st);
   if (Status st = index->read_meta(lease->get(), *read); !st.ok()) return refuse(st);
+  if (Status st = index->read_layout(lease->get()); !st.ok()) return refuse(st);
   return index;
 }
 
@@ -869,59 +1148,183 @@ Status Index::read_meta(sqlite3* db, uint64_t artifact_bytes) {
   return Status::Ok();
 }
 
-Result<std::vector<SearchHit>> Index::run_search(sqlite3* db, const std::string& match, int limit) const {
-  Stmt q(db, kSearchSql, KeepPrepared{});
-  if (!q.ok()) return sql_error(db, "prepare search");
-  q.text(1, match);
-  q.integer(2, limit);
-  std::vector<SearchHit> hits;
+Status Index::read_layout(sqlite3* db) {
+  // Documents in rowid order; each claims the chunk rowids [first_chunk,
+  // first_chunk + chunk_count). The arrays are bounded by the image (a chunk
+  // row takes more than 8 bytes of it), so a crafted docs table cannot make
+  // them grow past what was loaded.
+  const uint64_t max_rows = image_size_ / 8 + 1024;
+  Stmt d(db, "SELECT id, title, path, first_chunk, chunk_count FROM docs ORDER BY rowid");
+  if (!d.ok()) return InvalidArgument(std::string("knowledge-base artifact: docs: ") + sqlite3_errmsg(db));
   int rc;
-  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
-    SearchHit h;
-    h.doc_id = q.column(0);
-    h.title = q.column(1);
-    h.path = q.column(2);
-    h.heading = q.column(3);
-    h.snippet = q.column(4);
-    h.score = -sqlite3_column_double(q.get(), 5);
-    hits.push_back(std::move(h));
+  uint64_t claimed = 0;  // also bounds the work below when claims overlap
+  while ((rc = sqlite3_step(d.get())) == SQLITE_ROW) {
+    int64_t first = sqlite3_column_int64(d.get(), 3), count = sqlite3_column_int64(d.get(), 4);
+    if (first < 1 || count < 0 || static_cast<uint64_t>(first) + static_cast<uint64_t>(count) > max_rows ||
+        (claimed += static_cast<uint64_t>(count)) > max_rows || docs_.size() >= kNoDoc)
+      return InvalidArgument("knowledge-base artifact: its documents claim chunks outside the image");
+    size_t end = static_cast<size_t>(first + count);
+    if (chunk_doc_.size() < end) chunk_doc_.resize(end, kNoDoc);
+    for (int64_t r = first; r < first + count; ++r) chunk_doc_[static_cast<size_t>(r)] = static_cast<uint32_t>(docs_.size());
+    docs_.push_back({d.column(0), d.column(1), d.column(2)});
   }
-  if (rc != SQLITE_DONE) {
+  if (rc != SQLITE_DONE) return InvalidArgument(std::string("knowledge-base artifact: docs: ") + sqlite3_errmsg(db));
+  // Each chunk's length in tokens: FTS5 keeps it in chunks_docsize as one
+  // varint per column; xColumnSize(-1) is their sum, and so is this.
+  chunk_tokens_.assign(chunk_doc_.size(), 0);
+  Stmt z(db, "SELECT id, sz FROM chunks_docsize");
+  if (!z.ok()) return InvalidArgument(std::string("knowledge-base artifact: docsize: ") + sqlite3_errmsg(db));
+  while ((rc = sqlite3_step(z.get())) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(z.get(), 0);
+    if (id <= 0 || static_cast<uint64_t>(id) >= chunk_tokens_.size()) continue;  // claimed by no document
+    const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(z.get(), 1));
+    int n = sqlite3_column_bytes(z.get(), 1);
+    // SQLite's varint: 7 bits a byte, high bit set on all but the last, big
+    // end first; a 9th byte counts whole.
+    auto varint = [&](int& i) {
+      uint64_t v = 0;
+      for (int j = 0; j < 8; ++j) {
+        if (i >= n) return v;
+        unsigned char c = p[i++];
+        v = (v << 7) | (c & 0x7F);
+        if (!(c & 0x80)) return v;
+      }
+      if (i < n) v = (v << 8) | p[i++];
+      return v;
+    };
+    uint64_t total = 0;
+    for (int i = 0; i < n;) total += varint(i);
+    chunk_tokens_[static_cast<size_t>(id)] = static_cast<uint32_t>(std::min<uint64_t>(total, 0xFFFFFFFFu));
+  }
+  if (rc != SQLITE_DONE) return InvalidArgument(std::string("knowledge-base artifact: docsize: ") + sqlite3_errmsg(db));
+  return Status::Ok();
+}
+
+Status check_query(std::string_view query, bool advanced) {
+  if (query.size() > 1000) return InvalidArgument("the query is longer than 1000 bytes");
+  bool empty = advanced ? query.find_first_not_of(" \t\r\n") == std::string_view::npos : query_words(query).empty();
+  if (empty) return InvalidArgument("the query has no word to search for");
+  return Status::Ok();
+}
+
+Result<std::vector<SearchHit>> Index::run_search(Connection& c, const std::string& match, const Terms* terms,
+                                                 int k) const {
+  sqlite3* db = c.db;
+  SearchScratch& sc = t_scratch;
+  if (sc.best.size() < docs_.size()) {
+    sc.best.resize(docs_.size());
+    sc.best_row.resize(docs_.size(), 0);
+  }
+  // Whatever happens below, the next search finds the scratch clean.
+  struct Reset {
+    SearchScratch& sc;
+    ~Reset() {
+      for (uint32_t d : sc.touched) sc.best_row[d] = 0;
+      sc.touched.clear();
+    }
+  } reset{sc};
+  auto failed = [&](int rc) -> Status {
     std::string msg = sqlite3_errmsg(db);
     if (rc == SQLITE_ERROR) return InvalidArgument("bad query: " + msg);
-    if (rc == SQLITE_INTERRUPT) return DeadlineExceeded("search took longer than " + std::to_string(kQueryDeadline.count()) + " ms");
+    if (rc == SQLITE_INTERRUPT)
+      return DeadlineExceeded("search took longer than " + std::to_string(kQueryDeadline.count()) + " ms");
     return Internal("search: " + msg);
+  };
+  {
+    Stmt q(db, kMatchSql, KeepPrepared{});
+    if (!q.ok()) return sql_error(db, "prepare search");
+    q.text(1, match);
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      int64_t rowid = sqlite3_column_int64(q.get(), 0);
+      if (rowid <= 0 || static_cast<uint64_t>(rowid) >= chunk_doc_.size()) continue;
+      uint32_t doc = chunk_doc_[static_cast<size_t>(rowid)];
+      if (doc == kNoDoc) continue;
+      double score = -sqlite3_column_double(q.get(), 1);
+      if (sc.best_row[doc] == 0) {
+        sc.touched.push_back(doc);
+      } else if (score <= sc.best[doc]) {
+        continue;  // rowids ascend: on a tie the first chunk stays
+      }
+      sc.best[doc] = score;
+      sc.best_row[doc] = rowid;
+    }
+    if (rc != SQLITE_DONE) return failed(rc);
+  }
+  // The k best documents: by score, then by the chunk's rowid.
+  auto better = [&](uint32_t a, uint32_t b) {
+    if (sc.best[a] != sc.best[b]) return sc.best[a] > sc.best[b];
+    return sc.best_row[a] < sc.best_row[b];
+  };
+  size_t keep = std::min(sc.touched.size(), static_cast<size_t>(k));
+  std::partial_sort(sc.touched.begin(), sc.touched.begin() + static_cast<long>(keep), sc.touched.end(), better);
+  std::vector<SearchHit> hits;
+  hits.reserve(keep);
+  Stmt text(db, kChunkTextSql, KeepPrepared{});
+  if (!text.ok()) return sql_error(db, "prepare chunk text");
+  for (size_t i = 0; i < keep; ++i) {
+    uint32_t doc = sc.touched[i];
+    int64_t rowid = sc.best_row[doc];
+    SearchHit h;
+    h.doc_id = docs_[doc].id;
+    h.title = docs_[doc].title;
+    h.path = docs_[doc].path;
+    h.score = sc.best[doc];
+    text.integer(1, rowid);
+    int rc = sqlite3_step(text.get());
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? Internal("search: a matched chunk has no text") : failed(rc);
+    h.heading = text.column(0);
+    if (terms) {
+      const auto* body = reinterpret_cast<const char*>(sqlite3_column_text(text.get(), 1));
+      int n = sqlite3_column_bytes(text.get(), 1);
+      sc.tokens.clear();
+      TokenSink sink{&sc.tokens, &terms->tokens, nullptr};
+      if (body && n > 0) c.tokenizer.xTokenize(c.tok, &sink, FTS5_TOKENIZE_DOCUMENT, body, n, on_token);
+      h.snippet = make_snippet(std::string_view(body ? body : "", static_cast<size_t>(n)), sc.tokens, terms->phrases);
+    } else {
+      Stmt snip(db, kSnippetSql, KeepPrepared{});
+      if (!snip.ok()) return sql_error(db, "prepare snippet");
+      snip.text(1, match);
+      snip.integer(2, rowid);
+      int src = sqlite3_step(snip.get());
+      if (src == SQLITE_ROW) h.snippet = snip.column(0);
+      else if (src != SQLITE_DONE) return failed(src);
+    }
+    sqlite3_reset(text.get());
+    hits.push_back(std::move(h));
   }
   return hits;
 }
 
 Result<std::vector<SearchHit>> Index::search(std::string_view query, const SearchOptions& options) const {
   int k = std::clamp(options.k, 1, 50);
-  if (query.size() > 1000) return InvalidArgument("the query is longer than 1000 bytes");
-  std::string match = options.advanced ? std::string(query) : quote_query(query, false);
-  if (match.find_first_not_of(" \t\r\n") == std::string::npos)
-    return InvalidArgument("the query has no word to search for");
+  if (Status st = check_query(query, options.advanced); !st.ok()) return st;
   auto lease = checkout(kQueryDeadline);
   if (!lease.ok()) return lease.status();
-  // Up to three chunks a document, so k documents usually come out of one query.
-  auto collect = [&](const std::string& m) -> Result<std::vector<SearchHit>> {
-    auto rows = run_search(lease->get(), m, k * 3);
-    if (!rows.ok()) return rows.status();
-    std::vector<SearchHit> out;
-    for (SearchHit& h : *rows) {
-      bool seen = false;
-      for (const SearchHit& o : out) seen |= o.doc_id == h.doc_id;
-      if (!seen) out.push_back(std::move(h));
-      if (static_cast<int>(out.size()) == k) break;
+  Connection& c = lease->connection();
+  if (options.advanced) return run_search(c, std::string(query), nullptr, k);
+  // The query's words through the table's tokenizer, so the snippet marks what
+  // FTS5 matched (stems, folded case and diacritics).
+  Terms terms;
+  for (std::string_view word : query_words(query)) {
+    std::vector<std::string> pieces;
+    TokenSink sink{nullptr, nullptr, &pieces};
+    c.tokenizer.xTokenize(c.tok, &sink, FTS5_TOKENIZE_QUERY, word.data(), static_cast<int>(word.size()), on_token);
+    std::vector<int> phrase;
+    for (std::string& t : pieces) {
+      auto it = std::find(terms.tokens.begin(), terms.tokens.end(), t);
+      if (it == terms.tokens.end()) it = terms.tokens.insert(terms.tokens.end(), std::move(t));
+      phrase.push_back(static_cast<int>(it - terms.tokens.begin()));
     }
-    return out;
-  };
-  auto hits = collect(match);
-  if (!hits.ok() || options.advanced || !hits->empty()) return hits;
+    if (!phrase.empty()) terms.phrases.push_back(std::move(phrase));
+  }
+  std::string match = quote_query(query, options.any_word);
+  auto hits = run_search(c, match, &terms, k);
+  if (!hits.ok() || !hits->empty() || options.any_word) return hits;
   // Nothing has every word: rank by any word instead.
   std::string any = quote_query(query, true);
   if (any == match) return hits;
-  return collect(any);
+  return run_search(c, any, &terms, k);
 }
 
 Result<DocumentText> Index::document(std::string_view id) const {

@@ -24,7 +24,9 @@
 // are busy), so concurrent queries never serialize on one connection.
 //
 // Ranking is bm25 with the title weighted above the section heading and both
-// above the body; snippets mark matches with <mark>...</mark>.
+// above the body; snippets mark matches with <mark>...</mark>. A search scores
+// every matching chunk once, keeps the best chunk of each document, and reads
+// text and makes snippets only for the k hits it returns (index.cc says how).
 //
 // Index is thread-safe. An Index is immutable once opened; a refresh opens a new
 // one and swaps a shared_ptr, so queries in flight finish on the old one.
@@ -112,8 +114,11 @@ Result<std::string> build_artifact(const std::string& dir, const BuildOptions& o
 Result<std::string> artifact_database(std::string_view artifact);
 
 struct SearchOptions {
-  int k = 10;             // hits wanted, 1..50
+  int k = 10;             // hits wanted (documents), 1..50
   bool advanced = false;  // the query is FTS5 syntax; otherwise every word is quoted
+  // Simple mode only: rank by any of the words from the start (bm25 puts the
+  // chunks with more of them first) instead of all words, then any as a fallback.
+  bool any_word = false;
 };
 
 struct SearchHit {
@@ -148,6 +153,11 @@ struct IndexInfo {
 // with " OR " (any word). Empty when `text` has no word.
 std::string quote_query(std::string_view text, bool any_word);
 
+// Whether Index::search would take this query before running anything: at
+// most 1000 bytes and, unless advanced, at least one word. kInvalidArgument
+// with the reason otherwise (the REST route answers it before the worker hop).
+Status check_query(std::string_view query, bool advanced);
+
 struct OpenOptions {
   int pool_size = 8;                // caps the connections opened for concurrent queries
   // A header declaring a bigger image is refused before anything is allocated,
@@ -181,8 +191,9 @@ class Index {
   // Every query below fails with kDeadlineExceeded when its statements run
   // longer than a few seconds (kQueryDeadline in index.cc).
   //
-  // The best hits, at most one per document. kInvalidArgument with SQLite's reason
-  // for an advanced query it rejects, or for a query with no word in it.
+  // The best hits, one per document (its best chunk), best first: the k
+  // documents whose best chunk ranks highest. kInvalidArgument with SQLite's
+  // reason for an advanced query it rejects, or as check_query says.
   Result<std::vector<SearchHit>> search(std::string_view query, const SearchOptions& options) const;
   // The document with this id; kNotFound when there is none.
   Result<DocumentText> document(std::string_view id) const;
@@ -207,8 +218,24 @@ class Index {
   // passed (a query then fails with kDeadlineExceeded).
   Result<Lease> checkout(std::chrono::milliseconds deadline) const;
   void checkin(Connection* c) const;
-  Result<std::vector<SearchHit>> run_search(sqlite3* db, const std::string& match, int limit) const;
+  struct Terms;  // a simple query's phrases, as the index's tokenizer makes them
+  Result<std::vector<SearchHit>> run_search(Connection& c, const std::string& match, const Terms* terms,
+                                            int k) const;
   Status read_meta(sqlite3* db, uint64_t artifact_bytes);
+  Status read_layout(sqlite3* db);
+
+  // What every search needs per matching chunk, in memory so no row is read
+  // for it: the chunk's document (an index into docs_, kNoDoc for a row no
+  // document claims) and its length in tokens (bm25's D), both indexed by the
+  // chunk's rowid; and each document's id, title and path. Filled once by
+  // open() (read_layout), read-only afterwards: 8 bytes a chunk, ~100 a document.
+  struct DocRef {
+    std::string id, title, path;
+  };
+  static constexpr uint32_t kNoDoc = 0xFFFFFFFFu;
+  std::vector<uint32_t> chunk_doc_;
+  std::vector<uint32_t> chunk_tokens_;
+  std::vector<DocRef> docs_;
 
   void* image_ = nullptr;  // sqlite3_malloc64'd, shared read-only by every connection
   uint64_t image_size_ = 0;

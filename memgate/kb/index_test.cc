@@ -10,6 +10,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -198,6 +199,143 @@ TEST_F(IndexTest, HitsCarryIdTitlePathScoreAndAHighlightedSnippet) {
   EXPECT_GT(h.score, 0);
   EXPECT_NE(h.snippet.find("<mark>aperture</mark>"), std::string::npos) << h.snippet;
   for (size_t i = 1; i < hits->size(); ++i) EXPECT_LE((*hits)[i].score, (*hits)[i - 1].score);
+}
+
+// A corpus written by the test: one document whose many chunks all match,
+// beside others that match once.
+std::shared_ptr<Index> build_index_of(const std::vector<std::pair<std::string, std::string>>& files,
+                                      size_t chunk_size = 200) {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("memgate-kb-search-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  for (const auto& [name, text] : files) {
+    std::filesystem::create_directories((dir / name).parent_path());
+    std::ofstream(dir / name) << text;
+  }
+  BuildOptions o;
+  o.chunk_size = chunk_size;
+  auto artifact = build_artifact(dir.string(), o);
+  std::filesystem::remove_all(dir);
+  EXPECT_TRUE(artifact.ok()) << artifact.status().to_string();
+  if (!artifact.ok()) return nullptr;
+  auto index = Index::open(*artifact, 2);
+  EXPECT_TRUE(index.ok()) << index.status().to_string();
+  return index.ok() ? *index : nullptr;
+}
+
+TEST(IndexSearch, ADocumentWithManyMatchingChunksIsOneHitAndTheOthersStillCome) {
+  std::string many = "# Heaps\n\n";
+  for (int i = 0; i < 40; ++i)
+    many += "## Part " + std::to_string(i) + "\n\nA compost heap needs turning, says part " + std::to_string(i) + ".\n\n";
+  auto index = build_index_of({{"many.md", many},
+                               {"one.md", "# One\n\nThe compost heap by the shed.\n"},
+                               {"two.md", "# Two\n\nA heap of compost, turned weekly.\n"},
+                               {"none.md", "# None\n\nNothing about it here.\n"}});
+  ASSERT_TRUE(index);
+  auto hits = index->search("compost heap", {10, false});
+  ASSERT_TRUE(hits.ok()) << hits.status().to_string();
+  std::vector<std::string> paths;
+  for (const SearchHit& h : *hits) paths.push_back(h.path);
+  std::sort(paths.begin(), paths.end());
+  EXPECT_EQ(paths, (std::vector<std::string>{"many.md", "one.md", "two.md"}))
+      << "k=10 gives every matching document once, even behind 40 chunks of one";
+  auto one = index->search("compost heap", {1, false});
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].doc_id, (*hits)[0].doc_id) << "k=1 is the best of k=10";
+}
+
+TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScores) {
+  // The reference: FTS5's ORDER BY rank over every chunk on the same image,
+  // reduced to the first (best) chunk of each document.
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
+  auto* copy = static_cast<unsigned char*>(sqlite3_malloc64(image->size()));
+  std::memcpy(copy, image->data(), image->size());
+  ASSERT_EQ(sqlite3_deserialize(db, "main", copy, static_cast<sqlite3_int64>(image->size()),
+                                static_cast<sqlite3_int64>(image->size()),
+                                SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY),
+            SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT d.id, -c.rank FROM chunks c JOIN docs d ON d.rowid = c.doc "
+                               "WHERE chunks MATCH ?1 ORDER BY c.rank",
+                               -1, &q, nullptr),
+            SQLITE_OK);
+  for (const char* text : {"compost", "tomato sauce", "telescope aperture", "bread", "the"}) {
+    std::string match = quote_query(text, false);
+    sqlite3_bind_text(q, 1, match.c_str(), -1, SQLITE_TRANSIENT);
+    std::vector<std::pair<std::string, double>> want;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+      std::string id = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+      bool seen = false;
+      for (auto& w : want) seen |= w.first == id;
+      if (!seen) want.emplace_back(id, sqlite3_column_double(q, 1));
+    }
+    sqlite3_reset(q);
+    auto hits = index().search(text, {50, false});
+    ASSERT_TRUE(hits.ok()) << text;
+    ASSERT_EQ(hits->size(), want.size()) << text;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ((*hits)[i].doc_id, want[i].first) << text << " #" << i;
+      EXPECT_DOUBLE_EQ((*hits)[i].score, want[i].second) << text << " #" << i;
+    }
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
+
+TEST(IndexSearch, SnippetsMarkTheQueryTermsAsTheIndexMatchesThem) {
+  std::string body = "# Numbers\n\nSome opening words that go on for a while before anything of interest. ";
+  body += "Floats are inexact: a floating point number rounds. Then more words follow the point for a long while, ";
+  body += "long enough that the window has to cut the text somewhere after it.\n";
+  auto index = build_index_of({{"numbers.md", body}}, 2000);
+  ASSERT_TRUE(index);
+  auto hits = index->search("FLOATING points", {5, false});
+  ASSERT_TRUE(hits.ok()) << hits.status().to_string();
+  ASSERT_EQ(hits->size(), 1u);
+  const std::string& s = (*hits)[0].snippet;
+  EXPECT_NE(s.find("<mark>Floats</mark>"), std::string::npos) << s << ": stems and case as FTS5 matches them";
+  EXPECT_NE(s.find("<mark>floating</mark> <mark>point</mark>"), std::string::npos) << s;
+  EXPECT_EQ(s.find("<mark>Some"), std::string::npos) << s;
+  EXPECT_EQ(s.rfind("…", 0), 0u) << s << ": cut at the front";
+  EXPECT_EQ(s.size() - s.rfind("…"), std::string("…").size()) << s << ": and at the end";
+  // A phrase (two tokens in one word) is marked only where its tokens are adjacent.
+  auto phrase = index->search("number-point", {5, false});
+  ASSERT_TRUE(phrase.ok());
+  EXPECT_EQ(phrase->size(), 0u) << "'number point' is not adjacent in the text";
+  auto adjacent = index->search("floating-point", {5, false});
+  ASSERT_TRUE(adjacent.ok());
+  ASSERT_EQ(adjacent->size(), 1u);
+  EXPECT_NE((*adjacent)[0].snippet.find("<mark>floating point</mark>"), std::string::npos) << (*adjacent)[0].snippet;
+  EXPECT_EQ((*adjacent)[0].snippet.find("<mark>Floats"), std::string::npos) << "a lone token of a phrase is not marked";
+}
+
+TEST(IndexSearch, AnyWordRanksTheChunksWithMoreOfTheWordsFirst) {
+  auto index = build_index_of({{"both.md", "# Both\n\nTurn the compost heap weekly.\n"},
+                               {"one.md", "# One\n\nA compost bin.\n"},
+                               {"other.md", "# Other\n\nA sand heap.\n"}});
+  ASSERT_TRUE(index);
+  SearchOptions any;
+  any.k = 10;
+  any.any_word = true;
+  auto hits = index->search("compost heap", any);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 3u);
+  EXPECT_EQ((*hits)[0].path, "both.md");
+  auto all = index->search("compost heap", {10, false});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u) << "simple mode without any_word wants every word when some chunk has them all";
+}
+
+TEST(CheckQuery, RefusesWhatSearchWouldRefuseBeforeAnyIndexIsTouched) {
+  EXPECT_TRUE(check_query("compost", false).ok());
+  EXPECT_EQ(check_query("  ()  * ", false).code(), Code::kInvalidArgument);
+  EXPECT_TRUE(check_query("comp*", true).ok());
+  EXPECT_EQ(check_query("   ", true).code(), Code::kInvalidArgument);
+  EXPECT_EQ(check_query(std::string(1001, 'a'), false).code(), Code::kInvalidArgument);
 }
 
 TEST_F(IndexTest, StrippedMarkupIsNotSearchable) {
@@ -682,6 +820,28 @@ TEST_F(IndexTest, AnImageOfOursWithMetaSwappedForAnEndlessViewIsRefusedQuickly) 
   auto r = open_within(wrap_image(craft_image(sql.c_str(), *image)), std::chrono::seconds(10));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << r.status().to_string();
+}
+
+TEST_F(IndexTest, AnImageWhoseDocumentsClaimChunksPastTheImageIsRefusedBeforeAnythingIsAllocatedForThem) {
+  auto image = artifact_database(*artifact_);
+  ASSERT_TRUE(image.ok());
+  // Each claim within the image, together far more than it could hold (every
+  // document claiming half of what the image could).
+  std::string overlapping =
+      "UPDATE docs SET first_chunk = 1, chunk_count = " + std::to_string(image->size() / 16) + ";";
+  for (std::string sql : {std::string("UPDATE docs SET first_chunk = 4000000000 WHERE rowid = 1;"),
+                          std::string("UPDATE docs SET chunk_count = 4000000000 WHERE rowid = 1;"),
+                          std::string("UPDATE docs SET first_chunk = -5 WHERE rowid = 1;"), overlapping}) {
+    auto r = open_within(wrap_image(craft_image(sql.c_str(), *image)), std::chrono::seconds(10));
+    ASSERT_FALSE(r.ok()) << sql;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << sql << ": " << r.status().to_string();
+  }
+  // A chunk no document claims is never a hit (and nothing fails).
+  auto r = open_within(wrap_image(craft_image("UPDATE docs SET chunk_count = 0;", *image)), std::chrono::seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto hits = (*r)->search("compost", {10, false});
+  ASSERT_TRUE(hits.ok());
+  EXPECT_TRUE(hits->empty());
 }
 
 TEST_F(IndexTest, AnImageWithATriggerAViewAnExtraTableOrAnExtraIndexIsRefusedAsInvalid) {

@@ -5,7 +5,9 @@
 //   GET /api/kb/info       -> what the current index was built from
 // User text is quoted word by word (no FTS5 operator survives) unless
 // mode=advanced; a query SQLite rejects is a 400 with its reason, never a 500.
-// Queries run on the worker pool, so IO threads never wait on SQLite.
+// Queries run on the worker pool, so IO threads never wait on SQLite; a search
+// whose parameters are wrong (no q, bad k or mode, no word, over 1000 bytes) is
+// answered 400 on the IO thread, before the hop.
 //
 // Thread-safe; the index is fetched per request through `current`, so a swap
 // to a refreshed index never drops a query.
@@ -33,6 +35,20 @@ using CurrentIndex = std::function<std::shared_ptr<const Index>()>;
 // Decodes %XX escapes (and '+' as a space when plus_is_space). kInvalidArgument
 // on a bad escape.
 Result<std::string> percent_decode(std::string_view text, bool plus_is_space);
+
+// A search request as the route reads it: q percent-decoded, k 1..50
+// (default 10), mode simple or advanced.
+struct SearchRequest {
+  std::string query;
+  int k = 10;
+  bool advanced = false;
+};
+// Reads and checks q, k and mode (and check_query) without touching the
+// index, so the route answers a bad request on the IO thread. kInvalidArgument
+// with the reason the 400 carries.
+Result<SearchRequest> parse_search(const http::Request& request);
+// The search's answer: 200 with hits_json, or the index's error as a status.
+http::Response run_search(const Index& index, const SearchRequest& search);
 
 // The handlers, callable directly (tests) or through the routes.
 http::Response handle_search(const Index& index, const http::Request& request);

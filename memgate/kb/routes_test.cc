@@ -129,6 +129,57 @@ TEST_F(RoutesTest, AKbRouteAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
   server.stop(std::chrono::milliseconds(0));
 }
 
+TEST_F(RoutesTest, ABadSearchIsAnswered400OnTheIoThreadWithoutWaitingForAWorker) {
+  // The pool's only thread is held and its queue is full: anything that needs
+  // a worker gets 503, so a 400 here was answered before the hop.
+  WorkerPool pool(1, 1);
+  std::latch started{1}, release{1};
+  pool.post_priority([&] {
+    started.count_down();
+    release.wait();
+  });
+  started.wait();
+  ASSERT_TRUE(pool.try_post([] {}));
+  http::Server server(http::ServerOptions{"127.0.0.1", 0, 1});
+  std::shared_ptr<const Index> index = *index_;
+  ASSERT_TRUE(install_rest_routes(server.router(), [index] { return index; }, pool).ok());
+  ASSERT_TRUE(server.start().ok());
+  for (const char* t : {"/api/kb/search", "/api/kb/search?q=%ZZ", "/api/kb/search?q=a&k=0",
+                        "/api/kb/search?q=a&mode=raw", "/api/kb/search?q=%22%22"}) {
+    http::testing::TestConnection c(server.port());
+    auto r = c.get(t);
+    ASSERT_TRUE(r.has_value()) << t;
+    EXPECT_EQ(r->status, 400) << t << ": " << r->body;
+  }
+  EXPECT_EQ(pool.stats().refused, 0u) << "none of them was offered to the pool";
+  release.count_down();
+  pool.submit_priority([] {}).wait();
+  pool.join();
+  server.stop(std::chrono::milliseconds(0));
+}
+
+TEST_F(RoutesTest, TheSearchJsonIsWhatTheJsonLibraryWouldWriteAndEscapesWhatItMust) {
+  SearchHit h;
+  h.doc_id = "0123456789abcdef";
+  h.title = "A \"quoted\" title\\ with\ttab";
+  h.path = "a/b.md";
+  h.heading = "caf\xC3\xA9 \x01";
+  h.snippet = "<mark>x</mark> \xE2\x80\xA6";
+  h.score = 12.345678901234567;
+  std::string text = hits_json("bad \xFF utf8 \xC3", "simple", 10, {h});
+  auto v = json::parse(text).as_object();
+  EXPECT_EQ(v.at("query"), "bad \xEF\xBF\xBD utf8 \xEF\xBF\xBD") << text;
+  EXPECT_EQ(v.at("count"), 1);
+  auto hit = v.at("hits").as_array()[0].as_object();
+  EXPECT_EQ(std::string(hit.at("title").as_string()), h.title);
+  EXPECT_EQ(std::string(hit.at("heading").as_string()), h.heading);
+  EXPECT_EQ(std::string(hit.at("snippet").as_string()), h.snippet);
+  EXPECT_EQ(hit.at("score").as_double(), h.score);
+  std::vector<std::string> keys;
+  for (auto& kv : hit) keys.emplace_back(kv.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"id", "title", "path", "heading", "score", "snippet"}));
+}
+
 TEST_F(RoutesTest, AKbRouteAnswersOnTheWorkerPoolWhenItHasRoom) {
   WorkerPool pool(1);
   http::Server server(http::ServerOptions{"127.0.0.1", 0, 1});
