@@ -15,7 +15,10 @@
 // flat_buffer has a max_size, so bytes the parser cannot consume yet (a
 // chunk-size line or a trailer that never ends: Beast bounds neither) stop
 // growing it at kMaxReadBuffer, and the read fails with buffer_overflow. Each
-// of those limits fails the call with kResourceExhausted. A provider's error
+// of those limits fails the call with kResourceExhausted. What is done with the
+// bytes after each read is ResponseReader's, one path for a call on its
+// connection and for replay_provider_response(), which fuzz/chat_client feeds
+// arbitrary responses cut at arbitrary places. A provider's error
 // body is read (bounded like any answer) but its text never reaches the status
 // message, which the coach may show to a client: it goes to
 // ChatOutcome::provider_error, cut and with secret-looking words masked, for
@@ -322,6 +325,136 @@ struct ChatClient::Impl : std::enable_shared_from_this<ChatClient::Impl> {
 
 namespace {
 
+// One provider response, read by read (see "Bounds" at the top): Beast's parser
+// with the call's limits; the status and the content type once the head is in;
+// a streamed (SSE) body handed piece by piece to the stream parser and dropped;
+// any other body kept whole until the parser is done. A call drives it from its
+// connection, replay_provider_response() from bytes in memory (the fuzzer and
+// the tests), through the same step().
+class ResponseReader {
+ public:
+  using Parser = bhttp::response_parser<bhttp::string_body>;
+
+  ResponseReader(const ChatClientOptions& options, bool stream_requested)
+      : options_(options), stream_requested_(stream_requested) {
+    // The whole body, chunked or not, error bodies included.
+    parser_.body_limit(static_cast<std::uint64_t>(options.max_response_bytes));
+    parser_.header_limit(static_cast<std::uint32_t>(kMaxProviderHead));
+  }
+
+  Parser& parser() { return parser_; }
+  int status() const { return status_; }
+  bool keep_alive() const { return parser_.keep_alive(); }
+  size_t largest_body() const { return largest_body_; }
+
+  // A read error that one of the bounds raised (not the transport).
+  static bool is_limit(error_code ec) {
+    return ec == bhttp::error::body_limit || ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow;
+  }
+
+  // What the call does after one read (Beast's read_some into the connection's
+  // buffer and this parser) that ended with `ec`: nullopt to read on, else the
+  // call's end: OK with the answer in `outcome`, or why not (the status's
+  // message never holds the provider's words). Runs the caller's on_headers and
+  // on_delta (streamed calls only) and asks still_wanted.
+  std::optional<Status> step(error_code ec, const ChatHandlers& handlers, const std::function<bool()>& still_wanted,
+                             ChatOutcome& outcome) {
+    if (ec && ec != bhttp::error::need_buffer) return read_error(ec);
+    if (Status st = take(handlers, outcome); !st.ok()) return st;
+    if (still_wanted && !still_wanted()) return Cancelled("the client went away");
+    if (!parser_.is_done()) return std::nullopt;
+    return complete(handlers, outcome);
+  }
+
+ private:
+  Status read_error(error_code ec) const {
+    if (ec == bhttp::error::body_limit)
+      return ResourceExhausted("the provider's answer is larger than " + std::to_string(options_.max_response_bytes) + " bytes");
+    if (is_limit(ec))
+      return ResourceExhausted("the provider sent a head, chunk header or trailer larger than " +
+                               std::to_string(kMaxProviderHead) + " bytes");
+    if (ec == beast::error::timeout)
+      return DeadlineExceeded("the provider sent nothing for " + std::to_string(options_.read_timeout.count()) + " ms");
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == bhttp::error::partial_message)
+      return Unavailable("the provider closed the connection before the answer was complete");
+    return Unavailable("reading from the provider failed: " + ec.message());
+  }
+
+  // Takes what the parser has of the response so far.
+  Status take(const ChatHandlers& handlers, ChatOutcome& outcome) {
+    if (parser_.is_header_done() && status_ == 0) {
+      status_ = static_cast<int>(parser_.get().result_int());
+      std::string_view ct = parser_.get()[bhttp::field::content_type];
+      sse_ = ct.substr(0, 17) == "text/event-stream";
+      if (status_ == 200 && stream_requested_ && sse_ && handlers.on_headers) handlers.on_headers();
+    }
+    std::string& body = parser_.get().body();
+    largest_body_ = std::max(largest_body_, body.size());
+    if (body.empty()) return Status::Ok();
+    bool consume = status_ == 200 && sse_;  // stream pieces are consumed; anything else accumulates
+    size_t total = consume ? received_ + body.size() : body.size();
+    if (consume) received_ = total;
+    if (total > options_.max_response_bytes)
+      return ResourceExhausted("the provider's answer is larger than " + std::to_string(options_.max_response_bytes) + " bytes");
+    if (!consume) return Status::Ok();
+    auto on_delta = [&](std::string_view piece) {
+      outcome.content.append(piece);
+      return !(stream_requested_ && handlers.on_delta && !handlers.on_delta(piece));
+    };
+    if (!stream_.feed(body, on_delta)) return Unavailable("the provider's stream is not a chat completion stream");
+    if (stream_.cancelled()) return Cancelled("the client went away");
+    body.clear();
+    return Status::Ok();
+  }
+
+  // The parser is done: the answer, or why there is none.
+  Status complete(const ChatHandlers& handlers, ChatOutcome& outcome) {
+    std::string& body = parser_.get().body();
+    if (status_ != 200) {
+      // The status is generic on purpose: callers may show it to their clients.
+      outcome.provider_error = provider_error_text(body);
+      return Unavailable("the provider answered " + std::to_string(status_));
+    }
+    if (sse_) {
+      if (!stream_.feed("\n", nullptr)) return Unavailable("the provider's stream is not a chat completion stream");
+      outcome.finish_reason = stream_.finish_reason();
+      outcome.model = stream_.model();
+      return Status::Ok();
+    }
+    error_code ec;
+    json::value v = json::parse(body, ec);
+    const json::value* content = nullptr;
+    if (!ec && v.is_object()) {
+      const json::object& o = v.as_object();
+      if (auto* m = o.if_contains("model"); m && m->is_string()) outcome.model = m->as_string().c_str();
+      if (auto* ch = o.if_contains("choices");
+          ch && ch->is_array() && !ch->as_array().empty() && ch->as_array()[0].is_object()) {
+        const json::object& c0 = ch->as_array()[0].as_object();
+        if (auto* fr = c0.if_contains("finish_reason"); fr && fr->is_string())
+          outcome.finish_reason = fr->as_string().c_str();
+        if (auto* msg = c0.if_contains("message"); msg && msg->is_object())
+          content = msg->as_object().if_contains("content");
+      }
+    }
+    if (!content || !content->is_string()) return Unavailable("the provider's answer is not a chat completion");
+    outcome.content = content->as_string().c_str();
+    // A provider that ignored "stream": relay its answer as one piece.
+    if (stream_requested_ && handlers.on_headers) handlers.on_headers();
+    if (stream_requested_ && handlers.on_delta && !handlers.on_delta(outcome.content))
+      return Cancelled("the client went away");
+    return Status::Ok();
+  }
+
+  const ChatClientOptions& options_;
+  bool stream_requested_;
+  Parser parser_;
+  ChatStreamParser stream_;
+  size_t received_ = 0;      // SSE body bytes taken so far
+  size_t largest_body_ = 0;  // the most body bytes the parser held at once
+  int status_ = 0;
+  bool sse_ = false;
+};
+
 class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
  public:
   Call(std::shared_ptr<ChatClient::Impl> client, ChatRequest request, ChatHandlers handlers,
@@ -370,6 +503,7 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
 
  private:
   const ChatClientOptions& opt() const { return client_->options; }
+  int provider_status() const { return reader_ ? reader_->status() : 0; }
 
   // Starts an asynchronous operation: initiate(handler), the handler bound to
   // the call's context when it has one (and left alone when not, so a call
@@ -400,8 +534,8 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     if (done_) return;
     auto now = std::chrono::steady_clock::now();
     if (now - started_ >= opt().request_timeout)
-      return fail(DeadlineExceeded("the provider did not finish within " + std::to_string(opt().request_timeout.count()) + " ms"), status_);
-    if (request_.still_wanted && !request_.still_wanted()) return fail(Cancelled("the client went away"), status_);
+      return fail(DeadlineExceeded("the provider did not finish within " + std::to_string(opt().request_timeout.count()) + " ms"), provider_status());
+    if (request_.still_wanted && !request_.still_wanted()) return fail(Cancelled("the client went away"), provider_status());
     auto next = std::min<std::chrono::nanoseconds>(opt().poll_interval, opt().request_timeout - (now - started_));
     timer_.expires_after(next);
     launch([this](auto handler) { timer_.async_wait(std::move(handler)); },
@@ -466,10 +600,7 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     req_->keep_alive(true);
     req_->body() = body_;
     req_->prepare_payload();
-    parser_.emplace();
-    // The whole body, chunked or not, error bodies included (see "Bounds").
-    parser_->body_limit(static_cast<std::uint64_t>(opt().max_response_bytes));
-    parser_->header_limit(static_cast<std::uint32_t>(kMaxProviderHead));
+    reader_.emplace(opt(), request_.stream);
     connection_->lowest().expires_after(opt().read_timeout);
     launch(
         [this](auto handler) {
@@ -505,102 +636,25 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     launch(
         [this](auto handler) {
           if (connection_->tls)
-            bhttp::async_read_some(*connection_->tls, connection_->buffer, *parser_, std::move(handler));
+            bhttp::async_read_some(*connection_->tls, connection_->buffer, reader_->parser(), std::move(handler));
           else
-            bhttp::async_read_some(*connection_->plain, connection_->buffer, *parser_, std::move(handler));
+            bhttp::async_read_some(*connection_->plain, connection_->buffer, reader_->parser(), std::move(handler));
         },
         [self = shared_from_this()](error_code ec, size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(error_code ec, size_t n) {
     if (done_) return;
-    if (n > 0 || parser_->got_some()) got_bytes_ = true;
+    if (n > 0 || reader_->parser().got_some()) got_bytes_ = true;
     uint64_t held = connection_->buffer.capacity();
     for (uint64_t seen = client_->largest_read_buffer.load(std::memory_order_relaxed);
          held > seen && !client_->largest_read_buffer.compare_exchange_weak(seen, held, std::memory_order_relaxed);) {
     }
-    if (ec && ec != bhttp::error::need_buffer) {
-      if (ec == bhttp::error::body_limit)
-        return fail(ResourceExhausted("the provider's answer is larger than " + std::to_string(opt().max_response_bytes) + " bytes"), status_);
-      if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow)
-        return fail(ResourceExhausted("the provider sent a head, chunk header or trailer larger than " +
-                                      std::to_string(kMaxProviderHead) + " bytes"),
-                    status_);
-      if (!got_bytes_ && retry_stale()) return;
-      if (ec == beast::error::timeout)
-        return fail(DeadlineExceeded("the provider sent nothing for " + std::to_string(opt().read_timeout.count()) + " ms"), status_);
-      if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == bhttp::error::partial_message)
-        return fail(Unavailable("the provider closed the connection before the answer was complete"), status_);
-      return fail(Unavailable("reading from the provider failed: " + ec.message()), status_);
-    }
-    if (parser_->is_header_done() && status_ == 0) {
-      status_ = static_cast<int>(parser_->get().result_int());
-      std::string_view ct = parser_->get()[bhttp::field::content_type];
-      sse_ = ct.substr(0, 17) == "text/event-stream";
-      if (status_ == 200 && request_.stream && sse_ && handlers_.on_headers) handlers_.on_headers();
-    }
-    // Take what the parser has of the body so far.
-    std::string& body = parser_->get().body();
-    if (!body.empty()) {
-      bool consume = status_ == 200 && sse_;  // stream pieces are consumed; anything else accumulates
-      size_t total = consume ? received_ + body.size() : body.size();
-      if (consume) received_ = total;
-      if (total > opt().max_response_bytes)
-        return fail(ResourceExhausted("the provider's answer is larger than " + std::to_string(opt().max_response_bytes) + " bytes"), status_);
-      if (status_ == 200 && sse_) {
-        auto on_delta = [this](std::string_view piece) {
-          outcome_.content.append(piece);
-          if (request_.stream && handlers_.on_delta && !handlers_.on_delta(piece)) return false;
-          return true;
-        };
-        if (!stream_.feed(body, on_delta))
-          return fail(Unavailable("the provider's stream is not a chat completion stream"), status_);
-        if (stream_.cancelled()) return fail(Cancelled("the client went away"), status_);
-        body.clear();
-      }
-    }
-    if (request_.still_wanted && !request_.still_wanted()) return fail(Cancelled("the client went away"), status_);
-    if (!parser_->is_done()) return read_more();
-    complete();
-  }
-
-  void complete() {
-    std::string& body = parser_->get().body();
-    if (status_ != 200) {
-      // The status is generic on purpose: callers may show it to their clients.
-      outcome_.provider_error = provider_error_text(body);
-      return fail(Unavailable("the provider answered " + std::to_string(status_)), status_);
-    }
-    if (sse_) {
-      if (!stream_.feed("\n", nullptr)) return fail(Unavailable("the provider's stream is not a chat completion stream"), status_);
-      outcome_.finish_reason = stream_.finish_reason();
-      outcome_.model = stream_.model();
-    } else {
-      error_code ec;
-      json::value v = json::parse(body, ec);
-      const json::value* content = nullptr;
-      if (!ec && v.is_object()) {
-        const json::object& o = v.as_object();
-        if (auto* m = o.if_contains("model"); m && m->is_string()) outcome_.model = m->as_string().c_str();
-        if (auto* ch = o.if_contains("choices"); ch && ch->is_array() && !ch->as_array().empty() &&
-                                                 ch->as_array()[0].is_object()) {
-          const json::object& c0 = ch->as_array()[0].as_object();
-          if (auto* fr = c0.if_contains("finish_reason"); fr && fr->is_string())
-            outcome_.finish_reason = fr->as_string().c_str();
-          if (auto* msg = c0.if_contains("message"); msg && msg->is_object())
-            content = msg->as_object().if_contains("content");
-        }
-      }
-      if (!content || !content->is_string())
-        return fail(Unavailable("the provider's answer is not a chat completion"), status_);
-      outcome_.content = content->as_string().c_str();
-      // A provider that ignored "stream": relay its answer as one piece.
-      if (request_.stream && handlers_.on_headers) handlers_.on_headers();
-      if (request_.stream && handlers_.on_delta && !handlers_.on_delta(outcome_.content))
-        return fail(Cancelled("the client went away"), status_);
-    }
-    bool reusable = parser_->keep_alive();
-    finish(Status::Ok(), reusable);
+    if (ec && ec != bhttp::error::need_buffer && !ResponseReader::is_limit(ec) && !got_bytes_ && retry_stale()) return;
+    std::optional<Status> end = reader_->step(ec, handlers_, request_.still_wanted, outcome_);
+    if (!end) return read_more();
+    if (!end->ok()) return fail(std::move(*end), provider_status());
+    finish(Status::Ok(), reader_->keep_alive());
   }
 
   // Closes the connection but keeps the object until the call goes: a cancel or
@@ -633,7 +687,7 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
       }
     }
     outcome_.status = std::move(status);
-    if (outcome_.provider_status == 0) outcome_.provider_status = status_;
+    if (outcome_.provider_status == 0) outcome_.provider_status = provider_status();
     outcome_.reused_connection = reused_;
     ChatHandlers handlers = std::exchange(handlers_, {});
     std::function<bool()> still_wanted = std::exchange(request_.still_wanted, nullptr);
@@ -663,14 +717,10 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
   std::unique_ptr<Connection> connection_;
   std::vector<std::unique_ptr<Connection>> retired_;  // closed, kept for their pending operations
   std::optional<bhttp::request<bhttp::string_body>> req_;
-  std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
+  std::optional<ResponseReader> reader_;  // the response to the request written last
   std::string body_;
-  ChatStreamParser stream_;
   ChatOutcome outcome_;
   SteadyTime started_{};
-  size_t received_ = 0;
-  int status_ = 0;
-  bool sse_ = false;
   bool reused_ = false;
   bool retried_ = false;
   bool got_bytes_ = false;
@@ -678,6 +728,69 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
 };
 
 }  // namespace
+
+namespace {
+
+// A connection in memory, for replay_provider_response(): at most `piece` bytes
+// a read, then the end of the stream. Beast's SyncReadStream.
+class MemoryStream {
+ public:
+  MemoryStream(std::string_view bytes, size_t piece) : bytes_(bytes), piece_(std::max<size_t>(piece, 1)) {}
+  template <typename MutableBuffers>
+  size_t read_some(const MutableBuffers& buffers, error_code& ec) {
+    if (bytes_.empty()) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    ec = {};
+    size_t n = asio::buffer_copy(buffers, asio::buffer(bytes_.data(), std::min(piece_, bytes_.size())));
+    bytes_.remove_prefix(n);
+    return n;
+  }
+  template <typename MutableBuffers>
+  size_t read_some(const MutableBuffers& buffers) {
+    error_code ec;
+    size_t n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+ private:
+  std::string_view bytes_;
+  size_t piece_;
+};
+
+}  // namespace
+
+ReplayedResponse replay_provider_response(std::string_view response, const ReplayOptions& options) {
+  ReplayedResponse r;
+  ChatClientOptions client_options;
+  client_options.max_response_bytes = options.max_response_bytes;
+  ResponseReader reader(client_options, options.stream);
+  beast::flat_buffer buffer{kMaxReadBuffer};  // as a Connection's
+  MemoryStream connection(response, options.piece);
+  ChatHandlers handlers;
+  handlers.on_headers = [&r] { r.headers = true; };
+  handlers.on_delta = [&r](std::string_view piece) {
+    r.pieces.emplace_back(piece);
+    return true;
+  };
+  std::function<bool()> still_wanted;
+  if (options.cancel_after_reads > 0) still_wanted = [&r, &options] { return r.reads < options.cancel_after_reads; };
+  for (;;) {
+    error_code ec;
+    bhttp::read_some(connection, buffer, reader.parser(), ec);
+    ++r.reads;
+    r.largest_read_buffer = std::max(r.largest_read_buffer, buffer.capacity());
+    std::optional<Status> end = reader.step(ec, handlers, still_wanted, r.outcome);
+    r.largest_body = std::max(r.largest_body, reader.largest_body());
+    if (!end) continue;
+    r.outcome.status = std::move(*end);
+    r.outcome.provider_status = reader.status();
+    r.keep_alive = r.outcome.status.ok() && reader.keep_alive();
+    return r;
+  }
+}
 
 Status check_base_url(std::string_view base_url) {
   auto url = boost::urls::parse_uri(base_url);

@@ -163,6 +163,29 @@ class ChatClient {
 // with no user name or password in it.
 Status check_base_url(std::string_view base_url);
 
+// For the fuzzer and the tests: reads `response` as the provider's whole answer
+// to one call, through the code a call runs on its connection (Beast's reader
+// into a read buffer bounded by kMaxReadBuffer, the parser with the call's
+// limits, the SSE parser, the same errors), from a stand-in connection that
+// hands over at most `piece` bytes a read and then ends. No socket, no thread,
+// no timers (so no kDeadlineExceeded). Never throws.
+struct ReplayOptions {
+  bool stream = false;  // the call asked for a streamed answer
+  size_t piece = 1 << 16;
+  size_t max_response_bytes = ChatClientOptions{}.max_response_bytes;
+  size_t cancel_after_reads = 0;  // > 0: still_wanted() says no from that read on
+};
+struct ReplayedResponse {
+  ChatOutcome outcome;              // what on_done would get
+  std::vector<std::string> pieces;  // what on_delta got, in order
+  bool headers = false;             // on_headers ran
+  bool keep_alive = false;          // a call would keep the connection
+  size_t reads = 0;                 // read_some calls made
+  size_t largest_read_buffer = 0;   // the most the read buffer held (capacity)
+  size_t largest_body = 0;          // the most body bytes the parser held at once
+};
+ReplayedResponse replay_provider_response(std::string_view response, const ReplayOptions& options);
+
 // The pieces of one server-sent-events body of a streamed chat completion.
 // feed() takes bytes as they arrive and calls on_delta for each content piece;
 // returns false when a data line is not a chunk of a chat completion.

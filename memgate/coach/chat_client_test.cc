@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <thread>
@@ -506,6 +508,62 @@ TEST(ChatStreamParser, JoinsEventsSplitAcrossReads) {
   EXPECT_EQ(p.finish_reason(), "stop");
   EXPECT_EQ(p.model(), "m");
   EXPECT_FALSE(ChatStreamParser().feed("data: {not json}\n", on));
+}
+
+// A response as a provider would send it, chunked, one chunk per piece.
+std::string chunked_response(std::string_view content_type, const std::vector<std::string>& pieces) {
+  std::string r = "HTTP/1.1 200 OK\r\nContent-Type: " + std::string(content_type) + "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const std::string& p : pieces) {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", p.size());
+    r += size + p + "\r\n";
+  }
+  return r + "0\r\n\r\n";
+}
+
+TEST(ReplayProviderResponse, ReadsAStreamCutAnywhereIntoTheSamePiecesAndAnswer) {
+  std::string sse =
+      "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"Turn \"}}]}\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"weekly.\"},\"finish_reason\":\"stop\"}]}\n\n"
+      "data: [DONE]\n\n";
+  std::vector<std::string> one_byte_chunks;
+  for (char c : sse) one_byte_chunks.emplace_back(1, c);
+  for (const std::string& response :
+       {chunked_response("text/event-stream", {sse}), chunked_response("text/event-stream", one_byte_chunks)}) {
+    for (size_t piece : {size_t{1}, size_t{7}, size_t{1} << 16}) {
+      ReplayOptions o;
+      o.stream = true;
+      o.piece = piece;
+      ReplayedResponse r = replay_provider_response(response, o);
+      ASSERT_TRUE(r.outcome.status.ok()) << piece << " " << r.outcome.status.to_string();
+      EXPECT_TRUE(r.headers);
+      EXPECT_EQ(r.pieces, (std::vector<std::string>{"Turn ", "weekly."}));
+      EXPECT_EQ(r.outcome.content, "Turn weekly.");
+      EXPECT_EQ(r.outcome.finish_reason, "stop");
+      EXPECT_EQ(r.outcome.model, "m");
+      EXPECT_TRUE(r.keep_alive);
+    }
+  }
+}
+
+TEST(ReplayProviderResponse, FailsATruncatedAnswerAnEndlessChunkHeaderAndAnOversizedBodyWithinTheirBounds) {
+  std::string answer = R"({"choices":[{"message":{"content":"hi"}}]})";
+  ReplayOptions o;
+  o.piece = 512;
+  ReplayedResponse cut = replay_provider_response(
+      "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + answer, o);
+  EXPECT_EQ(cut.outcome.status.code(), Code::kUnavailable) << cut.outcome.status.to_string();
+
+  ReplayedResponse endless = replay_provider_response(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + std::string(2 * kMaxReadBuffer, 'x'), o);
+  EXPECT_EQ(endless.outcome.status.code(), Code::kResourceExhausted) << endless.outcome.status.to_string();
+  EXPECT_LE(endless.largest_read_buffer, kMaxReadBuffer);
+
+  o.max_response_bytes = 2048;
+  ReplayedResponse big = replay_provider_response(
+      chunked_response("application/json", {std::string(1500, 'a'), std::string(1500, 'b')}), o);
+  EXPECT_EQ(big.outcome.status.code(), Code::kResourceExhausted) << big.outcome.status.to_string();
+  EXPECT_LE(big.largest_body, 2048u);
 }
 
 }  // namespace
