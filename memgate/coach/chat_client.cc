@@ -225,19 +225,28 @@ std::string provider_error_text(std::string_view body) {
 
 // --- the SSE body of a streamed completion -----------------------------------
 
+// The provider decides how its stream is cut (1-byte chunks make every byte a
+// read of its own), so the unfinished line is never searched twice: scanned_
+// says how much of pending_ is known to hold no newline. Searching it all again
+// on every piece made a line of n bytes cost n^2/2 compares.
 bool ChatStreamParser::feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_delta) {
   pending_.append(bytes);
-  size_t start = 0;
+  size_t start = 0;        // the first byte of the line being looked at
+  size_t from = scanned_;  // where the search for its end goes on
   bool ok = true;
   while (ok && !cancelled_) {
-    size_t eol = pending_.find('\n', start);
-    if (eol == std::string::npos) break;
+    size_t eol = pending_.find('\n', from);
+    if (eol == std::string::npos) {
+      from = pending_.size();
+      break;
+    }
     std::string_view l(pending_.data() + start, eol - start);
     if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
     ok = line(l, on_delta);
-    start = eol + 1;
+    start = from = eol + 1;
   }
   pending_.erase(0, start);
+  scanned_ = from - start;
   return ok;
 }
 

@@ -188,7 +188,8 @@ ReplayedResponse replay_provider_response(std::string_view response, const Repla
 
 // The pieces of one server-sent-events body of a streamed chat completion.
 // feed() takes bytes as they arrive and calls on_delta for each content piece;
-// returns false when a data line is not a chunk of a chat completion.
+// returns false when a data line is not a chunk of a chat completion. Linear in
+// the bytes fed, however they are cut.
 class ChatStreamParser {
  public:
   bool feed(std::string_view bytes, const std::function<bool(std::string_view)>& on_delta);
@@ -199,7 +200,8 @@ class ChatStreamParser {
 
  private:
   bool line(std::string_view line, const std::function<bool(std::string_view)>& on_delta);
-  std::string pending_;
+  std::string pending_;  // the unfinished line
+  size_t scanned_ = 0;   // bytes of pending_ already searched for its end
   std::string finish_reason_;
   std::string model_;
   bool done_ = false;

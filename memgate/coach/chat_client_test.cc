@@ -510,6 +510,28 @@ TEST(ChatStreamParser, JoinsEventsSplitAcrossReads) {
   EXPECT_FALSE(ChatStreamParser().feed("data: {not json}\n", on));
 }
 
+TEST(ChatStreamParser, ALongLineArrivingAByteAtATimeIsScannedOnceNotOncePerPiece) {
+  // A provider decides how its stream is cut: 1-byte chunks make every byte a
+  // read of its own. Rescanning the unfinished line on every piece made a 1 MiB
+  // line (LLM_MAX_RESPONSE's default) cost 5.3 s of the client's one thread and
+  // this 2 MiB one four times that; scanned once, it takes milliseconds.
+  ChatStreamParser p;
+  std::string line = "data: {\"choices\":[{\"delta\":{\"content\":\"" + std::string(2 << 20, 'a') + "\"}}]}\n";
+  size_t got = 0;
+  std::function<bool(std::string_view)> on = [&](std::string_view s) {
+    got += s.size();
+    return true;
+  };
+  auto start = std::chrono::steady_clock::now();
+  bool ok = true;
+  for (size_t i = 0; i < line.size() && ok; ++i) ok = p.feed(std::string_view(line).substr(i, 1), on);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(ok);
+  EXPECT_EQ(got, size_t{2} << 20);
+  EXPECT_LT(took, 2s) << "feeding " << line.size() << " bytes one at a time took "
+                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+}
+
 // A response as a provider would send it, chunked, one chunk per piece.
 std::string chunked_response(std::string_view content_type, const std::vector<std::string>& pieces) {
   std::string r = "HTTP/1.1 200 OK\r\nContent-Type: " + std::string(content_type) + "\r\nTransfer-Encoding: chunked\r\n\r\n";
