@@ -17,7 +17,9 @@
  *   PASSES   timed passes over all queries, after one untimed warm-up pass
  *   OUT      written: "t <pass> <query> <microseconds>" per timed query, and
  *            "r <query> <docs rowid,...>" (the warm-up pass's rows, in rank
- *            order) for the overlap with memgate's answers
+ *            order) for the overlap with memgate's answers, and "s <query>
+ *            <docs rowid> <snippet>" for each of those rows (newlines and tabs
+ *            as spaces)
  * Prints one line: queries, seconds, queries per second (timed passes only).
  * Bounded: at most 100000 queries and 1000 passes. */
 #include <sqlite3.h>
@@ -87,6 +89,8 @@ int main(int argc, char** argv) {
 
   FILE* out = fopen(argv[5], "w");
   if (!out) die("cannot write OUT", NULL);
+  char* snippets[50];
+  sqlite3_int64 snippet_docs[50];
   double timed_us = 0;
   long timed = 0;
   size_t bytes = 0; /* what was read, so nothing is optimized away */
@@ -97,18 +101,33 @@ int main(int argc, char** argv) {
       sqlite3_bind_int(q, 2, k);
       int rc;
       if (pass == 0) fprintf(out, "r %d ", i);
+      int row = 0;
       while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         sqlite3_int64 doc = sqlite3_column_int64(q, 0);
         bytes += (size_t)sqlite3_column_bytes(q, 1);
         bytes += (size_t)sqlite3_column_bytes(q, 2);
         (void)sqlite3_column_double(q, 3);
-        if (pass == 0) fprintf(out, "%lld,", (long long)doc);
+        if (pass == 0) {
+          fprintf(out, "%lld,", (long long)doc);
+          /* the snippet, kept for after the timed loop (one line: newlines and tabs as spaces) */
+          if (row < 50) {
+            const char* t = (const char*)sqlite3_column_text(q, 2);
+            snippets[row] = strdup(t ? t : "");
+            for (char* c = snippets[row]; *c; ++c)
+              if (*c == '\n' || *c == '\t' || *c == '\r') *c = ' ';
+            snippet_docs[row++] = doc;
+          }
+        }
       }
       if (rc != SQLITE_DONE) die(queries[i], db);
       sqlite3_reset(q);
       double us = now_us() - t0;
       if (pass == 0) {
         fprintf(out, "\n");
+        for (int r = 0; r < row; ++r) {
+          fprintf(out, "s %d %lld %s\n", i, (long long)snippet_docs[r], snippets[r]);
+          free(snippets[r]);
+        }
       } else {
         fprintf(out, "t %d %d %.1f\n", pass, i, us);
         timed_us += us;

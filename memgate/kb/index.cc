@@ -594,17 +594,35 @@ int on_token(void* p, int, const char* token, int n, int start, int end) {
 
 constexpr int kSnippetTokens = 24;  // as snippet(..., 24) in kSnippetSql
 
-// The snippet of `body` for phrases (each a sequence of term ids): the window of
-// kSnippetTokens tokens holding the most distinct phrases (then the most
-// instances), centred on what it holds, "…" where it cuts the text, every
-// phrase instance in it inside <mark></mark>. With no instance in the body
-// (the chunk matched in its title or heading), its first tokens.
+// Whether token p (> 0) starts a sentence as snippet() sees one: whitespace
+// right before it, and a full stop or a colon before that.
+bool starts_sentence(std::string_view body, const std::vector<BodyToken>& tokens, int p) {
+  size_t i = std::min(body.size(), static_cast<size_t>(tokens[static_cast<size_t>(p)].start));
+  size_t blank = 0;
+  while (i > 0 && (body[i - 1] == ' ' || body[i - 1] == '\t' || body[i - 1] == '\n' || body[i - 1] == '\r')) {
+    --i;
+    ++blank;
+  }
+  return blank > 0 && i > 0 && (body[i - 1] == '.' || body[i - 1] == ':');
+}
+
+// The snippet of `body` for phrases (each a sequence of term ids), chosen the
+// way FTS5's snippet() chooses (fts5_aux.c), so the two agree on the same
+// chunk: every phrase instance proposes a window of kSnippetTokens tokens
+// starting there, scored 1000 for each distinct phrase whose instance starts
+// inside it and 1 for each repeat, and then shifted to centre what it holds;
+// the sentence start (a token after ". " or ": ", or the first token) before
+// the instance proposes a window starting there, scored the same plus 100
+// (120 at the very start). The first best proposal wins; with none, the text's
+// first tokens. "…" where the window cuts the text; each run of overlapping
+// instances inside <mark></mark> (closed at the window's end if it runs past).
 std::string make_snippet(std::string_view body, const std::vector<BodyToken>& tokens,
                          const std::vector<std::vector<int>>& phrases) {
   struct Instance {
     int pos, len, phrase;
   };
   const int n = static_cast<int>(tokens.size());
+  if (n == 0) return std::string(body);
   std::vector<Instance> found;
   for (int i = 0; i < n; ++i) {
     if (tokens[static_cast<size_t>(i)].term < 0) continue;
@@ -613,66 +631,89 @@ std::string make_snippet(std::string_view body, const std::vector<BodyToken>& to
       int len = static_cast<int>(ph.size());
       if (len == 0 || i + len > n) continue;
       bool match = true;
-      for (int j = 0; j < len && match; ++j) match = tokens[static_cast<size_t>(i + j)].term == ph[static_cast<size_t>(j)];
+      for (int j = 0; j < len && match; ++j)
+        match = tokens[static_cast<size_t>(i + j)].term == ph[static_cast<size_t>(j)];
       if (match) found.push_back({i, len, static_cast<int>(p)});
     }
   }
-  int first = 0;
-  if (!found.empty()) {
-    long best = -1;
-    for (size_t a = 0; a < found.size(); ++a) {
-      int s = found[a].pos;
-      uint64_t seen = 0;
-      long score = 0;
-      int last = s;
-      for (size_t c = a; c < found.size() && found[c].pos + found[c].len <= s + kSnippetTokens; ++c) {
-        uint64_t bit = uint64_t{1} << (found[c].phrase & 63);
-        score += (seen & bit) ? 1 : 1000;
-        seen |= bit;
-        last = found[c].pos + found[c].len;
-      }
-      if (score > best) {
-        best = score;
-        first = std::max(0, s - (kSnippetTokens - (last - s)) / 2);
-      }
+  // Score of the window [from, from + kSnippetTokens): distinct phrases count
+  // 1000, repeats 1; also where its first counted instance starts and its last ends.
+  auto score = [&](int from, int* first_at, int* last_end) {
+    uint64_t seen = 0;
+    long total = 0;
+    *first_at = -1;
+    for (const Instance& in : found) {
+      if (in.pos < from || in.pos >= from + kSnippetTokens) continue;
+      uint64_t bit = uint64_t{1} << (in.phrase & 63);
+      total += (seen & bit) ? 1 : 1000;
+      seen |= bit;
+      if (*first_at < 0) *first_at = in.pos;
+      *last_end = in.pos + in.len;
     }
-    if (first + kSnippetTokens > n) first = std::max(0, n - kSnippetTokens);
+    return total;
+  };
+  std::vector<int> sentences;  // token indexes that start a sentence, ascending
+  if (n > kSnippetTokens) {
+    sentences.push_back(0);
+    for (int p = 1; p < n; ++p)
+      if (starts_sentence(body, tokens, p)) sentences.push_back(p);
   }
-  int end = std::min(n, first + kSnippetTokens);
-  if (n == 0) return std::string(body.substr(0, std::min<size_t>(body.size(), 200)));
-  size_t from = first == 0 ? 0 : static_cast<size_t>(tokens[static_cast<size_t>(first)].start);
-  size_t to = end == n ? body.size() : static_cast<size_t>(tokens[static_cast<size_t>(end - 1)].end);
-  std::string out;
-  out.reserve(to - from + 64);
-  if (first > 0) out += "…";
-  size_t at = from;
-  int open_until = -1;  // token index where the current mark closes
+  long best = 0;
+  int start = 0;
   for (const Instance& in : found) {
-    if (in.pos < first || in.pos + in.len > end) continue;
-    size_t s = static_cast<size_t>(tokens[static_cast<size_t>(in.pos)].start);
-    if (open_until >= 0 && in.pos < open_until) {  // overlaps the open mark: extend it
-      open_until = std::max(open_until, in.pos + in.len);
-      continue;
+    int first_at = 0, last_end = 0;
+    long sc = score(in.pos, &first_at, &last_end);
+    if (sc > best) {
+      best = sc;
+      int adjusted = first_at - (kSnippetTokens - (last_end - first_at)) / 2;
+      if (adjusted + kSnippetTokens > n) adjusted = n - kSnippetTokens;
+      start = std::max(0, adjusted);
     }
-    if (open_until >= 0) {
-      size_t e = static_cast<size_t>(tokens[static_cast<size_t>(open_until - 1)].end);
-      out.append(body, at, e - at);
-      out += "</mark>";
-      at = e;
+    if (!sentences.empty()) {
+      size_t jj = 0;
+      while (jj + 1 < sentences.size() && sentences[jj + 1] <= in.pos) ++jj;
+      int from = sentences[jj];
+      if (from < in.pos) {
+        long with = score(from, &first_at, &last_end) + (from == 0 ? 120 : 100);
+        if (with > best) {
+          best = with;
+          start = from;
+        }
+      }
     }
-    out.append(body, at, s - at);
+  }
+  const int last = start + kSnippetTokens - 1;  // the window's last token (may be past the text)
+  std::string out;
+  out.reserve(static_cast<size_t>(kSnippetTokens) * 12);
+  if (start > 0) out += "…";
+  size_t at = start == 0 ? 0 : static_cast<size_t>(tokens[static_cast<size_t>(start)].start);
+  // Runs of overlapping instances (first and last token); those that start
+  // inside the window are marked.
+  std::vector<std::pair<int, int>> runs;
+  for (const Instance& in : found) {
+    int end = in.pos + in.len - 1;
+    if (!runs.empty() && in.pos <= runs.back().second) runs.back().second = std::max(runs.back().second, end);
+    else runs.emplace_back(in.pos, end);
+  }
+  for (auto [run_start, run_end] : runs) {
+    if (run_start < start) continue;
+    if (run_start > last) break;
+    size_t open = static_cast<size_t>(tokens[static_cast<size_t>(run_start)].start);
+    int close_token = std::min({run_end, last, n - 1});
+    size_t close = static_cast<size_t>(tokens[static_cast<size_t>(close_token)].end);
+    out.append(body, at, open - at);
     out += "<mark>";
-    at = s;
-    open_until = in.pos + in.len;
-  }
-  if (open_until >= 0) {
-    size_t e = static_cast<size_t>(tokens[static_cast<size_t>(open_until - 1)].end);
-    out.append(body, at, e - at);
+    out.append(body, open, close - open);
     out += "</mark>";
-    at = e;
+    at = close;
   }
-  out.append(body, at, to - at);
-  if (end < n) out += "…";
+  if (last >= n - 1) {
+    out.append(body, at, std::string_view::npos);
+  } else {
+    size_t end = static_cast<size_t>(tokens[static_cast<size_t>(last)].end);
+    if (end > at) out.append(body, at, end - at);
+    out += "…";
+  }
   return out;
 }
 

@@ -245,7 +245,7 @@ TEST(IndexSearch, ADocumentWithManyMatchingChunksIsOneHitAndTheOthersStillCome) 
   EXPECT_EQ((*one)[0].doc_id, (*hits)[0].doc_id) << "k=1 is the best of k=10";
 }
 
-TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScores) {
+TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScoresAndSnippets) {
   // The reference: FTS5's ORDER BY rank over every chunk on the same image,
   // reduced to the first (best) chunk of each document.
   auto image = artifact_database(*artifact_);
@@ -260,27 +260,33 @@ TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScores) {
             SQLITE_OK);
   sqlite3_stmt* q = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT d.id, -c.rank FROM chunks c JOIN docs d ON d.rowid = c.doc "
-                               "WHERE chunks MATCH ?1 ORDER BY c.rank",
+                               "SELECT d.id, -c.rank, snippet(chunks, 2, '<mark>', '</mark>', '…', 24) "
+                               "FROM chunks c JOIN docs d ON d.rowid = c.doc WHERE chunks MATCH ?1 ORDER BY c.rank",
                                -1, &q, nullptr),
             SQLITE_OK);
   for (const char* text : {"compost", "tomato sauce", "telescope aperture", "bread", "the"}) {
     std::string match = quote_query(text, false);
     sqlite3_bind_text(q, 1, match.c_str(), -1, SQLITE_TRANSIENT);
-    std::vector<std::pair<std::string, double>> want;
+    struct Want {
+      std::string id;
+      double score;
+      std::string snippet;
+    };
+    std::vector<Want> want;
     while (sqlite3_step(q) == SQLITE_ROW) {
       std::string id = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
       bool seen = false;
-      for (auto& w : want) seen |= w.first == id;
-      if (!seen) want.emplace_back(id, sqlite3_column_double(q, 1));
+      for (auto& w : want) seen |= w.id == id;
+      if (!seen) want.push_back({id, sqlite3_column_double(q, 1), reinterpret_cast<const char*>(sqlite3_column_text(q, 2))});
     }
     sqlite3_reset(q);
     auto hits = index().search(text, {50, false});
     ASSERT_TRUE(hits.ok()) << text;
     ASSERT_EQ(hits->size(), want.size()) << text;
     for (size_t i = 0; i < want.size(); ++i) {
-      EXPECT_EQ((*hits)[i].doc_id, want[i].first) << text << " #" << i;
-      EXPECT_DOUBLE_EQ((*hits)[i].score, want[i].second) << text << " #" << i;
+      EXPECT_EQ((*hits)[i].doc_id, want[i].id) << text << " #" << i;
+      EXPECT_DOUBLE_EQ((*hits)[i].score, want[i].score) << text << " #" << i;
+      EXPECT_EQ((*hits)[i].snippet, want[i].snippet) << text << " #" << i << ": the snippet snippet() makes";
     }
   }
   sqlite3_finalize(q);
@@ -289,7 +295,7 @@ TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScores) {
 
 TEST(IndexSearch, SnippetsMarkTheQueryTermsAsTheIndexMatchesThem) {
   std::string body = "# Numbers\n\nSome opening words that go on for a while before anything of interest. ";
-  body += "Floats are inexact: a floating point number rounds. Then more words follow the point for a long while, ";
+  body += "Floats are inexact, a floating point number rounds. Then more words follow the point for a long while, ";
   body += "long enough that the window has to cut the text somewhere after it.\n";
   auto index = build_index_of({{"numbers.md", body}}, 2000);
   ASSERT_TRUE(index);
