@@ -304,7 +304,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       auto hits = index->search(query, {k, false});
       if (!hits.ok()) return mcp::ToolResult::error(hits.status().message());
       json::object structured{{"query", query}, {"hits", hits_array(*hits)}};
-      return {json::serialize(structured), std::move(structured), false};
+      return {query_hits_json(query, *hits), std::move(structured), false};
     };
     server.add_tool(std::move(search));
 

@@ -197,6 +197,9 @@ TEST_F(KbModuleServing, BuildThenLoadServesRestAndMcp) {
   auto hits = result.at("structuredContent").at("hits").as_array();
   ASSERT_FALSE(hits.empty());
   EXPECT_EQ(hits[0].at("path"), "gardening/compost.md");
+  // The text content is the structured content, as JSON (written without a tree).
+  std::string text(result.at("content").as_array()[0].at("text").as_string());
+  EXPECT_EQ(json::parse(text), result.at("structuredContent")) << text;
   std::string id(hits[0].at("id").as_string());
   auto doc = post_mcp(R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_document","arguments":{"id":")" +
                       id + R"("}}})");

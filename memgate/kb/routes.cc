@@ -67,23 +67,12 @@ json::array hits_array(const std::vector<SearchHit>& hits) {
   return list;
 }
 
-// Written straight into one string (no JSON tree): the same document
-// json::serialize gave for the same object, keys in the same order.
-std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits) {
-  size_t size = 64 + query.size();
-  for (const SearchHit& h : hits)
-    size += 96 + h.doc_id.size() + h.title.size() + h.path.size() + h.heading.size() + h.snippet.size() * 9 / 8;
-  std::string out;
-  out.reserve(size);
-  out += "{\"query\":";
-  append_json_string(out, to_valid_utf8(query, true));
-  out += ",\"mode\":";
-  append_json_string(out, mode);
-  out += ",\"k\":";
-  out += std::to_string(k);
-  out += ",\"count\":";
-  out += std::to_string(hits.size());
-  out += ",\"hits\":[";
+namespace {
+
+// The hits as a JSON array, appended to `out`: the one shape REST and MCP both
+// answer with (hits_array's), written straight into the string.
+void append_hits(std::string& out, const std::vector<SearchHit>& hits) {
+  out += '[';
   for (size_t i = 0; i < hits.size(); ++i) {
     const SearchHit& h = hits[i];
     if (i) out += ',';
@@ -101,7 +90,45 @@ std::string hits_json(std::string_view query, std::string_view mode, int k, cons
     append_json_string(out, h.snippet);
     out += '}';
   }
-  out += "]}";
+  out += ']';
+}
+
+size_t hits_size(const std::vector<SearchHit>& hits) {
+  size_t size = 2;
+  for (const SearchHit& h : hits)
+    size += 96 + h.doc_id.size() + h.title.size() + h.path.size() + h.heading.size() + h.snippet.size() * 9 / 8;
+  return size;
+}
+
+}  // namespace
+
+// Written straight into one string (no JSON tree): the document
+// json::serialize gave for the same object, keys in the same order.
+std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits) {
+  std::string out;
+  out.reserve(64 + query.size() + hits_size(hits));
+  out += "{\"query\":";
+  append_json_string(out, to_valid_utf8(query, true));
+  out += ",\"mode\":";
+  append_json_string(out, mode);
+  out += ",\"k\":";
+  out += std::to_string(k);
+  out += ",\"count\":";
+  out += std::to_string(hits.size());
+  out += ",\"hits\":";
+  append_hits(out, hits);
+  out += '}';
+  return out;
+}
+
+std::string query_hits_json(std::string_view query, const std::vector<SearchHit>& hits) {
+  std::string out;
+  out.reserve(32 + query.size() + hits_size(hits));
+  out += "{\"query\":";
+  append_json_string(out, to_valid_utf8(query, true));
+  out += ",\"hits\":";
+  append_hits(out, hits);
+  out += '}';
   return out;
 }
 

@@ -58,8 +58,12 @@ http::Response handle_info(const Index& index);
 // Installs the three routes on `router`; handlers run on `workers`.
 Status install_rest_routes(http::Router& router, CurrentIndex current, WorkerPool& workers);
 
-// Hits as JSON objects, shared by REST and the MCP tool.
+// The REST answer: {"query","mode","k","count","hits"}, written without a JSON
+// tree (an invalid UTF-8 query is echoed with U+FFFD in place of bad bytes).
 std::string hits_json(std::string_view query, std::string_view mode, int k, const std::vector<SearchHit>& hits);
+// The MCP tool's text: {"query","hits"}, the same document its structured
+// content holds, written the same way.
+std::string query_hits_json(std::string_view query, const std::vector<SearchHit>& hits);
 // The hits as a JSON array of {id, title, path, heading, score, snippet}: the one
 // shape REST and MCP both answer with.
 boost::json::array hits_array(const std::vector<SearchHit>& hits);
