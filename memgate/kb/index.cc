@@ -476,6 +476,7 @@ constexpr sqlite3_int64 kMaxMemoryImage = sqlite3_int64{8} << 30;
 struct RankData {
   double avgdl = 0;
   std::vector<double> idf;
+  std::vector<double> freq;  // the current row's, per phrase (reused row to row)
 };
 
 int count_row(const Fts5ExtensionApi*, Fts5Context*, void* n) {
@@ -518,9 +519,9 @@ void rank_function(const Fts5ExtensionApi* api, Fts5Context* fts, sqlite3_contex
     }
   }
   // Per row: the weighted instance counts, in FTS5's instance order.
-  double freq[64];
-  size_t phrases = std::min<size_t>(data->idf.size(), 64);
-  std::fill_n(freq, phrases, 0.0);
+  std::vector<double>& freq = data->freq;
+  const size_t phrases = data->idf.size();
+  freq.assign(phrases, 0.0);
   int instances = 0;
   rc = api->xInstCount(fts, &instances);
   for (int i = 0; rc == SQLITE_OK && i < instances; ++i) {
@@ -638,15 +639,16 @@ std::string make_snippet(std::string_view body, const std::vector<BodyToken>& to
   }
   // Score of the window [from, from + kSnippetTokens): distinct phrases count
   // 1000, repeats 1; also where its first counted instance starts and its last ends.
+  std::vector<char> seen(phrases.size());
   auto score = [&](int from, int* first_at, int* last_end) {
-    uint64_t seen = 0;
+    std::fill(seen.begin(), seen.end(), 0);
     long total = 0;
     *first_at = -1;
     for (const Instance& in : found) {
       if (in.pos < from || in.pos >= from + kSnippetTokens) continue;
-      uint64_t bit = uint64_t{1} << (in.phrase & 63);
-      total += (seen & bit) ? 1 : 1000;
-      seen |= bit;
+      char& was = seen[static_cast<size_t>(in.phrase)];
+      total += was ? 1 : 1000;
+      was = 1;
       if (*first_at < 0) *first_at = in.pos;
       *last_end = in.pos + in.len;
     }

@@ -264,8 +264,17 @@ TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScoresAndSnippets) 
                                "FROM chunks c JOIN docs d ON d.rowid = c.doc WHERE chunks MATCH ?1 ORDER BY c.rank",
                                -1, &q, nullptr),
             SQLITE_OK);
-  for (const char* text : {"compost", "tomato sauce", "telescope aperture", "bread", "the"}) {
-    std::string match = quote_query(text, false);
+  struct Case {
+    const char* text;
+    bool advanced;
+  };
+  std::string many = "compost OR heap";  // more phrases than bits in a word
+  for (int i = 0; i < 70; ++i) many += " OR word" + std::to_string(i);
+  for (auto [text, advanced] : {Case{many.c_str(), true}, Case{"compost", false}, Case{"tomato sauce", false}, Case{"telescope aperture", false},
+                                Case{"bread", false}, Case{"the", false}, Case{"comp*", true},
+                                Case{"sourdough OR fencing", true}, Case{"NEAR(compost heap, 5)", true},
+                                Case{"title:telescope", true}}) {
+    std::string match = advanced ? std::string(text) : quote_query(text, false);
     sqlite3_bind_text(q, 1, match.c_str(), -1, SQLITE_TRANSIENT);
     struct Want {
       std::string id;
@@ -280,7 +289,7 @@ TEST_F(IndexTest, HitsAreTheDocumentsOfFts5sOwnRankingWithItsScoresAndSnippets) 
       if (!seen) want.push_back({id, sqlite3_column_double(q, 1), reinterpret_cast<const char*>(sqlite3_column_text(q, 2))});
     }
     sqlite3_reset(q);
-    auto hits = index().search(text, {50, false});
+    auto hits = index().search(text, {50, advanced});
     ASSERT_TRUE(hits.ok()) << text;
     ASSERT_EQ(hits->size(), want.size()) << text;
     for (size_t i = 0; i < want.size(); ++i) {
