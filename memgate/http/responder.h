@@ -10,8 +10,12 @@
 // response is dropped silently. While the response is owed (and while a stream
 // is open) the connection watches its socket, so a client that closes or resets
 // it is noticed at once, not when the answer is written: connected() turns false
-// and a long job (an upstream call) should give up. A half-close counts as going
-// away. Such a request is counted with status 499 (http_client_aborts_total).
+// and a long job (an upstream call) should give up. Such a request is counted
+// with status 499 (http_client_aborts_total). A half-close (the client shut
+// its sending side only) is not leaving: the answer is still sent, then the
+// connection closed. To tell the two apart an HTTP/1.1 client is sent an
+// interim 100, which a closed socket answers with a reset (session.h); an open
+// stream's client that closes is seen at the stream's next piece.
 //
 // A StreamWriter (move-only, any thread) writes the body in pieces: write()
 // queues a chunk, finish() ends the response. Destroying it finishes the

@@ -712,15 +712,82 @@ TEST_F(ServerTest, AsyncResponderSeesTheClientLeaveBeforeTheAnswer) {
   EXPECT_TRUE(eventually([&] { return server_->connection_stats().open == 0; }));
 }
 
-TEST_F(ServerTest, AsyncResponderSeesAHalfCloseAsLeaving) {
+// A client that shuts its sending side (FIN) still reads: it gets its answer
+// (after an interim 100 the server sends to tell a half-close from a full
+// close), then the connection closes. Nobody took it for gone.
+TEST_F(ServerTest, AHalfClosedClientGetsItsAsyncAnswerThenTheConnectionCloses) {
   start();
   std::unique_ptr<std::promise<Responder>> parked(add_parking_route(*server_, "/slow"));
   TestConnection c(port_);
   ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
   Responder held = parked->get_future().get();
   c.shutdown_write();
-  EXPECT_TRUE(eventually([&] { return !held.connected(); }));
+  auto interim = c.read_head();  // the probe
+  ASSERT_TRUE(interim.has_value());
+  EXPECT_EQ(interim->status, 100);
+  EXPECT_FALSE(eventually([&] { return !held.connected(); }, 200ms));
+  std::move(held).send(Response::text(200, "still wanted"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "still wanted");
   EXPECT_TRUE(c.closed_by_peer(1s));
+  EXPECT_EQ(server_->connection_stats().client_aborts, 0u);
+  EXPECT_EQ(count_of("/slow", "GET", 200), 1u);
+}
+
+// Requests pipelined before the FIN are all answered, in order, then close.
+TEST_F(ServerTest, RequestsPipelinedBeforeAHalfCloseAreAllAnswered) {
+  start();
+  std::unique_ptr<std::promise<Responder>> parked(add_parking_route(*server_, "/slow"));
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  c.shutdown_write();
+  Responder held = parked->get_future().get();
+  std::move(held).send(Response::text(200, "first"));
+  std::optional<ClientResponse> first = c.read_response();
+  while (first && first->status == 100) first = c.read_response();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->body, "first");
+  auto second = c.read_response();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->status, 200);
+  EXPECT_TRUE(c.closed_by_peer(1s));
+}
+
+// An HTTP/1.0 client gets no interim response (RFC 9110 15.2), just its answer.
+TEST_F(ServerTest, AHalfClosedHttp10ClientGetsItsAnswerWithoutAnInterim100) {
+  start();
+  std::unique_ptr<std::promise<Responder>> parked(add_parking_route(*server_, "/slow"));
+  TestConnection c(port_);
+  ASSERT_TRUE(c.send("GET /slow HTTP/1.0\r\n\r\n"));
+  Responder held = parked->get_future().get();
+  c.shutdown_write();
+  EXPECT_FALSE(eventually([&] { return !held.connected(); }, 100ms));
+  std::move(held).send(Response::text(200, "for 1.0"));
+  auto r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "for 1.0");
+}
+
+StreamWriter open_stream(Server& server, TestConnection& c);
+
+// A half-closed client of a stream gets the whole stream.
+TEST_F(ServerTest, AHalfClosedClientGetsTheWholeStream) {
+  start();
+  TestConnection c(port_);
+  StreamWriter w = open_stream(*server_, c);
+  c.shutdown_write();
+  EXPECT_FALSE(eventually([&] { return !w.connected(); }, 100ms));
+  EXPECT_TRUE(w.write("one"));
+  EXPECT_TRUE(w.write("two"));
+  w.finish();
+  EXPECT_EQ(c.read_chunk(), std::optional<std::string>("one"));
+  EXPECT_EQ(c.read_chunk(), std::optional<std::string>("two"));
+  EXPECT_EQ(c.read_chunk(), std::nullopt);
+  EXPECT_TRUE(c.closed_by_peer(1s));
+  EXPECT_EQ(server_->connection_stats().client_aborts, 0u);
 }
 
 TEST_F(ServerTest, RequestPipelinedWhileAnAsyncHandlerWorksIsServedAfterIt) {
@@ -754,9 +821,14 @@ TEST_F(ServerTest, RequestPipelinedWhileAnAsyncHandlerWorksIsServedAfterIt) {
   EXPECT_EQ(server_->connection_stats().client_aborts, 0u);
 }
 
-TEST_F(ServerTest, StreamNoticesTheClientLeavingWithoutAWrite) {
+// A client that closes its stream is seen at the next piece: the piece draws a
+// reset from the client, which the connection's watch sees (no second write
+// needed). A FIN alone cannot tell it from a half-close (see session.h).
+TEST_F(ServerTest, StreamNoticesTheClientLeavingAtTheNextPiece) {
   start();
   StreamWriter w = open_stream_and_leave();
+  EXPECT_FALSE(eventually([&] { return !w.connected(); }, 100ms));
+  EXPECT_TRUE(w.write("anyone there?"));
   EXPECT_TRUE(eventually([&] { return !w.connected(); }));
   EXPECT_EQ(count_of("/events", "GET", 200), 1u);  // counted with the status it began with
   EXPECT_EQ(server_->connection_stats().client_aborts, 1u);
@@ -801,6 +873,7 @@ TEST_F(ServerTest, AStreamWhoseClientNeverReadsIsDroppedAtTheBufferCap) {
   EXPECT_FALSE(w.write(piece));
   EXPECT_TRUE(c.closed_by_peer(5s));  // after whatever the kernel already held
   EXPECT_TRUE(eventually([&] { return server_->connection_stats().client_aborts == 1; }));
+  EXPECT_EQ(server_->connection_stats().stream_drops, 1u);
   EXPECT_EQ(count_of("/events", "GET", 200), 1u);
   expect_still_serving();
 }
@@ -833,6 +906,7 @@ TEST_F(ServerTest, AStreamWhoseClientStopsReadingIsClosedAfterTheWriteDeadline) 
   EXPECT_FALSE(w.write(piece));
   EXPECT_TRUE(c.closed_by_peer(5s));
   EXPECT_TRUE(eventually([&] { return server_->connection_stats().client_aborts == 1; }));
+  EXPECT_EQ(server_->connection_stats().stream_drops, 1u);
   expect_still_serving();
 }
 

@@ -46,9 +46,10 @@ struct ConnectionStats {
   uint64_t read_timeouts = 0;   // 408s sent
   uint64_t idle_closes = 0;     // keep-alive connections closed for idleness
   uint64_t bad_requests = 0;    // 400, 413, 431
-  uint64_t client_aborts = 0;   // requests whose client left before the response was complete
+  uint64_t client_aborts = 0;   // requests whose client left before the response was complete (stream drops too)
   uint64_t refused = 0;         // connections turned away at the cap (503 and close)
   uint64_t evicted = 0;         // idle keep-alive connections closed to make room at the cap
+  uint64_t stream_drops = 0;    // streams closed for their client: past the buffer cap or the write deadline
 };
 
 // A hook around each handler call, for per-route accounting (allocation

@@ -71,6 +71,9 @@ std::vector<prometheus::MetricFamily> http_families(const http::Server& server) 
   metrics::add_counter(closes, static_cast<double>(c.read_timeouts), {{"reason", "read_timeout"}});
   metrics::add_counter(closes, static_cast<double>(c.idle_closes), {{"reason", "idle"}});
   metrics::add_counter(closes, static_cast<double>(c.bad_requests), {{"reason", "bad_request"}});
+  metrics::add_counter(closes, static_cast<double>(c.refused), {{"reason", "refused_at_cap"}});
+  metrics::add_counter(closes, static_cast<double>(c.evicted), {{"reason", "evicted_idle_at_cap"}});
+  metrics::add_counter(closes, static_cast<double>(c.stream_drops), {{"reason", "stream_dropped"}});
   auto aborts = metrics::counter_family("http_client_aborts_total",
                                         "Requests whose client went away before the response was complete "
                                         "(counted as status 499 when no response had begun)");
