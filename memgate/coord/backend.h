@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 
@@ -83,9 +84,11 @@ class CoordBackend {
   }
 
   // Completion messages: a counter that grows with every message for `name`
-  // seen by this process; wait_done returns when it passes `seen` or after `max_wait`.
+  // seen by this process; wait_done returns when it passes `seen`, after
+  // `max_wait`, or (within 50 ms) once `stop` is raised.
   virtual uint64_t done_generation(const std::string& name) = 0;
-  virtual void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait) = 0;
+  virtual void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait,
+                         const std::stop_token& stop) = 0;
 };
 
 }  // namespace memgate::coord

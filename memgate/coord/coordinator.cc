@@ -302,7 +302,10 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
   };
 
   std::optional<Status> build_refused;
+  auto stopping = [&] { return step.stop.stop_requested(); };
+  auto stopped = [&] { return fail(Cancelled("fleet_once " + name + ": stopping")); };
   for (;;) {
+    if (stopping()) return stopped();
     auto backend = active();
     uint64_t seen = backend->done_generation(name);
     auto read = backend->read_meta(name, options.artifact_version);
@@ -322,7 +325,7 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
         if (now - start >= step.peer_wait) return fail(ResourceExhausted(may.message()));
         waited = true;
         auto left = std::chrono::duration_cast<milliseconds>(start + step.peer_wait - now);
-        backend->wait_done(name, seen, std::min(poll, left));
+        backend->wait_done(name, seen, std::min(poll, left), step.stop);
         continue;
       }
     }
@@ -405,7 +408,7 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
                                    std::to_string(options.wait_bound.count()) + "ms for another instance"));
     }
     auto left = std::chrono::duration_cast<milliseconds>(start + options.wait_bound - now);
-    backend->wait_done(name, seen, std::min(poll, left));
+    backend->wait_done(name, seen, std::min(poll, left), step.stop);
   }
 }
 

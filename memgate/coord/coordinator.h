@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <stop_token>
 #include <string_view>
 #include <thread>
 
@@ -97,6 +98,10 @@ struct FleetStep {
   std::chrono::milliseconds peer_wait{0};
   // "waiting_for_lock", "waiting_for_peer", "building", "loading_artifact".
   std::function<void(std::string_view state)> on_state;
+  // Raised at shutdown: every wait of the step wakes (within 50 ms) and the
+  // step ends with kCancelled before contending, waiting or loading again. A
+  // build or load under way is the module's to stop (it has the same token).
+  std::stop_token stop;
 };
 
 // Peaks the fleet measured for one artifact name (the largest of the recent

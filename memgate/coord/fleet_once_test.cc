@@ -320,6 +320,39 @@ TEST_F(FleetStepTest, ThePeerWaitEndsInResourceExhaustedWithTheReason) {
   EXPECT_TRUE(raw().command({"GET", "task:w"})->is_nil()) << "it never contended for the lock";
 }
 
+// Shutdown ends a wait for another holder's build at once (kCancelled), long
+// before the wait bound; raised from the state callback, so no timing.
+TEST_F(FleetStepTest, AStopEndsTheWaitForAnotherHoldersBuild) {
+  auto c = coordinator();
+  auto holder = c->acquire("task:busy", 5s, 0ms);
+  ASSERT_TRUE(holder.ok());
+  std::stop_source stop;
+  FleetStep s = step("x");
+  s.stop = stop.get_token();
+  s.on_state = [&](std::string_view st) {
+    if (st == "waiting_for_lock") stop.request_stop();
+  };
+  auto r = c->fleet_once("task:busy", 5s, 30s, s, FleetOnceOptions{"1", 3s, 1s});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCancelled) << r.status().to_string();
+  EXPECT_EQ(builds_.load(), 0);
+}
+
+TEST_F(FleetStepTest, AStopEndsTheWaitForAPeersArtifact) {
+  auto c = coordinator();
+  std::stop_source stop;
+  FleetStep s = step("x");
+  s.stop = stop.get_token();
+  s.peer_wait = 3s;
+  s.may_build = [] { return Unavailable("build needs ~150 MiB, headroom 60 MiB"); };
+  s.on_state = [&](std::string_view st) {
+    if (st == "waiting_for_peer") stop.request_stop();
+  };
+  auto r = c->fleet_once("task:pw", 1s, 30s, s, FleetOnceOptions{"1", 5min, 1s});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCancelled) << r.status().to_string();
+}
+
 TEST_F(FleetStepTest, ALoadThatDoesNotFitIsRefusedBeforeAByteIsRead) {
   auto c = coordinator();
   ASSERT_TRUE(c->fleet_once("task:l", 1s, 30s, step("published")).ok());

@@ -440,7 +440,9 @@ Status LocalBackend::publish_artifact(const Lease& lease, const std::string& nam
   return write_atomically(path(name, ".done"), json::serialize(done));
 }
 
-void LocalBackend::wait_done(const std::string&, uint64_t, milliseconds max_wait) {
+void LocalBackend::wait_done(const std::string&, uint64_t, milliseconds max_wait, const std::stop_token&) {
+  // No messages between local processes: a short sleep is the poll (and
+  // bounds how late a raised stop is seen).
   std::this_thread::sleep_for(std::min(max_wait, milliseconds(50)));
 }
 

@@ -43,7 +43,8 @@ class LocalBackend final : public CoordBackend {
                           const std::string& version, std::chrono::milliseconds done_ttl,
                           const PublishInfo& info) override;
   uint64_t done_generation(const std::string& name) override { return 0; }
-  void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait) override;
+  void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait,
+                 const std::stop_token& stop) override;
 
   // The file name used for `key` (letters, digits, '-', '_', '.' kept; others escaped).
   static std::string file_stem(const std::string& key);

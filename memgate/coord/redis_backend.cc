@@ -130,7 +130,7 @@ constexpr std::string_view kChannelPrefix = "memgate:done:";
 
 struct RedisBackend::DoneState {
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable_any cv;  // _any: a wait also wakes on the caller's stop token
   std::map<std::string, uint64_t> generations;
   std::unique_ptr<Connection> subscriber;
 };
@@ -480,10 +480,11 @@ uint64_t RedisBackend::done_generation(const std::string& name) {
   return done_->generations[name];
 }
 
-void RedisBackend::wait_done(const std::string& name, uint64_t seen, milliseconds max_wait) {
+void RedisBackend::wait_done(const std::string& name, uint64_t seen, milliseconds max_wait,
+                             const std::stop_token& stop) {
   ensure_subscriber();
   std::unique_lock lock(done_->mu);
-  done_->cv.wait_for(lock, max_wait, [&] { return done_->generations[name] != seen; });
+  done_->cv.wait_for(lock, stop, max_wait, [&] { return done_->generations[name] != seen; });
 }
 
 }  // namespace memgate::coord

@@ -47,7 +47,8 @@ class RedisBackend final : public CoordBackend {
                           const std::string& version, std::chrono::milliseconds done_ttl,
                           const PublishInfo& info) override;
   uint64_t done_generation(const std::string& name) override;
-  void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait) override;
+  void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait,
+                 const std::stop_token& stop) override;
 
   // Non-blocking forms for callers that keep many locks in flight (benchmarks).
   void async_try_acquire(const std::string& key, std::chrono::milliseconds ttl,

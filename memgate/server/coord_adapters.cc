@@ -16,6 +16,7 @@ Result<startup::FleetOutcome> CoordFleetRunner::run(const startup::FleetKey& key
   coord::FleetStep step;
   step.peer_wait = cb.peer_wait;
   step.on_state = cb.on_state;
+  step.stop = cb.stop;
   if (cb.may_build) step.may_build = cb.may_build;
   if (cb.may_load)
     step.may_load = [&](const coord::ArtifactMeta& meta) { return cb.may_load(info_of(meta)); };

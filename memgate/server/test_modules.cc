@@ -13,8 +13,13 @@ namespace {
 
 class HeavyTestModule final : public startup::Module {
  public:
-  HeavyTestModule(int index, uint64_t build_bytes, uint64_t keep_bytes, std::chrono::milliseconds build_time)
-      : index_(index), build_bytes_(build_bytes), keep_bytes_(keep_bytes), build_time_(build_time) {}
+  HeavyTestModule(int index, uint64_t build_bytes, uint64_t keep_bytes, std::chrono::milliseconds build_time,
+                  bool ignores_stop)
+      : index_(index),
+        build_bytes_(build_bytes),
+        keep_bytes_(keep_bytes),
+        build_time_(build_time),
+        ignores_stop_(ignores_stop) {}
 
   std::string name() const override { return "test-heavy-" + std::to_string(index_); }
   int stage() const override { return index_; }
@@ -35,7 +40,7 @@ class HeavyTestModule final : public startup::Module {
     for (uint64_t i = 0; i < build_bytes_; i += 4096) scratch[i] = static_cast<char>(i >> 12);
     auto until = std::chrono::steady_clock::now() + build_time_;
     while (std::chrono::steady_clock::now() < until) {
-      if (ctx.stop.stop_requested()) return Cancelled("stopping");
+      if (ctx.stop.stop_requested() && !ignores_stop_) return Cancelled("stopping");
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // simulated slow work
     }
     // Keep a slice of the table (repeated if the slice is larger than the table).
@@ -80,6 +85,7 @@ class HeavyTestModule final : public startup::Module {
   uint64_t build_bytes_;
   uint64_t keep_bytes_;
   std::chrono::milliseconds build_time_;
+  bool ignores_stop_;  // a hung build, for the shutdown watchdog's tests
   std::mutex mu_;
   std::vector<char> kept_;
 };
@@ -143,9 +149,15 @@ Result<startup::ModuleList> test_modules(const Config& config, const EnvLookup& 
     if (!v.ok()) return bad("MEMGATE_TEST_BUILD_MS", *text, v.status());
     build_time = *v;
   }
+  bool ignores_stop = false;
+  if (auto text = env("MEMGATE_TEST_BUILD_IGNORES_STOP")) {
+    auto v = parse_bool(*text);
+    if (!v.ok()) return bad("MEMGATE_TEST_BUILD_IGNORES_STOP", *text, v.status());
+    ignores_stop = *v;
+  }
   if (*build == 0) return InvalidArgument("MEMGATE_TEST_BUILD_MB must be at least 1");
   for (int i = 1; i <= count; ++i)
-    out.push_back(std::make_shared<HeavyTestModule>(i, *build, *keep, build_time));
+    out.push_back(std::make_shared<HeavyTestModule>(i, *build, *keep, build_time, ignores_stop));
   if (auto log = env("MEMGATE_TEST_JOB_LOG")) {
     std::chrono::milliseconds period{1000};
     if (auto text = env("MEMGATE_TEST_JOB_PERIOD")) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 
@@ -71,6 +72,8 @@ struct FleetCallbacks {
   std::chrono::milliseconds peer_wait{0};
   // "waiting_for_lock", "waiting_for_peer", "building", "loading_artifact".
   std::function<void(std::string_view state)> on_state;
+  // Shutdown: the runner's waits wake and it ends with kCancelled.
+  std::stop_token stop;
 };
 
 class FleetRunner {

@@ -331,6 +331,10 @@ void StagedLoader::run_module(Entry& e, std::stop_token stop) {
     }
     spdlog::warn("module {}: not loaded for lack of memory: {}", e.report.name, done.status().message());
     set_state(e, ModuleState::kGated, done.status().message());
+  } else if (stop.stop_requested() && done.status().code() == Code::kCancelled) {
+    // Shutdown ended a wait (for a lock, a peer's artifact): not a failure.
+    spdlog::info("module {}: stopped before it was ready (shutting down): {}", e.report.name,
+                 done.status().message());
   } else {
     spdlog::error("module {}: failed: {}", e.report.name, done.status().to_string());
     set_state(e, ModuleState::kFailed, done.status().to_string());
@@ -391,6 +395,7 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
   uint64_t load_peak = 0;
   FleetCallbacks cb;
   cb.peer_wait = options_.peer_wait;
+  cb.stop = stop;
   cb.may_load = [&](const ArtifactInfo&) -> Status {
     Verdict v = verdict(true);
     if (v.decision == Decision::kLoad) return Status::Ok();

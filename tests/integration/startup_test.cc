@@ -217,8 +217,8 @@ TEST_F(FleetStart, AJobWithAOneSecondPeriodRunsOncePerPeriodAcrossTwoProcesses) 
 namespace memgate::testing {
 namespace {
 
-// A fleet wait does not observe the stop; shutdown is bounded all the same.
-TEST_F(FleetStart, SigtermDuringAFleetWaitExitsWithinTheShutdownTimeoutNamingWhatWasRunning) {
+// A fleet wait observes the stop: SIGTERM ends it and the process exits at once.
+TEST_F(FleetStart, SigtermDuringAFleetWaitEndsTheWaitAndExitsCleanlyAtOnce) {
   ServerProcess::Env slow = {{"REDIS_URL", redis_->url()},     {"MEMGATE_TEST_ROUTES", "1"},
                              {"MEMGATE_TEST_HEAVY_MODULES", "1"}, {"MEMGATE_TEST_BUILD_MB", "8"},
                              {"MEMGATE_TEST_KEEP_MB", "1"},      {"MEMGATE_TEST_BUILD_MS", "60000"},
@@ -252,10 +252,43 @@ TEST_F(FleetStart, SigtermDuringAFleetWaitExitsWithinTheShutdownTimeoutNamingWha
   auto code = waiter->process().wait_for(10s);
   auto took = std::chrono::steady_clock::now() - sent;
   ASSERT_TRUE(code.has_value()) << "still running 10 s after SIGTERM: " << waiter->log();
-  EXPECT_LT(took, 6s) << "SHUTDOWN_TIMEOUT is 1s (plus a 2s grace)";
-  EXPECT_NE(waiter->log().find("still running: test-heavy-1 (waiting_for_lock)"), std::string::npos) << waiter->log();
+  // The wait observes the stop: no watchdog needed, a clean exit well within
+  // SHUTDOWN_TIMEOUT (the watchdog would have fired at 1 s + 2 s).
+  EXPECT_EQ(*code, 0) << waiter->log();
+  EXPECT_LT(took, 3s) << waiter->log();
+  EXPECT_NE(waiter->log().find("module test-heavy-1: stopped before it was ready (shutting down)"), std::string::npos)
+      << waiter->log();
+  EXPECT_EQ(waiter->log().find("still running:"), std::string::npos) << waiter->log();
   builder->process().signal(SIGTERM);
   EXPECT_TRUE(builder->process().wait_for(10s).has_value()) << "the build observes the stop";
+}
+
+// A step that does not observe the stop (a hung build) cannot hold shutdown
+// past SHUTDOWN_TIMEOUT and its grace: the process exits 1 naming it.
+TEST_F(FleetStart, AHungBuildCannotHoldShutdownPastItsTimeoutAndIsNamed) {
+  ServerProcess::Env env = {{"REDIS_URL", redis_->url()},        {"MEMGATE_TEST_ROUTES", "1"},
+                            {"MEMGATE_TEST_HEAVY_MODULES", "1"},  {"MEMGATE_TEST_BUILD_MB", "8"},
+                            {"MEMGATE_TEST_KEEP_MB", "1"},        {"MEMGATE_TEST_BUILD_MS", "60000"},
+                            {"MEMGATE_TEST_BUILD_IGNORES_STOP", "1"}, {"STAGE_DELAY", "0s"},
+                            {"SHUTDOWN_TIMEOUT", "1s"},           {"INSTANCE_ID", "hung"}};
+  auto p = ServerProcess::start(env);
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json::object z = startupz(p->port());
+        const json::object* m = module_in(z, "test-heavy-1");
+        return m && m->at("state") == "building";
+      },
+      10s))
+      << p->log();
+  auto sent = std::chrono::steady_clock::now();
+  p->process().signal(SIGTERM);
+  auto code = p->process().wait_for(10s);
+  auto took = std::chrono::steady_clock::now() - sent;
+  ASSERT_TRUE(code.has_value()) << "still running 10 s after SIGTERM: " << p->log();
+  EXPECT_EQ(*code, 1) << p->log();
+  EXPECT_LT(took, 6s) << "SHUTDOWN_TIMEOUT is 1s (plus a 2s grace)";
+  EXPECT_NE(p->log().find("still running: test-heavy-1 (building)"), std::string::npos) << p->log();
 }
 
 }  // namespace
