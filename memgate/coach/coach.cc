@@ -360,7 +360,18 @@ void Coach::handle(const http::Request& request, http::Responder responder) {
   auto self = shared_from_this();
   Bulkhead::Admission admission = bulkhead_->enter([self, job](Bulkhead::Slot slot) {
     job->slot = std::move(slot);
-    self->workers_.post([self, job] { self->run(job); });
+    // Request work: the pool's bounded lane, skipped when its client has gone
+    // by the time a worker is free, refused (503) when the lane is full or
+    // the pool is stopping.
+    bool queued = self->workers_.try_post(
+        [self, job] { self->run(job); }, [job] { return job->responder.connected(); },
+        [self] { self->counters_.cancelled.fetch_add(1, std::memory_order_relaxed); });
+    if (!queued) {
+      self->counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+      Response r = error_json(503, "unavailable", "the server is busy; try again shortly");
+      r.header("Retry-After", std::to_string(self->options_.retry_after_seconds));
+      job->send(std::move(r));
+    }
   });
   if (admission == Bulkhead::Admission::kRejected) {
     counters_.rejected.fetch_add(1, std::memory_order_relaxed);

@@ -119,7 +119,7 @@ class Coach : public std::enable_shared_from_this<Coach> {
 
   struct Counters {
     std::atomic<uint64_t> requests{0};
-    std::atomic<uint64_t> rejected{0};         // bulkhead full
+    std::atomic<uint64_t> rejected{0};         // bulkhead full, or the worker pool refused the job
     std::atomic<uint64_t> invalid{0};          // 400/403/413/415
     std::atomic<uint64_t> extractive{0};
     std::atomic<uint64_t> generative{0};

@@ -157,6 +157,20 @@ TEST_F(CoachTest, WithoutAKnowledgeBaseTheExtractiveAnswerSaysItHasNothing) {
   EXPECT_EQ(o["retrieval"], "the knowledge base is not loaded");
 }
 
+// Coach work goes on the pool's bounded request lane: a pool that refuses it
+// (full, or here stopping) gets the client a 503 at once, and the bulkhead
+// place back, instead of a task queued behind everything else.
+TEST_F(CoachTest, WhenTheWorkerPoolRefusesTheJobTheClientGets503AndNothingIsHeld) {
+  start(false, corpus_retriever());
+  workers_.join();
+  auto r = ask(R"({"question":"How often should I turn my compost heap?"})");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_FALSE(r->header("retry-after").empty());
+  EXPECT_EQ(coach_->counters().rejected.load(), 1u);
+  expect_nothing_held();
+}
+
 TEST_F(CoachTest, BadRequestsGet400Or413WithAReason) {
   CoachOptions o;
   o.max_question = 50;
