@@ -21,6 +21,7 @@
 
 #include "memgate/base/units.h"
 #include "memgate/base/worker_pool.h"
+#include "memgate/http/media_type.h"
 
 namespace memgate::coach {
 
@@ -60,20 +61,6 @@ json::array citations_json(const std::vector<Passage>& passages, const std::stri
     out.push_back(std::move(c));
   }
   return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// "application/json" or "application/json; charset=utf-8", in any case.
-bool is_json_media_type(std::string_view content_type) {
-  std::string_view type = content_type.substr(0, content_type.find(';'));
-  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
-  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
-  return lower(type) == "application/json";
 }
 
 // "a, b ,c" -> {"a", "b", "c"}; empty entries dropped.
@@ -312,7 +299,7 @@ void Coach::handle(const http::Request& request, http::Responder responder) {
   std::string_view origin = request.header("origin");
   if (!origin.empty() && !origin_allowed(options_.allowed_origins, origin))
     return invalid(403, "the Origin is not allowed to call the coach (COACH_ALLOWED_ORIGINS)");
-  if (!is_json_media_type(request.header("content-type")))
+  if (!http::is_media_type(request.header("content-type"), "application/json"))
     return invalid(415, "the body must be sent as Content-Type: application/json");
   std::string_view body = request.body();
   if (body.size() > options_.max_body)

@@ -12,9 +12,11 @@
 // for a type we checked, and a tool that throws becomes -32603.
 #include "memgate/mcp/server.h"
 
+#include "memgate/http/media_type.h"
 #include "memgate/http/origin.h"
 
 #include <boost/json.hpp>
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <cctype>
 
@@ -153,7 +155,7 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
     }
   }
   std::string_view content_type = ex.header("Content-Type");
-  if (!content_type.empty() && !contains_ci(content_type, "application/json"))
+  if (!content_type.empty() && !http::is_media_type(content_type, "application/json"))
     return refuse(415, kInvalidRequest, "the body must be application/json");
 
   json::error_code ec;
@@ -226,7 +228,10 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
   try {
     result = dispatch(call, &status);
   } catch (const std::exception& e) {
-    return reply(200, error_reply(call.id, kInternalError, std::string("internal error: ") + e.what()));
+    // The exception's text is ours to read, not the client's: it may name
+    // files, keys or settings.
+    spdlog::warn("mcp: {} failed: {}", printable(call.method), e.what());
+    return reply(200, error_reply(call.id, kInternalError, "internal error"));
   }
   if (result.is_object() && result.as_object().contains("error")) {
     json::object out{{"jsonrpc", "2.0"}, {"id", call.id}, {"error", result.as_object().at("error")}};

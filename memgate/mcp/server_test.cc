@@ -144,6 +144,8 @@ TEST_F(McpServerTest, ToolFailuresAreResultsAndUnknownToolsAreInvalidParams) {
   EXPECT_EQ(error_code(r), kInvalidParams);
   r = post(R"({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"boom"}})");
   EXPECT_EQ(error_code(r), kInternalError);
+  // What the exception said is logged, never sent: it may name files or keys.
+  EXPECT_EQ(r.body.find("kaboom"), std::string::npos) << r.body;
 }
 
 TEST_F(McpServerTest, JsonRpcErrorsFollowTheSpec) {
@@ -222,6 +224,14 @@ TEST_F(McpServerTest, AClientThatAcceptsOnlyEventStreamsGetsOneSseEvent) {
   EXPECT_EQ(r.content_type, "text/event-stream");
   EXPECT_EQ(r.body, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n");
   EXPECT_EQ(post(R"({"jsonrpc":"2.0","id":1,"method":"ping"})", {{"content-type", "text/plain"}}).status, 415);
+}
+
+// The media type is the part before the parameters, not a substring.
+TEST_F(McpServerTest, OnlyAnApplicationJsonMediaTypeIsTakenWhateverItsParameters) {
+  const std::string ping = R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
+  EXPECT_EQ(post(ping, {{"content-type", "text/plain; x=application/json"}}).status, 415);
+  EXPECT_EQ(post(ping, {{"content-type", "application/jsonx"}}).status, 415);
+  EXPECT_EQ(post(ping, {{"content-type", "Application/JSON; charset=utf-8"}}).status, 200);
 }
 
 TEST_F(McpServerTest, StatelessDiscoverDescribesTheServerWithCachingHints) {
