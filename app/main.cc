@@ -13,6 +13,7 @@
 #include "memgate/base/logging.h"
 #include "memgate/kb/kb_cli.h"
 #include "memgate/server/app.h"
+#include "memgate/server/modules.h"
 
 namespace {
 
@@ -51,18 +52,19 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::string> args(argv, argv + argc);
-  memgate::Invocation inv = memgate::parse_invocation(args, memgate::process_env());
+  memgate::Invocation inv =
+      memgate::parse_invocation(args, memgate::process_env(), memgate::server::module_settings());
   if (inv.exit_code >= 0) {
     print(inv.output, inv.exit_code == 0 ? stdout : stderr);
     return inv.exit_code;
   }
   if (inv.command == memgate::Command::kCheckConfig) {
-    print(memgate::describe(inv.config), stdout);
+    print(memgate::describe(inv), stdout);
     return 0;
   }
   memgate::setup_logging(inv.config.log_level, inv.config.log_format);
   if (inv.command == memgate::Command::kPlan) {
-    auto plan = memgate::server::App::plan(inv.config, memgate::process_env());
+    auto plan = memgate::server::App::plan(inv.config, memgate::settings_lookup(inv));
     if (!plan.ok()) {
       print("memgate: " + plan.status().message(), stderr);
       return 2;
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
     print(*plan, stdout);
     return 0;
   }
-  memgate::server::App app(inv.config, memgate::process_env());
+  // Modules read their settings as the table resolved them (flag, variable, default).
+  memgate::server::App app(inv.config, memgate::settings_lookup(inv));
   return app.run();
 }

@@ -94,15 +94,41 @@ class PrimeTable final : public startup::Module {
 
 }  // namespace
 
+namespace {
+
+const std::vector<OptionRow<uint32_t>>& prime_rows() {
+  static const std::vector<OptionRow<uint32_t>> rows = {
+      {SettingRow{"EXAMPLE_PRIMES_LIMIT", "example-primes-limit", "20000000",
+                  "How far the example module sieves (its build's temporary table is this many bytes)", false,
+                  "Example module (ENABLE_EXAMPLE_MODULE)", "", {}},
+       [](const std::string& t, uint32_t& limit) {
+         auto v = parse_int(t, 2, 2'000'000'000);
+         if (!v.ok()) return InvalidArgument("expected a whole number from 2 to 2000000000");
+         limit = static_cast<uint32_t>(*v);
+         return Status::Ok();
+       }},
+  };
+  return rows;
+}
+
+}  // namespace
+
+SettingRows settings() {
+  // The flag is read by the loader (FlagSpec); its row makes it a setting like any other.
+  SettingRows rows = {SettingRow{"ENABLE_EXAMPLE_MODULE", "enable-example-module", "false",
+                                 "Load the example module example-primes (GET /api/example/primes?below=N)", false,
+                                 "Example module (ENABLE_EXAMPLE_MODULE)", "",
+                                 [](const std::string& t) {
+                                   auto v = parse_bool(t);
+                                   return v.ok() ? Status::Ok() : InvalidArgument("expected " + std::string(kBoolForm));
+                                 }}};
+  for (SettingRow& r : to_rows(prime_rows())) rows.push_back(std::move(r));
+  return rows;
+}
+
 Result<std::shared_ptr<startup::Module>> make_prime_table_module(const EnvLookup& env) {
   uint32_t limit = 20'000'000;
-  if (auto text = env("EXAMPLE_PRIMES_LIMIT")) {
-    auto v = parse_int(*text, 2, 2'000'000'000);
-    if (!v.ok())
-      return InvalidArgument("EXAMPLE_PRIMES_LIMIT='" + *text +
-                             "' is not valid: expected a whole number from 2 to 2000000000");
-    limit = static_cast<uint32_t>(*v);
-  }
+  if (Status st = apply_rows(prime_rows(), env, limit); !st.ok()) return st;
   return std::shared_ptr<startup::Module>(std::make_shared<PrimeTable>(limit));
 }
 

@@ -16,6 +16,9 @@
 
 namespace memgate::examples {
 
+// Its rows of the settings table: ENABLE_EXAMPLE_MODULE and EXAMPLE_PRIMES_LIMIT.
+SettingRows settings();
+
 // Reads EXAMPLE_PRIMES_LIMIT (default 20000000); a bad value is an error naming it.
 Result<std::shared_ptr<startup::Module>> make_prime_table_module(const EnvLookup& env);
 

@@ -331,6 +331,47 @@ std::string default_instance_id() {
 
 }  // namespace
 
+std::string setting_error(const SettingRow& row, const std::string& source, const std::string& text,
+                          const std::string& detail) {
+  std::string shown;
+  if (!row.secret) shown = redact_url(printable(text));
+  else if (std::string_view(row.env).ends_with("_URL")) shown = redact_url(printable(text));
+  else shown = "<redacted>";
+  // The parser's detail may quote part of the value: keep the line one line,
+  // and a secret's detail to its accepted form.
+  std::string why = row.secret ? detail.substr(0, detail.find(" (")) : printable(detail, 400);
+  return source + "='" + shown + "' is not valid: " + why;
+}
+
+const SettingRows& runtime_settings() {
+  static const SettingRows rows = [] {
+    SettingRows out;
+    for (const Setting& s : settings()) {
+      SettingRow row;
+      row.env = s.env;
+      row.flag = s.flag;
+      row.default_text = s.default_text;
+      row.help = s.help;
+      row.secret = s.secret;
+      row.check = [apply = s.apply](const std::string& text) {
+        Config scratch;
+        return apply(text, scratch);
+      };
+      out.push_back(std::move(row));
+    }
+    return out;
+  }();
+  return rows;
+}
+
+EnvLookup settings_lookup(const Invocation& inv) {
+  return [values = inv.values](const std::string& name) -> std::optional<std::string> {
+    auto it = values.find(name);
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
 EnvLookup process_env() {
   return [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());
@@ -339,8 +380,10 @@ EnvLookup process_env() {
   };
 }
 
-Invocation parse_invocation(const std::vector<std::string>& args, const EnvLookup& env) {
+Invocation parse_invocation(const std::vector<std::string>& args, const EnvLookup& env,
+                            const SettingRows& module_rows) {
   Invocation inv;
+  inv.module_rows = module_rows;
   CLI::App app{"memgate: a backend that boots heavy modules without memory spikes.\n"
                "Every option is also read from the environment variable named in brackets;\n"
                "a flag wins over the variable, the variable over the default.",
@@ -357,8 +400,34 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
     if (*s.default_text) desc += " (default: " + std::string(s.default_text) + ")";
     options[i] = app.add_option(std::string("--") + s.flag, flag_values[i], desc)->type_name("");
   }
+  // The modules' rows, each in its module's group of --help. A name or flag
+  // given twice is a bug in a module's table: refuse it before anything runs.
+  std::vector<std::string> module_values(module_rows.size());
+  std::vector<CLI::Option*> module_options(module_rows.size());
+  std::map<std::string, int> seen;
+  for (const Setting& s : table) seen[s.env] = seen[std::string("--") + s.flag] = 1;
+  for (size_t i = 0; i < module_rows.size(); ++i) {
+    const SettingRow& r = module_rows[i];
+    if (seen[r.env]++ || seen["--" + r.flag]++) {
+      inv.output = "memgate: the setting " + r.env + " (--" + r.flag + ") is declared twice in the settings table";
+      inv.exit_code = 2;
+      return inv;
+    }
+    std::string desc = r.help + " [" + r.env + "]";
+    if (!r.default_text.empty()) desc += " (default: " + r.default_text + ")";
+    else if (!r.default_note.empty()) desc += " (default: " + r.default_note + ")";
+    module_options[i] = app.add_option("--" + r.flag, module_values[i], desc)->type_name("");
+    if (!r.section.empty()) module_options[i]->group(r.section);
+  }
   auto* check = app.add_subcommand("check-config", "Print the resolved configuration (secrets redacted) and exit");
   auto* plan = app.add_subcommand("plan", "Print the start-up plan this configuration would run, without running it");
+  // `memgate kb ...` is dispatched before this parser runs (it has options of
+  // its own); it is declared here so that --help lists every subcommand.
+  app.add_subcommand("kb",
+                     "Offline knowledge-base tools: kb build DIR -o FILE, kb info FILE, kb export FILE -o DB, "
+                     "kb search FILE QUERY (see memgate kb --help)")
+      ->allow_extras()
+      ->prefix_command();
 
   std::vector<std::string> reversed(args.rbegin(), args.rend() - (args.empty() ? 0 : 1));
   try {
@@ -390,13 +459,35 @@ Invocation parse_invocation(const std::vector<std::string>& args, const EnvLooku
     if (text.empty() && !*s.default_text) continue;  // unset optional setting
     Status st = s.apply(text, inv.config);
     if (!st.ok()) {
-      std::string shown = s.secret ? "<redacted>" : printable(text);
-      // The parser's detail may quote part of the value: keep the line one line.
-      inv.output = "memgate: " + source_name + "='" + shown + "' is not valid: " +
-                   (s.secret ? std::string(st.message().substr(0, st.message().find(" ("))) : printable(st.message(), 400));
+      inv.output = "memgate: " + setting_error(runtime_settings()[i], source_name, text, st.message());
       inv.exit_code = 2;
       return inv;
     }
+    inv.values[s.env] = text;
+  }
+  for (size_t i = 0; i < module_rows.size(); ++i) {
+    const SettingRow& r = module_rows[i];
+    std::string text;
+    std::string source_name;
+    if (module_options[i]->count() > 0) {
+      text = module_values[i];
+      source_name = "--" + r.flag;
+    } else if (auto v = env(r.env)) {
+      text = *v;
+      source_name = r.env;
+    } else {
+      text = r.default_text;
+      source_name = "default of " + r.env;
+    }
+    if (text.empty() && r.default_text.empty()) continue;  // unset optional setting
+    if (r.check) {
+      if (Status st = r.check(text); !st.ok()) {
+        inv.output = "memgate: " + setting_error(r, source_name, text, st.message());
+        inv.exit_code = 2;
+        return inv;
+      }
+    }
+    inv.values[r.env] = text;
   }
 
   Config& c = inv.config;
@@ -490,6 +581,22 @@ std::string describe(const Config& c) {
   row("REQUEST_METRICS", b(c.request_metrics));
   row("MEMGATE_TEST_ROUTES", b(c.test_routes));
   return out.str();
+}
+
+std::string describe(const Invocation& inv) {
+  std::string out = describe(inv.config);
+  for (const SettingRow& r : inv.module_rows) {
+    auto it = inv.values.find(r.env);
+    std::string value = it == inv.values.end() ? std::string() : it->second;
+    std::string shown;
+    if (r.secret && !value.empty())
+      shown = std::string_view(r.env).ends_with("_URL") ? redact_url(value) : "<redacted>";
+    else
+      shown = redact_url(value);
+    if (value.empty() && !r.default_note.empty()) shown = "(" + r.default_note + ")";
+    out += r.env + "=" + shown + "\n";
+  }
+  return out;
 }
 
 std::string redact_url(const std::string& url) {

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,25 +100,107 @@ struct Config {
 // What the command line asked for.
 enum class Command { kServe, kCheckConfig, kPlan };
 
+// Looks up an environment variable; nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+// One row of the settings table: a setting named once, with its variable, its
+// flag, its default as text (parsed by the same code as user input), a line of
+// help, whether it is secret, and the check its text must pass. The runtime's
+// own rows (runtime_settings(), written into Config) and the rows each module
+// contributes (its folder's settings(), read back by the module through the
+// lookup the runtime hands it) form the one table that drives --help, parsing,
+// check-config and docs/operations.md.
+struct SettingRow {
+  std::string env;           // PORT
+  std::string flag;          // port (without the dashes)
+  std::string default_text;  // "" means unset
+  std::string help;          // one line, for --help and the docs
+  bool secret = false;       // never printed: <redacted> (a *_URL: its credentials hidden)
+  std::string section;       // the --help group; "" for the runtime's own rows
+  std::string default_note;  // when the default is computed (default_text ""): how, e.g. "WORKER_THREADS"
+  // Checks the text; fails with the accepted form ("expected ..."), never quoting the value.
+  std::function<Status(const std::string&)> check;
+};
+using SettingRows = std::vector<SettingRow>;
+
+// The runtime's own rows, in --help order (each one a field of Config).
+const SettingRows& runtime_settings();
+
+// A row that also knows how its text becomes a field of a module's options (T):
+// a module keeps a list of these, hands the runtime to_rows() of it, and reads
+// its options with apply_rows(), so its defaults and checks are written once.
+template <typename T>
+struct OptionRow {
+  SettingRow row;  // row.check is filled in by to_rows()
+  std::function<Status(const std::string&, T&)> apply;  // fails with "expected ..."
+};
+
+// One error line for a bad value: "NAME='value' is not valid: <detail>", with a
+// secret's value shown as <redacted> (a *_URL's with its credentials hidden)
+// and control bytes escaped. `source` is the variable or the flag it came from.
+std::string setting_error(const SettingRow& row, const std::string& source, const std::string& text,
+                          const std::string& detail);
+
+template <typename T>
+SettingRows to_rows(const std::vector<OptionRow<T>>& rows) {
+  SettingRows out;
+  for (const OptionRow<T>& r : rows) {
+    SettingRow row = r.row;
+    row.check = [apply = r.apply](const std::string& text) {
+      T scratch{};
+      return apply(text, scratch);
+    };
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+// Applies each row's text, from `lookup` or else its default, to `options`; an
+// unset row with no default is left alone. Fails with kInvalidArgument and
+// setting_error()'s line for the first bad value.
+template <typename T>
+Status apply_rows(const std::vector<OptionRow<T>>& rows, const EnvLookup& lookup, T& options) {
+  for (const OptionRow<T>& r : rows) {
+    std::optional<std::string> given = lookup ? lookup(r.row.env) : std::nullopt;
+    std::string text = given ? *given : r.row.default_text;
+    if (text.empty() && r.row.default_text.empty()) continue;
+    Status st = r.apply(text, options);
+    if (!st.ok()) return InvalidArgument(setting_error(r.row, r.row.env, text, st.message()));
+  }
+  return Status::Ok();
+}
+
 struct Invocation {
   Command command = Command::kServe;
   Config config;
   int exit_code = -1;   // >= 0: stop now with this code (after --help, or an error)
   std::string output;   // what to print before stopping (help text, or the error line)
+  // The modules' rows this invocation was parsed with, and the resolved text of
+  // every row of the table (flag, else variable, else default; absent: unset).
+  SettingRows module_rows;
+  std::map<std::string, std::string> values;
 };
 
-// Looks up an environment variable; nullopt when unset.
-using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
-EnvLookup process_env();
-
-// Parses argv (argv[0] is the program name) and the environment. Never exits and
-// never prints: the caller prints `output` and exits with `exit_code` when it is set.
+// Parses argv (argv[0] is the program name) and the environment against the
+// runtime's rows and the modules' rows. Never exits and never prints: the
+// caller prints `output` and exits with `exit_code` when it is set.
 // Errors give exit code 2 and a one-line `output` such as
 //   memgate: PORT='80a' is not valid: expected a port number 1-65535 (not a whole number)
-Invocation parse_invocation(const std::vector<std::string>& args, const EnvLookup& env);
+// A module row's name clashing with another row's is a programming error
+// reported the same way.
+Invocation parse_invocation(const std::vector<std::string>& args, const EnvLookup& env,
+                            const SettingRows& module_rows = {});
 
-// One line per setting, "NAME=value  (source)", with secrets shown as "<redacted>".
+// What the modules read their settings through: the resolved text of a row of
+// the table (flag, else variable, else default); nullopt for an unset row and
+// for a name that is not in the table (a setting must have a row).
+EnvLookup settings_lookup(const Invocation& invocation);
+
+// One line per runtime setting, "NAME=value", with secrets shown as "<redacted>".
 std::string describe(const Config& config);
+// The same, followed by one line per module row (what check-config prints).
+std::string describe(const Invocation& invocation);
 
 // Returns the URL with its credentials replaced by "***": safe to log. Hides the
 // password of user:password@ (the user name stays), a userinfo without a

@@ -79,98 +79,137 @@ std::vector<std::string> split_list(std::string_view text) {
   return out;
 }
 
-Result<std::chrono::milliseconds> env_duration(const EnvLookup& env, const char* name, std::chrono::milliseconds def) {
-  auto text = env(name);
-  if (!text) return def;
-  auto v = parse_duration(*text);
-  if (!v.ok() || v->count() <= 0)
-    return InvalidArgument(std::string(name) + "='" + *text + "' is not valid: expected a positive " +
-                           std::string(kDurationForm));
-  return *v;
+// "a, b" origins: scheme://host[:port] entries, or *.
+Status check_origins(const std::string& text) {
+  std::vector<std::string> origins = split_list(text);
+  for (const std::string& origin : origins) {
+    bool scheme = origin.rfind("http://", 0) == 0 || origin.rfind("https://", 0) == 0;
+    size_t host = origin.find("://");
+    bool has_path = host != std::string::npos && origin.find('/', host + 3) != std::string::npos;
+    if (origin != "*" && (!scheme || has_path || origin.size() <= host + 3))
+      return InvalidArgument("expected a comma-separated list of origins such as https://app.example:8443, or *");
+  }
+  if (origins.empty()) return InvalidArgument("expected at least one origin, or *");
+  return Status::Ok();
 }
 
-Result<int64_t> env_int(const EnvLookup& env, const char* name, int64_t def, int64_t min, int64_t max) {
-  auto text = env(name);
-  if (!text) return def;
-  auto v = parse_int(*text, min, max);
-  if (!v.ok())
-    return InvalidArgument(std::string(name) + "='" + *text + "' is not valid: expected a whole number from " +
-                           std::to_string(min) + " to " + std::to_string(max));
-  return *v;
+template <typename Field>
+std::function<Status(const std::string&, CoachOptions&)> positive_duration(Field field) {
+  return [field](const std::string& t, CoachOptions& o) {
+    auto v = parse_duration(t);
+    if (!v.ok() || v->count() <= 0) return InvalidArgument("expected a positive " + std::string(kDurationForm));
+    o.*field = *v;
+    return Status::Ok();
+  };
 }
 
-Result<size_t> env_size(const EnvLookup& env, const char* name, size_t def, uint64_t min, uint64_t max) {
-  auto text = env(name);
-  if (!text) return def;
-  auto v = parse_size(*text);
-  if (!v.ok() || v->is_share || v->bytes < min || v->bytes > max)
-    return InvalidArgument(std::string(name) + "='" + *text + "' is not valid: expected a size from " +
-                           format_bytes(min) + " to " + format_bytes(max) + " such as 4000, 64KB or 1MB");
-  return static_cast<size_t>(v->bytes);
+template <typename Field>
+std::function<Status(const std::string&, CoachOptions&)> whole(Field field, int64_t min, int64_t max) {
+  return [field, min, max](const std::string& t, CoachOptions& o) {
+    auto v = parse_int(t, min, max);
+    if (!v.ok())
+      return InvalidArgument("expected a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    o.*field = static_cast<std::remove_reference_t<decltype(o.*field)>>(*v);
+    return Status::Ok();
+  };
+}
+
+template <typename Field>
+std::function<Status(const std::string&, CoachOptions&)> bytes(Field field, uint64_t min, uint64_t max) {
+  return [field, min, max](const std::string& t, CoachOptions& o) {
+    auto v = parse_size(t);
+    if (!v.ok() || v->is_share || v->bytes < min || v->bytes > max)
+      return InvalidArgument("expected a size from " + format_bytes(min) + " to " + format_bytes(max) +
+                             " such as 4000, 64KB or 1MB");
+    o.*field = static_cast<size_t>(v->bytes);
+    return Status::Ok();
+  };
+}
+
+SettingRow row(const char* env, const char* flag, const char* def, const char* help, bool secret = false) {
+  SettingRow r;
+  r.env = env;
+  r.flag = flag;
+  r.default_text = def;
+  r.help = help;
+  r.secret = secret;
+  r.section = "AI coach (ENABLE_AI_ROUTES)";
+  return r;
+}
+
+// The coach's rows; the defaults are CoachOptions' own (a test holds them equal).
+const std::vector<OptionRow<CoachOptions>>& coach_rows() {
+  static const std::vector<OptionRow<CoachOptions>> rows = {
+      // Secret: a URL may hold credentials (user:password@, ?api_key=); shown redacted.
+      {row("LLM_BASE_URL", "llm-base-url", "",
+           "An OpenAI-compatible chat-completions server, http(s)://host[:port][/path]; unset: extractive answers",
+           true),
+       [](const std::string& t, CoachOptions& o) {
+         if (Status st = check_base_url(t); !st.ok()) return st;
+         o.llm_base_url = t;
+         return Status::Ok();
+       }},
+      {row("LLM_API_KEY", "llm-api-key", "", "Sent to the provider as Authorization: Bearer <key>", true),
+       [](const std::string& t, CoachOptions& o) {
+         o.llm_api_key = t;
+         return Status::Ok();
+       }},
+      {row("LLM_MODEL", "llm-model", "gpt-4o-mini", "The model of each provider request"),
+       [](const std::string& t, CoachOptions& o) {
+         if (t.empty() || t.size() > 200) return InvalidArgument("expected a model name of 1 to 200 characters");
+         o.llm_model = t;
+         return Status::Ok();
+       }},
+      {row("LLM_TLS_CA", "llm-tls-ca", "", "PEM CA file for an https:// provider with a private CA"),
+       [](const std::string& t, CoachOptions& o) {
+         FILE* f = std::fopen(t.c_str(), "r");
+         if (!f) return InvalidArgument("expected a readable PEM file");
+         std::fclose(f);
+         o.llm_tls_ca = t;
+         return Status::Ok();
+       }},
+      {row("LLM_CONNECT_TIMEOUT", "llm-connect-timeout", "5s", "TCP connect plus TLS handshake to the provider"),
+       positive_duration(&CoachOptions::llm_connect_timeout)},
+      {row("LLM_READ_TIMEOUT", "llm-read-timeout", "30s", "The longest the provider may stay silent"),
+       positive_duration(&CoachOptions::llm_read_timeout)},
+      {row("LLM_REQUEST_TIMEOUT", "llm-request-timeout", "120s", "The whole provider call"),
+       positive_duration(&CoachOptions::llm_request_timeout)},
+      {row("LLM_MAX_RESPONSE", "llm-max-response", "1MB", "The largest answer read from the provider (502 above)"),
+       bytes(&CoachOptions::llm_max_response, 1024, 64ull << 20)},
+      {row("COACH_MAX_INFLIGHT", "coach-max-inflight", "8", "Coach requests at work at once (the bulkhead)"),
+       whole(&CoachOptions::max_inflight, 1, 4096)},
+      {row("COACH_QUEUE", "coach-queue", "32", "Coach requests waiting behind them (503 + Retry-After beyond)"),
+       whole(&CoachOptions::max_queue, 0, 100'000)},
+      {row("COACH_MAX_QUESTION", "coach-max-question", "4000",
+           "The longest question (and history message), in bytes (413 above)"),
+       bytes(&CoachOptions::max_question, 1, 1 << 20)},
+      {row("COACH_MAX_BODY", "coach-max-body", "64KB", "The largest coach request body (413 above)"),
+       bytes(&CoachOptions::max_body, 64, 16 << 20)},
+      {row("COACH_MAX_HISTORY", "coach-max-history", "20", "The most history messages (413 above)"),
+       whole(&CoachOptions::max_history, 0, 200)},
+      {row("COACH_PASSAGES", "coach-passages", "4", "Knowledge-base passages retrieved per question"),
+       whole(&CoachOptions::passages, 1, 20)},
+      {row("COACH_PASSAGE_BYTES", "coach-passage-bytes", "1200", "Each passage's text is cut to this"),
+       bytes(&CoachOptions::passage_bytes, 64, 64 * 1024)},
+      {row("COACH_ALLOWED_ORIGINS", "coach-allowed-origins",
+           "http://localhost,http://127.0.0.1,http://[::1],https://localhost,https://127.0.0.1,https://[::1]",
+           "Origins allowed to call POST /api/ai/coach (an entry without a port allows any port; * for all)"),
+       [](const std::string& t, CoachOptions& o) {
+         if (Status st = check_origins(t); !st.ok()) return st;
+         o.allowed_origins = split_list(t);
+         return Status::Ok();
+       }},
+  };
+  return rows;
 }
 
 }  // namespace
 
+SettingRows settings() { return to_rows(coach_rows()); }
 
 Result<CoachOptions> coach_options_from_env(const EnvLookup& env) {
   CoachOptions o;
-  if (auto v = env("LLM_BASE_URL"); v && !v->empty()) {
-    Status st = check_base_url(*v);
-    if (!st.ok())  // the URL may hold credentials (that is one of the errors): never quote them
-      return InvalidArgument("LLM_BASE_URL='" + redact_url(*v) + "' is not valid: " + st.message());
-    o.llm_base_url = *v;
-  }
-  if (auto v = env("COACH_ALLOWED_ORIGINS")) {
-    std::vector<std::string> origins = split_list(*v);
-    for (const std::string& origin : origins) {
-      bool scheme = origin.rfind("http://", 0) == 0 || origin.rfind("https://", 0) == 0;
-      size_t host = origin.find("://");
-      bool has_path = host != std::string::npos && origin.find('/', host + 3) != std::string::npos;
-      if (origin != "*" && (!scheme || has_path || origin.size() <= host + 3))
-        return InvalidArgument("COACH_ALLOWED_ORIGINS='" + redact_url(*v) +
-                               "' is not valid: expected a comma-separated list of origins such as "
-                               "https://app.example:8443, or *");
-    }
-    if (origins.empty())
-      return InvalidArgument("COACH_ALLOWED_ORIGINS='" + *v + "' is not valid: expected at least one origin, or *");
-    o.allowed_origins = std::move(origins);
-  }
-  if (auto v = env("LLM_API_KEY")) o.llm_api_key = *v;
-  if (auto v = env("LLM_MODEL")) {
-    if (v->empty() || v->size() > 200) return InvalidArgument("LLM_MODEL is not valid: expected a model name of 1 to 200 characters");
-    o.llm_model = *v;
-  }
-  if (auto v = env("LLM_TLS_CA"); v && !v->empty()) {
-    if (FILE* f = std::fopen(v->c_str(), "r")) {
-      std::fclose(f);
-    } else {
-      return InvalidArgument("LLM_TLS_CA='" + *v + "' is not valid: expected a readable PEM file");
-    }
-    o.llm_tls_ca = *v;
-  }
-#define MEMGATE_TRY_ASSIGN(dst, expr)  \
-  do {                                 \
-    auto r_ = (expr);                  \
-    if (!r_.ok()) return r_.status();  \
-    dst = *r_;                         \
-  } while (0)
-  MEMGATE_TRY_ASSIGN(o.llm_connect_timeout, env_duration(env, "LLM_CONNECT_TIMEOUT", o.llm_connect_timeout));
-  MEMGATE_TRY_ASSIGN(o.llm_read_timeout, env_duration(env, "LLM_READ_TIMEOUT", o.llm_read_timeout));
-  MEMGATE_TRY_ASSIGN(o.llm_request_timeout, env_duration(env, "LLM_REQUEST_TIMEOUT", o.llm_request_timeout));
-  MEMGATE_TRY_ASSIGN(o.llm_max_response, env_size(env, "LLM_MAX_RESPONSE", o.llm_max_response, 1024, 64ull << 20));
-  int64_t n = 0;
-  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_MAX_INFLIGHT", 8, 1, 4096));
-  o.max_inflight = static_cast<size_t>(n);
-  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_QUEUE", 32, 0, 100'000));
-  o.max_queue = static_cast<size_t>(n);
-  MEMGATE_TRY_ASSIGN(o.max_question, env_size(env, "COACH_MAX_QUESTION", o.max_question, 1, 1 << 20));
-  MEMGATE_TRY_ASSIGN(o.max_body, env_size(env, "COACH_MAX_BODY", o.max_body, 64, 16 << 20));
-  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_MAX_HISTORY", 20, 0, 200));
-  o.max_history = static_cast<size_t>(n);
-  MEMGATE_TRY_ASSIGN(n, env_int(env, "COACH_PASSAGES", 4, 1, 20));
-  o.passages = static_cast<int>(n);
-  MEMGATE_TRY_ASSIGN(o.passage_bytes, env_size(env, "COACH_PASSAGE_BYTES", o.passage_bytes, 64, 64 * 1024));
-#undef MEMGATE_TRY_ASSIGN
+  if (Status st = apply_rows(coach_rows(), env, o); !st.ok()) return st;
   return o;
 }
 

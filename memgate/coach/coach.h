@@ -79,7 +79,12 @@ struct CoachOptions {
 // as /mcp's (http/origin.h).
 using http::origin_allowed;
 
-// Reads the settings. A bad value fails with kInvalidArgument and a message that
+// The coach's rows of the settings table (LLM_*, COACH_*), with CoachOptions'
+// defaults: what the runtime parses, checks and lists before any module is made.
+SettingRows settings();
+
+// Reads the settings through `env` (the runtime hands it settings_lookup(); an
+// unset variable reads as its row's default). A bad value fails with kInvalidArgument and a message that
 // names the variable, its value (never LLM_API_KEY's; a URL with its credentials
 // redacted) and the accepted form.
 Result<CoachOptions> coach_options_from_env(const EnvLookup& env);

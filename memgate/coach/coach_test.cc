@@ -566,6 +566,30 @@ TEST_F(CoachTest, SettingsComeFromTheEnvironmentAndABadOneNamesItsVariable) {
   EXPECT_EQ(key.status().message().find("sk-never-shown"), std::string::npos);
 }
 
+TEST(CoachSettings, TheTablesDefaultsAreCoachOptionsOwn) {
+  auto from_table = coach_options_from_env([](const std::string&) { return std::optional<std::string>(); });
+  ASSERT_TRUE(from_table.ok()) << from_table.status().to_string();
+  CoachOptions def;
+  EXPECT_EQ(from_table->llm_model, def.llm_model);
+  EXPECT_EQ(from_table->llm_connect_timeout, def.llm_connect_timeout);
+  EXPECT_EQ(from_table->llm_read_timeout, def.llm_read_timeout);
+  EXPECT_EQ(from_table->llm_request_timeout, def.llm_request_timeout);
+  EXPECT_EQ(from_table->llm_max_response, def.llm_max_response);
+  EXPECT_EQ(from_table->max_inflight, def.max_inflight);
+  EXPECT_EQ(from_table->max_queue, def.max_queue);
+  EXPECT_EQ(from_table->max_question, def.max_question);
+  EXPECT_EQ(from_table->max_body, def.max_body);
+  EXPECT_EQ(from_table->max_history, def.max_history);
+  EXPECT_EQ(from_table->passages, def.passages);
+  EXPECT_EQ(from_table->passage_bytes, def.passage_bytes);
+  EXPECT_EQ(from_table->allowed_origins, def.allowed_origins);
+  EXPECT_TRUE(from_table->llm_base_url.empty());
+  for (const SettingRow& r : settings()) {
+    EXPECT_TRUE(r.env.rfind("LLM_", 0) == 0 || r.env.rfind("COACH_", 0) == 0) << r.env;
+    EXPECT_EQ(r.secret, r.env == "LLM_API_KEY" || r.env == "LLM_BASE_URL") << r.env;
+  }
+}
+
 TEST(CoachTemplates, SurviveTheArtifactRoundTripAndABrokenArtifactIsRefused) {
   PromptTemplates t = default_templates();
   auto back = templates_from_artifact(templates_to_artifact(t));

@@ -178,7 +178,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       spdlog::warn("kb: KB_ARTIFACT_FILE {} is not usable ({}); indexing KB_CORPUS_DIR instead", s_.artifact_file,
                    why.message());
     }
-    return index_corpus(&ctx.workers, ctx.stop, ctx.workers.size(), ctx.memory_budget);
+    return index_corpus(&ctx.workers, ctx.stop, ctx.workers.size(), ctx.memory_budget, ctx.progress);
   }
 
   Status load(ByteSource& artifact, startup::ModuleContext& ctx) override {
@@ -244,13 +244,16 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     return Index::open(artifact, o);
   }
 
-  Result<ChunkedBytes> index_corpus(WorkerPool* workers, std::stop_token stop, size_t helpers, uint64_t budget) {
+  // `report` (may be null) hears the percentage, for the loader's status line.
+  Result<ChunkedBytes> index_corpus(WorkerPool* workers, std::stop_token stop, size_t helpers, uint64_t budget,
+                                    const std::function<void(int)>& report) {
     BuildOptions o;
     o.chunk_size = s_.chunk_size;
     o.workers = workers;
     o.max_helpers = helpers;
     o.stop = stop;
-    o.progress = [](const BuildProgress& p) {
+    o.progress = [&report](const BuildProgress& p) {
+      if (report) report(p.percent());
       if (p.finished) return;
       spdlog::info("kb: indexing {}% ({}/{} files, {} of {}), ETA {}s", p.percent(), p.files_done, p.files_total,
                    format_bytes(p.bytes_done), format_bytes(p.bytes_total), (p.eta().count() + 999) / 1000);
@@ -378,15 +381,119 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
   std::jthread watcher_;
 };
 
-Status bad(const std::string& name, const std::string& value, const std::string& expected) {
-  return InvalidArgument(name + "='" + value + "' is not valid: expected " + expected);
-}
-
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
+
+// "https://a.example, *" is a valid origin list: scheme://host[:port] entries, or *.
+Status check_origins(const std::string& text) {
+  std::vector<std::string> origins = mcp::split_list(text);
+  for (const std::string& o : origins) {
+    bool scheme = o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0;
+    size_t host = o.find("://");
+    bool has_path = host != std::string::npos && o.find('/', host + 3) != std::string::npos;
+    if (o != "*" && (!scheme || has_path || o.size() <= host + 3))
+      return InvalidArgument("expected a comma-separated list of origins such as https://app.example:8443, or *");
+  }
+  if (origins.empty()) return InvalidArgument("expected at least one origin, or *");
+  return Status::Ok();
+}
+
+constexpr const char* kSection = "Knowledge base and MCP (ENABLE_KB_SERVICE)";
+
+SettingRow row(const char* env, const char* flag, const char* def, const char* help, bool secret = false) {
+  SettingRow r;
+  r.env = env;
+  r.flag = flag;
+  r.default_text = def;
+  r.help = help;
+  r.secret = secret;
+  r.section = kSection;
+  return r;
+}
+
+// The module's rows. The folder checks (KB_CORPUS_DIR is a folder, ...) need
+// the module to be on, so they run only when `enabled` is set in the options.
+const std::vector<OptionRow<Settings>>& kb_rows() {
+  static const std::vector<OptionRow<Settings>> rows = {
+      {row("KB_CORPUS_DIR", "kb-corpus-dir", "",
+           "Folder of Markdown, text and HTML files the knowledge base indexes"),
+       [](const std::string& t, Settings& s) {
+         struct stat st {};
+         if (s.enabled && (::stat(t.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+           return InvalidArgument("expected a folder of Markdown, text or HTML files");
+         s.corpus_dir = t;
+         return Status::Ok();
+       }},
+      {row("KB_ARTIFACT_FILE", "kb-artifact-file", "",
+           "An index made by `memgate kb build DIR -o FILE`, loaded at start instead of indexing"),
+       [](const std::string& t, Settings& s) {
+         struct stat st {};
+         if (s.enabled && (::stat(t.c_str(), &st) != 0 || !S_ISREG(st.st_mode)))
+           return InvalidArgument("expected a file made by `memgate kb build DIR -o FILE`");
+         s.artifact_file = t;
+         return Status::Ok();
+       }},
+      {row("KB_CHUNK_SIZE", "kb-chunk-size", "1200", "Largest chunk of a document, in bytes (200..65536)"),
+       [](const std::string& t, Settings& s) {
+         auto n = parse_int(t, 200, 65536);
+         if (!n.ok()) return InvalidArgument("expected a number of bytes from 200 to 65536");
+         s.chunk_size = static_cast<size_t>(*n);
+         return Status::Ok();
+       }},
+      {[] {
+         SettingRow r = row("KB_QUERY_CONNECTIONS", "kb-query-connections", "",
+                            "Read-only SQLite connections over the in-memory index (1..256)");
+         r.default_note = "WORKER_THREADS, at least 2";
+         return r;
+       }(),
+       [](const std::string& t, Settings& s) {
+         auto n = parse_int(t, 1, 256);
+         if (!n.ok()) return InvalidArgument("expected a whole number from 1 to 256");
+         s.pool_size = static_cast<int>(*n);
+         return Status::Ok();
+       }},
+      {row("KB_REFRESH_PERIOD", "kb-refresh-period", "5m",
+           "Period of the kb-refresh job (with ENABLE_SCHEDULED_JOBS): re-index a changed corpus once per fleet"),
+       [](const std::string& t, Settings& s) {
+         auto d = parse_duration(t);
+         if (!d.ok() || d->count() < 1000) return InvalidArgument("expected a duration of at least 1s, such as 5m");
+         s.refresh_period = *d;
+         return Status::Ok();
+       }},
+      {row("KB_WATCH_INTERVAL", "kb-watch-interval", "10s",
+           "How often each instance looks for a changed corpus (0s: do not watch)"),
+       [](const std::string& t, Settings& s) {
+         auto d = parse_duration(t);
+         if (!d.ok()) return InvalidArgument("expected " + std::string(kDurationForm) + " (0s: do not watch)");
+         s.watch_interval = *d;
+         return Status::Ok();
+       }},
+      {row("MCP_AUTH_TOKEN", "mcp-auth-token", "", "When set, POST /mcp needs Authorization: Bearer <token>",
+           true),
+       [](const std::string& t, Settings& s) {
+         for (char c : t)
+           if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F)
+             return InvalidArgument("expected a token without spaces or control characters");
+         s.mcp.auth_token = t;
+         return Status::Ok();
+       }},
+      {row("MCP_ALLOWED_ORIGINS", "mcp-allowed-origins",
+           "http://localhost,http://127.0.0.1,http://[::1],https://localhost,https://127.0.0.1,https://[::1]",
+           "Origins allowed to call /mcp (an entry without a port allows any port; * for all)"),
+       [](const std::string& t, Settings& s) {
+         if (Status st = check_origins(t); !st.ok()) return st;
+         s.mcp.allowed_origins = mcp::split_list(t);
+         return Status::Ok();
+       }},
+  };
+  return rows;
+}
+
 }  // namespace
+
+SettingRows settings() { return to_rows(kb_rows()); }
 
 Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
                                                         IndexListener on_index) {
@@ -395,60 +502,11 @@ Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, co
   s.heap_gate = config.kb_heap_gate;
   s.enabled = config.enable_kb_service;  // flag, then ENABLE_KB_SERVICE, then the default
   s.pool_size = std::max(2, config.worker_threads);
-  if (auto v = env("KB_CORPUS_DIR"); v && !v->empty()) {
-    struct stat st {};
-    if (s.enabled && (::stat(v->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
-      return bad("KB_CORPUS_DIR", *v, "a folder of Markdown, text or HTML files");
-    s.corpus_dir = *v;
-  }
-  if (auto v = env("KB_ARTIFACT_FILE"); v && !v->empty()) {
-    struct stat st {};
-    if (s.enabled && (::stat(v->c_str(), &st) != 0 || !S_ISREG(st.st_mode)))
-      return bad("KB_ARTIFACT_FILE", *v, "a file made by `memgate kb build DIR -o FILE`");
-    s.artifact_file = *v;
-  }
+  if (Status st = apply_rows(kb_rows(), env, s); !st.ok()) return st;
   if (s.enabled && s.corpus_dir.empty() && s.artifact_file.empty())
     return InvalidArgument(
         "ENABLE_KB_SERVICE=true needs KB_CORPUS_DIR (a folder to index) or KB_ARTIFACT_FILE (an index built by "
         "`memgate kb build`)");
-  if (auto v = env("KB_CHUNK_SIZE")) {
-    auto n = parse_int(*v, 200, 65536);
-    if (!n.ok()) return bad("KB_CHUNK_SIZE", *v, "a number of bytes from 200 to 65536");
-    s.chunk_size = static_cast<size_t>(*n);
-  }
-  if (auto v = env("KB_QUERY_CONNECTIONS")) {
-    auto n = parse_int(*v, 1, 256);
-    if (!n.ok()) return bad("KB_QUERY_CONNECTIONS", *v, "a whole number from 1 to 256");
-    s.pool_size = static_cast<int>(*n);
-  }
-  if (auto v = env("KB_REFRESH_PERIOD")) {
-    auto d = parse_duration(*v);
-    if (!d.ok() || d->count() < 1000) return bad("KB_REFRESH_PERIOD", *v, "a duration of at least 1s, such as 5m");
-    s.refresh_period = *d;
-  }
-  if (auto v = env("KB_WATCH_INTERVAL")) {
-    auto d = parse_duration(*v);
-    if (!d.ok()) return bad("KB_WATCH_INTERVAL", *v, std::string(kDurationForm) + " (0s: do not watch)");
-    s.watch_interval = *d;
-  }
-  if (auto v = env("MCP_AUTH_TOKEN"); v && !v->empty()) {
-    for (char c : *v)
-      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F)
-        return InvalidArgument("MCP_AUTH_TOKEN is not valid: a token has no spaces or control characters");
-    s.mcp.auth_token = *v;
-  }
-  if (auto v = env("MCP_ALLOWED_ORIGINS")) {
-    std::vector<std::string> origins = mcp::split_list(*v);
-    for (const std::string& o : origins) {
-      bool scheme = o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0;
-      size_t host = o.find("://");
-      bool has_path = host != std::string::npos && o.find('/', host + 3) != std::string::npos;
-      if (o != "*" && (!scheme || has_path || o.size() <= host + 3))
-        return bad("MCP_ALLOWED_ORIGINS", *v, "a comma-separated list of origins such as https://app.example:8443, or *");
-    }
-    if (origins.empty()) return bad("MCP_ALLOWED_ORIGINS", *v, "at least one origin, or *");
-    s.mcp.allowed_origins = std::move(origins);
-  }
   s.mcp.name = "memgate-kb";
   s.mcp.instructions =
       "Search the knowledge base with search_knowledge_base, then read a whole document with get_document.";

@@ -35,9 +35,14 @@ class Index;
 // Called with each index the module starts serving, and with null when it stops.
 using IndexListener = std::function<void(std::shared_ptr<const Index>)>;
 
+// The module's rows of the settings table (KB_*, MCP_*): what the runtime
+// parses, checks and lists before any module is made.
+SettingRows settings();
+
 // Reads the module's variables (see docs/operations.md, "Knowledge base and
-// MCP"). A bad value is kInvalidArgument naming the variable; with the module
-// enabled, a missing corpus and artifact is one too.
+// MCP") through `env`: the runtime hands it settings_lookup(), so an unset
+// variable reads as its row's default. A bad value is kInvalidArgument naming
+// the variable; with the module enabled, a missing corpus and artifact is one too.
 Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
                                                         IndexListener on_index = {});
 

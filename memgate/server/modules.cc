@@ -8,6 +8,13 @@
 
 namespace memgate::server {
 
+SettingRows module_settings() {
+  SettingRows rows;
+  for (SettingRows part : {examples::settings(), kb::settings(), coach::settings(), test_settings()})
+    for (SettingRow& r : part) rows.push_back(std::move(r));
+  return rows;
+}
+
 Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLookup& env) {
   startup::ModuleList modules;
 

@@ -38,9 +38,12 @@ class HeavyTestModule final : public startup::Module {
     std::unique_ptr<char[]> scratch(new char[build_bytes_]);
     // Touch every page so the scratch table is resident, as a real build's would be.
     for (uint64_t i = 0; i < build_bytes_; i += 4096) scratch[i] = static_cast<char>(i >> 12);
-    auto until = std::chrono::steady_clock::now() + build_time_;
+    auto begin = std::chrono::steady_clock::now();
+    auto until = begin + build_time_;
     while (std::chrono::steady_clock::now() < until) {
       if (ctx.stop.stop_requested() && !ignores_stop_) return Cancelled("stopping");
+      if (ctx.progress && build_time_.count() > 0)
+        ctx.progress(static_cast<int>((std::chrono::steady_clock::now() - begin) * 100 / build_time_));
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // simulated slow work
     }
     // Keep a slice of the table (repeated if the slice is larger than the table).
@@ -117,56 +120,86 @@ class TickJobModule final : public startup::Module {
   std::string instance_;
 };
 
-Status bad(const std::string& name, const std::string& value, const Status& why) {
-  return InvalidArgument(name + "='" + value + "' is not valid: " + why.message());
+struct TestOptions {
+  int heavy_modules = 0;
+  uint64_t build_bytes = 64ull << 20;
+  uint64_t keep_bytes = 8ull << 20;
+  std::chrono::milliseconds build_time{0};
+  bool ignores_stop = false;
+  std::string job_log;
+  std::chrono::milliseconds job_period{1000};
+};
+
+SettingRow row(const char* env, const char* flag, const char* def, const char* help) {
+  return SettingRow{env, flag, def, help, false, "For tests only (MEMGATE_TEST_ROUTES)", "", {}};
+}
+
+std::function<Status(const std::string&, TestOptions&)> mebibytes(uint64_t TestOptions::*field, uint64_t min) {
+  return [field, min](const std::string& t, TestOptions& o) {
+    auto v = parse_int(t, static_cast<int64_t>(min), 64 * 1024);
+    if (!v.ok()) return InvalidArgument("expected a whole number of MiB from " + std::to_string(min) + " to 65536");
+    o.*field = static_cast<uint64_t>(*v) << 20;
+    return Status::Ok();
+  };
+}
+
+const std::vector<OptionRow<TestOptions>>& test_rows() {
+  static const std::vector<OptionRow<TestOptions>> rows = {
+      {row("MEMGATE_TEST_HEAVY_MODULES", "test-heavy-modules", "0", "N modules test-heavy-1..N, one per stage"),
+       [](const std::string& t, TestOptions& o) {
+         auto v = parse_int(t, 0, 32);
+         if (!v.ok()) return InvalidArgument("expected a whole number from 0 to 32");
+         o.heavy_modules = static_cast<int>(*v);
+         return Status::Ok();
+       }},
+      {row("MEMGATE_TEST_BUILD_MB", "test-build-mb", "64", "Scratch memory each test build allocates and touches"),
+       mebibytes(&TestOptions::build_bytes, 1)},
+      {row("MEMGATE_TEST_KEEP_MB", "test-keep-mb", "8", "What each test module keeps (its artifact)"),
+       mebibytes(&TestOptions::keep_bytes, 0)},
+      {row("MEMGATE_TEST_BUILD_MS", "test-build-ms", "0", "Extra milliseconds each test build takes"),
+       [](const std::string& t, TestOptions& o) {
+         auto v = parse_int(t, 0, 3'600'000);
+         if (!v.ok()) return InvalidArgument("expected a whole number of milliseconds from 0 to 3600000");
+         o.build_time = std::chrono::milliseconds(*v);
+         return Status::Ok();
+       }},
+      {row("MEMGATE_TEST_BUILD_IGNORES_STOP", "test-build-ignores-stop", "false",
+           "The test builds keep going after SIGTERM (a hung step)"),
+       [](const std::string& t, TestOptions& o) {
+         auto v = parse_bool(t);
+         if (!v.ok()) return InvalidArgument("expected " + std::string(kBoolForm));
+         o.ignores_stop = *v;
+         return Status::Ok();
+       }},
+      {row("MEMGATE_TEST_JOB_LOG", "test-job-log", "",
+           "Adds the job test-tick, appending '<period> <instance>' to this file"),
+       [](const std::string& t, TestOptions& o) {
+         o.job_log = t;
+         return Status::Ok();
+       }},
+      {row("MEMGATE_TEST_JOB_PERIOD", "test-job-period", "1s", "The period of test-tick"),
+       [](const std::string& t, TestOptions& o) {
+         auto v = parse_duration(t);
+         if (!v.ok() || v->count() <= 0) return InvalidArgument("expected a duration such as 1s");
+         o.job_period = *v;
+         return Status::Ok();
+       }},
+  };
+  return rows;
 }
 
 }  // namespace
 
+SettingRows test_settings() { return to_rows(test_rows()); }
+
 Result<startup::ModuleList> test_modules(const Config& config, const EnvLookup& env) {
   startup::ModuleList out;
   if (!config.test_routes) return out;
-  auto size_of = [&](const char* name, uint64_t fallback) -> Result<uint64_t> {
-    auto text = env(name);
-    if (!text) return fallback;
-    auto v = parse_int(*text, 0, 64 * 1024);
-    if (!v.ok()) return bad(name, *text, v.status());
-    return static_cast<uint64_t>(*v) << 20;
-  };
-  int count = 0;
-  if (auto text = env("MEMGATE_TEST_HEAVY_MODULES")) {
-    auto v = parse_int(*text, 0, 32);
-    if (!v.ok()) return bad("MEMGATE_TEST_HEAVY_MODULES", *text, v.status());
-    count = static_cast<int>(*v);
-  }
-  auto build = size_of("MEMGATE_TEST_BUILD_MB", 64ull << 20);
-  if (!build.ok()) return build.status();
-  auto keep = size_of("MEMGATE_TEST_KEEP_MB", 8ull << 20);
-  if (!keep.ok()) return keep.status();
-  std::chrono::milliseconds build_time{0};
-  if (auto text = env("MEMGATE_TEST_BUILD_MS")) {
-    auto v = parse_duration(*text + "ms");
-    if (!v.ok()) return bad("MEMGATE_TEST_BUILD_MS", *text, v.status());
-    build_time = *v;
-  }
-  bool ignores_stop = false;
-  if (auto text = env("MEMGATE_TEST_BUILD_IGNORES_STOP")) {
-    auto v = parse_bool(*text);
-    if (!v.ok()) return bad("MEMGATE_TEST_BUILD_IGNORES_STOP", *text, v.status());
-    ignores_stop = *v;
-  }
-  if (*build == 0) return InvalidArgument("MEMGATE_TEST_BUILD_MB must be at least 1");
-  for (int i = 1; i <= count; ++i)
-    out.push_back(std::make_shared<HeavyTestModule>(i, *build, *keep, build_time, ignores_stop));
-  if (auto log = env("MEMGATE_TEST_JOB_LOG")) {
-    std::chrono::milliseconds period{1000};
-    if (auto text = env("MEMGATE_TEST_JOB_PERIOD")) {
-      auto v = parse_duration(*text);
-      if (!v.ok() || v->count() <= 0) return bad("MEMGATE_TEST_JOB_PERIOD", *text, InvalidArgument("expected a duration such as 1s"));
-      period = *v;
-    }
-    out.push_back(std::make_shared<TickJobModule>(*log, period, config.instance_id));
-  }
+  TestOptions o;
+  if (Status st = apply_rows(test_rows(), env, o); !st.ok()) return st;
+  for (int i = 1; i <= o.heavy_modules; ++i)
+    out.push_back(std::make_shared<HeavyTestModule>(i, o.build_bytes, o.keep_bytes, o.build_time, o.ignores_stop));
+  if (!o.job_log.empty()) out.push_back(std::make_shared<TickJobModule>(o.job_log, o.job_period, config.instance_id));
   return out;
 }
 

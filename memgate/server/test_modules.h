@@ -14,6 +14,9 @@
 
 namespace memgate::server {
 
+// Their rows of the settings table (MEMGATE_TEST_*, read only with MEMGATE_TEST_ROUTES).
+SettingRows test_settings();
+
 // The test modules the environment asks for; an error names the bad variable.
 Result<startup::ModuleList> test_modules(const Config& config, const EnvLookup& env);
 
