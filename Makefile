@@ -23,11 +23,26 @@ $(BUILD_DIR)/build.ninja:
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# `make run` serves the main job on an embedded default: the knowledge base on,
+# indexing this project's own docs/ and README.md (a copy, mtimes kept, so an
+# unchanged copy is the same corpus and its index is reused), unless
+# KB_CORPUS_DIR says otherwise, so the coach answers with
+# citations and POST /mcp works on the first run. The binary's own defaults stay
+# the guide's (ENABLE_KB_SERVICE is opt-in): only this target turns the kb on.
+RUN_CORPUS := $(BUILD_DIR)/first-run-corpus
+RUN_PORT = $${PORT:-8080}
 run: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target memgate
-	@echo "memgate: public http://127.0.0.1:$${PORT:-8080}/healthz  /readyz  /startupz"
+	@rm -rf $(RUN_CORPUS) && mkdir -p $(RUN_CORPUS) && cp -pR docs/. $(RUN_CORPUS)/ && cp -p README.md $(RUN_CORPUS)/
+	@echo "memgate: public http://127.0.0.1:$(RUN_PORT)/healthz  /readyz  /startupz"
 	@echo "memgate: admin  http://127.0.0.1:$${ADMIN_PORT:-9090}/metrics  /debug/memory"
-	exec $(BUILD_DIR)/app/memgate
+	@echo "memgate: the kb indexes $${KB_CORPUS_DIR:-$(RUN_CORPUS) (docs/ and README.md)}; once /readyz says ready, try:"
+	@echo "  curl -s http://127.0.0.1:$(RUN_PORT)/api/ai/coach -H 'Content-Type: application/json' -d '{\"question\":\"How does the staged loader decide whether a module fits?\"}'"
+	@echo "  curl -s 'http://127.0.0.1:$(RUN_PORT)/api/kb/search?q=memory+gate'"
+	@echo "  curl -s http://127.0.0.1:$(RUN_PORT)/startupz"
+	ENABLE_KB_SERVICE=$${ENABLE_KB_SERVICE:-true} \
+	  KB_CORPUS_DIR=$${KB_CORPUS_DIR:-$(RUN_CORPUS)} \
+	  exec $(BUILD_DIR)/app/memgate
 
 test:
 	@scripts/deps build test
