@@ -37,6 +37,10 @@ struct ArtifactMeta {
   std::string inputs;
   uint64_t build_peak = 0;
   int64_t built_at_unix_ms = 0;
+  // Not part of the record: set by RedisBackend::read_meta when the meta was
+  // found under the names before hash tags (key_layout.h), so its chunks are
+  // read from there too.
+  bool legacy_keys = false;
 
   std::string to_json() const;
   // kInvalidArgument when the text is longer than kMaxMetaBytes or is not a meta record, or when its size is

@@ -75,6 +75,11 @@ std::chrono::milliseconds reconnect_delay(int attempt, std::chrono::milliseconds
   return std::chrono::milliseconds(static_cast<int64_t>(d));
 }
 
+bool is_readonly_error(std::string_view text) {
+  return text.rfind("READONLY", 0) == 0 || text.find("-READONLY") != std::string_view::npos ||
+         text.find("READONLY You can't write") != std::string_view::npos;
+}
+
 std::string describe_reply_error(const Result<Reply>& r) {
   if (!r.ok()) return r.status().to_string();
   if (r->is_error()) return "redis error: " + r->str;

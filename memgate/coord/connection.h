@@ -122,4 +122,8 @@ class Connection {
 // The text of an error reply or a failed Result, for messages.
 std::string describe_reply_error(const Result<Reply>& r);
 
+// True for the error a replica gives a write ("READONLY You can't write against
+// a read only replica."), also when it comes out of a script.
+bool is_readonly_error(std::string_view error_text);
+
 }  // namespace memgate::coord

@@ -21,6 +21,14 @@
 //                                                        [coord_fleet_once_total{outcome}]
 //   command_errors[kind]         timeout, disconnected, server, protocol
 //                                                        [coord_redis_command_errors_total{kind}]
+//   failover_retries             operations sent again after a failover (Sentinel)
+//                                                        [coord_redis_failover_retries_total]
+//   sentinel_failovers           the resolved master's address changed
+//                                                        [coord_redis_sentinel_failovers_total]
+//   sentinel_resolution_errors   a resolution found no master (every sentinel asked)
+//                                                        [coord_redis_sentinel_resolution_errors_total]
+//   master_address()             "host:port" of the master in use, "" before the first
+//                                                        [coord_redis_master{address} 1]
 //
 // Histograms have fixed bucket bounds (kHistogramBounds, in seconds, cumulative
 // like Prometheus "le" buckets when read through snapshot()). All members are
@@ -33,6 +41,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
+#include <string>
 #include <string_view>
 
 namespace memgate::coord {
@@ -78,6 +88,18 @@ struct CoordMetrics {
   std::atomic<uint64_t> lost_leases{0};
   std::array<std::atomic<uint64_t>, kFleetOutcomeCount> fleet_once{};
   std::array<std::atomic<uint64_t>, kCommandErrorKindCount> command_errors{};
+  std::atomic<uint64_t> failover_retries{0};
+  std::atomic<uint64_t> sentinel_failovers{0};
+  std::atomic<uint64_t> sentinel_resolution_errors{0};
+
+  std::string master_address() const {
+    std::lock_guard lock(master_mu_);
+    return master_address_;
+  }
+  void set_master_address(std::string address) {
+    std::lock_guard lock(master_mu_);
+    master_address_ = std::move(address);
+  }
 
   void count(FleetOutcome o) { fleet_once[static_cast<size_t>(o)].fetch_add(1, std::memory_order_relaxed); }
   void count(CommandErrorKind k) {
@@ -85,6 +107,10 @@ struct CoordMetrics {
   }
   uint64_t outcomes(FleetOutcome o) const { return fleet_once[static_cast<size_t>(o)].load(); }
   uint64_t errors(CommandErrorKind k) const { return command_errors[static_cast<size_t>(k)].load(); }
+
+ private:
+  mutable std::mutex master_mu_;
+  std::string master_address_;
 };
 
 // The process-wide instance the exporter reads.

@@ -44,6 +44,7 @@ class RedisTest : public ::testing::Test {
     o.command_timeout = std::chrono::milliseconds(1000);
     o.local_dir = dir_ + "/local";
     o.metrics = &metrics_;
+    o.legacy_keys_for = std::chrono::milliseconds(0);  // the migration tests turn it on
     return o;
   }
 

@@ -36,6 +36,7 @@
 #include <random>
 
 #include "memgate/base/config.h"
+#include "memgate/coord/key_layout.h"
 #include "memgate/coord/local_backend.h"
 #include "memgate/coord/redis_backend.h"
 
@@ -76,6 +77,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(CoordinatorOptions opti
   settings->command_timeout = c->options_.command_timeout;
   settings->chunk_size = c->options_.chunk_size;
   settings->max_artifact_bytes = c->options_.max_artifact_bytes;
+  settings->legacy_keys_for = c->options_.legacy_keys_for;
   if (settings->tls_insecure && settings->transport == Transport::kTls) {
     spdlog::warn("REDIS_TLS_INSECURE is set: the Redis server certificate is not verified (development only)");
   }
@@ -417,7 +419,7 @@ constexpr size_t kPeakSamples = 8;
 }  // namespace
 
 void Coordinator::record_peak(const std::string& name, bool build, uint64_t bytes, milliseconds ttl) {
-  const std::string key = name + ":peaks";
+  const std::string key = task_keys(name).peaks;
   auto current = get_json(key);
   boost::json::object doc;
   if (current.ok() && *current && (*current)->is_object()) doc = (*current)->as_object();
@@ -450,7 +452,7 @@ void Coordinator::record_peak(const std::string& name, bool build, uint64_t byte
 
 FleetPeaks Coordinator::fleet_peaks(const std::string& name) {
   FleetPeaks out;
-  auto doc = get_json(name + ":peaks");
+  auto doc = get_json(task_keys(name).peaks);
   if (!doc.ok() || !*doc || !(*doc)->is_object()) return out;
   auto scan = [&](const char* kind, uint64_t* peak, int* samples) {
     const boost::json::value* v = (*doc)->as_object().if_contains(kind);

@@ -62,6 +62,9 @@ struct CoordinatorOptions {
   std::string local_dir = "/tmp/memgate-coord";  // lock and artifact files without Redis
   std::string instance_id;                         // recorded in done flags
   bool background_switch = true;  // switch from local to Redis once it answers
+  // The migration window: how long after start artifacts are also read from, and
+  // locks also taken under, the key names before hash tags (RedisBackend).
+  std::chrono::milliseconds legacy_keys_for{10min};
   CoordMetrics* metrics = &coord_metrics();
 };
 
@@ -159,7 +162,7 @@ class Coordinator {
                                   std::chrono::milliseconds done_ttl, const FleetStep& step,
                                   const FleetOnceOptions& options = {});
 
-  // Measured peaks, kept at "<name>:peaks" for done_ttl (the 8 newest of each
+  // Measured peaks, kept at "{<name>}:peaks" (key_layout.h) for done_ttl (the 8 newest of each
   // kind). record_peak never fails the caller: a Redis error is logged.
   void record_peak(const std::string& name, bool build, uint64_t bytes, std::chrono::milliseconds ttl);
   FleetPeaks fleet_peaks(const std::string& name);

@@ -57,8 +57,8 @@ TEST_F(FleetOnce, BuildsOnceThenLoadsTheArtifact) {
   EXPECT_EQ(builds_.load(), 1);
   ASSERT_EQ(loaded_.size(), 1u);
   EXPECT_EQ(loaded_[0], "artifact-a");
-  EXPECT_TRUE(raw().command({"GET", "task:a"})->is_nil());  // released
-  auto ttl = raw().command({"PTTL", "task:a:done"});
+  EXPECT_TRUE(raw().command({"GET", "{task:a}"})->is_nil());  // released
+  auto ttl = raw().command({"PTTL", "{task:a}:done"});
   EXPECT_GT(ttl->integer, 25000);
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kBuilt), 1u);
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kLoaded), 1u);
@@ -71,7 +71,7 @@ TEST_F(FleetOnce, LargeArtifactsAreChunkedAndExpireWithTheDoneFlag) {
   std::string big(10'500, 'x');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31);
   ASSERT_EQ(*c->fleet_once("task:big", 1s, 20s, builder(big), loader()), FleetOutcome::kBuilt);
-  auto keys = raw().command({"KEYS", "task:big:artifact:*"});
+  auto keys = raw().command({"KEYS", "{task:big}:artifact:*"});
   EXPECT_EQ(keys->elements.size(), 11u);
   for (auto& k : keys->elements) {
     auto ttl = raw().command({"PTTL", k.str});
@@ -88,7 +88,7 @@ TEST_F(FleetOnce, AnExpiredDoneFlagMeansOneRebuild) {
   ASSERT_EQ(*c->fleet_once("task:exp", 1s, 300ms, builder("v1"), loader()), FleetOutcome::kBuilt);
   ASSERT_EQ(*c->fleet_once("task:exp", 1s, 300ms, builder("v1"), loader()), FleetOutcome::kLoaded);
   // Redis expires keys in real time: nothing to fake here.
-  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "task:exp:done"})->integer == 0; }, 2s));
+  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "{task:exp}:done"})->integer == 0; }, 2s));
   ASSERT_EQ(*c->fleet_once("task:exp", 1s, 30s, builder("v2"), loader()), FleetOutcome::kBuilt);
   EXPECT_EQ(builds_.load(), 2);
   ASSERT_EQ(*c->fleet_once("task:exp", 1s, 30s, builder("v3"), loader()), FleetOutcome::kLoaded);
@@ -101,7 +101,7 @@ TEST_F(FleetOnce, ACorruptedChunkMeansARebuildNotALoad) {
   auto c = coordinator(o);
   std::string good(1000, 'g');
   ASSERT_EQ(*c->fleet_once("task:bad", 1s, 30s, builder(good), loader()), FleetOutcome::kBuilt);
-  auto keys = raw().command({"KEYS", "task:bad:artifact:*:3"});
+  auto keys = raw().command({"KEYS", "{task:bad}:artifact:*:3"});
   ASSERT_EQ(keys->elements.size(), 1u);
   ASSERT_TRUE(raw().command({"SET", keys->elements[0].str, std::string(100, 'X'), "KEEPTTL"}).ok());
   ASSERT_EQ(*c->fleet_once("task:bad", 1s, 30s, builder(good), loader()), FleetOutcome::kRebuiltBadArtifact);
@@ -118,7 +118,7 @@ TEST_F(FleetOnce, AMissingChunkOrAnotherVersionMeansARebuild) {
   o.chunk_size = 100;
   auto c = coordinator(o);
   ASSERT_EQ(*c->fleet_once("task:gone", 1s, 30s, builder(std::string(450, 'a')), loader()), FleetOutcome::kBuilt);
-  auto keys = raw().command({"KEYS", "task:gone:artifact:*:2"});
+  auto keys = raw().command({"KEYS", "{task:gone}:artifact:*:2"});
   ASSERT_EQ(keys->elements.size(), 1u);
   ASSERT_TRUE(raw().command({"DEL", keys->elements[0].str}).ok());
   ASSERT_EQ(*c->fleet_once("task:gone", 1s, 30s, builder(std::string(450, 'a')), loader()),
@@ -139,7 +139,7 @@ TEST_F(FleetOnce, AWaiterWakesOnTheCompletionMessageNotTheSlowPoll) {
     auto r = builder_side->fleet_once("task:msg", 2s, 30s, builder("built", 400ms), loader());
     EXPECT_EQ(*r, FleetOutcome::kBuilt);
   });
-  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "task:msg"})->integer == 1; }, 2s));
+  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "{task:msg}"})->integer == 1; }, 2s));
   FleetOnceOptions slow;
   slow.poll = 10s;
   auto start = Steady::now();
@@ -180,7 +180,7 @@ TEST_F(FleetOnce, AWaiterTakesOverWhenTheBuilderDies) {
                                        "--build-ms", "30000"},
                                       {}, log);
   ASSERT_TRUE(b.ok());
-  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "task:dies"})->integer == 1; }, 5s));
+  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "{task:dies}"})->integer == 1; }, 5s));
   (*b)->signal(SIGKILL);
   auto c = coordinator();
   auto start = Steady::now();
@@ -199,7 +199,7 @@ TEST_F(FleetOnce, ABuildLongerThanTheLockTtlKeepsItsLeaseAndNobodyTakesOver) {
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     EXPECT_EQ(*r, FleetOutcome::kBuilt);
   });
-  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "task:long"})->integer == 1; }, 2s));
+  ASSERT_TRUE(testing::wait_until([&] { return raw().command({"EXISTS", "{task:long}"})->integer == 1; }, 2s));
   auto r = waiter_side->fleet_once("task:long", 500ms, 30s, builder("must not run"), loader());
   b.join();
   ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -216,7 +216,7 @@ TEST_F(FleetOnce, ABuildThatFailsReleasesTheLockAndReportsTheError) {
       "task:fails", 1s, 30s, [](const CancelSignal&) -> Result<std::string> { return Internal("boom"); }, loader());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("boom"), std::string::npos);
-  EXPECT_TRUE(raw().command({"GET", "task:fails"})->is_nil());
+  EXPECT_TRUE(raw().command({"GET", "{task:fails}"})->is_nil());
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kFailed), 1u);
 }
 
@@ -317,7 +317,7 @@ TEST_F(FleetStepTest, ThePeerWaitEndsInResourceExhaustedWithTheReason) {
   EXPECT_EQ(r.status().code(), Code::kResourceExhausted);
   EXPECT_EQ(r.status().message(), "build needs ~150 MiB, headroom 60 MiB");
   EXPECT_EQ(builds_.load(), 0);
-  EXPECT_TRUE(raw().command({"GET", "task:w"})->is_nil()) << "it never contended for the lock";
+  EXPECT_TRUE(raw().command({"GET", "{task:w}"})->is_nil()) << "it never contended for the lock";
 }
 
 // Shutdown ends a wait for another holder's build at once (kCancelled), long
@@ -374,8 +374,8 @@ TEST_F(FleetStepTest, AMetaDeclaringMoreThanTheBoundIsABadArtifactAndRebuilt) {
   ArtifactMeta meta = describe_artifact("tiny", "1", 1, 0);
   meta.size = 1ull << 40;
   meta.chunks = 3;
-  ASSERT_TRUE(raw().command({"SET", "task:b:done", "{}"}).ok());
-  ASSERT_TRUE(raw().command({"SET", "task:b:artifact", meta.to_json()}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:b}:done", "{}"}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:b}:artifact", meta.to_json()}).ok());
   auto read = c->read_meta("task:b", "1");
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(read->state, ArtifactState::kBad);
@@ -392,7 +392,7 @@ TEST_F(FleetStepTest, AStreamWithAMissingChunkFailsAtItsEndAndTheLoadIsRebuilt) 
   ASSERT_TRUE(c->fleet_once("task:m", 1s, 30s, step("0123456789abcdef")).ok());
   auto meta = c->read_meta("task:m", "1");
   ASSERT_TRUE(meta.ok());
-  ASSERT_TRUE(raw().command({"DEL", "task:m:artifact:" + std::to_string(meta->fence) + ":2"}).ok());
+  ASSERT_TRUE(raw().command({"DEL", "{task:m}:artifact:" + std::to_string(meta->fence) + ":2"}).ok());
   auto r = c->fleet_once("task:m", 1s, 30s, step("0123456789abcdef"));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
@@ -412,7 +412,7 @@ TEST_F(FleetStepTest, PeaksRecordedByInstancesAreReadBackAsTheLargestRecent) {
   std::string junk = "{\"build\":[";
   for (int i = 0; i < 1000; ++i) junk += std::string(i ? "," : "") + "{\"bytes\":\"x\"}";
   junk += "],\"load\":7}";
-  ASSERT_TRUE(raw().command({"SET", "task:k:peaks", junk}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:k}:peaks", junk}).ok());
   FleetPeaks q = c->fleet_peaks("task:k");
   EXPECT_EQ(q.build, 0u);
   EXPECT_EQ(q.load, 0u);
@@ -421,18 +421,18 @@ TEST_F(FleetStepTest, PeaksRecordedByInstancesAreReadBackAsTheLargestRecent) {
 TEST_F(FleetStepTest, AHugeDoneFlagOrMetaIsRefusedUnreadAndRebuilt) {
   auto c = coordinator();
   std::string huge(2 << 20, 'x');
-  ASSERT_TRUE(raw().command({"SET", "task:h:done", huge}).ok());
-  ASSERT_TRUE(raw().command({"SET", "task:h:artifact", "{}"}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:h}:done", huge}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:h}:artifact", "{}"}).ok());
   auto read = c->read_meta("task:h", "1");
   ASSERT_TRUE(read.ok()) << read.status().to_string();
   EXPECT_EQ(read->state, ArtifactState::kBad);
   EXPECT_NE(read->problem.find("above the bound"), std::string::npos) << read->problem;
-  ASSERT_TRUE(raw().command({"SET", "task:h:done", "{}"}).ok());
-  ASSERT_TRUE(raw().command({"SET", "task:h:artifact", huge}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:h}:done", "{}"}).ok());
+  ASSERT_TRUE(raw().command({"SET", "{task:h}:artifact", huge}).ok());
   read = c->read_meta("task:h", "1");
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(read->state, ArtifactState::kBad);
-  EXPECT_NE(read->problem.find("task:h:artifact"), std::string::npos) << read->problem;
+  EXPECT_NE(read->problem.find("{task:h}:artifact"), std::string::npos) << read->problem;
   auto r = c->fleet_once("task:h", 1s, 30s, step("rebuilt"));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
@@ -445,7 +445,7 @@ TEST_F(FleetStepTest, AChunkLongerThanItsMetaAllowsIsRefusedUnreadAndRebuilt) {
   ASSERT_TRUE(c->fleet_once("task:c", 1s, 30s, step("0123456789abcdef")).ok());
   auto meta = c->read_meta("task:c", "1");
   ASSERT_TRUE(meta.ok());
-  ASSERT_TRUE(raw().command({"SET", "task:c:artifact:" + std::to_string(meta->fence) + ":1", std::string(2 << 20, 'z'),
+  ASSERT_TRUE(raw().command({"SET", "{task:c}:artifact:" + std::to_string(meta->fence) + ":1", std::string(2 << 20, 'z'),
                              "KEEPTTL"}).ok());
   auto read = c->read_artifact("task:c", "1");
   ASSERT_TRUE(read.ok()) << read.status().to_string();
@@ -458,19 +458,19 @@ TEST_F(FleetStepTest, AChunkLongerThanItsMetaAllowsIsRefusedUnreadAndRebuilt) {
 
 TEST_F(FleetStepTest, KeysOfAnotherTypeOrMalformedMetaAreABadArtifactNotAFailure) {
   auto c = coordinator();
-  ASSERT_TRUE(raw().command({"LPUSH", "task:t:done", "x"}).ok());
+  ASSERT_TRUE(raw().command({"LPUSH", "{task:t}:done", "x"}).ok());
   auto r = c->fleet_once("task:t", 1s, 30s, step("one"));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
-  ASSERT_TRUE(raw().command({"DEL", "task:t:artifact"}).ok());
-  ASSERT_TRUE(raw().command({"HSET", "task:t:artifact", "a", "b"}).ok());
+  ASSERT_TRUE(raw().command({"DEL", "{task:t}:artifact"}).ok());
+  ASSERT_TRUE(raw().command({"HSET", "{task:t}:artifact", "a", "b"}).ok());
   r = c->fleet_once("task:t", 1s, 30s, step("two"));
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact);
   for (std::string meta : std::vector<std::string>{"[1,2]", "{\"format\":1e400}", "{\"format\":\"x\",\"size\":-1}",
                            std::string(40, '[') + std::string(40, ']'),
                            "{\"format\":1,\"version\":\"1\",\"fence\":1,\"size\":1e300,\"chunks\":1,\"sha256\":\"\"}"}) {
-    ASSERT_TRUE(raw().command({"SET", "task:t:artifact", meta, "KEEPTTL"}).ok());
+    ASSERT_TRUE(raw().command({"SET", "{task:t}:artifact", meta, "KEEPTTL"}).ok());
     r = c->fleet_once("task:t", 1s, 30s, step("three"));
     ASSERT_TRUE(r.ok()) << meta << ": " << r.status().to_string();
     EXPECT_EQ(*r, FleetOutcome::kRebuiltBadArtifact) << meta;
@@ -536,7 +536,7 @@ TEST_F(FleetOnce, ALeaseLostToAPeerThatPublishedLoadsThePeersArtifact) {
   auto build = [&](const CancelSignal&) -> Result<std::string> {
     builds_.fetch_add(1);
     // Our lock vanishes; a peer takes it, builds and publishes before we do.
-    EXPECT_TRUE(raw().command({"DEL", "task:peer"}).ok());
+    EXPECT_TRUE(raw().command({"DEL", "{task:peer}"}).ok());
     auto p = peer->fleet_once("task:peer", 1s, 30s, builder("the peer's"), loader());
     EXPECT_TRUE(p.ok() && *p == FleetOutcome::kBuilt);
     return std::string("ours, refused");

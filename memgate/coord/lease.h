@@ -26,6 +26,8 @@ struct Lease {
   std::chrono::milliseconds ttl{0};
   std::chrono::steady_clock::time_point acquired_at;
   std::string backend;           // "redis" or "local": release/extend go to the issuer
+  std::string legacy_key;        // redis only: the lock name before hash tags, also held
+                                 // during the migration window ("" when not)
   std::shared_ptr<void> local;   // local backend only: the held file lock
 };
 

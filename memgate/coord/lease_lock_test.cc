@@ -26,10 +26,10 @@ TEST_F(LeaseLock, EachNewHolderGetsAHigherFencingNumber) {
     EXPECT_GT(lease->fence, last);
     EXPECT_EQ(lease->token.size(), 32u);
     last = lease->fence;
-    EXPECT_EQ(raw().command({"GET", "lock:a"})->str, lease->token);
+    EXPECT_EQ(raw().command({"GET", "{lock:a}"})->str, lease->token);
     ASSERT_TRUE(*c->release(*lease));
   }
-  EXPECT_TRUE(raw().command({"GET", "lock:a"})->is_nil());
+  EXPECT_TRUE(raw().command({"GET", "{lock:a}"})->is_nil());
 }
 
 TEST_F(LeaseLock, AHeldLockMakesOthersWaitUntilTheirWaitRunsOut) {
@@ -68,7 +68,7 @@ TEST_F(LeaseLock, ReleaseAndExtendAreNoOpsWhenTheTokenNoLongerMatches) {
   EXPECT_GT(fresh->fence, old->fence);
   EXPECT_FALSE(*c->release(*old));
   EXPECT_FALSE(*c->extend(*old, 5s));
-  EXPECT_EQ(raw().command({"GET", "lock:c"})->str, fresh->token);
+  EXPECT_EQ(raw().command({"GET", "{lock:c}"})->str, fresh->token);
   EXPECT_EQ(c->publish_artifact(*old, "lock:c", "x", "1", 10s).code(), Code::kAborted);
   EXPECT_TRUE(*c->extend(*fresh, 5s));
   EXPECT_TRUE(*c->release(*fresh));
@@ -143,7 +143,7 @@ TEST_F(LeaseLock, TheWatchdogCancelsTheWorkWhenTheLeaseIsLost) {
   bool cancelled = false;
   Status st = c->with_lock("lock:stolen", 600ms, [&](const Lease& lease, const CancelSignal& cancel) {
     // Someone else's token now sits in the lock (as after an expiry and a takeover).
-    EXPECT_TRUE(raw().command({"SET", "lock:stolen", "another-holder", "PX", "5000"}).ok());
+    EXPECT_TRUE(raw().command({"SET", "{lock:stolen}", "another-holder", "PX", "5000"}).ok());
     cancelled = cancel.wait_for(2s);
     return Status::Ok();
   });
@@ -151,7 +151,7 @@ TEST_F(LeaseLock, TheWatchdogCancelsTheWorkWhenTheLeaseIsLost) {
   EXPECT_EQ(st.code(), Code::kAborted);
   EXPECT_NE(st.message().find("lost"), std::string::npos) << st.message();
   EXPECT_EQ(metrics_.lost_leases.load(), 1u);
-  EXPECT_EQ(raw().command({"GET", "lock:stolen"})->str, "another-holder");
+  EXPECT_EQ(raw().command({"GET", "{lock:stolen}"})->str, "another-holder");
 }
 
 TEST_F(LeaseLock, AHolderKilledWithSigkillIsReplacedOnceItsTtlPasses) {
@@ -188,8 +188,8 @@ TEST_F(LeaseLock, AHolderStoppedPastItsTtlCanNeitherReleaseNorPublishAfterItCont
   std::string out = testing::read_file(log);
   EXPECT_NE(out.find("publish=aborted"), std::string::npos) << out;
   EXPECT_NE(out.find("release=false"), std::string::npos) << out;
-  EXPECT_EQ(raw().command({"GET", "lock:stopped"})->str, lease->token);
-  EXPECT_TRUE(raw().command({"GET", "lock:stopped:done"})->is_nil());
+  EXPECT_EQ(raw().command({"GET", "{lock:stopped}"})->str, lease->token);
+  EXPECT_TRUE(raw().command({"GET", "{lock:stopped}:done"})->is_nil());
   EXPECT_TRUE(*c->release(*lease));
 }
 
@@ -257,7 +257,7 @@ TEST_F(LeaseLock, FencesKeepGrowingAcrossARedisRestartThatLostItsData) {
   ASSERT_TRUE(testing::wait_until([&] { return !c->redis()->connection().connected(); }, 5s));
   ASSERT_TRUE(server_->restart().ok());  // no persistence: every key is gone
   ASSERT_TRUE(c->ensure_connected(5s).ok());
-  ASSERT_EQ(raw().command({"EXISTS", "lock:restart:fence"})->integer, 0);
+  ASSERT_EQ(raw().command({"EXISTS", "{lock:restart}:fence"})->integer, 0);
   auto after = c->acquire("lock:restart", 1s, 0ms);
   ASSERT_TRUE(after.ok()) << after.status().to_string();
   EXPECT_GT(after->fence, last);

@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "memgate/coord/artifact.h"
+#include "memgate/coord/key_layout.h"
 
 namespace memgate::coord {
 
@@ -26,18 +27,31 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// KEYS: lock, fence[, the lock's name before hash tags]; ARGV: token, ttl ms.
 // A missing fence counter (first use, or a Redis that lost its data) starts at
 // the server's clock in microseconds, so fences keep growing across a restart
 // without persistence; see "What a fence guarantees" in docs/design/coord.md.
+// During the migration window the old lock name is taken too (both or neither),
+// so an older instance that only knows that name is excluded. The same token
+// sent again finds the lock already ours and gets its fence: an acquire whose
+// reply was lost (a failover) may be retried.
 const Script& acquire_script() {
   static const Script s(R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if #KEYS > 2 and not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    redis.call('DEL', KEYS[1])
+    return {0, redis.call('PTTL', KEYS[3])}
+  end
   if redis.call('EXISTS', KEYS[2]) == 0 then
     local t = redis.call('TIME')
     redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
   end
   return {1, redis.call('INCR', KEYS[2])}
+end
+if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  local f = tonumber(redis.call('GET', KEYS[2]))
+  if f then return {1, f} end
 end
 return {0, redis.call('PTTL', KEYS[1])}
 )lua");
@@ -59,18 +73,32 @@ return {3, redis.call('GET', KEYS[1])}
   return s;
 }
 
+// KEYS: lock[, its name before hash tags]; each is deleted (extended) only
+// while it holds ARGV[1]; the answer is the first key's.
 const Script& release_script() {
   static const Script s(R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+local out = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    local n = redis.call('DEL', KEYS[i])
+    if i == 1 then out = n end
+  end
+end
+return out
 )lua");
   return s;
 }
 
 const Script& extend_script() {
   static const Script s(R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
+local out = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    local n = redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    if i == 1 then out = n end
+  end
+end
+return out
 )lua");
   return s;
 }
@@ -114,14 +142,15 @@ return out
   return s;
 }
 
+// A READONLY error (the server was demoted to a replica by a failover) is
+// kUnavailable: the command did nothing, the connection follows the new master
+// (Connection, Sentinel mode) and the caller may retry.
 Status reply_status(const Result<Reply>& r, std::string_view what) {
   if (!r.ok()) return Status(r.status().code(), std::string(what) + ": " + r.status().message());
+  if (r->is_error() && is_readonly_error(r->str))
+    return Unavailable(std::string(what) + ": the server is a replica now (" + r->str.substr(0, 80) + ")");
   if (r->is_error()) return Internal(std::string(what) + ": redis error: " + r->str);
   return Status::Ok();
-}
-
-std::string chunk_key(const std::string& name, int64_t fence, uint64_t i) {
-  return name + ":artifact:" + std::to_string(fence) + ":" + std::to_string(i);
 }
 
 constexpr std::string_view kChannelPrefix = "memgate:done:";
@@ -140,7 +169,12 @@ RedisBackend::RedisBackend(RedisSettings settings, std::string instance_id, Coor
       instance_id_(std::move(instance_id)),
       metrics_(metrics),
       conn_(Connection::create(settings_, metrics_, true)),
-      done_(std::make_unique<DoneState>()) {}
+      done_(std::make_unique<DoneState>()),
+      legacy_until_(std::chrono::steady_clock::now() + settings_.legacy_keys_for) {}
+
+bool RedisBackend::follows_failover() const { return !settings_.sentinels.empty(); }
+
+bool RedisBackend::in_legacy_window() const { return std::chrono::steady_clock::now() < legacy_until_; }
 
 RedisBackend::~RedisBackend() {
   std::unique_ptr<Connection> sub;
@@ -155,7 +189,8 @@ RedisBackend::~RedisBackend() {
 namespace {
 
 Result<TryAcquire> parse_acquire(const Result<Reply>& r, const std::string& key, const std::string& token,
-                                 milliseconds ttl, std::chrono::steady_clock::time_point started) {
+                                 milliseconds ttl, std::chrono::steady_clock::time_point started,
+                                 const std::string& legacy_key) {
   Status st = reply_status(r, "acquire " + key);
   if (!st.ok()) return st;
   if (r->type != Reply::Type::kArray || r->elements.size() != 2) return Internal("acquire " + key + ": unexpected reply");
@@ -168,6 +203,7 @@ Result<TryAcquire> parse_acquire(const Result<Reply>& r, const std::string& key,
     l.ttl = ttl;
     l.acquired_at = started;
     l.backend = "redis";
+    l.legacy_key = legacy_key;
     out.lease = std::move(l);
   } else {
     out.holder_left = milliseconds(std::max<int64_t>(0, r->elements[1].integer));
@@ -181,44 +217,75 @@ Result<bool> parse_release(const Result<Reply>& r, const std::string& key) {
   return r->integer == 1;
 }
 
+
+// The keys the lock scripts get for lock `key`: the tagged lock and fence, and
+// during the migration window the lock's old name.
+std::vector<std::string> lock_keys(const std::string& key, bool legacy) {
+  TaskKeys k = task_keys(key);
+  std::vector<std::string> out = {k.lock, k.fence};
+  if (legacy) out.push_back(legacy_task_keys(key).lock);
+  return out;
+}
+
+std::vector<std::string> held_keys(const Lease& lease) {
+  std::vector<std::string> out = {task_keys(lease.key).lock};
+  if (!lease.legacy_key.empty()) out.push_back(lease.legacy_key);
+  return out;
+}
+
+std::vector<std::string_view> views(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
 }  // namespace
 
 void RedisBackend::async_try_acquire(const std::string& key, milliseconds ttl,
                                      std::function<void(Result<TryAcquire>)> cb) {
   auto token = random_token();
-  std::string fence_key = key + ":fence";
   std::string ttl_text = std::to_string(ttl.count());
   auto started = std::chrono::steady_clock::now();
-  conn_->async_eval(acquire_script(), {key, fence_key}, {token, ttl_text},
-                    [cb = std::move(cb), key, token, ttl, started](Result<Reply> r) {
-                      cb(parse_acquire(r, key, token, ttl, started));
+  auto keys = lock_keys(key, in_legacy_window());
+  std::string legacy = keys.size() > 2 ? keys[2] : std::string();
+  conn_->async_eval(acquire_script(), views(keys), {token, ttl_text},
+                    [cb = std::move(cb), key, token, ttl, started, legacy](Result<Reply> r) {
+                      cb(parse_acquire(r, key, token, ttl, started, legacy));
                     });
 }
 
 void RedisBackend::async_release(const Lease& lease, std::function<void(Result<bool>)> cb) {
-  conn_->async_eval(release_script(), {lease.key}, {lease.token},
+  auto keys = held_keys(lease);
+  conn_->async_eval(release_script(), views(keys), {lease.token},
                     [cb = std::move(cb), key = lease.key](Result<Reply> r) { cb(parse_release(r, key)); });
 }
 
 Result<TryAcquire> RedisBackend::try_acquire(const std::string& key, milliseconds ttl) {
   auto token = random_token();
   auto started = std::chrono::steady_clock::now();
-  auto r = conn_->eval(acquire_script(), {key, key + ":fence"}, {token, std::to_string(ttl.count())});
-  return parse_acquire(r, key, token, ttl, started);
+  auto keys = lock_keys(key, in_legacy_window());
+  std::string legacy = keys.size() > 2 ? keys[2] : std::string();
+  // The same token on a retry: an acquire that went through before a failover
+  // is found to be ours (see acquire_script).
+  return retrying([&] {
+    auto r = conn_->eval(acquire_script(), views(keys), {token, std::to_string(ttl.count())});
+    return parse_acquire(r, key, token, ttl, started, legacy);
+  });
 }
 
 Result<bool> RedisBackend::release(const Lease& lease) {
-  return parse_release(conn_->eval(release_script(), {lease.key}, {lease.token}), lease.key);
+  auto keys = held_keys(lease);
+  return retrying([&] { return parse_release(conn_->eval(release_script(), views(keys), {lease.token}), lease.key); });
 }
 
 Result<bool> RedisBackend::extend(const Lease& lease, milliseconds ttl) {
-  auto r = conn_->eval(extend_script(), {lease.key}, {lease.token, std::to_string(ttl.count())});
-  Status st = reply_status(r, "extend " + lease.key);
-  if (!st.ok()) return st;
-  return r->integer == 1;
+  auto keys = held_keys(lease);
+  return retrying([&]() -> Result<bool> {
+    auto r = conn_->eval(extend_script(), views(keys), {lease.token, std::to_string(ttl.count())});
+    Status st = reply_status(r, "extend " + lease.key);
+    if (!st.ok()) return st;
+    return r->integer == 1;
+  });
 }
 
 namespace {
+
 
 // What bounded_get_script returned: nullopt when absent, else the value, or an
 // error (kInvalidArgument) naming the key when it is too long or not a string.
@@ -243,8 +310,10 @@ Result<std::optional<std::string>> parse_bounded_get(const Result<Reply>& r, con
 }  // namespace
 
 Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key) {
-  auto text = parse_bounded_get(conn_->eval(bounded_get_script(), {key}, {std::to_string(kMaxJsonValueBytes)}), key,
-                                kMaxJsonValueBytes);
+  auto text = retrying([&] {
+    return parse_bounded_get(conn_->eval(bounded_get_script(), {key}, {std::to_string(kMaxJsonValueBytes)}), key,
+                             kMaxJsonValueBytes);
+  });
   if (!text.ok()) return text.status();
   if (!*text) return std::optional<json::value>();
   boost::system::error_code ec;
@@ -255,17 +324,32 @@ Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key
 
 Status RedisBackend::set_json(const std::string& key, const json::value& value, milliseconds ttl) {
   std::string text = json::serialize(value);
-  Result<Reply> r = ttl.count() > 0 ? conn_->command({"SET", key, text, "PX", std::to_string(ttl.count())})
-                                    : conn_->command({"SET", key, text});
-  return reply_status(r, "SET " + key);
+  return retrying([&] {
+    Result<Reply> r = ttl.count() > 0 ? conn_->command({"SET", key, text, "PX", std::to_string(ttl.count())})
+                                      : conn_->command({"SET", key, text});
+    return reply_status(r, "SET " + key);
+  });
 }
 
 Result<ArtifactRead> RedisBackend::read_meta(const std::string& name, const std::string& version) {
+  return retrying([&]() -> Result<ArtifactRead> {
+    auto read = read_meta_at(task_keys(name), version);
+    // The migration window: an artifact an older instance published under the
+    // names before hash tags is loaded too (only when there is none under ours).
+    if (!read.ok() || read->state != ArtifactState::kAbsent || !in_legacy_window()) return read;
+    auto old = read_meta_at(legacy_task_keys(name), version);
+    if (old.ok()) old->meta.legacy_keys = true;
+    return old;
+  });
+}
+
+Result<ArtifactRead> RedisBackend::read_meta_at(const TaskKeys& k, const std::string& version) {
   ArtifactRead out;
   // Two bounded reads in one round trip: neither value is allocated here when
   // it is longer than a meta record may be. Only transport errors fail the read;
   // anything a hostile or confused writer left there is a bad artifact.
-  const std::string done_key = name + ":done", meta_key = name + ":artifact";
+  const std::string& done_key = k.done;
+  const std::string& meta_key = k.meta;
   const std::string bound = std::to_string(ArtifactMeta::kMaxMetaBytes);
   std::mutex mu;
   std::condition_variable cv;
@@ -323,7 +407,10 @@ namespace {
 class RedisArtifactSource final : public ByteSource {
  public:
   RedisArtifactSource(Connection& conn, std::string name, ArtifactMeta meta)
-      : conn_(conn), name_(std::move(name)), meta_(std::move(meta)) {}
+      : conn_(conn),
+        name_(std::move(name)),
+        meta_(std::move(meta)),
+        keys_(meta_.legacy_keys ? legacy_task_keys(name_) : task_keys(name_)) {}
   uint64_t size() const override { return meta_.size; }
 
   Result<std::string> next() override {
@@ -343,7 +430,7 @@ class RedisArtifactSource final : public ByteSource {
     std::vector<std::string> keys;
     uint64_t first = next_chunk_;
     for (uint64_t i = first; i < std::min(meta_.chunks, first + kBatch); ++i)
-      keys.push_back(chunk_key(name_, meta_.fence, i));
+      keys.push_back(keys_.chunk(meta_.fence, i));
     std::vector<std::string_view> key_views(keys.begin(), keys.end());
     auto reply = conn_.eval(chunk_read_script(), key_views, {std::to_string(meta_.size - received_)});
     Status st = reply_status(reply, "read chunks of " + name_);
@@ -387,6 +474,7 @@ class RedisArtifactSource final : public ByteSource {
   Connection& conn_;
   std::string name_;
   ArtifactMeta meta_;
+  TaskKeys keys_;
   uint64_t next_chunk_ = 0;
   uint64_t received_ = 0;
   Sha256 sha_;
@@ -412,6 +500,10 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   meta.built_at_unix_ms =
       std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::string ttl = std::to_string(done_ttl.count());
+  const TaskKeys k = task_keys(name);
+  // Publishing is idempotent (the same chunks and records under the same fence),
+  // so after a failover it is retried whole.
+  return retrying([&]() -> Status {
   // Chunks: pipelined SETs, then one wait for all of them.
   std::vector<std::string> keys;
   std::mutex mu;
@@ -419,7 +511,7 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   size_t outstanding = pieces.size();
   Status first_error;
   for (uint64_t i = 0; i < pieces.size(); ++i) {
-    keys.push_back(chunk_key(name, lease.fence, i));
+    keys.push_back(k.chunk(lease.fence, i));
     conn_->async_command({"SET", keys.back(), pieces[i], "PX", ttl}, [&, i](Result<Reply> r) {
       Status st = reply_status(r, "write chunk " + std::to_string(i) + " of " + name);
       std::lock_guard lock(mu);
@@ -438,7 +530,7 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   done["instance"] = instance_id_;
   done["at_unix_ms"] = meta.built_at_unix_ms;
   std::string done_text = json::serialize(done);
-  std::vector<std::string> all_keys = {name, name + ":fence", name + ":done", name + ":artifact"};
+  std::vector<std::string> all_keys = {k.lock, k.fence, k.done, k.meta};
   all_keys.insert(all_keys.end(), keys.begin(), keys.end());
   std::vector<std::string_view> key_views(all_keys.begin(), all_keys.end());
   std::string fence = std::to_string(lease.fence);
@@ -452,6 +544,7 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
     return Aborted("publish of " + name + " refused (fence " + fence + "): " + r->elements[1].str);
   }
   return Status::Ok();
+  });
 }
 
 void RedisBackend::ensure_subscriber() {

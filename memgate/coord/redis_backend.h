@@ -1,17 +1,26 @@
 // RedisBackend: lease locks, JSON values and fenced artifacts in Redis.
 //
-// Keys (for a lock or task named K):
-//   K                      the lock; value = the holder's token; PX = the lease TTL
-//   K:fence                the fencing counter, INCR'd in the same script that takes K;
-//                          when missing (Redis lost its data) it starts at the server's
-//                          TIME in microseconds, so fences keep growing (docs/design/coord.md)
-//   K:done                 the done flag (JSON: fence, unix ms, instance), PX = done TTL
-//   K:artifact             the artifact meta (JSON, see artifact.h), PX = done TTL
-//   K:artifact:<fence>:<i> chunk i of the artifact published under <fence>
-// Every value read (done flag, meta, chunks, JSON values) is bounded in a script
-// before it is sent, so a hostile value is refused, never allocated.
-// Completion messages are published on "memgate:done:K". In a Redis Cluster all
-// of a task's keys must hash to one slot: wrap K in braces ("{init:mcp-kb}").
+// Keys (for a lock or task named K; all share the hash tag {K}, key_layout.h):
+//   {K}                      the lock; value = the holder's token; PX = the lease TTL
+//   {K}:fence                the fencing counter, INCR'd in the same script that takes
+//                            the lock; when missing (Redis lost its data) it starts at the
+//                            server's TIME in microseconds, so fences keep growing
+//   {K}:done                 the done flag (JSON: fence, unix ms, instance), PX = done TTL
+//   {K}:artifact             the artifact meta (JSON, see artifact.h), PX = done TTL
+//   {K}:artifact:<fence>:<i> chunk i of the artifact published under <fence>
+// For settings.legacy_keys_for after construction (the migration window) an
+// absent artifact is also looked for under the names before hash tags (K:done,
+// K:artifact, ...), and a lock also takes K itself; only the tagged names are
+// written. Every value read (done flag, meta, chunks, JSON values) is bounded in
+// a script before it is sent, so a hostile value is refused, never allocated.
+// Completion messages are published on "memgate:done:K".
+//
+// Failover (Sentinel, settings.sentinel set): every operation here is idempotent
+// (reads; release and extend compare the token; publish compares token and
+// fence and writes the same values; an acquire resent with the same token finds
+// the lock already its own), so one that fails with kUnavailable (connection
+// lost, or READONLY from a demoted master) is sent again, up to twice, once the
+// connection to the new master is up (within connect_timeout each).
 //
 // Every operation is one script call or one pipelined batch on the shared
 // Connection; the async_ forms run their callback on the connection's io thread.
@@ -24,6 +33,7 @@
 
 #include "memgate/coord/backend.h"
 #include "memgate/coord/connection.h"
+#include "memgate/coord/key_layout.h"
 
 namespace memgate::coord {
 
@@ -57,6 +67,28 @@ class RedisBackend final : public CoordBackend {
 
  private:
   void ensure_subscriber();
+  bool in_legacy_window() const;
+  Result<ArtifactRead> read_meta_at(const TaskKeys& keys, const std::string& version);
+
+  // Runs f, and again (at most kFailoverRetries times) while it fails with
+  // kUnavailable and this backend follows a Sentinel-managed master.
+  static constexpr int kFailoverRetries = 2;
+  template <class F>
+  auto retrying(F&& f) -> decltype(f()) {
+    auto r = f();
+    for (int i = 0; i < kFailoverRetries && follows_failover() && unavailable(r); ++i) {
+      if (!conn_->wait_connected(settings_.connect_timeout).ok()) return r;
+      metrics_->failover_retries.fetch_add(1);
+      r = f();
+    }
+    return r;
+  }
+  bool follows_failover() const;
+  static bool unavailable(const Status& s) { return s.code() == Code::kUnavailable; }
+  template <class T>
+  static bool unavailable(const Result<T>& r) {
+    return !r.ok() && r.status().code() == Code::kUnavailable;
+  }
 
   RedisSettings settings_;
   std::string instance_id_;
@@ -65,6 +97,7 @@ class RedisBackend final : public CoordBackend {
 
   struct DoneState;
   std::unique_ptr<DoneState> done_;
+  std::chrono::steady_clock::time_point legacy_until_;
 };
 
 }  // namespace memgate::coord

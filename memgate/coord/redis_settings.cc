@@ -29,6 +29,11 @@ Result<int> parse_db(std::string_view text) {
 
 }  // namespace
 
+std::string Endpoint::describe() const {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 std::string RedisSettings::describe() const {
   switch (transport) {
     case Transport::kUnix:

@@ -17,12 +17,21 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "memgate/base/status.h"
 
 namespace memgate::coord {
 
 enum class Transport { kTcp, kTls, kUnix };
+
+// A TCP address: a host name or IP literal and a port.
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string describe() const;  // "host:port", "[::1]:port"
+  bool operator==(const Endpoint&) const = default;
+};
 
 struct RedisSettings {
   Transport transport = Transport::kTcp;
@@ -33,6 +42,13 @@ struct RedisSettings {
   std::string password;            // secret
   int db = 0;
 
+  // Sentinel (redis-sentinel://, rediss-sentinel://): when `sentinels` is not
+  // empty, host and port are found through them (sentinel_resolver.h) before
+  // every connection; `transport` (kTcp or kTls) applies to sentinels and master.
+  std::vector<Endpoint> sentinels;
+  std::string sentinel_master;    // the name the sentinels monitor the master under
+  std::string sentinel_password;  // secret (REDIS_SENTINEL_PASSWORD); AUTH to the sentinels when set
+
   std::string tls_ca;          // PEM CA file for rediss:// (REDIS_TLS_CA); system CAs when empty
   bool tls_insecure = false;   // skip certificate verification: development only (REDIS_TLS_INSECURE)
 
@@ -42,6 +58,9 @@ struct RedisSettings {
   std::chrono::milliseconds reconnect_max{2000};     // reconnect delay cap
   size_t chunk_size = 512 * 1024;                    // artifacts above this are stored in chunks
   uint64_t max_artifact_bytes = 4ull << 30;          // a meta declaring more is refused (ARTIFACT_MAX_SIZE)
+  // For this long after start, artifacts are also read from the key names before
+  // hash tags, and locks also take the old name (docs/design/coord.md, "Migration").
+  std::chrono::milliseconds legacy_keys_for{std::chrono::minutes(10)};
 
   // "redis://127.0.0.1:6379/0", "rediss://host:6380", "unix:///run/redis.sock": no secrets.
   std::string describe() const;

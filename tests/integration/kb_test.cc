@@ -169,11 +169,11 @@ TEST_F(KbFleet, OneInstanceIndexesAndTheOtherLoadsItsArtifact) {
 TEST_F(KbFleet, ACorruptPublishedArtifactIsRebuilt) {
   auto a = start("kb-a");
   ASSERT_NE(a, nullptr);
-  // The artifact lives under the key of its inputs: init:mcp-kb@<fingerprint>.
+  // The artifact lives under the key of its inputs, hash-tagged: {init:mcp-kb@<fingerprint>}.
   json::object ma = startup_module(a->port(), "kb");
   std::string fingerprint(ma.at("fingerprint").as_string());
   ASSERT_EQ(fingerprint.size(), 16u) << ma;
-  std::string base = "init:mcp-kb@" + fingerprint;
+  std::string base = "{init:mcp-kb@" + fingerprint + "}";
   EXPECT_EQ(redis_cli({"EXISTS", base + ":done"}), "1\n") << "the done flag is under the inputs' key";
   EXPECT_EQ(redis_cli({"EXISTS", base + ":artifact"}), "1\n") << "the artifact's meta is under the inputs' key";
   std::string keys = redis_cli({"--scan", "--pattern", base + ":artifact:*:0"});

@@ -77,6 +77,7 @@ Status RedisServer::launch() {
     argv.insert(argv.end(), {"--port", port});
   }
   if (!options_.password.empty()) argv.insert(argv.end(), {"--requirepass", options_.password});
+  argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   auto proc = Subprocess::start(argv, {}, dir_ + "/redis-" + std::to_string(generation_) + ".out");
   if (!proc.ok()) return proc.status();
   process_ = std::move(*proc);
@@ -103,6 +104,10 @@ void RedisServer::kill() {
     process_->signal(SIGKILL);
     process_->wait_for(std::chrono::seconds(10));
   }
+}
+
+void RedisServer::signal(int sig) {
+  if (process_) process_->signal(sig);
 }
 
 Status RedisServer::restart() {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "memgate/base/status.h"
 #include "tests/support/process.h"
@@ -26,6 +27,7 @@ struct RedisOptions {
   bool tls = false;
   std::string password;  // requirepass, when set
   std::string dir;       // working directory; a fresh temp dir when empty
+  std::vector<std::string> extra_args;  // more redis-server arguments ("--cluster-enabled", "yes", ...)
 
   static RedisOptions with_tls() {
     RedisOptions o;
@@ -56,6 +58,8 @@ class RedisServer {
 
   // SIGKILL the server (by pid) and reap it.
   void kill();
+  // Sends `sig` (SIGSTOP, SIGCONT) to the server's pid, if it is running.
+  void signal(int sig);
   // kill() if still running, then start again on the same port.
   Status restart();
 
