@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 namespace memgate::mcp {
 namespace {
@@ -71,6 +72,62 @@ json::value supported_json() {
   return a;
 }
 
+// Cursors: what a client gets is base64url("c1:<source>:<position>"), the
+// source's number in the registry and its own position in it. A cursor comes
+// back from the client, so it is bounded and checked before anything uses it.
+constexpr size_t kMaxCursor = 1024;
+constexpr std::string_view kCursorTag = "c1:";
+constexpr std::string_view kBase64Url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string encode_cursor(size_t source, std::string_view position) {
+  std::string raw = std::string(kCursorTag) + std::to_string(source) + ":" + std::string(position);
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (unsigned char c : raw) {
+    bits = (bits << 8) | c;
+    count += 8;
+    while (count >= 6) {
+      count -= 6;
+      out += kBase64Url[(bits >> count) & 0x3F];
+    }
+  }
+  if (count > 0) out += kBase64Url[(bits << (6 - count)) & 0x3F];
+  return out;
+}
+
+// The source and position a cursor names, or nullopt when it is not one of ours.
+std::optional<std::pair<size_t, std::string>> decode_cursor(std::string_view cursor, size_t sources) {
+  if (cursor.empty() || cursor.size() > kMaxCursor) return std::nullopt;
+  std::string raw;
+  uint32_t bits = 0;
+  int count = 0;
+  for (char c : cursor) {
+    size_t v = kBase64Url.find(c);
+    if (v == std::string_view::npos) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      raw += static_cast<char>((bits >> count) & 0xFF);
+    }
+  }
+  if (raw.rfind(kCursorTag, 0) != 0) return std::nullopt;
+  std::string_view rest = std::string_view(raw).substr(kCursorTag.size());
+  size_t colon = rest.find(':');
+  if (colon == 0 || colon == std::string_view::npos || colon > 4) return std::nullopt;
+  size_t source = 0;
+  for (char c : rest.substr(0, colon)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    source = source * 10 + static_cast<size_t>(c - '0');
+  }
+  if (source >= sources) return std::nullopt;
+  // Re-encoding must give the same text: no second spelling of one cursor.
+  std::string position(rest.substr(colon + 1));
+  if (encode_cursor(source, position) != cursor) return std::nullopt;
+  return std::make_pair(source, std::move(position));
+}
+
 bool is_supported(std::string_view v) {
   const auto& all = McpServer::supported_versions();
   return std::find(all.begin(), all.end(), v) != all.end();
@@ -107,9 +164,12 @@ std::vector<std::string> split_list(std::string_view text) {
   return out;
 }
 
-McpServer::McpServer(ServerOptions options) : options_(std::move(options)) {}
+McpServer::McpServer(ServerOptions options, std::shared_ptr<Registry> registry)
+    : options_(std::move(options)), registry_(registry ? std::move(registry) : std::make_shared<Registry>()) {
+  if (options_.resource_page_size == 0) options_.resource_page_size = 1;
+}
 
-void McpServer::add_tool(Tool tool) { tools_.push_back(std::move(tool)); }
+void McpServer::add_tool(Tool tool) { registry_->add_tool(std::move(tool)); }
 
 bool McpServer::origin_allowed(std::string_view origin) const {
   return http::origin_allowed(options_.allowed_origins, origin);
@@ -243,8 +303,18 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
 
 json::value McpServer::dispatch(const Call& call, int* http_status) const {
   auto fail = [](int code, std::string_view message) { return json::object{{"error", error_object(code, message)}}; };
+  // One snapshot per request: a module adding to the registry meanwhile changes
+  // the next request, never this one halfway.
+  std::shared_ptr<const Catalog> catalog = registry_->catalog();
+  const Catalog& c = *catalog;
+  auto cached = [&](json::object r) {
+    if (call.stateless) {
+      r["ttlMs"] = options_.list_ttl_ms;
+      r["cacheScope"] = "public";
+    }
+    return r;
+  };
   json::object server_info{{"name", options_.name}, {"version", options_.version}};
-  json::object capabilities{{"tools", json::object{{"listChanged", false}}}};
   if (call.method == "initialize") {
     const json::value* requested = call.params.if_contains("protocolVersion");
     if (!requested || !requested->is_string()) return fail(kInvalidParams, "protocolVersion must be a string");
@@ -253,58 +323,106 @@ json::value McpServer::dispatch(const Call& call, int* http_status) const {
     std::string chosen(kLatestLegacyVersion);
     std::string_view asked = requested->as_string();
     if (is_supported(asked) && asked != kStatelessVersion) chosen = std::string(asked);
-    json::object r{{"protocolVersion", chosen}, {"capabilities", capabilities}, {"serverInfo", server_info}};
+    json::object r{{"protocolVersion", chosen}, {"capabilities", capabilities(c)}, {"serverInfo", server_info}};
     if (!options_.instructions.empty()) r["instructions"] = options_.instructions;
     return r;
   }
   if (call.method == "ping") return json::object{};
   if (call.method == "server/discover") {
     json::object r{{"supportedVersions", supported_json()},
-                   {"capabilities", capabilities},
-                   {"serverInfo", server_info},
-                   {"ttlMs", options_.list_ttl_ms},
-                   {"cacheScope", "public"}};
+                   {"capabilities", capabilities(c)},
+                   {"serverInfo", server_info}};
     if (!options_.instructions.empty()) r["instructions"] = options_.instructions;
-    return r;
+    return cached(std::move(r));
   }
-  if (call.method == "tools/list") return tools_list(call.stateless);
-  if (call.method == "tools/call") return tools_call(call, http_status);
+  // A method of a capability the registry does not hold is unknown here.
+  bool resources = !c.sources.empty() || !c.templates.empty();
+  if (call.method == "tools/list" && !c.tools.empty()) {
+    json::array list;
+    for (const Tool& t : c.tools) {
+      json::object o{{"name", t.name}, {"description", t.description}, {"inputSchema", t.input_schema}};
+      if (!t.title.empty()) o["title"] = t.title;
+      if (t.output_schema) o["outputSchema"] = *t.output_schema;
+      json::object annotations{{"readOnlyHint", t.read_only}, {"openWorldHint", false}};
+      if (!t.title.empty()) annotations["title"] = t.title;
+      o["annotations"] = std::move(annotations);
+      list.push_back(std::move(o));
+    }
+    return cached(json::object{{"tools", std::move(list)}});
+  }
+  if (call.method == "tools/call" && !c.tools.empty()) return tools_call(c, call);
+  if (call.method == "resources/list" && resources) return resources_list(c, call);
+  if (call.method == "resources/read" && resources) return resources_read(c, call);
+  if (call.method == "resources/templates/list" && resources) {
+    json::array list;
+    for (const ResourceTemplate& t : c.templates) {
+      json::object o{{"uriTemplate", t.uri_template}, {"name", t.name}};
+      if (!t.title.empty()) o["title"] = t.title;
+      if (!t.description.empty()) o["description"] = t.description;
+      if (!t.mime_type.empty()) o["mimeType"] = t.mime_type;
+      list.push_back(std::move(o));
+    }
+    return cached(json::object{{"resourceTemplates", std::move(list)}});
+  }
+  if (call.method == "prompts/list" && !c.prompts.empty()) {
+    json::array list;
+    for (const Prompt& p : c.prompts) {
+      json::object o{{"name", p.name}};
+      if (!p.title.empty()) o["title"] = p.title;
+      if (!p.description.empty()) o["description"] = p.description;
+      json::array args;
+      for (const PromptArgument& a : p.arguments)
+        args.push_back(json::object{{"name", a.name}, {"description", a.description}, {"required", a.required}});
+      o["arguments"] = std::move(args);
+      list.push_back(std::move(o));
+    }
+    return cached(json::object{{"prompts", std::move(list)}});
+  }
+  if (call.method == "prompts/get" && !c.prompts.empty()) return prompts_get(c, call);
+  if (call.method == "completion/complete" && !c.completers.empty()) return complete(c, call);
   if (call.stateless) *http_status = 404;
   return fail(kMethodNotFound, "method not found: " + call.method);
 }
 
-json::object McpServer::tools_list(bool stateless) const {
-  json::array list;
-  for (const Tool& t : tools_) {
-    json::object o{{"name", t.name}, {"description", t.description}, {"inputSchema", t.input_schema}};
-    if (!t.title.empty()) o["title"] = t.title;
-    if (t.output_schema) o["outputSchema"] = *t.output_schema;
-    json::object annotations{{"readOnlyHint", t.read_only}, {"openWorldHint", false}};
-    if (!t.title.empty()) annotations["title"] = t.title;
-    o["annotations"] = std::move(annotations);
-    list.push_back(std::move(o));
-  }
-  json::object r{{"tools", std::move(list)}};
-  if (stateless) {
-    r["ttlMs"] = options_.list_ttl_ms;
-    r["cacheScope"] = "public";
-  }
-  return r;
+json::object McpServer::capabilities(const Catalog& c) const {
+  json::object caps;
+  if (!c.tools.empty()) caps["tools"] = json::object{{"listChanged", false}};
+  if (!c.sources.empty() || !c.templates.empty())
+    caps["resources"] = json::object{{"subscribe", false}, {"listChanged", false}};
+  if (!c.prompts.empty()) caps["prompts"] = json::object{{"listChanged", false}};
+  if (!c.completers.empty()) caps["completions"] = json::object{};
+  return caps;
 }
 
-json::value McpServer::tools_call(const Call& call, int*) const {
-  auto fail = [](std::string_view message) {
-    return json::object{{"error", error_object(kInvalidParams, message)}};
-  };
+namespace {
+
+json::object invalid(std::string_view message) {
+  return json::object{{"error", error_object(kInvalidParams, message)}};
+}
+json::object internal(std::string_view what, const Status& st) {
+  spdlog::warn("mcp: {} failed: {}", what, st.to_string());
+  return json::object{{"error", error_object(kInternalError, "internal error")}};
+}
+
+// A string parameter of at most `max` bytes, or nullptr.
+const json::string* string_param(const json::object& params, std::string_view key, size_t max) {
+  const json::value* v = params.if_contains(key);
+  if (!v || !v->is_string() || v->as_string().size() > max) return nullptr;
+  return &v->as_string();
+}
+
+}  // namespace
+
+json::value McpServer::tools_call(const Catalog& c, const Call& call) const {
   const json::value* name = call.params.if_contains("name");
-  if (!name || !name->is_string()) return fail("name must be a string");
+  if (!name || !name->is_string()) return invalid("name must be a string");
   const Tool* tool = nullptr;
-  for (const Tool& t : tools_)
+  for (const Tool& t : c.tools)
     if (t.name == name->as_string()) tool = &t;
-  if (!tool) return fail("unknown tool: " + std::string(name->as_string()));
+  if (!tool) return invalid("unknown tool: " + std::string(name->as_string()));
   json::object args;
   if (const json::value* a = call.params.if_contains("arguments")) {
-    if (!a->is_object()) return fail("arguments must be an object");
+    if (!a->is_object()) return invalid("arguments must be an object");
     args = a->as_object();
   }
   ToolResult out = tool->run(args);
@@ -312,6 +430,152 @@ json::value McpServer::tools_call(const Call& call, int*) const {
                  {"isError", out.is_error}};
   if (out.structured && !out.is_error) r["structuredContent"] = std::move(*out.structured);
   return r;
+}
+
+// Fills one page from the sources in registration order, from where the cursor
+// says; the next cursor names the source and position to go on from.
+json::value McpServer::resources_list(const Catalog& c, const Call& call) const {
+  size_t source = 0;
+  std::string after;
+  if (const json::value* cv = call.params.if_contains("cursor"); cv && !cv->is_null()) {
+    auto decoded = cv->is_string() ? decode_cursor(cv->as_string(), c.sources.size()) : std::nullopt;
+    if (!decoded) return invalid("invalid cursor");
+    source = decoded->first;
+    after = std::move(decoded->second);
+  }
+  const size_t limit = options_.resource_page_size;
+  json::array items;
+  std::string next;
+  while (source < c.sources.size()) {
+    if (items.size() >= limit) {
+      next = encode_cursor(source, "");
+      break;
+    }
+    auto page = c.sources[source].list(after, limit - items.size());
+    if (!page.ok()) {
+      if (page.status().code() == Code::kInvalidArgument) return invalid("invalid cursor");
+      return internal("resources/list", page.status());
+    }
+    size_t room = limit - items.size();
+    if (page->items.size() > room) page->items.resize(room);
+    for (Resource& r : page->items) {
+      json::object o{{"uri", r.uri}, {"name", r.name}};
+      if (!r.title.empty()) o["title"] = r.title;
+      if (!r.description.empty()) o["description"] = r.description;
+      if (!r.mime_type.empty()) o["mimeType"] = r.mime_type;
+      items.push_back(std::move(o));
+    }
+    // A source that names the position it was asked for would loop a client
+    // for ever: that is the end of it.
+    if (!page->next.empty() && page->next != after && !page->items.empty()) {
+      next = encode_cursor(source, page->next);
+      break;
+    }
+    ++source;
+    after.clear();
+  }
+  json::object r{{"resources", std::move(items)}};
+  if (!next.empty()) r["nextCursor"] = next;
+  if (call.stateless) {
+    r["ttlMs"] = options_.list_ttl_ms;
+    r["cacheScope"] = "public";
+  }
+  return r;
+}
+
+json::value McpServer::resources_read(const Catalog& c, const Call& call) const {
+  constexpr size_t kMaxUri = 8192;
+  const json::string* uri = string_param(call.params, "uri", kMaxUri);
+  if (!uri) return invalid("uri must be a string of at most 8192 bytes");
+  for (const ResourceSource& s : c.sources) {
+    auto contents = s.read(*uri);
+    if (!contents.ok() && contents.status().code() == Code::kNotFound) continue;
+    if (!contents.ok() && contents.status().code() == Code::kInvalidArgument)
+      return invalid(contents.status().message());
+    if (!contents.ok()) return internal("resources/read", contents.status());
+    json::array list;
+    for (ResourceText& t : *contents)
+      list.push_back(json::object{{"uri", t.uri}, {"mimeType", t.mime_type}, {"text", std::move(t.text)}});
+    json::object r{{"contents", std::move(list)}};
+    if (call.stateless) {
+      r["ttlMs"] = options_.list_ttl_ms;
+      r["cacheScope"] = "public";
+    }
+    return r;
+  }
+  return json::object{{"error", error_object(kResourceNotFound, "resource not found", json::object{{"uri", *uri}})}};
+}
+
+json::value McpServer::prompts_get(const Catalog& c, const Call& call) const {
+  const json::value* name = call.params.if_contains("name");
+  if (!name || !name->is_string()) return invalid("name must be a string");
+  const Prompt* prompt = nullptr;
+  for (const Prompt& p : c.prompts)
+    if (p.name == name->as_string()) prompt = &p;
+  if (!prompt) return invalid("unknown prompt: " + printable(name->as_string()));
+  PromptArguments args;
+  if (const json::value* a = call.params.if_contains("arguments"); a && !a->is_null()) {
+    if (!a->is_object()) return invalid("arguments must be an object");
+    for (const auto& [key, value] : a->as_object()) {
+      bool known = false;
+      for (const PromptArgument& d : prompt->arguments) known = known || d.name == key;
+      if (!known) continue;  // an argument the prompt does not take is ignored
+      if (!value.is_string()) return invalid("argument " + printable(key) + " must be a string");
+      if (value.as_string().size() > kMaxPromptArgument)
+        return invalid("argument " + printable(key) + " is longer than " + std::to_string(kMaxPromptArgument) +
+                       " bytes");
+      args.emplace(std::string(key), std::string(value.as_string()));
+    }
+  }
+  for (const PromptArgument& d : prompt->arguments)
+    if (d.required && !args.count(d.name)) return invalid("missing required argument: " + d.name);
+  auto filled = prompt->get(args);
+  if (!filled.ok()) {
+    if (filled.status().code() == Code::kInvalidArgument) return invalid(filled.status().message());
+    return internal("prompts/get", filled.status());
+  }
+  json::array messages;
+  for (PromptMessage& m : filled->messages)
+    messages.push_back(json::object{{"role", m.role},
+                                    {"content", json::object{{"type", "text"}, {"text", std::move(m.text)}}}});
+  json::object r{{"messages", std::move(messages)}};
+  if (!filled->description.empty()) r["description"] = filled->description;
+  return r;
+}
+
+json::value McpServer::complete(const Catalog& c, const Call& call) const {
+  const json::value* ref = call.params.if_contains("ref");
+  const json::value* argument = call.params.if_contains("argument");
+  if (!ref || !ref->is_object() || !argument || !argument->is_object())
+    return invalid("ref and argument must be objects");
+  const json::string* type = string_param(ref->as_object(), "type", 64);
+  if (!type || (*type != "ref/resource" && *type != "ref/prompt"))
+    return invalid("ref.type must be ref/resource or ref/prompt");
+  Completer::Ref kind = *type == "ref/resource" ? Completer::Ref::kResource : Completer::Ref::kPrompt;
+  const json::string* target = string_param(ref->as_object(), kind == Completer::Ref::kResource ? "uri" : "name", 8192);
+  const json::string* arg_name = string_param(argument->as_object(), "name", 256);
+  const json::string* value = string_param(argument->as_object(), "value", 1000);
+  if (!target || !arg_name || !value) return invalid("ref's uri or name, argument.name and argument.value must be strings");
+  json::array values;
+  bool more = false;
+  for (const Completer& k : c.completers) {
+    if (k.ref != kind || k.target != *target || k.argument != *arg_name) continue;
+    auto found = k.complete(*value, kMaxCompletionValues, &more);
+    if (!found.ok()) {
+      if (found.status().code() == Code::kInvalidArgument) return invalid(found.status().message());
+      return internal("completion/complete", found.status());
+    }
+    for (std::string& v : *found) {
+      if (values.size() == kMaxCompletionValues) {
+        more = true;
+        break;
+      }
+      values.emplace_back(std::move(v));
+    }
+    break;
+  }
+  // No completer for this argument: no suggestions (not an error, as the spec has it).
+  return json::object{{"completion", json::object{{"values", std::move(values)}, {"hasMore", more}}}};
 }
 
 }  // namespace memgate::mcp

@@ -15,6 +15,15 @@
 // A request is of the 2026 era when its _meta names a protocol version;
 // otherwise of the older one.
 //
+// Methods, in both eras, over what the Registry holds: tools/list, tools/call,
+// resources/list (pages of ServerOptions::resource_page_size, with an opaque
+// cursor: base64url of the source's number and its own position, checked and
+// bounded before use, -32602 when it is not one of ours), resources/templates/list,
+// resources/read (-32002 for an unknown URI), prompts/list, prompts/get and
+// completion/complete. Capabilities name only what the Registry holds now
+// (tools, resources, prompts, completions); there is no logging capability,
+// since the server never writes to a client outside a reply.
+//
 // HTTP: POST only (GET and DELETE -> 405); replies are application/json, or one
 // SSE event when the client accepts only text/event-stream. Before any JSON-RPC
 // work: the Origin header, when present, must be on the allow-list (403), and
@@ -24,7 +33,8 @@
 // unknown method, -32602 bad params or unknown tool. A tool that fails returns a
 // result with isError, as the spec asks, not a JSON-RPC error.
 //
-// Thread-safe: tools are registered before serving; handle() is const.
+// Thread-safe: handle() is const and reads a snapshot of the Registry, which
+// modules may add to while the endpoint serves.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -35,6 +45,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "memgate/mcp/registry.h"
 
 namespace memgate::mcp {
 
@@ -47,30 +59,9 @@ inline constexpr int kInvalidRequest = -32600;
 inline constexpr int kMethodNotFound = -32601;
 inline constexpr int kInvalidParams = -32602;
 inline constexpr int kInternalError = -32603;
+inline constexpr int kResourceNotFound = -32002;
 inline constexpr int kHeaderMismatch = -32020;
 inline constexpr int kUnsupportedVersion = -32022;
-
-// What a tool returns: text for people (content) and, when the tool declares an
-// output schema, the same as structured JSON.
-struct ToolResult {
-  std::string text;
-  std::optional<boost::json::object> structured;
-  bool is_error = false;
-
-  static ToolResult error(std::string message) { return {std::move(message), std::nullopt, true}; }
-};
-
-struct Tool {
-  std::string name;
-  std::string title;
-  std::string description;
-  boost::json::object input_schema;
-  std::optional<boost::json::object> output_schema;
-  bool read_only = true;
-  // Runs the tool. Arguments were checked to be an object; the tool checks their
-  // fields and answers invalid ones with ToolResult::error. Must be thread-safe.
-  std::function<ToolResult(const boost::json::object& arguments)> run;
-};
 
 struct ServerOptions {
   std::string name = "memgate";
@@ -82,7 +73,11 @@ struct ServerOptions {
   std::vector<std::string> allowed_origins = {"http://localhost", "http://127.0.0.1", "http://[::1]",
                                               "https://localhost", "https://127.0.0.1", "https://[::1]"};
   std::string auth_token;  // empty: no token required
-  int64_t list_ttl_ms = 300'000;  // ttlMs on tools/list and server/discover (2026 era)
+  // ttlMs on the list results, server/discover and resources/read (2026 era).
+  int64_t list_ttl_ms = 300'000;
+  // Resources per resources/list page; becomes a setting (with the other MCP_*
+  // rows) once modules contribute rows to the settings table.
+  size_t resource_page_size = 50;
 };
 
 // One HTTP request, as the transport sees it.
@@ -101,10 +96,13 @@ struct HttpReply {
 
 class McpServer {
  public:
-  explicit McpServer(ServerOptions options);
+  // Serves what `registry` holds (a fresh, empty one when null).
+  explicit McpServer(ServerOptions options, std::shared_ptr<Registry> registry = nullptr);
 
-  // Registers a tool; call before serving.
+  // Registers a tool (registry().add_tool).
   void add_tool(Tool tool);
+  // Where modules add what this endpoint offers; thread-safe.
+  Registry& registry() const { return *registry_; }
 
   // Answers one HTTP exchange on the MCP endpoint.
   HttpReply handle(const HttpExchange& exchange) const;
@@ -117,12 +115,16 @@ class McpServer {
  private:
   struct Call;
   boost::json::value dispatch(const Call& call, int* http_status) const;
-  boost::json::object tools_list(bool stateless) const;
-  boost::json::value tools_call(const Call& call, int* http_status) const;
+  boost::json::object capabilities(const Catalog& catalog) const;
+  boost::json::value tools_call(const Catalog& catalog, const Call& call) const;
+  boost::json::value resources_list(const Catalog& catalog, const Call& call) const;
+  boost::json::value resources_read(const Catalog& catalog, const Call& call) const;
+  boost::json::value prompts_get(const Catalog& catalog, const Call& call) const;
+  boost::json::value complete(const Catalog& catalog, const Call& call) const;
   bool origin_allowed(std::string_view origin) const;
 
   ServerOptions options_;
-  std::vector<Tool> tools_;
+  std::shared_ptr<Registry> registry_;
 };
 
 // Parses "a, b ,c" into {"a","b","c"} (empty items dropped).
