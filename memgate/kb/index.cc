@@ -1396,6 +1396,53 @@ Result<DocumentText> Index::document(std::string_view id) const {
   return out;
 }
 
+namespace {
+
+// The first line of a chunk that says something, for a description: heading
+// marks and blanks trimmed, cut at 200 bytes on a UTF-8 boundary.
+std::string describe(std::string_view heading, std::string_view body) {
+  std::string_view line = heading;
+  while (line.empty() && !body.empty()) {
+    size_t nl = body.find('\n');
+    line = body.substr(0, nl);
+    body = nl == std::string_view::npos ? std::string_view() : body.substr(nl + 1);
+    while (!line.empty() && (line.front() == '#' || line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r' || line.back() == '\t')) line.remove_suffix(1);
+  }
+  constexpr size_t kMax = 200;
+  if (line.size() > kMax) {
+    size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+    line = line.substr(0, cut);
+  }
+  return std::string(line);
+}
+
+}  // namespace
+
+Result<std::vector<DocumentEntry>> Index::list_documents(std::string_view from, bool inclusive, size_t limit) const {
+  static constexpr const char* kAfter =
+      "SELECT d.id, d.title, d.path, d.kind, c.heading, substr(c.body, 1, 600) FROM docs d "
+      "LEFT JOIN chunks c ON c.rowid = d.first_chunk WHERE d.id > ?1 ORDER BY d.id LIMIT ?2";
+  static constexpr const char* kFrom =
+      "SELECT d.id, d.title, d.path, d.kind, c.heading, substr(c.body, 1, 600) FROM docs d "
+      "LEFT JOIN chunks c ON c.rowid = d.first_chunk WHERE d.id >= ?1 ORDER BY d.id LIMIT ?2";
+  limit = std::clamp<size_t>(limit, 1, 1000);
+  auto lease = checkout(kQueryDeadline);
+  if (!lease.ok()) return lease.status();
+  sqlite3* db = lease->get();
+  Stmt q(db, inclusive ? kFrom : kAfter);
+  if (!q.ok()) return sql_error(db, "prepare document list");
+  q.text(1, from);
+  q.integer(2, static_cast<int64_t>(limit));
+  std::vector<DocumentEntry> out;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW)
+    out.push_back({q.column(0), q.column(1), q.column(2), q.column(3), describe(q.column(4), q.column(5))});
+  if (rc != SQLITE_DONE) return sql_error(db, "document list");
+  return out;
+}
+
 Result<std::string> Index::section(std::string_view id, std::string_view heading, size_t max_bytes) const {
   auto lease = checkout(kQueryDeadline);
   if (!lease.ok()) return lease.status();

@@ -138,6 +138,15 @@ struct DocumentText {
   int chunks = 0;
 };
 
+// One document as a listing shows it (the MCP resources/list).
+struct DocumentEntry {
+  std::string id;
+  std::string title;
+  std::string path;
+  std::string kind;         // "markdown", "html" or "text"
+  std::string description;  // the first section's heading, else its first line; at most 200 bytes
+};
+
 struct IndexInfo {
   std::string fingerprint;  // of the corpus it was built from
   std::string built_at;     // ISO 8601, UTC
@@ -204,6 +213,14 @@ class Index {
   // those chunks, not the whole document. kNotFound when the document or the
   // section is not there.
   Result<std::string> section(std::string_view id, std::string_view heading, size_t max_bytes) const;
+
+  // Documents in id order from `from`: those after it, or from it on with
+  // `inclusive` ("" lists from the first), at most `limit` (clamped to
+  // 1..1000). Reads each listed document's first chunk for its description, and
+  // nothing of the others (the id index gives the order). For pages whose
+  // position is the last id seen: a document added or removed meanwhile never
+  // makes one appear twice.
+  Result<std::vector<DocumentEntry>> list_documents(std::string_view from, bool inclusive, size_t limit) const;
 
   const IndexInfo& info() const { return info_; }
   // Connections opened so far (for tests and metrics).

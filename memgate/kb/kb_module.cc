@@ -28,6 +28,7 @@
 #include "memgate/kb/build_budget.h"
 #include "memgate/kb/corpus.h"
 #include "memgate/kb/index.h"
+#include "memgate/kb/mcp_resources.h"
 #include "memgate/kb/routes.h"
 #include "memgate/mcp/http_endpoint.h"
 #include "memgate/mcp/server.h"
@@ -51,6 +52,9 @@ struct Settings {
   milliseconds watch_interval{10'000};
   SizeSpec heap_gate = SizeSpec::Bytes(1536ull << 20);
   mcp::ServerOptions mcp;
+  // What /mcp offers: the runtime's registry, shared with the modules that add
+  // to it (the coach's prompt), or the module's own.
+  std::shared_ptr<mcp::Registry> mcp_registry;
 };
 
 std::string mib(uint64_t bytes) { return format_bytes(bytes); }
@@ -197,8 +201,9 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
       return self ? self->current() : nullptr;
     };
     if (Status st = install_rest_routes(ctx.router, current, ctx.workers); !st.ok()) return st;
-    auto server = std::make_shared<mcp::McpServer>(s_.mcp);
+    auto server = std::make_shared<mcp::McpServer>(s_.mcp, s_.mcp_registry);
     add_tools(*server, current);
+    add_kb_resources(server->registry(), current);
     if (Status st = mcp::install_endpoint(ctx.router, "/mcp", server, ctx.workers); !st.ok()) return st;
     installed_ = true;
     if (artifacts_ && !s_.corpus_dir.empty() && s_.watch_interval.count() > 0)
@@ -496,9 +501,11 @@ const std::vector<OptionRow<Settings>>& kb_rows() {
 SettingRows settings() { return to_rows(kb_rows()); }
 
 Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
-                                                        IndexListener on_index) {
+                                                        IndexListener on_index,
+                                                        std::shared_ptr<mcp::Registry> mcp_registry) {
   Settings s;
   s.on_index = std::move(on_index);
+  s.mcp_registry = std::move(mcp_registry);
   s.heap_gate = config.kb_heap_gate;
   s.enabled = config.enable_kb_service;  // flag, then ENABLE_KB_SERVICE, then the default
   s.pool_size = std::max(2, config.worker_threads);

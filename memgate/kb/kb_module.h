@@ -28,6 +28,10 @@
 #include "memgate/base/config.h"
 #include "memgate/startup/module.h"
 
+namespace memgate::mcp {
+class Registry;
+}
+
 namespace memgate::kb {
 
 class Index;
@@ -43,7 +47,11 @@ SettingRows settings();
 // MCP") through `env`: the runtime hands it settings_lookup(), so an unset
 // variable reads as its row's default. A bad value is kInvalidArgument naming
 // the variable; with the module enabled, a missing corpus and artifact is one too.
+// `mcp_registry` is what /mcp serves, to which the module adds its tools,
+// documents and templates (mcp_resources.h); null: a registry of its own, so
+// /mcp offers the kb's alone.
 Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, const EnvLookup& env,
-                                                        IndexListener on_index = {});
+                                                        IndexListener on_index = {},
+                                                        std::shared_ptr<mcp::Registry> mcp_registry = nullptr);
 
 }  // namespace memgate::kb

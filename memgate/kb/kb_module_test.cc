@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
+#include <algorithm>
 
 #include "memgate/base/clock.h"
 #include "memgate/base/worker_pool.h"
@@ -16,6 +18,7 @@
 #include "memgate/startup/loader.h"
 #include "memgate/http/server.h"
 #include "memgate/http/test_client.h"
+#include "memgate/mcp/server.h"
 
 namespace memgate::kb {
 namespace {
@@ -124,10 +127,10 @@ class KbModuleServing : public ::testing::Test {
     workers_.join();
     fs::remove_all(dir_);
   }
-  void bring_up(std::map<std::string, std::string> env) {
+  void bring_up(std::map<std::string, std::string> env, std::shared_ptr<mcp::Registry> registry = nullptr) {
     config_.enable_kb_service = true;
     env["KB_CORPUS_DIR"] = dir_.string();
-    auto m = make_kb_module(config_, env_of(env));
+    auto m = make_kb_module(config_, env_of(env), {}, std::move(registry));
     ASSERT_TRUE(m.ok()) << m.status().to_string();
     module_ = *m;
     startup::ModuleContext ctx{config_, server_->router(), workers_, {}, 0, nullptr, "test"};
@@ -264,6 +267,96 @@ TEST_F(KbModuleServing, ItsPeakEstimateGrowsWithTheCorpusAndCanBuildWithinABudge
   EXPECT_GT(big.load, small.load);
   EXPECT_GT(big.min_build_budget, 0u);
   EXPECT_LT(big.min_build_budget, big.build);
+}
+
+// resources/list, read, templates and completion on the kb's own documents: the
+// module's /mcp over loopback, and a second server over the same registry with
+// pages of 2 to walk the cursors.
+TEST_F(KbModuleServing, EveryDocumentIsAResourceListedInPagesThatAlwaysAdvance) {
+  auto registry = std::make_shared<mcp::Registry>();
+  bring_up({}, registry);
+  mcp::ServerOptions o;
+  o.resource_page_size = 2;
+  mcp::McpServer paged(o, registry);
+  auto ask = [&](const std::string& method, json::object params) {
+    std::string body = json::serialize(json::object{{"jsonrpc", "2.0"}, {"id", 1}, {"method", method}, {"params", params}});
+    mcp::HttpExchange ex;
+    ex.method = "POST";
+    ex.body = body;
+    ex.header = [](std::string_view) -> std::string_view { return ""; };
+    return json::parse(paged.handle(ex).body).as_object();
+  };
+  std::vector<json::object> all;
+  std::set<std::string> cursors;
+  json::object params;
+  for (int guard = 0; guard < 20; ++guard) {
+    json::object page = ask("resources/list", params).at("result").as_object();
+    EXPECT_LE(page.at("resources").as_array().size(), 2u);
+    for (auto& r : page.at("resources").as_array()) all.push_back(r.as_object());
+    if (!page.contains("nextCursor")) break;
+    ASSERT_TRUE(cursors.insert(std::string(page.at("nextCursor").as_string())).second);
+    params["cursor"] = page.at("nextCursor");
+  }
+  ASSERT_EQ(all.size(), 8u) << "every document of the test corpus (readme.rst is not one), once";
+  std::set<std::string> uris;
+  std::map<std::string, json::object> by_name;
+  for (auto& r : all) {
+    uris.insert(std::string(r.at("uri").as_string()));
+    by_name[std::string(r.at("name").as_string())] = r;
+    EXPECT_EQ(std::string(r.at("uri").as_string()).rfind("kb://doc/", 0), 0u);
+  }
+  EXPECT_EQ(uris.size(), 8u);
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end(), [](const json::object& a, const json::object& b) {
+    return a.at("uri").as_string() < b.at("uri").as_string();
+  }));
+  ASSERT_TRUE(by_name.count("Composting at Home"));
+  json::object compost = by_name["Composting at Home"];
+  EXPECT_EQ(compost.at("mimeType"), "text/markdown");
+  EXPECT_FALSE(compost.at("description").as_string().empty());
+  ASSERT_TRUE(by_name.count("Distributed Locks with Redis"));
+  for (auto& [name, r] : by_name)
+    if (std::string(r.at("uri").as_string()).size() > 0 && name.find("Moon") != std::string::npos)
+      EXPECT_EQ(r.at("mimeType"), "text/plain") << name;
+  EXPECT_EQ(ask("resources/list", {{"cursor", "bm90LW91cnM"}}).at("error").at("code"), mcp::kInvalidParams);
+
+  // Over loopback, the module's own /mcp: read, templates, the search template, completion.
+  std::string uri(compost.at("uri").as_string());
+  auto read = post_mcp(R"({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":")" + uri + R"("}})");
+  ASSERT_EQ(read.status, 200) << read.body;
+  auto contents = json::parse(read.body).at("result").at("contents").as_array();
+  ASSERT_EQ(contents.size(), 1u);
+  EXPECT_EQ(contents[0].at("uri").as_string(), uri);
+  EXPECT_EQ(contents[0].at("mimeType"), "text/markdown");
+  EXPECT_NE(std::string(contents[0].at("text").as_string()).find("ompost"), std::string::npos);
+  auto missing = post_mcp(R"({"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"kb://doc/0000000000000000"}})");
+  EXPECT_EQ(json::parse(missing.body).at("error").at("code"), mcp::kResourceNotFound) << missing.body;
+  auto templates = post_mcp(R"({"jsonrpc":"2.0","id":5,"method":"resources/templates/list"})");
+  auto list = json::parse(templates.body).at("result").at("resourceTemplates").as_array();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].at("uriTemplate"), "kb://doc/{id}");
+  EXPECT_EQ(list[1].at("uriTemplate"), "kb://search{?q,k}");
+  auto search = post_mcp(R"({"jsonrpc":"2.0","id":6,"method":"resources/read","params":{"uri":"kb://search?q=waxing%20gibbous&k=1"}})");
+  auto found = json::parse(search.body).at("result").at("contents").as_array();
+  ASSERT_EQ(found.size(), 1u) << search.body;
+  EXPECT_EQ(found[0].at("mimeType"), "application/json");
+  auto hits = json::parse(found[0].at("text").as_string()).at("hits").as_array();
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].at("path"), "astronomy/moon-phases.txt");
+  for (const char* bad : {"kb://search", "kb://search?q=moon&k=0", "kb://search?q=moon&k=x", "kb://search?q="}) {
+    auto r = post_mcp(R"({"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":")" + std::string(bad) + R"("}})");
+    EXPECT_EQ(json::parse(r.body).at("error").at("code"), mcp::kInvalidParams) << bad << ": " << r.body;
+  }
+  std::string prefix = uri.substr(std::string("kb://doc/").size(), 3);
+  auto completion = post_mcp(R"({"jsonrpc":"2.0","id":8,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"kb://doc/{id}"},"argument":{"name":"id","value":")" +
+                             prefix + R"("}}})");
+  auto values = json::parse(completion.body).at("result").at("completion").at("values").as_array();
+  ASSERT_FALSE(values.empty()) << completion.body;
+  bool has = false;
+  for (auto& v : values) {
+    EXPECT_EQ(std::string(v.as_string()).rfind(prefix, 0), 0u);
+    has = has || v.as_string() == uri.substr(9);
+  }
+  EXPECT_TRUE(has);
 }
 
 }  // namespace
