@@ -30,6 +30,7 @@ IoThread::IoThread(const ServerOptions& options, std::shared_ptr<Router> router,
       acceptor_(*ctx_),
       sweep_timer_(*ctx_),
       accept_retry_(*ctx_),
+      heartbeat_timer_(*ctx_),
       id_seed_(id_seed) {
   auto shorter = std::min(options.read_timeout, options.idle_timeout);
   sweep_period_ = std::clamp<std::chrono::milliseconds>(shorter / 8, std::chrono::milliseconds(5),
@@ -72,6 +73,7 @@ Status IoThread::listen(const tcp::endpoint& endpoint) {
 void IoThread::run_in_thread() {
   accept();
   arm_sweep();
+  if (options_.heartbeat && options_.heartbeat_period.count() > 0) arm_heartbeat();
   thread_ = std::thread([this] {
     ctx_->run();
     std::lock_guard lock(exit_mu_);
@@ -164,6 +166,15 @@ void IoThread::arm_sweep() {
   });
 }
 
+void IoThread::arm_heartbeat() {
+  heartbeat_timer_.expires_after(options_.heartbeat_period);
+  heartbeat_timer_.async_wait([this](error_code ec) {
+    if (ec || forced_) return;
+    options_.heartbeat();
+    arm_heartbeat();
+  });
+}
+
 void IoThread::sweep() {
   refresh_date();
   auto now = std::chrono::steady_clock::now();
@@ -201,6 +212,7 @@ void IoThread::force_stop() {
   acceptor_.close(ec);
   accept_retry_.cancel();
   sweep_timer_.cancel();
+  heartbeat_timer_.cancel();
   for (Session* s = head_; s != nullptr; s = s->next_) s->close();
 }
 

@@ -16,6 +16,10 @@
 // and idle_timeout, clamped to 5..250 ms) refreshes the Date header and asks
 // each session to act on its deadline: no timer per operation.
 //
+// Heartbeat. With ServerOptions::heartbeat set, a timer of its own calls it
+// every heartbeat_period on this thread (the Server gives it to the first
+// thread only), until force_stop().
+//
 // Stop. begin_stop() closes the listener and tells sessions to close after
 // their response (idle ones at once); force_stop() closes everything; on_drained
 // fires when a stopping thread has no connection left.
@@ -103,6 +107,7 @@ class IoThread {
   void sweep();
   void refresh_date();
   void arm_sweep();
+  void arm_heartbeat();
 
   ServerOptions options_;
   std::shared_ptr<Router> router_;
@@ -112,6 +117,7 @@ class IoThread {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer accept_retry_;
+  boost::asio::steady_timer heartbeat_timer_;
   std::chrono::milliseconds sweep_period_;
   std::thread thread_;
   std::mutex exit_mu_;

@@ -64,7 +64,9 @@ Status Server::start() {
   std::random_device rd;
   for (int i = 0; i < options_.io_threads; ++i) {
     uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-    auto t = std::make_unique<detail::IoThread>(options_, router_, observer_, seed, controls_);
+    ServerOptions thread_options = options_;
+    if (i > 0) thread_options.heartbeat = nullptr;  // one heartbeat per server, on the first thread
+    auto t = std::make_unique<detail::IoThread>(thread_options, router_, observer_, seed, controls_);
     Status s = t->listen(endpoint);
     if (!s.ok()) {
       threads_.clear();

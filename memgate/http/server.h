@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,6 +60,12 @@ struct ServerOptions {
   // the cap the oldest idle keep-alive connection is closed to make room; when
   // none is idle, the new connection gets a 503 and is closed.
   size_t max_connections = 0;
+  // Called on the first IO thread every heartbeat_period while that thread
+  // serves (not after stop() began forcing connections closed), so a missed
+  // heartbeat means the IO loop stopped turning: what a watchdog wants to know
+  // (systemd's WATCHDOG=1). 0 or no function: none. Must not block.
+  std::chrono::milliseconds heartbeat_period{0};
+  std::function<void()> heartbeat;
 };
 
 namespace detail {

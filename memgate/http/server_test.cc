@@ -4,6 +4,7 @@
 
 #include <future>
 #include <random>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -83,6 +84,29 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   uint16_t port_ = 0;
 };
+
+TEST_F(ServerTest, TheHeartbeatBeatsOnTheFirstIoThreadOnlyAndStopsWithTheServer) {
+  ServerOptions o = local_options();
+  o.io_threads = 3;
+  o.heartbeat_period = 5ms;
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  std::atomic<int> beats{0};
+  o.heartbeat = [&] {
+    std::lock_guard lock(mu);
+    threads.insert(std::this_thread::get_id());
+    ++beats;
+  };
+  start(o);
+  ASSERT_TRUE(poll_until([&] { return beats.load() >= 5; }, 5s));
+  server_->stop(1s);
+  int after_stop = beats.load();
+  // The threads are joined: nothing can beat any more.
+  EXPECT_EQ(beats.load(), after_stop);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(threads.size(), 1u) << "one heartbeat per server, not one per IO thread";
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u) << "the heartbeat runs on an IO thread";
+}
 
 TEST_F(ServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   start();

@@ -43,6 +43,7 @@
 #include "memgate/memory/route_accounting.h"
 #include "memgate/server/snapshot_sinks.h"
 #include "memgate/server/modules.h"
+#include "memgate/server/sd_notify.h"
 #include "memgate/startup/loader.h"
 
 namespace memgate::server {
@@ -186,6 +187,9 @@ struct App::Impl {
   std::unique_ptr<AllocationObserver> observer;
   std::unique_ptr<guard::MemoryGuard> guard_;
   std::shared_ptr<RedisStreamSink> stream_sink;
+  // systemd's Type=notify (a no-op without NOTIFY_SOCKET): READY=1 once the core
+  // routes answer, STATUS= per loader step, WATCHDOG=1 from the public IO loop.
+  std::unique_ptr<SdNotifier> notifier;
   bool started = false;
   bool stopped = false;
   // The container's memory limit (0: none), read once at start: the loader's
@@ -426,7 +430,20 @@ struct App::Impl {
     startup::LoaderOptions o = base_loader_options(config, env);
     o.memory_limit = heap_limit(config, container_limit);
     o.refuse_optional_init = [this] { return guard_ && guard_->refuse_optional_init(); };
+    o.on_progress = [this](const startup::ProgressNote& n) { notify_progress(n); };
     return o;
+  }
+
+  // A long step (a build, a fleet wait) asks systemd for more time: what the
+  // loader expects plus a margin, or kLongStep when it cannot know; each new
+  // note (a build reports its percentage) asks again.
+  static constexpr std::chrono::seconds kLongStep{60};
+  void notify_progress(const startup::ProgressNote& n) {
+    if (!notifier || !notifier->enabled()) return;
+    Status s = n.long_step ? notifier->extend_timeout(
+                                 n.expected.count() > 0 ? n.expected + std::chrono::seconds(30) : kLongStep, n.text)
+                           : notifier->status(n.text);
+    if (!s.ok()) spdlog::debug("{}", s.to_string());
   }
 
   // Start-up order: everything the two listeners serve is built before they
@@ -442,6 +459,18 @@ struct App::Impl {
     container_limit = probe.sample().cgroup.limit.value_or(0);
     http::ServerOptions public_options = listener_options(config.host, config.port, config.io_threads);
     public_options.max_connections = public_connection_cap();
+    // systemd's variables are the service manager's, not settings: read from
+    // the process environment (`env` holds only what the settings table knows).
+    notifier = std::make_unique<SdNotifier>(process_env());
+    if (!notifier->why().empty()) spdlog::warn("systemd notification: {}", notifier->why());
+    if (auto timeout = notifier->watchdog_timeout()) {
+      // At half the watchdog's timeout, as sd_watchdog_enabled(3) advises, from
+      // the loop that serves /healthz: a stuck loop stops the pings.
+      public_options.heartbeat_period =
+          std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(*timeout / 2));
+      public_options.heartbeat = [n = notifier.get()] { (void)n->watchdog(); };
+      spdlog::info("systemd watchdog: WATCHDOG=1 every {}", format_duration(public_options.heartbeat_period));
+    }
     http::ServerOptions admin_options = listener_options(config.admin_host, config.admin_port, 1);
     admin_options.max_connections = kAdminConnections;
     public_server = std::make_unique<http::Server>(public_options);
@@ -485,6 +514,7 @@ struct App::Impl {
     guard_->start();
     memory::set_background_purge(true);
     started = true;
+    if (Status s = notifier->ready("core routes up; modules loading"); !s.ok()) spdlog::warn("{}", s.to_string());
     spdlog::info("memgate {} listening on http://{}:{} (admin http://{}:{}), {} io thread(s), {} worker(s)",
                  config.instance_id, config.host, public_server->port(), config.admin_host, admin_server->port(),
                  config.io_threads, config.worker_threads);
@@ -567,6 +597,10 @@ struct App::Impl {
     if (!started || stopped) return;
     stopped = true;
     spdlog::info("stopping: finishing requests in flight (up to {})", format_duration(config.shutdown_timeout));
+    // The shutdown is bounded by SHUTDOWN_TIMEOUT and run()'s 2 s grace: ask
+    // for that much, whatever TimeoutStopSec= the unit has.
+    (void)notifier->stopping("stopping: finishing requests in flight");
+    (void)notifier->extend_timeout(config.shutdown_timeout + std::chrono::seconds(3));
     auto begin = std::chrono::steady_clock::now();
     public_server->stop(config.shutdown_timeout);
     admin_server->stop(std::chrono::milliseconds(500));

@@ -235,6 +235,26 @@ void StagedLoader::set_state(Entry& e, ModuleState s, std::string reason) {
   }
   spdlog::debug("module {}: {}", e.report.name, module_state_name(s));
   publish_pending(e);
+  note_progress(e, s);
+}
+
+void StagedLoader::note_progress(Entry& e, ModuleState s, int percent) {
+  if (!options_.on_progress) return;
+  ProgressNote n;
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find(stage_numbers_.begin(), stage_numbers_.end(), e.report.stage);
+    size_t index = it == stage_numbers_.end() ? 0 : static_cast<size_t>(it - stage_numbers_.begin());
+    // One pass (eager, budgeted) has one stage for every module.
+    if (it != stage_numbers_.end() || stage_numbers_.size() == 1)
+      n.text = "stage " + std::to_string(index + 1) + "/" + std::to_string(stage_numbers_.size()) + ": ";
+  }
+  n.text += e.report.name + " " + std::string(module_state_name(s));
+  if (percent >= 0) n.text += ", " + std::to_string(std::clamp(percent, 0, 100)) + "%";
+  n.long_step = s == ModuleState::kBuilding || s == ModuleState::kLoadingArtifact ||
+                s == ModuleState::kWaitingForLock || s == ModuleState::kWaitingForPeer;
+  if (s == ModuleState::kWaitingForPeer) n.expected = options_.peer_wait;
+  options_.on_progress(n);
 }
 
 bool StagedLoader::gate_allows(Entry& e, std::string* why) {
@@ -370,6 +390,17 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
   };
 
   ModuleContext ctx{config_, router_, workers_, stop, 0, e.channel.get(), options_.instance_id, metrics_};
+  if (!refresh && options_.on_progress) {
+    // A module may report far more often than anyone reads: a new percentage
+    // is passed on at most once a second (the first one at once).
+    ctx.progress = [this, &e, last = -1, at = TimePoint{}](int percent) mutable {
+      TimePoint now = clock_.now();
+      if (percent == last || (last >= 0 && now - at < std::chrono::seconds(1))) return;
+      last = percent;
+      at = now;
+      note_progress(e, ModuleState::kBuilding, percent);
+    };
+  }
   bool peer_wait_over = false;
   bool asked_to_wait = false;
   uint64_t budget = 0;
@@ -499,6 +530,10 @@ void StagedLoader::run(std::stop_token stop) {
   size_t batch_cap = one_pass ? entries_.size() : static_cast<size_t>(options_.batch_size);
   if (one_pass && !stage_numbers.empty()) stage_numbers = {*stage_numbers.begin()};
   for (const std::string& w : setting_warnings()) spdlog::warn("{}", w);
+  {
+    std::lock_guard lock(mu_);
+    stage_numbers_.assign(stage_numbers.begin(), stage_numbers.end());
+  }
 
   size_t stage_index = 0;
   for (int stage : stage_numbers) {
@@ -524,6 +559,10 @@ void StagedLoader::run(std::stop_token stop) {
     std::string names;
     for (auto& n : sr.modules) names += (names.empty() ? "" : ", ") + n;
     spdlog::info("stage {}: {} module(s): {}", stage, todo.size(), names);
+    if (options_.on_progress)
+      options_.on_progress({"stage " + std::to_string(stage_index + 1) + "/" + std::to_string(stage_numbers.size()) +
+                                ": " + names,
+                            false, std::chrono::milliseconds(0), false});
     // Batches: at most batch_cap modules, and (except eager) no more together
     // than their predicted peaks fit in the start-up budget; one always runs.
     // The budget caps the process: what it holds now (sampled before each
@@ -603,6 +642,14 @@ void StagedLoader::run(std::stop_token stop) {
     set_state(*e, ModuleState::kSkippedMemory, reason);
   }
 
+  // Told before finished() turns true, so whoever waits for the end has heard it.
+  if (options_.on_progress && !stop.stop_requested()) {
+    std::string text;
+    for (const ModuleReport& m : modules())
+      text += (text.empty() ? "" : ", ") + m.name + " " + std::string(module_state_name(m.state));
+    options_.on_progress({"start-up plan finished: " + (text.empty() ? std::string("no modules") : text), false,
+                          std::chrono::milliseconds(0), true});
+  }
   {
     std::lock_guard lock(mu_);
     finished_ = true;

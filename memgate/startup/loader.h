@@ -113,6 +113,19 @@ struct StageReport {
   int64_t purge_released = 0;  // RSS bytes the purge gave back
 };
 
+// What the plan is doing now, as one line for people ("stage 1/2: kb building,
+// 45%"), for a supervisor's status display (systemd's STATUS=).
+struct ProgressNote {
+  std::string text;
+  // The step now running may take long (a build, a load, a fleet wait): a
+  // supervisor with a start-up timeout should extend it (EXTEND_TIMEOUT_USEC).
+  bool long_step = false;
+  // How long that step may wait when the loader knows (a fleet wait: up to
+  // FLEET_PEER_WAIT); 0 when it does not (a build's length is the module's).
+  std::chrono::milliseconds expected{0};
+  bool finished = false;  // the plan is over (the text sums it up)
+};
+
 struct LoaderOptions {
   std::chrono::milliseconds stage_delay{1'000};
   int batch_size = 1;
@@ -138,6 +151,11 @@ struct LoaderOptions {
   SizeSpec memory_margin = SizeSpec::Share(0.05);
   // FLEET_PEER_WAIT: how long an instance that cannot build waits for a peer.
   std::chrono::milliseconds peer_wait{30'000};
+  // Told at each stage, each module state change, each progress report of a
+  // module's build, and when the plan finishes. Called from the loader's and
+  // the workers' threads, one call at a time per module: must be thread-safe
+  // and cheap (no I/O that can block).
+  std::function<void(const ProgressNote&)> on_progress;
 };
 
 class StagedLoader {
@@ -194,6 +212,8 @@ class StagedLoader {
   bool gate_allows(Entry& e, std::string* why);
   void set_state(Entry& e, ModuleState s, std::string reason = {});
   void publish_pending(Entry& e);
+  // Tells options_.on_progress what `e` is doing ("stage 1/2: kb building, 45%").
+  void note_progress(Entry& e, ModuleState s, int percent = -1);
   int64_t since_start_ms() const;
 
   LoaderOptions options_;
@@ -211,6 +231,7 @@ class StagedLoader {
   std::condition_variable finished_cv_;
   std::vector<std::unique_ptr<Entry>> entries_;  // the list is fixed at construction
   std::vector<StageReport> stages_;              // guarded by mu_
+  std::vector<int> stage_numbers_;               // the plan's stages in order; guarded by mu_
   bool finished_ = false;                        // guarded by mu_
   bool stopped_ = false;
   // Peak measuring: meters running now, and the highest VmHWM seen this stage

@@ -158,6 +158,44 @@ TEST_F(LoaderTest, StagesRunInOrderAndWaitTheirDelayBetweenThem) {
   EXPECT_TRUE(loader->ready());
 }
 
+TEST_F(LoaderTest, ProgressNotesNameTheStageTheStepAndABuildsPercentageAtMostOnceASecond) {
+  std::mutex mu;
+  std::vector<ProgressNote> notes;
+  options_.stage_delay = 0ms;
+  options_.on_progress = [&](const ProgressNote& n) {
+    std::lock_guard lock(mu);
+    notes.push_back(n);
+  };
+  auto a = add("a", 1);
+  a->on_build = [this](ModuleContext& ctx) -> Result<std::string> {
+    ctx.progress(10);
+    ctx.progress(20);  // within the same second: not passed on
+    clock_.advance(1s);
+    ctx.progress(20);
+    ctx.progress(20);  // no change: not passed on
+    return std::string("x");
+  };
+  add("b", 2);
+  auto loader = make();
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  loader->stop();
+  std::lock_guard lock(mu);
+  std::vector<std::string> texts;
+  for (auto& n : notes) texts.push_back(n.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"stage 1/2: a", "stage 1/2: a building", "stage 1/2: a building, 10%",
+                                             "stage 1/2: a building, 20%", "stage 1/2: a loading_artifact",
+                                             "stage 1/2: a ready", "stage 2/2: b", "stage 2/2: b building",
+                                             "stage 2/2: b loading_artifact", "stage 2/2: b ready",
+                                             "start-up plan finished: a ready, b ready"}));
+  ASSERT_EQ(notes.size(), texts.size());
+  EXPECT_FALSE(notes[0].long_step);
+  EXPECT_TRUE(notes[1].long_step) << "a build asks a supervisor for time";
+  EXPECT_TRUE(notes[2].long_step);
+  EXPECT_FALSE(notes[5].long_step);
+  EXPECT_TRUE(notes.back().finished);
+}
+
 TEST_F(LoaderTest, AFailingModuleDoesNotStopTheOthers) {
   options_.stage_delay = 0s;
   add("good1", 1);

@@ -111,6 +111,10 @@ struct ModuleContext {
   // and stop; a module registering a collectable keeps it alive itself (see
   // Metrics::add_collectable), so dropping it is how its families go away.
   metrics::Metrics* metrics = nullptr;
+  // How far build() is, 0..100, for people (the loader's status line, systemd's
+  // STATUS=); call it as often as is cheap, from any thread. Null outside the
+  // loader.
+  std::function<void(int percent)> progress;
 };
 
 class Module {
