@@ -108,10 +108,13 @@ void add_coord_histogram(prometheus::MetricFamily& family, const coord::Histogra
 
 }  // namespace
 
-void AdminMetrics::add_coordination(coord::Coordinator& coordinator) {
+void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_configured) {
   coord::CoordMetrics* m = &coordinator.metrics();
-  metrics_.own_collectable(std::make_shared<CallbackCollector>([m] {
+  metrics_.own_collectable(std::make_shared<CallbackCollector>([m, redis_configured] {
     std::vector<prometheus::MetricFamily> out;
+    auto configured = metrics::gauge_family("coord_redis_configured", "1 when REDIS_URL is set (Redis coordination wanted)");
+    metrics::add_gauge(configured, redis_configured ? 1 : 0);
+    out.push_back(std::move(configured));
     auto backend = metrics::gauge_family("coord_backend", "Coordination backend in use (1 for the active one)");
     int b = m->backend.load();
     metrics::add_gauge(backend, b == 0 ? 1 : 0, {{"backend", "local"}});

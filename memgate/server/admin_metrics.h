@@ -54,8 +54,10 @@ class AdminMetrics {
   // Each adds the families of one more part; the part must outlive this object.
   //   coord_backend{backend}, coord_redis_connection_state, coord_redis_reconnects_total,
   //   coord_lock_acquire_wait_seconds, coord_lock_hold_seconds, coord_lock_extension_lag_seconds,
-  //   coord_lock_lost_total, coord_fleet_once_total{outcome}, coord_redis_command_errors_total{kind}
-  void add_coordination(coord::Coordinator& coordinator);
+  //   coord_lock_lost_total, coord_fleet_once_total{outcome}, coord_redis_command_errors_total{kind},
+  //   coord_redis_configured (1 when REDIS_URL is set: with coord_backend{backend="local"} it means
+  //   the fleet is not coordinated although it should be)
+  void add_coordination(coord::Coordinator& coordinator, bool redis_configured);
   //   memgate_module_state{module,state} (1 for the current state), memgate_module_duration_seconds{module},
   //   memgate_stage_duration_seconds{stage}, memgate_stage_peak_rss_bytes{stage}, memgate_startup_ready
   void add_loader(const startup::StagedLoader& loader);

@@ -529,7 +529,7 @@ struct App::Impl {
       return created.status();
     }
     coordinator = std::move(*created);
-    metrics->add_coordination(*coordinator);
+    metrics->add_coordination(*coordinator, !config.redis_url.empty());
     stream_sink = std::make_shared<RedisStreamSink>(*coordinator, config.snapshot_stream,
                                                     static_cast<size_t>(config.snapshot_stream_maxlen));
     guard_->add_sink(stream_sink);
