@@ -329,7 +329,7 @@ TEST_F(KbModuleServing, EveryDocumentIsAResourceListedInPagesThatAlwaysAdvance) 
   EXPECT_EQ(contents[0].at("mimeType"), "text/markdown");
   EXPECT_NE(std::string(contents[0].at("text").as_string()).find("ompost"), std::string::npos);
   auto missing = post_mcp(R"({"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"kb://doc/0000000000000000"}})");
-  EXPECT_EQ(json::parse(missing.body).at("error").at("code"), mcp::kResourceNotFound) << missing.body;
+  EXPECT_EQ(json::parse(missing.body).at("error").at("code"), mcp::kInvalidParams) << missing.body;
   auto templates = post_mcp(R"({"jsonrpc":"2.0","id":5,"method":"resources/templates/list"})");
   auto list = json::parse(templates.body).at("result").at("resourceTemplates").as_array();
   ASSERT_EQ(list.size(), 2u);

@@ -54,7 +54,8 @@ class CatalogTest : public ::testing::Test {
   }
   CatalogTest() : registry_(std::make_shared<Registry>()), server_(small_pages(), registry_) {}
 
-  json::object call(const std::string& method, json::object params = {}, bool stateless = false) {
+  json::object call(const std::string& method, json::object params = {}, bool stateless = false,
+                    std::string mcp_name = "") {
     if (stateless)
       params["_meta"] = json::object{{"io.modelcontextprotocol/protocolVersion", "2026-07-28"},
                                      {"io.modelcontextprotocol/clientCapabilities", json::object{}}};
@@ -62,7 +63,8 @@ class CatalogTest : public ::testing::Test {
     HttpExchange ex;
     ex.method = "POST";
     ex.body = body;
-    ex.header = [](std::string_view name) -> std::string_view {
+    ex.header = [&mcp_name](std::string_view name) -> std::string_view {
+      if (name == "Mcp-Name") return mcp_name;
       return name == "Accept" ? "application/json, text/event-stream" : "";
     };
     HttpReply r = server_.handle(ex);
@@ -187,11 +189,22 @@ TEST_F(CatalogTest, ReadReturnsTheTextAndUnknownUrisAreResourceNotFound) {
   EXPECT_EQ(r.at("cacheScope"), "public");
   EXPECT_GT(r.at("ttlMs").as_int64(), 0);
   json::object missing = call("resources/read", {{"uri", "zz://nothing"}});
-  EXPECT_EQ(code(missing), kResourceNotFound);
+  EXPECT_EQ(code(missing), kInvalidParams);
   EXPECT_EQ(missing.at("error").at("data").at("uri"), "zz://nothing");
   EXPECT_EQ(code(call("resources/read", {{"uri", "a://doc/"}})), kInvalidParams);
   EXPECT_EQ(code(call("resources/read", {{"uri", 5}})), kInvalidParams);
   EXPECT_EQ(code(call("resources/read", {{"uri", std::string(9000, 'a')}})), kInvalidParams);
+}
+
+TEST_F(CatalogTest, McpNameMirrorsTheUriOfAReadPlainOrInBase64) {
+  registry_->add_resources(numbered_source("a", 3));
+  json::object params{{"uri", "a://doc/001"}};
+  EXPECT_TRUE(call("resources/read", params, true, "a://doc/001").contains("result"));
+  // base64 of "a://doc/001"
+  EXPECT_TRUE(call("resources/read", params, true, "=?base64?YTovL2RvYy8wMDE=?=").contains("result"));
+  EXPECT_EQ(code(call("resources/read", params, true, "a://doc/002")), kHeaderMismatch);
+  EXPECT_EQ(last_status_, 400);
+  EXPECT_EQ(code(call("resources/read", params, true, "=?base64?!!?=")), kHeaderMismatch);
 }
 
 TEST_F(CatalogTest, ListResultsCarryTtlAndCacheScopeOnlyInTheStatelessEra) {

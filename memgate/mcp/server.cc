@@ -128,6 +128,32 @@ std::optional<std::pair<size_t, std::string>> decode_cursor(std::string_view cur
   return std::make_pair(source, std::move(position));
 }
 
+// A standard header's value: as sent, or the bytes inside =?base64?...?=
+// (standard alphabet, padded); nullopt when that form does not decode.
+std::optional<std::string> decode_header_value(std::string_view v) {
+  constexpr std::string_view kPrefix = "=?base64?", kSuffix = "?=";
+  if (v.size() < kPrefix.size() + kSuffix.size() || v.substr(0, kPrefix.size()) != kPrefix ||
+      v.substr(v.size() - kSuffix.size()) != kSuffix)
+    return std::string(v);
+  constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string_view b64 = v.substr(kPrefix.size(), v.size() - kPrefix.size() - kSuffix.size());
+  while (!b64.empty() && b64.back() == '=') b64.remove_suffix(1);
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (char c : b64) {
+    size_t d = kAlphabet.find(c);
+    if (d == std::string_view::npos) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(d);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out += static_cast<char>((bits >> count) & 0xFF);
+    }
+  }
+  return out;
+}
+
 bool is_supported(std::string_view v) {
   const auto& all = McpServer::supported_versions();
   return std::find(all.begin(), all.end(), v) != all.end();
@@ -272,11 +298,19 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
     std::string_view header_method = ex.header("Mcp-Method");
     if (!header_method.empty() && header_method != call.method)
       return reply(400, error_reply(call.id, kHeaderMismatch, "Mcp-Method header does not match the body's method"));
+    // Mcp-Name mirrors params.name (tools/call, prompts/get) or params.uri
+    // (resources/read); a value that is not plain printable ASCII comes as
+    // =?base64?...?=.
     std::string_view header_name = ex.header("Mcp-Name");
-    if (!header_name.empty()) {
-      const json::value* name = call.params.if_contains("name");
-      if (!name || !name->is_string() || name->as_string() != header_name)
-        return reply(400, error_reply(call.id, kHeaderMismatch, "Mcp-Name header does not match the body's name"));
+    std::string_view field = call.method == "resources/read" ? "uri"
+                             : (call.method == "tools/call" || call.method == "prompts/get") ? "name"
+                                                                                               : "";
+    if (!header_name.empty() && !field.empty()) {
+      const json::value* name = call.params.if_contains(field);
+      std::optional<std::string> decoded = decode_header_value(header_name);
+      if (!name || !name->is_string() || !decoded || name->as_string() != *decoded)
+        return reply(400, error_reply(call.id, kHeaderMismatch,
+                                      "Mcp-Name header does not match the body's " + std::string(field)));
     }
   } else if (!header_version.empty() && call.method != "initialize" && !is_supported(header_version)) {
     return reply(400, error_reply(call.id, kUnsupportedVersion, "unsupported protocol version",
@@ -503,7 +537,9 @@ json::value McpServer::resources_read(const Catalog& c, const Call& call) const 
     }
     return r;
   }
-  return json::object{{"error", error_object(kResourceNotFound, "resource not found", json::object{{"uri", *uri}})}};
+  // -32602 on every revision, as 2026-07-28 requires (2025's -32002 is what
+  // clients accept from older servers; they take this one too).
+  return json::object{{"error", error_object(kInvalidParams, "resource not found", json::object{{"uri", *uri}})}};
 }
 
 json::value McpServer::prompts_get(const Catalog& c, const Call& call) const {

@@ -19,7 +19,8 @@
 // resources/list (pages of ServerOptions::resource_page_size, with an opaque
 // cursor: base64url of the source's number and its own position, checked and
 // bounded before use, -32602 when it is not one of ours), resources/templates/list,
-// resources/read (-32002 for an unknown URI), prompts/list, prompts/get and
+// resources/read (-32602 with data.uri for an unknown URI, on
+// every revision, as 2026-07-28 asks), prompts/list, prompts/get and
 // completion/complete. Capabilities name only what the Registry holds now
 // (tools, resources, prompts, completions); there is no logging capability,
 // since the server never writes to a client outside a reply.
@@ -59,7 +60,6 @@ inline constexpr int kInvalidRequest = -32600;
 inline constexpr int kMethodNotFound = -32601;
 inline constexpr int kInvalidParams = -32602;
 inline constexpr int kInternalError = -32603;
-inline constexpr int kResourceNotFound = -32002;
 inline constexpr int kHeaderMismatch = -32020;
 inline constexpr int kUnsupportedVersion = -32022;
 
