@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "memgate/coach/coach_metrics.h"
+#include "memgate/coach/mcp_prompt.h"
 #include "memgate/coord/coordinator.h"
 #include "memgate/metrics/metrics.h"
 
@@ -14,8 +15,12 @@ constexpr uint64_t kMaxTemplateArtifact = 1 << 20;
 
 class CoachModule final : public startup::Module {
  public:
-  CoachModule(bool default_on, CoachOptions options, RetrieverSource retrievers)
-      : default_on_(default_on), options_(std::move(options)), retrievers_(std::move(retrievers)) {}
+  CoachModule(bool default_on, CoachOptions options, RetrieverSource retrievers,
+              std::shared_ptr<mcp::Registry> mcp_registry)
+      : default_on_(default_on),
+        options_(std::move(options)),
+        retrievers_(std::move(retrievers)),
+        mcp_registry_(std::move(mcp_registry)) {}
 
   std::string name() const override { return "ai-routes"; }
   int stage() const override { return 2; }
@@ -52,6 +57,8 @@ class CoachModule final : public startup::Module {
     if (!artifact.ok()) return artifact.status();
     auto templates = templates_from_artifact(*artifact);
     if (!templates.ok()) return templates.status();
+    if (mcp_registry_)
+      mcp_registry_->add_prompt(coach_prompt(*templates, retrievers_, options_.passages, options_.max_question));
     auto coach = Coach::create(options_, std::move(*templates), retrievers_, ctx.workers);
     if (!coach.ok()) return coach.status();
     std::shared_ptr<Coach> c = *coach;
@@ -94,6 +101,7 @@ class CoachModule final : public startup::Module {
   bool default_on_;
   CoachOptions options_;
   RetrieverSource retrievers_;
+  std::shared_ptr<mcp::Registry> mcp_registry_;  // null: no MCP prompt
   std::mutex mu_;
   std::shared_ptr<Coach> coach_;                // guarded by mu_
   std::shared_ptr<CoachCollector> collector_;   // guarded by mu_
@@ -103,12 +111,14 @@ class CoachModule final : public startup::Module {
 }  // namespace
 
 Result<std::shared_ptr<startup::Module>> make_coach_module(const Config& config, const EnvLookup& env,
-                                                           RetrieverSource retrievers) {
+                                                           RetrieverSource retrievers,
+                                                           std::shared_ptr<mcp::Registry> mcp_registry) {
   auto options = coach_options_from_env(env);
   if (!options.ok()) return options.status();
   if (!retrievers) retrievers = [] { return std::shared_ptr<const Retriever>(); };
   return std::shared_ptr<startup::Module>(
-      std::make_shared<CoachModule>(config.enable_ai_routes, std::move(*options), std::move(retrievers)));
+      std::make_shared<CoachModule>(config.enable_ai_routes, std::move(*options), std::move(retrievers),
+                                    std::move(mcp_registry)));
 }
 
 }  // namespace memgate::coach

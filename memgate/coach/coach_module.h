@@ -14,6 +14,10 @@
 #include "memgate/coach/coach.h"
 #include "memgate/startup/module.h"
 
+namespace memgate::mcp {
+class Registry;
+}
+
 namespace memgate::coach {
 
 inline constexpr std::string_view kCoachRoute = "/api/ai/coach";
@@ -22,8 +26,11 @@ inline constexpr std::string_view kCoachStatusRoute = "/api/ai/coach/status";
 // Reads the coach's settings from `env` (kInvalidArgument naming the variable on
 // a bad value). `retrievers` gives the knowledge base per request (the runtime
 // hands over a RetrieverRegistry's get()); without one the coach answers
-// without passages.
+// without passages. With `mcp_registry`, each load adds (or replaces) the
+// prompt "answer_from_knowledge_base" there (mcp_prompt.h), filled with the
+// templates that load brought.
 Result<std::shared_ptr<startup::Module>> make_coach_module(const Config& config, const EnvLookup& env,
-                                                           RetrieverSource retrievers = {});
+                                                           RetrieverSource retrievers = {},
+                                                           std::shared_ptr<mcp::Registry> mcp_registry = nullptr);
 
 }  // namespace memgate::coach

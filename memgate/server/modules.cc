@@ -4,6 +4,7 @@
 #include "memgate/coach/coach_module.h"
 #include "memgate/coach/retriever.h"
 #include "memgate/kb/kb_module.h"
+#include "memgate/mcp/registry.h"
 #include "memgate/server/test_modules.h"
 
 namespace memgate::server {
@@ -23,15 +24,21 @@ Result<startup::ModuleList> builtin_modules(const Config& config, const EnvLooku
   modules.push_back(*primes);
 
   // The coach retrieves from whatever index the knowledge base serves now,
-  // through a registry the runtime makes and hands to both (no global).
+  // through a registry the runtime makes and hands to both (no global). Both
+  // add what they offer over MCP to one mcp::Registry: the kb, which serves
+  // /mcp, its tools and documents; the coach its prompt.
   auto retrievers = std::make_shared<coach::RetrieverRegistry>();
-  auto kb = kb::make_kb_module(config, env, [retrievers](std::shared_ptr<const kb::Index> index) {
-    retrievers->set(index ? std::make_shared<coach::KbRetriever>(index) : nullptr);
-  });
+  auto mcp_registry = std::make_shared<mcp::Registry>();
+  auto kb = kb::make_kb_module(
+      config, env,
+      [retrievers](std::shared_ptr<const kb::Index> index) {
+        retrievers->set(index ? std::make_shared<coach::KbRetriever>(index) : nullptr);
+      },
+      mcp_registry);
   if (!kb.ok()) return kb.status();
   modules.push_back(*kb);
 
-  auto coach = coach::make_coach_module(config, env, [retrievers] { return retrievers->get(); });
+  auto coach = coach::make_coach_module(config, env, [retrievers] { return retrievers->get(); }, mcp_registry);
   if (!coach.ok()) return coach.status();
   modules.push_back(*coach);
 
