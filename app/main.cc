@@ -1,4 +1,5 @@
 // memgate: parse the configuration, then serve (or print it with check-config).
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -52,6 +53,15 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::string> args(argv, argv + argc);
+  // `memgate plan --probes`: the probe settings instead of the plan. Read here,
+  // before the settings table parses the rest (it knows no such option).
+  bool probes = false;
+  if (auto plan = std::find(args.begin(), args.end(), "plan"); plan != args.end()) {
+    if (auto flag = std::find(plan, args.end(), "--probes"); flag != args.end()) {
+      args.erase(flag);
+      probes = true;
+    }
+  }
   memgate::Invocation inv =
       memgate::parse_invocation(args, memgate::process_env(), memgate::server::module_settings());
   if (inv.exit_code >= 0) {
@@ -64,7 +74,8 @@ int main(int argc, char** argv) {
   }
   memgate::setup_logging(inv.config.log_level, inv.config.log_format);
   if (inv.command == memgate::Command::kPlan) {
-    auto plan = memgate::server::App::plan(inv.config, memgate::settings_lookup(inv));
+    auto plan = probes ? memgate::server::App::probes(inv.config, memgate::settings_lookup(inv))
+                       : memgate::server::App::plan(inv.config, memgate::settings_lookup(inv));
     if (!plan.ok()) {
       print("memgate: " + plan.status().message(), stderr);
       return 2;

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -726,6 +727,62 @@ Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
   text += "scheduler: " + std::string(config.enable_scheduled_jobs ? "on" : "off (ENABLE_SCHEDULED_JOBS=false)") +
           ", starts under " + config.scheduler_heap_gate.to_string() + " of heap\n";
   return text;
+}
+
+// The startup probe's budget is the whole expected start-up, so a slow node
+// never restarts a pod that is on its way: the core routes (kCoreStart), the
+// delays between the enabled modules' stages, and per enabled module its
+// longest step: a fleet-shared module may wait FLEET_PEER_WAIT for a peer's
+// artifact and then build; a build or load has no measured duration yet (the
+// fleet publishes peaks, not times), so each counts kUnmeasuredStep. Start-up
+// itself never needs the probe (/healthz answers before any module runs):
+// the budget only keeps the kubelet from killing a CPU-starved start.
+Result<std::string> App::probes(const Config& config, const EnvLookup& env) {
+  using std::chrono::seconds;
+  constexpr seconds kCoreStart{5};
+  constexpr seconds kUnmeasuredStep{30};
+  constexpr int kPeriod = 2;
+  auto modules = builtin_modules(config, env);
+  if (!modules.ok()) return modules.status();
+  http::Router router;
+  WorkerPool workers(1);
+  memory::SystemMemoryProbe probe;
+  startup::LocalFleetRunner local;
+  startup::StagedLoader loader(*modules, base_loader_options(config, env), config, router, workers, probe,
+                               SteadyClock::instance(), local);
+  std::vector<startup::ModuleReport> reports = loader.modules();
+  auto secs = [](auto d) { return std::chrono::duration_cast<seconds>(d + std::chrono::milliseconds(999)).count(); };
+  seconds total = kCoreStart;
+  std::string why = "core routes " + std::to_string(kCoreStart.count()) + "s";
+  std::set<int> stages;
+  for (size_t i = 0; i < reports.size() && i < modules->size(); ++i) {
+    if (reports[i].state == startup::ModuleState::kSkippedFlag) continue;
+    stages.insert(reports[i].stage);
+    bool shared = (*modules)[i]->fleet().has_value();
+    seconds step = kUnmeasuredStep + (shared ? seconds(secs(config.fleet_peer_wait)) : seconds(0));
+    total += step;
+    why += " + " + reports[i].name + " " + std::to_string(step.count()) + "s (" +
+           (shared ? "FLEET_PEER_WAIT " + format_duration(config.fleet_peer_wait) + " + " : std::string()) +
+           "build or load " + std::to_string(kUnmeasuredStep.count()) + "s, no measured time)";
+  }
+  if (stages.size() > 1 && !config.startup_eager && !config.startup_budgeted) {
+    seconds delays = seconds(secs(config.stage_delay * static_cast<int>(stages.size() - 1)));
+    total += delays;
+    why += " + stage delays " + std::to_string(delays.count()) + "s (" + std::to_string(stages.size() - 1) +
+           " x STAGE_DELAY " + format_duration(config.stage_delay) + ")";
+  }
+  int failures = static_cast<int>((total.count() + kPeriod - 1) / kPeriod);
+  std::string port = std::to_string(config.port);
+  std::string out = "# memgate plan --probes: startup budget " + std::to_string(total.count()) + "s = " + why + "\n";
+  out += "# container port " + port + " is PORT (the public listener); /metrics is on ADMIN_PORT " +
+         std::to_string(config.admin_port) + "\n";
+  out += "startupProbe:\n  httpGet: {path: /healthz, port: " + port + "}\n  periodSeconds: " +
+         std::to_string(kPeriod) + "\n  timeoutSeconds: 1\n  failureThreshold: " + std::to_string(failures) + "\n";
+  out += "readinessProbe:\n  httpGet: {path: /readyz, port: " + port +
+         "}\n  periodSeconds: 5\n  timeoutSeconds: 2\n  failureThreshold: 1\n";
+  out += "livenessProbe:\n  httpGet: {path: /healthz, port: " + port +
+         "}\n  periodSeconds: 10\n  timeoutSeconds: 2\n  failureThreshold: 3\n";
+  return out;
 }
 
 }  // namespace memgate::server

@@ -40,6 +40,10 @@ class App {
 
   // The start-up plan `memgate plan` prints: what would run, without running it.
   static Result<std::string> plan(const Config& config, const EnvLookup& env);
+  // `memgate plan --probes`: Kubernetes probe settings for this configuration
+  // (YAML to paste into a container spec), with the startup probe's failure
+  // budget derived from the expected start-up and the sum that gives it.
+  static Result<std::string> probes(const Config& config, const EnvLookup& env);
 
  private:
   struct Impl;
