@@ -171,15 +171,22 @@ const std::vector<Setting>& settings() {
       {"INSTANCE_ID", "instance-id", "", "Name of this instance in the fleet (default: hostname-pid)",
        "", false, text_field(&Config::instance_id)},
       {"REDIS_URL", "redis-url", "",
-       "redis://[user][:password]@host:port[/db], rediss://... or unix:///path; unset: local coordination",
+       "redis://[user][:password]@host:port[/db], rediss://..., unix:///path, or "
+       "redis-sentinel://[user:password@]h1:26379,h2:26379/MASTER[?db=N] (rediss-sentinel:// for TLS); "
+       "unset: local coordination",
        "", true,
        [](const std::string& t, Config& c) {
          if (!t.empty() && t.rfind("redis://", 0) != 0 && t.rfind("rediss://", 0) != 0 &&
-             t.rfind("unix://", 0) != 0)
-           return InvalidArgument("expected redis://..., rediss://... or unix:///path");
+             t.rfind("unix://", 0) != 0 && t.rfind("redis-sentinel://", 0) != 0 &&
+             t.rfind("rediss-sentinel://", 0) != 0)
+           return InvalidArgument(
+               "expected redis://..., rediss://..., unix:///path or redis-sentinel://h1:26379,h2:26379/MASTER");
          c.redis_url = t;
          return Status::Ok();
        }},
+      {"REDIS_SENTINEL_PASSWORD", "redis-sentinel-password", "",
+       "Password of the Redis Sentinels (redis-sentinel:// URLs; the master's is in the URL)", "", true,
+       text_field(&Config::redis_sentinel_password)},
       {"REDIS_TLS_CA", "redis-tls-ca", "", "CA certificate file for rediss:// servers with a private CA", "",
        false, text_field(&Config::redis_tls_ca)},
       {"REDIS_TLS_INSECURE", "redis-tls-insecure", "false",
@@ -545,6 +552,7 @@ std::string describe(const Config& c) {
   row("LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text");
   row("INSTANCE_ID", c.instance_id);
   row("REDIS_URL", redact_url(c.redis_url));
+  row("REDIS_SENTINEL_PASSWORD", c.redis_sentinel_password);
   row("REDIS_TLS_CA", c.redis_tls_ca);
   row("REDIS_TLS_INSECURE", b(c.redis_tls_insecure));
   row("REDIS_CONNECT_TIMEOUT", d(c.redis_connect_timeout));

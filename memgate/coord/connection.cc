@@ -184,8 +184,11 @@ thread_local const void* tls_driving = nullptr;
 class Connection::Impl {
  public:
   Impl(RedisSettings settings, CoordMetrics* metrics, bool report_state, bool subscriber,
-       std::vector<std::string> patterns, MessageHandler handler)
+       std::vector<std::string> patterns, MessageHandler handler, EndpointSource source)
       : settings_(std::move(settings)),
+        source_(std::move(source)),
+        target_host_(settings_.host),
+        target_port_(settings_.port),
         metrics_(metrics),
         report_state_(report_state),
         subscriber_(subscriber),
@@ -208,6 +211,14 @@ class Connection::Impl {
     asio::post(io_, [this] {
       start_attempt();
       tick();
+    });
+  }
+
+  void reconnect(const std::string& why) {
+    asio::post(io_, [this, why] {
+      if (stopping_ || state() != ConnectionState::kConnected) return;
+      attempt_ = 0;
+      fail_connection(why, true);
     });
   }
 
@@ -343,6 +354,13 @@ class Connection::Impl {
       attempt_failed(epoch, tls_setup_error_);
       return;
     }
+    if (source_ && settings_.transport != Transport::kUnix) {
+      Result<Endpoint> where = source_();
+      if (epoch != current_epoch() || stopping_) return;
+      if (!where.ok()) return attempt_failed(epoch, where.status().message());
+      target_host_ = where->host;
+      target_port_ = where->port;
+    }
     connect_timer_.expires_after(settings_.connect_timeout);
     connect_timer_.async_wait([this, epoch](error_code ec) {
       if (!ec && epoch == current_epoch() && !handshake_done_) {
@@ -362,10 +380,10 @@ class Connection::Impl {
                           });
       return;
     }
-    resolver_.async_resolve(settings_.host, std::to_string(settings_.port),
+    resolver_.async_resolve(target_host_, std::to_string(target_port_),
                             [this, epoch](error_code ec, asio::ip::tcp::resolver::results_type results) {
                               if (epoch != current_epoch()) return;
-                              if (ec) return attempt_failed(epoch, "resolve " + settings_.host + ": " + ec.message());
+                              if (ec) return attempt_failed(epoch, "resolve " + target_host_ + ": " + ec.message());
                               connect_tcp(epoch, results);
                             });
   }
@@ -376,7 +394,7 @@ class Connection::Impl {
     asio::async_connect(*sock, results, [this, epoch, sock](error_code ec, const asio::ip::tcp::endpoint&) {
       if (epoch != current_epoch()) return;
       pending_socket_.reset();
-      std::string where = settings_.host + ":" + std::to_string(settings_.port);
+      std::string where = Endpoint{target_host_, target_port_}.describe();
       if (ec) return attempt_failed(epoch, "connect to " + where + ": " + ec.message());
       error_code ignored;
       sock->set_option(asio::ip::tcp::no_delay(true), ignored);
@@ -388,17 +406,17 @@ class Connection::Impl {
       auto tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(*sock), ssl_ctx_);
       SSL* ssl = tls->native_handle();
       error_code addr_ec;
-      (void)asio::ip::make_address(settings_.host, addr_ec);
+      (void)asio::ip::make_address(target_host_, addr_ec);
       if (!settings_.tls_insecure) {
         X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
         if (!addr_ec) {
-          X509_VERIFY_PARAM_set1_ip_asc(param, settings_.host.c_str());
+          X509_VERIFY_PARAM_set1_ip_asc(param, target_host_.c_str());
         } else {
           X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-          X509_VERIFY_PARAM_set1_host(param, settings_.host.c_str(), 0);
+          X509_VERIFY_PARAM_set1_host(param, target_host_.c_str(), 0);
         }
       }
-      if (addr_ec) SSL_set_tlsext_host_name(ssl, settings_.host.c_str());
+      if (addr_ec) SSL_set_tlsext_host_name(ssl, target_host_.c_str());
       auto* raw = tls.get();
       auto holder = std::make_shared<std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>>>(std::move(tls));
       pending_tls_ = holder;
@@ -595,6 +613,14 @@ class Connection::Impl {
         }
       }
       return;
+    }
+    bool readonly = source_ && reply->type == REDIS_REPLY_ERROR &&
+                    is_readonly_error(std::string_view(reply->str, reply->len));
+    if (readonly) {
+      // A demoted master: take no more commands here (a retry must not find this
+      // socket "connected"), then reconnect, which asks the source again.
+      set_state(ConnectionState::kConnecting, "the server answered READONLY: it is a replica now");
+      post_fail(current_epoch(), "the server answered READONLY: it is a replica now");
     }
     if (p.abandoned || !p.cb) return;
     if (reply->type == REDIS_REPLY_ERROR) metrics_->count(CommandErrorKind::kServer);
@@ -882,6 +908,9 @@ class Connection::Impl {
   }
 
   RedisSettings settings_;
+  EndpointSource source_;
+  std::string target_host_;  // io thread: where this attempt connects (settings_ or the source)
+  uint16_t target_port_;
   CoordMetrics* metrics_;
   bool report_state_;
   bool subscriber_;
@@ -939,17 +968,21 @@ class Connection::Impl {
 Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Connection::~Connection() = default;
 
-std::unique_ptr<Connection> Connection::create(RedisSettings settings, CoordMetrics* metrics, bool report_state) {
+std::unique_ptr<Connection> Connection::create(RedisSettings settings, CoordMetrics* metrics, bool report_state,
+                                               EndpointSource source) {
   return std::unique_ptr<Connection>(
       new Connection(std::make_unique<Impl>(std::move(settings), metrics, report_state, false,
-                                            std::vector<std::string>{}, MessageHandler{})));
+                                            std::vector<std::string>{}, MessageHandler{}, std::move(source))));
 }
 
 std::unique_ptr<Connection> Connection::create_subscriber(RedisSettings settings, std::vector<std::string> patterns,
-                                                          MessageHandler handler, CoordMetrics* metrics) {
-  return std::unique_ptr<Connection>(new Connection(
-      std::make_unique<Impl>(std::move(settings), metrics, false, true, std::move(patterns), std::move(handler))));
+                                                          MessageHandler handler, CoordMetrics* metrics,
+                                                          EndpointSource source) {
+  return std::unique_ptr<Connection>(new Connection(std::make_unique<Impl>(
+      std::move(settings), metrics, false, true, std::move(patterns), std::move(handler), std::move(source))));
 }
+
+void Connection::reconnect(const std::string& why) { impl_->reconnect(why); }
 
 Status Connection::wait_connected(std::chrono::milliseconds timeout) { return impl_->wait_connected(timeout); }
 bool Connection::connected() const { return impl_->state() == ConnectionState::kConnected; }

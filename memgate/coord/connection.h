@@ -22,6 +22,15 @@
 // reply, saving a thread hand-off); calling them on the io thread (from a
 // callback) returns kFailedPrecondition instead of deadlocking.
 //
+// Following a failover (an EndpointSource given, as RedisBackend does for
+// Sentinel): before every connection attempt the io thread asks the source where
+// to connect (it may block for a moment: it runs on the io thread, where nothing
+// else happens while disconnected); an error fails that attempt like a refused
+// connect, and the next attempt asks again. A READONLY error reply (the server was
+// demoted to a replica) is handed to its callback as usual, and the connection
+// stops taking commands at once and reconnects, so it asks the source again.
+// reconnect() does the same on request (a +switch-master hint).
+//
 // Thread-safe. The destructor stops the io thread; pending callbacks get
 // kUnavailable ("connection closed") before it returns.
 #pragma once
@@ -54,6 +63,9 @@ struct Reply {
 
 using ReplyCallback = std::function<void(Result<Reply>)>;
 
+// Where to connect, asked before each connection attempt (see above).
+using EndpointSource = std::function<Result<Endpoint>()>;
+
 // A Lua script: its source and SHA-1, computed locally. Scripts are sent with
 // EVALSHA, and with EVAL (which also caches them in Redis) after NOSCRIPT.
 class Script {
@@ -80,13 +92,15 @@ class Connection {
   // Creates the connection and starts connecting in the background. `metrics`
   // must outlive it; `report_state` makes it the one that sets
   // metrics->connection_state (the command connection, not a subscriber).
+  // With `source`, host and port come from it instead of `settings`.
   static std::unique_ptr<Connection> create(RedisSettings settings, CoordMetrics* metrics = &coord_metrics(),
-                                            bool report_state = true);
+                                            bool report_state = true, EndpointSource source = nullptr);
   // Creates a subscriber connection: it takes no commands; after each (re)connect
   // it PSUBSCRIBEs to `patterns` and hands every message to `handler` (io thread).
   static std::unique_ptr<Connection> create_subscriber(RedisSettings settings, std::vector<std::string> patterns,
                                                        MessageHandler handler,
-                                                       CoordMetrics* metrics = &coord_metrics());
+                                                       CoordMetrics* metrics = &coord_metrics(),
+                                                       EndpointSource source = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -112,6 +126,10 @@ class Connection {
 
   // True when called from this connection's io thread.
   bool on_io_thread() const;
+
+  // Drops the connection now (pending callbacks get kUnavailable with `why`) and
+  // reconnects after the shortest delay; a no-op while not connected.
+  void reconnect(const std::string& why);
 
  private:
   class Impl;

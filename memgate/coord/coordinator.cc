@@ -78,6 +78,8 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(CoordinatorOptions opti
   settings->chunk_size = c->options_.chunk_size;
   settings->max_artifact_bytes = c->options_.max_artifact_bytes;
   settings->legacy_keys_for = c->options_.legacy_keys_for;
+  settings->sentinel_password = c->options_.sentinel_password;
+  settings->sentinel_watch = c->options_.sentinel_watch;
   if (settings->tls_insecure && settings->transport == Transport::kTls) {
     spdlog::warn("REDIS_TLS_INSECURE is set: the Redis server certificate is not verified (development only)");
   }

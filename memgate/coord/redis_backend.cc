@@ -19,6 +19,7 @@
 
 #include "memgate/coord/artifact.h"
 #include "memgate/coord/key_layout.h"
+#include "memgate/coord/sentinel_resolver.h"
 
 namespace memgate::coord {
 
@@ -168,15 +169,33 @@ RedisBackend::RedisBackend(RedisSettings settings, std::string instance_id, Coor
     : settings_(std::move(settings)),
       instance_id_(std::move(instance_id)),
       metrics_(metrics),
-      conn_(Connection::create(settings_, metrics_, true)),
+      resolver_(settings_.sentinels.empty() ? nullptr : std::make_shared<SentinelResolver>(settings_, metrics_)),
+      conn_(Connection::create(settings_, metrics_, true, endpoint_source())),
       done_(std::make_unique<DoneState>()),
-      legacy_until_(std::chrono::steady_clock::now() + settings_.legacy_keys_for) {}
+      legacy_until_(std::chrono::steady_clock::now() + settings_.legacy_keys_for) {
+  if (resolver_ && settings_.sentinel_watch) {
+    // The hint: move both connections as soon as a sentinel announces the switch.
+    Connection* conn = conn_.get();
+    DoneState* done = done_.get();
+    resolver_->watch([conn, done] {
+      conn->reconnect("sentinel announced +switch-master");
+      std::lock_guard lock(done->mu);
+      if (done->subscriber) done->subscriber->reconnect("sentinel announced +switch-master");
+    });
+  }
+}
+
+EndpointSource RedisBackend::endpoint_source() {
+  if (!resolver_) return nullptr;
+  return [r = resolver_] { return r->resolve(); };
+}
 
 bool RedisBackend::follows_failover() const { return !settings_.sentinels.empty(); }
 
 bool RedisBackend::in_legacy_window() const { return std::chrono::steady_clock::now() < legacy_until_; }
 
 RedisBackend::~RedisBackend() {
+  if (resolver_) resolver_->unwatch();  // its callback touches the connections: stop it first
   std::unique_ptr<Connection> sub;
   {
     std::lock_guard lock(done_->mu);
@@ -561,7 +580,7 @@ void RedisBackend::ensure_subscriber() {
         }
         state->cv.notify_all();
       },
-      metrics_);
+      metrics_, endpoint_source());
   // Give the subscription a moment so the first wait does not miss a message; the
   // slow poll in fleet_once covers the rest.
   done_->subscriber->wait_connected(std::min(settings_.connect_timeout, milliseconds(500))).message();

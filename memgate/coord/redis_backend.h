@@ -37,6 +37,8 @@
 
 namespace memgate::coord {
 
+class SentinelResolver;
+
 class RedisBackend final : public CoordBackend {
  public:
   RedisBackend(RedisSettings settings, std::string instance_id, CoordMetrics* metrics);
@@ -67,6 +69,8 @@ class RedisBackend final : public CoordBackend {
 
  private:
   void ensure_subscriber();
+  // With Sentinel: where each connection goes (asked before every attempt).
+  EndpointSource endpoint_source();
   bool in_legacy_window() const;
   Result<ArtifactRead> read_meta_at(const TaskKeys& keys, const std::string& version);
 
@@ -93,6 +97,7 @@ class RedisBackend final : public CoordBackend {
   RedisSettings settings_;
   std::string instance_id_;
   CoordMetrics* metrics_;
+  std::shared_ptr<SentinelResolver> resolver_;  // set with Sentinel (settings.sentinels)
   std::unique_ptr<Connection> conn_;
 
   struct DoneState;

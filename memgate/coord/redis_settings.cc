@@ -12,7 +12,8 @@ namespace memgate::coord {
 namespace {
 
 constexpr std::string_view kForms =
-    " (expected redis://[user][:password]@host:port[/db], rediss://... for TLS, or unix:///path/to/socket)";
+    " (expected redis://[user][:password]@host:port[/db], rediss://... for TLS, unix:///path/to/socket, or "
+    "redis-sentinel://[user:password@]host1:26379,host2:26379/MASTER_NAME[?db=N])";
 
 Status bad(std::string what) {
   return InvalidArgument(std::string(kRedisUrlVariable) + " is not valid: " + what + std::string(kForms));
@@ -27,6 +28,124 @@ Result<int> parse_db(std::string_view text) {
   return db;
 }
 
+Result<std::string> percent_decode(std::string_view in, std::string_view what) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    int hi = i + 1 < in.size() ? hex(in[i + 1]) : -1, lo = i + 2 < in.size() ? hex(in[i + 2]) : -1;
+    if (hi < 0 || lo < 0) return bad("a bad percent-escape in the " + std::string(what));
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+Result<uint16_t> parse_port(std::string_view port) {
+  unsigned value = 0;
+  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 || value > 65535) {
+    return bad("the port must be a number 1-65535");
+  }
+  return static_cast<uint16_t>(value);
+}
+
+bool starts_with_ci(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i]) return false;
+  return true;
+}
+
+// redis-sentinel://[user:password@]host1[:port1],host2[:port2]/MASTER_NAME[?db=N]
+Result<RedisSettings> parse_sentinel_url(std::string_view rest, Transport transport) {
+  RedisSettings s;
+  s.transport = transport;
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad("the master name is missing (.../MASTER_NAME)");
+  std::string_view authority = rest.substr(0, slash), tail = rest.substr(slash + 1);
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    std::string_view userinfo = authority.substr(0, at);
+    authority = authority.substr(at + 1);
+    size_t colon = userinfo.find(':');
+    auto user = percent_decode(userinfo.substr(0, colon), "user name");
+    if (!user.ok()) return user.status();
+    s.username = *user;
+    if (colon != std::string_view::npos) {
+      auto password = percent_decode(userinfo.substr(colon + 1), "password");
+      if (!password.ok()) return password.status();
+      s.password = *password;
+    }
+  }
+  if (authority.empty()) return bad("no sentinel is given (host1:26379,host2:26379)");
+  while (!authority.empty()) {
+    size_t comma = authority.find(',');
+    std::string_view item = authority.substr(0, comma);
+    authority = comma == std::string_view::npos ? std::string_view() : authority.substr(comma + 1);
+    if (comma != std::string_view::npos && authority.empty()) return bad("a sentinel address is empty");
+    Endpoint e;
+    e.port = 26379;
+    std::string_view port;
+    if (!item.empty() && item[0] == '[') {
+      size_t close = item.find(']');
+      if (close == std::string_view::npos) return bad("an IPv6 sentinel address lacks its ']'");
+      e.host = std::string(item.substr(1, close - 1));
+      std::string_view after = item.substr(close + 1);
+      if (!after.empty()) {
+        if (after[0] != ':') return bad("a sentinel address is not host:port");
+        port = after.substr(1);
+        if (port.empty()) return bad("the port must be a number 1-65535");
+      }
+    } else {
+      size_t colon = item.find(':');
+      e.host = std::string(item.substr(0, colon));
+      if (colon != std::string_view::npos) {
+        port = item.substr(colon + 1);
+        if (port.empty()) return bad("the port must be a number 1-65535");
+      }
+    }
+    if (e.host.empty()) return bad("a sentinel address has no host");
+    if (!port.empty()) {
+      auto p = parse_port(port);
+      if (!p.ok()) return p.status();
+      e.port = *p;
+    }
+    s.sentinels.push_back(std::move(e));
+  }
+  std::string_view name = tail.substr(0, tail.find('?'));
+  auto master = percent_decode(name, "master name");
+  if (!master.ok()) return master.status();
+  if (master->empty() || master->find('/') != std::string::npos)
+    return bad("the master name is missing (.../MASTER_NAME)");
+  s.sentinel_master = *master;
+  if (size_t q = tail.find('?'); q != std::string_view::npos) {
+    std::string_view query = tail.substr(q + 1);
+    while (!query.empty()) {
+      size_t amp = query.find('&');
+      std::string_view param = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      size_t eq = param.find('=');
+      std::string_view key = param.substr(0, eq);
+      if (key != "db" || eq == std::string_view::npos)
+        return bad("unknown query parameter '" + std::string(key.substr(0, 40)) + "' (known: db)");
+      auto db = parse_db(param.substr(eq + 1));
+      if (!db.ok()) return db.status();
+      s.db = *db;
+    }
+  }
+  s.host = s.sentinels.front().host;  // until resolved; never used to connect
+  s.port = 0;
+  return s;
+}
+
 }  // namespace
 
 std::string Endpoint::describe() const {
@@ -35,6 +154,11 @@ std::string Endpoint::describe() const {
 }
 
 std::string RedisSettings::describe() const {
+  if (!sentinels.empty()) {
+    std::string out = transport == Transport::kTls ? "rediss-sentinel://" : "redis-sentinel://";
+    for (size_t i = 0; i < sentinels.size(); ++i) out += (i ? "," : "") + sentinels[i].describe();
+    return out + "/" + sentinel_master + "/" + std::to_string(db);
+  }
   switch (transport) {
     case Transport::kUnix:
       return "unix://" + unix_path + (db ? "?db=" + std::to_string(db) : "");
@@ -51,6 +175,8 @@ std::string RedisSettings::describe() const {
 
 Result<RedisSettings> parse_redis_url(std::string_view text) {
   if (text.empty()) return bad("it is empty");
+  if (starts_with_ci(text, "redis-sentinel://")) return parse_sentinel_url(text.substr(17), Transport::kTcp);
+  if (starts_with_ci(text, "rediss-sentinel://")) return parse_sentinel_url(text.substr(18), Transport::kTls);
   auto parsed = boost::urls::parse_uri(text);
   if (!parsed) return bad("it is not a URL");
   const boost::urls::url_view& u = *parsed;

@@ -6,6 +6,10 @@
 //                                                against the system CAs or tls_ca
 //   unix:///path/to/socket[?db=N]                a Unix socket; a password may be given as
 //                                                unix://:password@/path or ?password=...
+//   redis-sentinel://[user:password@]h1[:26379],h2[:26379]/MASTER_NAME[?db=N]
+//                                                the master is found through these sentinels
+//                                                (sentinel_resolver.h); user and password are
+//                                                the master's; rediss-sentinel:// for TLS
 // Passwords and user names are percent-decoded. parse_redis_url() never puts the
 // password (or the URL) into an error message: errors read
 //   "REDIS_URL is not valid: <what is wrong> (expected redis://[user][:password]@host:port[/db], ...)".
@@ -48,6 +52,7 @@ struct RedisSettings {
   std::vector<Endpoint> sentinels;
   std::string sentinel_master;    // the name the sentinels monitor the master under
   std::string sentinel_password;  // secret (REDIS_SENTINEL_PASSWORD); AUTH to the sentinels when set
+  bool sentinel_watch = true;     // subscribe to +switch-master on a sentinel as a hint
 
   std::string tls_ca;          // PEM CA file for rediss:// (REDIS_TLS_CA); system CAs when empty
   bool tls_insecure = false;   // skip certificate verification: development only (REDIS_TLS_INSECURE)

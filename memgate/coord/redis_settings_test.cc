@@ -111,5 +111,38 @@ TEST(Script, ComputesTheSha1RedisUses) {
   EXPECT_EQ(Script("return 1").sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
 }
 
+TEST(RedisUrl, ASentinelUrlNamesTheSentinelsTheMasterAndTheDatabase) {
+  auto s = parse_redis_url("redis-sentinel://app:p%40ss@10.0.0.1:26379,sentinel-2,[::1]:26380/my-master?db=2");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->transport, Transport::kTcp);
+  ASSERT_EQ(s->sentinels.size(), 3u);
+  EXPECT_EQ(s->sentinels[0], (Endpoint{"10.0.0.1", 26379}));
+  EXPECT_EQ(s->sentinels[1], (Endpoint{"sentinel-2", 26379})) << "the default sentinel port";
+  EXPECT_EQ(s->sentinels[2], (Endpoint{"::1", 26380}));
+  EXPECT_EQ(s->sentinel_master, "my-master");
+  EXPECT_EQ(s->username, "app");
+  EXPECT_EQ(s->password, "p@ss") << "the master's password";
+  EXPECT_EQ(s->db, 2);
+  EXPECT_EQ(s->describe(), "redis-sentinel://10.0.0.1:26379,sentinel-2:26379,[::1]:26380/my-master/2");
+  auto tls = parse_redis_url("rediss-sentinel://h1:26379/m");
+  ASSERT_TRUE(tls.ok()) << tls.status().to_string();
+  EXPECT_EQ(tls->transport, Transport::kTls);
+  EXPECT_EQ(tls->db, 0);
+}
+
+TEST(RedisUrl, BadSentinelUrlsNameTheVariableAndNeverThePassword) {
+  for (const char* url : {"redis-sentinel://:hunter2@h1:26379", "redis-sentinel://:hunter2@h1:26379/",
+                          "redis-sentinel://:hunter2@/m", "redis-sentinel://:hunter2@h1:0/m",
+                          "redis-sentinel://:hunter2@h1:99999/m", "redis-sentinel://:hunter2@h1,/m",
+                          "redis-sentinel://:hunter2@h1:26379/m?db=x", "redis-sentinel://:hunter2@h1/m?foo=1",
+                          "redis-sentinel://:hunter2@[::1/m", "redis-sentinel://:hun%zzter2@h1/m"}) {
+    auto s = parse_redis_url(url);
+    ASSERT_FALSE(s.ok()) << url;
+    EXPECT_EQ(s.status().message().rfind("REDIS_URL is not valid", 0), 0u) << s.status().message();
+    EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status().message();
+    EXPECT_EQ(s.status().message().find("hun"), std::string::npos) << s.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace memgate::coord

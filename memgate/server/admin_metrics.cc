@@ -154,6 +154,24 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
                            {{"kind", std::string(coord::command_error_kind_name(k))}});
     }
     out.push_back(std::move(errors));
+    auto retries = metrics::counter_family("coord_redis_failover_retries_total",
+                                           "Redis operations sent again after a failover (Sentinel)");
+    metrics::add_counter(retries, static_cast<double>(m->failover_retries.load()));
+    out.push_back(std::move(retries));
+    auto failovers = metrics::counter_family("coord_redis_sentinel_failovers_total",
+                                             "Times the master Sentinel names moved to another address");
+    metrics::add_counter(failovers, static_cast<double>(m->sentinel_failovers.load()));
+    out.push_back(std::move(failovers));
+    auto resolution = metrics::counter_family("coord_redis_sentinel_resolution_errors_total",
+                                              "Sentinel resolutions that found no confirmed master");
+    metrics::add_counter(resolution, static_cast<double>(m->sentinel_resolution_errors.load()));
+    out.push_back(std::move(resolution));
+    // The master in use (Sentinel): one series, labelled with its address.
+    if (std::string master = m->master_address(); !master.empty()) {
+      auto in_use = metrics::gauge_family("coord_redis_master", "The Redis master in use (1), by address");
+      metrics::add_gauge(in_use, 1, {{"address", master}});
+      out.push_back(std::move(in_use));
+    }
     return out;
   }));
 }

@@ -118,6 +118,7 @@ uint64_t heap_limit(const Config& config, uint64_t container_limit) {
 coord::CoordinatorOptions coordinator_options(const Config& config) {
   coord::CoordinatorOptions co;
   co.redis_url = config.redis_url;
+  co.sentinel_password = config.redis_sentinel_password;
   co.tls_ca = config.redis_tls_ca;
   co.tls_insecure = config.redis_tls_insecure;
   co.connect_timeout = config.redis_connect_timeout;
