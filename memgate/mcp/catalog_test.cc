@@ -103,7 +103,12 @@ class CatalogTest : public ::testing::Test {
 TEST_F(CatalogTest, CapabilitiesNameOnlyWhatTheRegistryHolds) {
   json::object caps =
       call("initialize", {{"protocolVersion", "2025-11-25"}}).at("result").at("capabilities").as_object();
-  EXPECT_TRUE(caps.empty()) << json::serialize(caps);
+  EXPECT_EQ(caps.size(), 1u) << json::serialize(caps);
+  EXPECT_TRUE(caps.contains("logging")) << "the handshake era's logging/setLevel";
+  EXPECT_TRUE(call("logging/setLevel", {{"level", "info"}}).at("result").as_object().empty());
+  EXPECT_EQ(code(call("logging/setLevel", {{"level", "loud"}})), kInvalidParams);
+  EXPECT_EQ(code(call("logging/setLevel", {{"level", "info"}}, true)), kMethodNotFound) << "not in 2026-07-28";
+  EXPECT_FALSE(call("server/discover", {}, true).at("result").at("capabilities").as_object().contains("logging"));
   EXPECT_EQ(code(call("resources/list")), kMethodNotFound);
   EXPECT_EQ(code(call("prompts/list")), kMethodNotFound);
   registry_->add_resources(numbered_source("t", 3));
@@ -113,7 +118,6 @@ TEST_F(CatalogTest, CapabilitiesNameOnlyWhatTheRegistryHolds) {
   EXPECT_TRUE(caps.contains("prompts"));
   EXPECT_FALSE(caps.contains("tools"));
   EXPECT_FALSE(caps.contains("completions"));
-  EXPECT_FALSE(caps.contains("logging")) << "the server never sends a log message";
   caps = call("server/discover", {}, true).at("result").at("capabilities").as_object();
   EXPECT_TRUE(caps.contains("resources"));
 }

@@ -357,11 +357,26 @@ json::value McpServer::dispatch(const Call& call, int* http_status) const {
     std::string chosen(kLatestLegacyVersion);
     std::string_view asked = requested->as_string();
     if (is_supported(asked) && asked != kStatelessVersion) chosen = std::string(asked);
-    json::object r{{"protocolVersion", chosen}, {"capabilities", capabilities(c)}, {"serverInfo", server_info}};
+    // The handshake era has logging/setLevel; the server accepts a level and,
+    // writing nothing to a client outside a reply, never has a message to
+    // filter. The stateless era sets no level (discover does not offer it).
+    json::object caps = capabilities(c);
+    caps["logging"] = json::object{};
+    json::object r{{"protocolVersion", chosen}, {"capabilities", std::move(caps)}, {"serverInfo", server_info}};
     if (!options_.instructions.empty()) r["instructions"] = options_.instructions;
     return r;
   }
   if (call.method == "ping") return json::object{};
+  if (call.method == "logging/setLevel" && !call.stateless) {
+    static constexpr std::string_view kLevels[] = {"debug", "info",     "notice", "warning",
+                                                   "error", "critical", "alert",  "emergency"};
+    const json::value* level = call.params.if_contains("level");
+    bool known = false;
+    if (level && level->is_string())
+      for (std::string_view l : kLevels) known = known || level->as_string() == l;
+    if (!known) return fail(kInvalidParams, "level must be one of debug, info, notice, warning, error, critical, alert, emergency");
+    return json::object{};
+  }
   if (call.method == "server/discover") {
     json::object r{{"supportedVersions", supported_json()},
                    {"capabilities", capabilities(c)},

@@ -22,8 +22,9 @@
 // resources/read (-32602 with data.uri for an unknown URI, on
 // every revision, as 2026-07-28 asks), prompts/list, prompts/get and
 // completion/complete. Capabilities name only what the Registry holds now
-// (tools, resources, prompts, completions); there is no logging capability,
-// since the server never writes to a client outside a reply.
+// (tools, resources, prompts, completions), and, in the handshake era only,
+// logging: logging/setLevel takes a level, and since the server never writes
+// to a client outside a reply there is never a message to filter.
 //
 // HTTP: POST only (GET and DELETE -> 405); replies are application/json, or one
 // SSE event when the client accepts only text/event-stream. Before any JSON-RPC
