@@ -187,6 +187,10 @@ const std::vector<Setting>& settings() {
       {"REDIS_SENTINEL_PASSWORD", "redis-sentinel-password", "",
        "Password of the Redis Sentinels (redis-sentinel:// URLs; the master's is in the URL)", "", true,
        text_field(&Config::redis_sentinel_password)},
+      {"REDIS_WAIT_REPLICAS", "redis-wait-replicas", "0",
+       "After taking a lock and after publishing an artifact, WAIT for this many Redis replicas to acknowledge "
+       "(within half of REDIS_COMMAND_TIMEOUT); fewer: the lock is not taken, the artifact not published",
+       "", false, int_field(&Config::redis_wait_replicas, 0, 16)},
       {"REDIS_TLS_CA", "redis-tls-ca", "", "CA certificate file for rediss:// servers with a private CA", "",
        false, text_field(&Config::redis_tls_ca)},
       {"REDIS_TLS_INSECURE", "redis-tls-insecure", "false",
@@ -553,6 +557,7 @@ std::string describe(const Config& c) {
   row("INSTANCE_ID", c.instance_id);
   row("REDIS_URL", redact_url(c.redis_url));
   row("REDIS_SENTINEL_PASSWORD", c.redis_sentinel_password);
+  row("REDIS_WAIT_REPLICAS", std::to_string(c.redis_wait_replicas));
   row("REDIS_TLS_CA", c.redis_tls_ca);
   row("REDIS_TLS_INSECURE", b(c.redis_tls_insecure));
   row("REDIS_CONNECT_TIMEOUT", d(c.redis_connect_timeout));

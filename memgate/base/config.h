@@ -54,6 +54,7 @@ struct Config {
   std::string instance_id;  // default: hostname-pid
   std::string redis_url;    // secret (may hold a password); empty: local coordination
   std::string redis_sentinel_password;  // secret: AUTH to the sentinels of a redis-sentinel:// URL
+  int redis_wait_replicas = 0;          // WAIT for this many replicas after an acquire and a publish
   std::string redis_tls_ca;          // CA file for rediss:// with a private CA
   bool redis_tls_insecure = false;   // skip certificate checks (development only)
   std::chrono::milliseconds redis_connect_timeout{2'000};

@@ -27,6 +27,8 @@
 //                                                        [coord_redis_sentinel_failovers_total]
 //   sentinel_resolution_errors   a resolution found no master (every sentinel asked)
 //                                                        [coord_redis_sentinel_resolution_errors_total]
+//   unreplicated_writes          a lock or publish fewer replicas acknowledged than REDIS_WAIT_REPLICAS asks
+//                                                        [coord_redis_unreplicated_writes_total]
 //   master_address()             "host:port" of the master in use, "" before the first
 //                                                        [coord_redis_master{address} 1]
 //
@@ -91,6 +93,7 @@ struct CoordMetrics {
   std::atomic<uint64_t> failover_retries{0};
   std::atomic<uint64_t> sentinel_failovers{0};
   std::atomic<uint64_t> sentinel_resolution_errors{0};
+  std::atomic<uint64_t> unreplicated_writes{0};
 
   std::string master_address() const {
     std::lock_guard lock(master_mu_);

@@ -80,6 +80,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(CoordinatorOptions opti
   settings->legacy_keys_for = c->options_.legacy_keys_for;
   settings->sentinel_password = c->options_.sentinel_password;
   settings->sentinel_watch = c->options_.sentinel_watch;
+  settings->wait_replicas = c->options_.wait_replicas;
   if (settings->tls_insecure && settings->transport == Transport::kTls) {
     spdlog::warn("REDIS_TLS_INSECURE is set: the Redis server certificate is not verified (development only)");
   }

@@ -55,6 +55,7 @@ struct CoordinatorOptions {
   std::string redis_url;  // secret; empty: local coordination
   std::string sentinel_password;  // REDIS_SENTINEL_PASSWORD (secret), for redis-sentinel:// URLs
   bool sentinel_watch = true;     // follow +switch-master hints (tests turn it off)
+  int wait_replicas = 0;          // REDIS_WAIT_REPLICAS (RedisBackend: replicated acquire and publish)
   std::string tls_ca;     // REDIS_TLS_CA
   bool tls_insecure = false;  // REDIS_TLS_INSECURE (development only)
   std::chrono::milliseconds connect_timeout{2000};

@@ -12,6 +12,7 @@
 #include "memgate/coord/redis_backend.h"
 
 #include <boost/json.hpp>
+#include <spdlog/spdlog.h>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -190,6 +191,26 @@ EndpointSource RedisBackend::endpoint_source() {
   return [r = resolver_] { return r->resolve(); };
 }
 
+Status RedisBackend::wait_replicated(const std::string& what) {
+  if (settings_.wait_replicas <= 0) return Status::Ok();
+  auto timeout = std::max<int64_t>(1, settings_.command_timeout.count() / 2);
+  auto r = conn_->command({"WAIT", std::to_string(settings_.wait_replicas), std::to_string(timeout)});
+  Status st = reply_status(r, "WAIT for the replicas of " + what);
+  if (!st.ok()) return st;
+  if (r->integer >= settings_.wait_replicas) return Status::Ok();
+  metrics_->unreplicated_writes.fetch_add(1);
+  if (r->integer == 0 && !warned_no_replicas_.exchange(true)) {
+    auto info = conn_->command({"INFO", "replication"});
+    if (info.ok() && info->str.find("connected_slaves:0") != std::string::npos)
+      spdlog::warn("REDIS_WAIT_REPLICAS={} but the redis master has no replica: no lock or publish can be "
+                   "acknowledged until one connects",
+                   settings_.wait_replicas);
+  }
+  return Unavailable(what + " was acknowledged by " + std::to_string(r->integer) + " of the " +
+                     std::to_string(settings_.wait_replicas) + " replicas REDIS_WAIT_REPLICAS asks for within " +
+                     std::to_string(timeout) + "ms");
+}
+
 bool RedisBackend::follows_failover() const { return !settings_.sentinels.empty(); }
 
 bool RedisBackend::in_legacy_window() const { return std::chrono::steady_clock::now() < legacy_until_; }
@@ -282,10 +303,17 @@ Result<TryAcquire> RedisBackend::try_acquire(const std::string& key, millisecond
   std::string legacy = keys.size() > 2 ? keys[2] : std::string();
   // The same token on a retry: an acquire that went through before a failover
   // is found to be ours (see acquire_script).
-  return retrying([&] {
+  auto got = retrying([&] {
     auto r = conn_->eval(acquire_script(), views(keys), {token, std::to_string(ttl.count())});
     return parse_acquire(r, key, token, ttl, started, legacy);
   });
+  if (!got.ok() || !got->lease) return got;
+  if (Status st = wait_replicated("the lock " + key); !st.ok()) {
+    // A lock only the master knows is lost with it: undo it and say so.
+    (void)release(*got->lease);
+    return st;
+  }
+  return got;
 }
 
 Result<bool> RedisBackend::release(const Lease& lease) {
@@ -562,7 +590,7 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   if (r->elements[0].integer != 1) {
     return Aborted("publish of " + name + " refused (fence " + fence + "): " + r->elements[1].str);
   }
-  return Status::Ok();
+  return wait_replicated("the publish of " + name);
   });
 }
 

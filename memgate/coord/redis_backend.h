@@ -22,11 +22,19 @@
 // lost, or READONLY from a demoted master) is sent again, up to twice, once the
 // connection to the new master is up (within connect_timeout each).
 //
+// Replicated writes (settings.wait_replicas = N > 0, REDIS_WAIT_REPLICAS): after
+// an acquire that won and after a fenced publish, WAIT N (command_timeout / 2).
+// Fewer acknowledgements: the acquire is undone (released) and fails
+// kUnavailable; the publish fails kUnavailable ("not published": the caller
+// does not count on it; readers of this master may still load it, checked as
+// always). A master with no replica at all is logged once.
+//
 // Every operation is one script call or one pipelined batch on the shared
 // Connection; the async_ forms run their callback on the connection's io thread.
 // Thread-safe. The backend owns its connections.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -88,6 +96,9 @@ class RedisBackend final : public CoordBackend {
     return r;
   }
   bool follows_failover() const;
+  // WAIT for settings_.wait_replicas replicas; OK at once when that is 0.
+  Status wait_replicated(const std::string& what);
+  std::atomic<bool> warned_no_replicas_{false};
   static bool unavailable(const Status& s) { return s.code() == Code::kUnavailable; }
   template <class T>
   static bool unavailable(const Result<T>& r) {

@@ -53,6 +53,9 @@ struct RedisSettings {
   std::string sentinel_master;    // the name the sentinels monitor the master under
   std::string sentinel_password;  // secret (REDIS_SENTINEL_PASSWORD); AUTH to the sentinels when set
   bool sentinel_watch = true;     // subscribe to +switch-master on a sentinel as a hint
+  // REDIS_WAIT_REPLICAS: after an acquire and after a fenced publish, WAIT for
+  // this many replicas (within command_timeout / 2); 0: do not wait.
+  int wait_replicas = 0;
 
   std::string tls_ca;          // PEM CA file for rediss:// (REDIS_TLS_CA); system CAs when empty
   bool tls_insecure = false;   // skip certificate verification: development only (REDIS_TLS_INSECURE)

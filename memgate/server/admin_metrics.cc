@@ -166,6 +166,10 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
                                               "Sentinel resolutions that found no confirmed master");
     metrics::add_counter(resolution, static_cast<double>(m->sentinel_resolution_errors.load()));
     out.push_back(std::move(resolution));
+    auto unreplicated = metrics::counter_family("coord_redis_unreplicated_writes_total",
+                                                "Locks and publishes fewer replicas acknowledged than REDIS_WAIT_REPLICAS");
+    metrics::add_counter(unreplicated, static_cast<double>(m->unreplicated_writes.load()));
+    out.push_back(std::move(unreplicated));
     // The master in use (Sentinel): one series, labelled with its address.
     if (std::string master = m->master_address(); !master.empty()) {
       auto in_use = metrics::gauge_family("coord_redis_master", "The Redis master in use (1), by address");

@@ -119,6 +119,7 @@ coord::CoordinatorOptions coordinator_options(const Config& config) {
   coord::CoordinatorOptions co;
   co.redis_url = config.redis_url;
   co.sentinel_password = config.redis_sentinel_password;
+  co.wait_replicas = config.redis_wait_replicas;
   co.tls_ca = config.redis_tls_ca;
   co.tls_insecure = config.redis_tls_insecure;
   co.connect_timeout = config.redis_connect_timeout;

@@ -30,7 +30,9 @@ Result<std::unique_ptr<SentinelGroup>> SentinelGroup::start(SentinelOptions opti
   g->options_ = options;
   g->dir_ = temp_dir("memgate-sentinel");
   if (g->dir_.empty()) return Internal("cannot make a temp dir for the sentinels");
-  auto master = RedisServer::start();
+  RedisOptions mo;
+  mo.extra_args = {"--repl-diskless-sync-delay", "0"};  // the replica's full sync starts at once
+  auto master = RedisServer::start(mo);
   if (!master.ok()) return master.status();
   g->master_ = std::move(*master);
   RedisOptions ro;
