@@ -220,6 +220,24 @@ TEST_F(FleetOnce, ABuildThatFailsReleasesTheLockAndReportsTheError) {
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kFailed), 1u);
 }
 
+// Completion messages on channels nobody here waits for are not kept: a
+// publisher cannot grow the subscriber's map one channel name at a time.
+TEST_F(FleetOnce, CompletionMessagesForNamesNobodyWaitsOnAreNotKept) {
+  auto c = coordinator();
+  RedisBackend* redis = c->redis();
+  ASSERT_NE(redis, nullptr);
+  uint64_t seen = redis->done_generation("task:mine");
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(raw().command({"PUBLISH", "memgate:done:junk-" + std::to_string(i), "x"}).ok());
+  }
+  ASSERT_TRUE(raw().command({"PUBLISH", "memgate:done:task:mine", "x"}).ok());
+  // One subscriber connection delivers in order: once ours is counted, the
+  // 500 before it have been handled.
+  redis->wait_done("task:mine", seen, 5s, {});
+  EXPECT_EQ(redis->done_generation("task:mine"), seen + 1);
+  EXPECT_EQ(redis->tracked_done_channels(), 1u);
+}
+
 TEST_F(FleetOnce, AWaiterGivesUpAfterItsWaitBound) {
   auto c = coordinator();
   auto holder = c->acquire("task:stuck", 5s, 0ms);

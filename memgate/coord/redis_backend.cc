@@ -603,8 +603,13 @@ void RedisBackend::ensure_subscriber() {
       [state](const std::string& channel, const std::string&) {
         std::string name = channel.substr(std::min(channel.size(), kChannelPrefix.size()));
         {
+          // Only names this process asked about (done_generation) are
+          // counted: anyone who can publish could otherwise grow the map
+          // with a new channel name per message.
           std::lock_guard lock(state->mu);
-          ++state->generations[name];
+          auto it = state->generations.find(name);
+          if (it == state->generations.end()) return;
+          ++it->second;
         }
         state->cv.notify_all();
       },
@@ -618,6 +623,11 @@ uint64_t RedisBackend::done_generation(const std::string& name) {
   ensure_subscriber();
   std::lock_guard lock(done_->mu);
   return done_->generations[name];
+}
+
+size_t RedisBackend::tracked_done_channels() {
+  std::lock_guard lock(done_->mu);
+  return done_->generations.size();
 }
 
 void RedisBackend::wait_done(const std::string& name, uint64_t seen, milliseconds max_wait,

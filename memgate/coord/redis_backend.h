@@ -67,6 +67,8 @@ class RedisBackend final : public CoordBackend {
                           const std::string& version, std::chrono::milliseconds done_ttl,
                           const PublishInfo& info) override;
   uint64_t done_generation(const std::string& name) override;
+  // Completion channels counted: only the names this process asked about.
+  size_t tracked_done_channels();
   void wait_done(const std::string& name, uint64_t seen, std::chrono::milliseconds max_wait,
                  const std::stop_token& stop) override;
 
