@@ -65,7 +65,7 @@ struct ServerOptions {
   // heartbeat means the IO loop stopped turning: what a watchdog wants to know
   // (systemd's WATCHDOG=1). 0 or no function: none. Must not block.
   std::chrono::milliseconds heartbeat_period{0};
-  std::function<void()> heartbeat;
+  std::function<void()> heartbeat{};
 };
 
 namespace detail {

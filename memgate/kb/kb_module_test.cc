@@ -314,9 +314,11 @@ TEST_F(KbModuleServing, EveryDocumentIsAResourceListedInPagesThatAlwaysAdvance) 
   EXPECT_EQ(compost.at("mimeType"), "text/markdown");
   EXPECT_FALSE(compost.at("description").as_string().empty());
   ASSERT_TRUE(by_name.count("Distributed Locks with Redis"));
-  for (auto& [name, r] : by_name)
-    if (std::string(r.at("uri").as_string()).size() > 0 && name.find("Moon") != std::string::npos)
+  for (auto& [name, r] : by_name) {
+    if (std::string(r.at("uri").as_string()).size() > 0 && name.find("Moon") != std::string::npos) {
       EXPECT_EQ(r.at("mimeType"), "text/plain") << name;
+    }
+  }
   EXPECT_EQ(ask("resources/list", {{"cursor", "bm90LW91cnM"}}).at("error").at("code"), mcp::kInvalidParams);
 
   // Over loopback, the module's own /mcp: read, templates, the search template, completion.

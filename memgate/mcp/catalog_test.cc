@@ -27,7 +27,7 @@ ResourceSource numbered_source(std::string scheme, int n) {
     ResourcePage page;
     int i = start;
     for (; i < n && page.items.size() < limit; ++i) {
-      char num[8];
+      char num[16];
       std::snprintf(num, sizeof num, "%03d", i);
       page.items.push_back({scheme + "://doc/" + num, "Doc " + std::string(num), "", "first line", "text/plain"});
       page.next = num;

@@ -124,7 +124,9 @@ TEST(SettingsTable, NamesAndFlagsAreUniqueAndEveryRowSaysWhatItDoes) {
     EXPECT_TRUE(envs.insert(r.env).second) << r.env << " twice";
     EXPECT_TRUE(flags.insert(r.flag).second) << "--" << r.flag << " twice";
     EXPECT_FALSE(r.help.empty()) << r.env;
-    if (r.check && !r.default_text.empty()) EXPECT_TRUE(r.check(r.default_text).ok()) << r.env << "'s default";
+    if (r.check && !r.default_text.empty()) {
+      EXPECT_TRUE(r.check(r.default_text).ok()) << r.env << "'s default";
+    }
   }
   Invocation inv = parse({});
   EXPECT_LT(inv.exit_code, 0) << inv.output;

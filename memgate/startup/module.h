@@ -114,7 +114,7 @@ struct ModuleContext {
   // How far build() is, 0..100, for people (the loader's status line, systemd's
   // STATUS=); call it as often as is cheap, from any thread. Null outside the
   // loader.
-  std::function<void(int percent)> progress;
+  std::function<void(int percent)> progress{};
 };
 
 class Module {

@@ -144,7 +144,7 @@ TEST(SdNotify, ReadyComesFirstThenAStatusPerStageAndStepWithWatchdogPingsThrough
 
   // Then the stages and steps, in order.
   int at = ready;
-  for (const std::string& step :
+  for (const char* step :
        {"STATUS=stage 1/2: test-heavy-1", "STATUS=stage 1/2: test-heavy-1 building", "STATUS=stage 1/2: test-heavy-1 ready",
         "STATUS=stage 2/2: test-heavy-2", "STATUS=stage 2/2: test-heavy-2 building", "STATUS=stage 2/2: test-heavy-2 ready",
         "STATUS=start-up plan finished: "}) {
@@ -162,8 +162,11 @@ TEST(SdNotify, ReadyComesFirstThenAStatusPerStageAndStepWithWatchdogPingsThrough
   EXPECT_FALSE(has(m[find_from(m, 0, "STATUS=stage 1/2: test-heavy-1 ready")], "EXTEND_TIMEOUT_USEC="));
   // Pings all along, not only at the end: the plan took several 100 ms periods.
   EXPECT_GE(count(m, "WATCHDOG=1"), 6u) << joined(m);
-  for (const std::string& s : m)
-    if (has(s, "WATCHDOG=1")) EXPECT_EQ(s, "WATCHDOG=1");  // a ping is a datagram of its own
+  for (const std::string& s : m) {
+    if (has(s, "WATCHDOG=1")) {
+      EXPECT_EQ(s, "WATCHDOG=1");  // a ping is a datagram of its own
+    }
+  }
 
   // SIGTERM: STOPPING=1, with time asked for the bounded shutdown.
   server->process().signal(SIGTERM);
