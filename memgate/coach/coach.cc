@@ -21,7 +21,9 @@
 
 #include "memgate/base/units.h"
 #include "memgate/base/worker_pool.h"
+#include "memgate/coach/mcp_prompt.h"
 #include "memgate/http/media_type.h"
+#include "memgate/http/origin.h"
 
 namespace memgate::coach {
 
@@ -40,10 +42,6 @@ static_assert(kMaxStreamBacklog < http::StreamWriter::kMaxPending);
 // only way the HTTP layer notices that a streaming client has gone.
 constexpr std::chrono::seconds kHeartbeat{1};
 
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
-}
-
 Response error_json(int status, std::string_view code, std::string_view message, int provider_status = 0) {
   json::object err{{"code", code}, {"message", message}};
   if (provider_status > 0) err["provider_status"] = provider_status;
@@ -61,36 +59,6 @@ json::array citations_json(const std::vector<Passage>& passages, const std::stri
     out.push_back(std::move(c));
   }
   return out;
-}
-
-// "a, b ,c" -> {"a", "b", "c"}; empty entries dropped.
-std::vector<std::string> split_list(std::string_view text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    std::string_view item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (!item.empty()) out.emplace_back(item);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
-// "a, b" origins: scheme://host[:port] entries, or *.
-Status check_origins(const std::string& text) {
-  std::vector<std::string> origins = split_list(text);
-  for (const std::string& origin : origins) {
-    bool scheme = origin.rfind("http://", 0) == 0 || origin.rfind("https://", 0) == 0;
-    size_t host = origin.find("://");
-    bool has_path = host != std::string::npos && origin.find('/', host + 3) != std::string::npos;
-    if (origin != "*" && (!scheme || has_path || origin.size() <= host + 3))
-      return InvalidArgument("expected a comma-separated list of origins such as https://app.example:8443, or *");
-  }
-  if (origins.empty()) return InvalidArgument("expected at least one origin, or *");
-  return Status::Ok();
 }
 
 template <typename Field>
@@ -195,8 +163,8 @@ const std::vector<OptionRow<CoachOptions>>& coach_rows() {
            "http://localhost,http://127.0.0.1,http://[::1],https://localhost,https://127.0.0.1,https://[::1]",
            "Origins allowed to call POST /api/ai/coach (an entry without a port allows any port; * for all)"),
        [](const std::string& t, CoachOptions& o) {
-         if (Status st = check_origins(t); !st.ok()) return st;
-         o.allowed_origins = split_list(t);
+         if (Status st = http::check_origin_list(t); !st.ok()) return st;
+         o.allowed_origins = http::split_origin_list(t);
          return Status::Ok();
        }},
   };
@@ -445,19 +413,7 @@ void Coach::run(const std::shared_ptr<Job>& job) {
 }
 
 void Coach::generate(const std::shared_ptr<Job>& job) {
-  std::string passages;
-  for (size_t i = 0; i < job->passages.size(); ++i) {
-    const Passage& p = job->passages[i];
-    std::string s = templates_.passage;
-    replace_all(s, "{n}", std::to_string(i + 1));
-    replace_all(s, "{title}", p.title);
-    replace_all(s, "{path}", p.path);
-    replace_all(s, "{heading}", p.heading.empty() ? "" : " — " + p.heading);
-    replace_all(s, "{text}", p.text);  // last: passage text may contain braces
-    passages += s;
-  }
-  std::string system = templates_.system;
-  replace_all(system, "{passages}", passages.empty() ? templates_.no_passages : passages);
+  std::string system = render_system_prompt(templates_, job->passages);  // the MCP prompt's text too
 
   ChatRequest req;
   req.model = options_.llm_model;

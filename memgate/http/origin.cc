@@ -24,4 +24,32 @@ bool origin_allowed(const std::vector<std::string>& allowed_list, std::string_vi
   return false;
 }
 
+std::vector<std::string> split_origin_list(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string_view item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+Status check_origin_list(std::string_view text) {
+  std::vector<std::string> origins = split_origin_list(text);
+  for (const std::string& o : origins) {
+    bool scheme = o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0;
+    size_t host = o.find("://");
+    bool has_path = host != std::string::npos && o.find('/', host + 3) != std::string::npos;
+    if (o != "*" && (!scheme || has_path || o.size() <= host + 3))
+      return InvalidArgument("expected a comma-separated list of origins such as https://app.example:8443, or *");
+  }
+  if (origins.empty()) return InvalidArgument("expected at least one origin, or *");
+  return Status::Ok();
+}
+
 }  // namespace memgate::http

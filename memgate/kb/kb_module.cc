@@ -13,6 +13,8 @@
 // once for the fleet, and hands it to load(), which swaps.
 #include "memgate/kb/kb_module.h"
 
+#include "memgate/http/origin.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -391,20 +393,6 @@ bool is_loopback(const std::string& host) {
 }
 
 
-// "https://a.example, *" is a valid origin list: scheme://host[:port] entries, or *.
-Status check_origins(const std::string& text) {
-  std::vector<std::string> origins = mcp::split_list(text);
-  for (const std::string& o : origins) {
-    bool scheme = o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0;
-    size_t host = o.find("://");
-    bool has_path = host != std::string::npos && o.find('/', host + 3) != std::string::npos;
-    if (o != "*" && (!scheme || has_path || o.size() <= host + 3))
-      return InvalidArgument("expected a comma-separated list of origins such as https://app.example:8443, or *");
-  }
-  if (origins.empty()) return InvalidArgument("expected at least one origin, or *");
-  return Status::Ok();
-}
-
 constexpr const char* kSection = "Knowledge base and MCP (ENABLE_KB_SERVICE)";
 
 SettingRow row(const char* env, const char* flag, const char* def, const char* help, bool secret = false) {
@@ -488,8 +476,8 @@ const std::vector<OptionRow<Settings>>& kb_rows() {
            "http://localhost,http://127.0.0.1,http://[::1],https://localhost,https://127.0.0.1,https://[::1]",
            "Origins allowed to call /mcp (an entry without a port allows any port; * for all)"),
        [](const std::string& t, Settings& s) {
-         if (Status st = check_origins(t); !st.ok()) return st;
-         s.mcp.allowed_origins = mcp::split_list(t);
+         if (Status st = http::check_origin_list(t); !st.ok()) return st;
+         s.mcp.allowed_origins = http::split_origin_list(t);
          return Status::Ok();
        }},
   };
