@@ -30,6 +30,14 @@
 // found out on the next call's first read: if nothing of the answer arrived yet,
 // the call retries once on a fresh connection.
 //
+// Usage. A streamed request asks for the usage chunk (stream_options); the
+// option is newer than many OpenAI-compatible servers, and some refuse it with
+// a 400. Such a call (the whole error body read, and naming stream_options) is
+// written once more without it, on the same connection when it stayed open,
+// and the client sets a flag so no later stream asks again: one extra round
+// trip per provider, not per call. Counts are believed only as whole numbers
+// within kMaxTokenCount; anything else reads as "not said".
+//
 // Accounting. The exchange runs here, not on the thread of the request that
 // wanted it, so a call carries the request's TaskContext (captured by start(),
 // as WorkerPool::post() does) and binds each completion handler it hands to
@@ -223,6 +231,28 @@ std::string provider_error_text(std::string_view body) {
 
 }  // namespace
 
+// --- tokens --------------------------------------------------------------------
+
+std::string_view token_param_name(TokenParam param) {
+  return param == TokenParam::kMaxTokens ? "max_tokens" : "max_completion_tokens";
+}
+
+std::optional<TokenUsage> read_token_usage(const json::value* usage) {
+  if (!usage || !usage->is_object()) return std::nullopt;
+  auto count = [&](std::string_view name) -> std::optional<int64_t> {
+    const json::value* v = usage->as_object().if_contains(name);
+    if (!v) return std::nullopt;
+    if (v->is_int64() && v->get_int64() >= 0 && v->get_int64() <= kMaxTokenCount) return v->get_int64();
+    if (v->is_uint64() && v->get_uint64() <= static_cast<uint64_t>(kMaxTokenCount))
+      return static_cast<int64_t>(v->get_uint64());
+    return std::nullopt;  // a double, a string, negative, absurd
+  };
+  std::optional<int64_t> prompt = count("prompt_tokens");
+  std::optional<int64_t> completion = count("completion_tokens");
+  if (!prompt || !completion) return std::nullopt;
+  return TokenUsage{*prompt, *completion};
+}
+
 // --- the SSE body of a streamed completion -----------------------------------
 
 // The provider decides how its stream is cut (1-byte chunks make every byte a
@@ -265,6 +295,9 @@ bool ChatStreamParser::line(std::string_view l, const std::function<bool(std::st
   const json::object& o = v.as_object();
   if (auto* m = o.if_contains("model"); m && m->is_string() && model_.empty()) model_ = m->as_string().c_str();
   if (auto* e = o.if_contains("error"); e) return false;
+  // The final chunk of a stream asked for usage carries it (choices empty);
+  // some servers send "usage": null on every chunk before it.
+  if (std::optional<TokenUsage> u = read_token_usage(o.if_contains("usage"))) usage_ = u;
   auto* choices = o.if_contains("choices");
   if (!choices || !choices->is_array()) return false;
   for (const json::value& c : choices->as_array()) {
@@ -307,6 +340,8 @@ struct ChatClient::Impl : std::enable_shared_from_this<ChatClient::Impl> {
   std::atomic<uint64_t> connects{0};
   std::atomic<uint64_t> reuses{0};
   std::atomic<uint64_t> largest_read_buffer{0};
+  // The provider answered 400 to stream_options once: streams no longer ask for usage.
+  std::atomic<bool> stream_options_rejected{false};
 
   std::unique_ptr<Connection> checkout() {
     auto now = std::chrono::steady_clock::now();
@@ -355,6 +390,11 @@ class ResponseReader {
   int status() const { return status_; }
   bool keep_alive() const { return parser_.keep_alive(); }
   size_t largest_body() const { return largest_body_; }
+  // The whole response is read, it is an error status, and its body (bounded
+  // by max_response_bytes) holds `word`.
+  bool error_names(std::string_view word) {
+    return parser_.is_done() && status_ >= 400 && parser_.get().body().find(word) != std::string::npos;
+  }
 
   // A read error that one of the bounds raised (not the transport).
   static bool is_limit(error_code ec) {
@@ -428,6 +468,7 @@ class ResponseReader {
       if (!stream_.feed("\n", nullptr)) return Unavailable("the provider's stream is not a chat completion stream");
       outcome.finish_reason = stream_.finish_reason();
       outcome.model = stream_.model();
+      outcome.usage = stream_.usage();
       return Status::Ok();
     }
     error_code ec;
@@ -436,6 +477,7 @@ class ResponseReader {
     if (!ec && v.is_object()) {
       const json::object& o = v.as_object();
       if (auto* m = o.if_contains("model"); m && m->is_string()) outcome.model = m->as_string().c_str();
+      outcome.usage = read_token_usage(o.if_contains("usage"));
       if (auto* ch = o.if_contains("choices");
           ch && ch->is_array() && !ch->as_array().empty() && ch->as_array()[0].is_object()) {
         const json::object& c0 = ch->as_array()[0].as_object();
@@ -527,7 +569,8 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     }
   }
 
-  std::string request_body() const {
+  // Sets asked_usage_: whether this body asks for the stream's usage chunk.
+  std::string request_body() {
     json::array messages;
     for (const ChatMessage& m : request_.messages)
       messages.push_back(json::object{{"role", m.role}, {"content", m.content}});
@@ -535,7 +578,30 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
                       {"messages", std::move(messages)},
                       {"stream", request_.stream},
                       {"temperature", request_.temperature}};
+    if (request_.max_tokens) body[token_param_name(request_.token_param)] = *request_.max_tokens;
+    asked_usage_ =
+        request_.stream && !usage_refused_ && !client_->stream_options_rejected.load(std::memory_order_relaxed);
+    if (asked_usage_) body["stream_options"] = json::object{{"include_usage", true}};
     return json::serialize(body);
+  }
+
+  // The provider refused the stream_options this call sent (400 naming it):
+  // ask once more without, on the same connection when it stays open, and
+  // never send it to this provider again.
+  bool retry_without_stream_options() {
+    if (!asked_usage_ || usage_refused_ || !reader_->error_names("stream_options")) return false;
+    usage_refused_ = true;
+    client_->stream_options_rejected.store(true, std::memory_order_relaxed);
+    spdlog::info("coach: the provider refused stream_options; streams no longer ask it for usage");
+    body_ = request_body();
+    outcome_ = ChatOutcome{};
+    if (reader_->keep_alive()) {
+      write();
+    } else {
+      retire();
+      connect();
+    }
+    return true;
   }
 
   // request_timeout and still_wanted(), every poll_interval.
@@ -662,7 +728,10 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
     if (ec && ec != bhttp::error::need_buffer && !ResponseReader::is_limit(ec) && !got_bytes_ && retry_stale()) return;
     std::optional<Status> end = reader_->step(ec, handlers_, request_.still_wanted, outcome_);
     if (!end) return read_more();
-    if (!end->ok()) return fail(std::move(*end), provider_status());
+    if (!end->ok()) {
+      if (provider_status() == 400 && retry_without_stream_options()) return;
+      return fail(std::move(*end), provider_status());
+    }
     finish(Status::Ok(), reader_->keep_alive());
   }
 
@@ -733,6 +802,8 @@ class Call final : public ChatCall, public std::enable_shared_from_this<Call> {
   bool reused_ = false;
   bool retried_ = false;
   bool got_bytes_ = false;
+  bool asked_usage_ = false;    // the body written last has stream_options
+  bool usage_refused_ = false;  // the provider refused it; this call retried without
   bool done_ = false;
 };
 
@@ -899,6 +970,7 @@ ChatClient::Stats ChatClient::stats() const {
   s.connects = impl_->connects.load(std::memory_order_relaxed);
   s.reuses = impl_->reuses.load(std::memory_order_relaxed);
   s.largest_read_buffer = impl_->largest_read_buffer.load(std::memory_order_relaxed);
+  s.stream_options_rejected = impl_->stream_options_rejected.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -42,6 +42,13 @@
 // bulkhead place passing to the next queued request) does not inherit this
 // call's. A call started with no context pays nothing for this.
 //
+// Tokens. A request may cap the answer (ChatRequest::max_tokens, sent as
+// "max_completion_tokens" or "max_tokens"). A streamed request asks for the
+// usage chunk ("stream_options": {"include_usage": true}); a provider that
+// answers 400 naming stream_options is asked once more without it, and the
+// client remembers not to send it to that provider again. What the provider
+// says it used comes back in ChatOutcome::usage, when it is believable.
+//
 // Thread-safe: start() and ChatCall::cancel() may be called from any thread.
 // Destroying the client cancels every call in flight (their on_done runs with
 // kCancelled) and joins its thread. The API key is sent as a bearer token and
@@ -53,11 +60,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "memgate/base/status.h"
+
+namespace boost::json {
+class value;
+}
 
 namespace memgate::coach {
 
@@ -80,6 +92,23 @@ struct ChatClientOptions {
   std::chrono::milliseconds poll_interval{200};  // how often still_wanted() is asked
 };
 
+// The name of the answer-length cap in a request body: OpenAI's
+// "max_completion_tokens" (what it documents now), or the older "max_tokens",
+// the only one some servers (Ollama, older vLLM) read.
+enum class TokenParam { kMaxCompletionTokens, kMaxTokens };
+std::string_view token_param_name(TokenParam param);
+
+// The most tokens a count from the provider may say (prompt or completion); a
+// count above it, negative, or not a whole number is not believed.
+inline constexpr int64_t kMaxTokenCount = 100'000'000;
+
+// What the provider said a call used, when it said (usage.prompt_tokens and
+// usage.completion_tokens, both whole numbers from 0 to kMaxTokenCount).
+struct TokenUsage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant"
   std::string content;
@@ -90,6 +119,9 @@ struct ChatRequest {
   std::vector<ChatMessage> messages;
   bool stream = false;
   double temperature = 0.2;
+  // The longest answer, in tokens, sent under token_param's name; unset: not sent.
+  std::optional<int64_t> max_tokens;
+  TokenParam token_param = TokenParam::kMaxCompletionTokens;
   // Asked every poll_interval and on every piece; false cancels the call.
   std::function<bool()> still_wanted;
 };
@@ -101,6 +133,9 @@ struct ChatOutcome {
   std::string finish_reason;  // "stop", "length", ... when the provider said
   std::string model;          // as the provider named it
   bool reused_connection = false;
+  // The tokens the call used, when the provider said (a plain answer's "usage";
+  // a stream's final usage chunk, asked for with stream_options.include_usage).
+  std::optional<TokenUsage> usage;
   // When the provider answered an error status: its own words (the error
   // message, or the start of the body), cut to 200 bytes and printable, for the
   // log only. It may echo anything (a key, a prompt): never relay it to a client.
@@ -149,6 +184,7 @@ class ChatClient {
     uint64_t connects = 0;         // fresh connections made
     uint64_t reuses = 0;           // calls served on a kept-alive connection
     uint64_t largest_read_buffer = 0;  // the most bytes any read buffer held (never above kMaxReadBuffer)
+    bool stream_options_rejected = false;  // the provider refused stream_options once; no longer sent
   };
   Stats stats() const;
 
@@ -158,6 +194,11 @@ class ChatClient {
   explicit ChatClient(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<Impl> impl_;
 };
+
+// A "usage" object as the provider sent it: both counts, when both are whole
+// numbers from 0 to kMaxTokenCount; nullopt otherwise (absent, null, a string, a
+// fraction, a negative or an absurd count: a provider's figure is not trusted).
+std::optional<TokenUsage> read_token_usage(const boost::json::value* usage);
 
 // OK when `base_url` is a URL the client accepts: http(s)://host[:port][/path],
 // with no user name or password in it.
@@ -197,6 +238,8 @@ class ChatStreamParser {
   bool cancelled() const { return cancelled_; }
   const std::string& finish_reason() const { return finish_reason_; }
   const std::string& model() const { return model_; }
+  // The last usage a chunk carried (the final one, choices empty), if any was believable.
+  const std::optional<TokenUsage>& usage() const { return usage_; }
 
  private:
   bool line(std::string_view line, const std::function<bool(std::string_view)>& on_delta);
@@ -204,6 +247,7 @@ class ChatStreamParser {
   size_t scanned_ = 0;   // bytes of pending_ already searched for its end
   std::string finish_reason_;
   std::string model_;
+  std::optional<TokenUsage> usage_;
   bool done_ = false;
   bool cancelled_ = false;
 };

@@ -113,6 +113,109 @@ TEST_F(ChatClientTest, ASecondCallReusesTheKeptAliveConnection) {
   EXPECT_EQ(provider_->connections(), 1);
 }
 
+TEST_F(ChatClientTest, TheAnswerCapIsSentUnderTheConfiguredNameOnlyWhenSetAndTheProviderStopsThere) {
+  provider_->set_pieces({"one ", "two ", "three ", "four"});
+  auto c = client();
+  ASSERT_TRUE(run(*c, question()).outcome.status.ok());
+  ChatRequest capped = question();
+  capped.max_tokens = 2;
+  Finished f = run(*c, capped);
+  ASSERT_TRUE(f.outcome.status.ok()) << f.outcome.status.to_string();
+  EXPECT_EQ(f.outcome.content, "one two ");
+  EXPECT_EQ(f.outcome.finish_reason, "length");
+  ChatRequest ollama = question(true);
+  ollama.max_tokens = 3;
+  ollama.token_param = TokenParam::kMaxTokens;
+  Finished g = run(*c, ollama);
+  ASSERT_TRUE(g.outcome.status.ok()) << g.outcome.status.to_string();
+  EXPECT_EQ(g.pieces, (std::vector<std::string>{"one ", "two ", "three "}));
+  EXPECT_EQ(g.outcome.finish_reason, "length");
+
+  std::vector<std::string> bodies = provider_->bodies();
+  ASSERT_EQ(bodies.size(), 3u);
+  EXPECT_EQ(bodies[0].find("max_"), std::string::npos) << "unset: not sent. " << bodies[0];
+  EXPECT_NE(bodies[1].find("\"max_completion_tokens\":2"), std::string::npos) << bodies[1];
+  EXPECT_EQ(bodies[1].find("\"max_tokens\""), std::string::npos) << bodies[1];
+  EXPECT_NE(bodies[2].find("\"max_tokens\":3"), std::string::npos) << bodies[2];
+  EXPECT_EQ(bodies[2].find("max_completion_tokens"), std::string::npos) << bodies[2];
+}
+
+TEST_F(ChatClientTest, APlainAnswersUsageIsReadAndAStreamAsksForItAndReadsItsFinalChunk) {
+  provider_->set_pieces({"one ", "two ", "three ", "four"});
+  auto c = client();
+  Finished plain = run(*c, question());
+  ASSERT_TRUE(plain.outcome.status.ok()) << plain.outcome.status.to_string();
+  ASSERT_TRUE(plain.outcome.usage.has_value());
+  EXPECT_EQ(plain.outcome.usage->prompt_tokens, 10);
+  EXPECT_EQ(plain.outcome.usage->completion_tokens, 4);
+  EXPECT_EQ(provider_->bodies()[0].find("stream_options"), std::string::npos) << "only streams ask";
+
+  Finished streamed = run(*c, question(true));
+  ASSERT_TRUE(streamed.outcome.status.ok()) << streamed.outcome.status.to_string();
+  EXPECT_EQ(streamed.pieces, (std::vector<std::string>{"one ", "two ", "three ", "four"}));
+  EXPECT_EQ(streamed.outcome.finish_reason, "stop") << "the usage chunk (choices empty) changes nothing else";
+  ASSERT_TRUE(streamed.outcome.usage.has_value());
+  EXPECT_EQ(streamed.outcome.usage->prompt_tokens, 10);
+  EXPECT_EQ(streamed.outcome.usage->completion_tokens, 4);
+  EXPECT_NE(provider_->bodies()[1].find("\"stream_options\":{\"include_usage\":true}"), std::string::npos)
+      << provider_->bodies()[1];
+}
+
+TEST_F(ChatClientTest, AServerThatRejectsStreamOptionsIsAskedOnceMoreWithoutThemAndNeverAgain) {
+  provider_->set_reject_stream_options(true);
+  auto c = client();
+  Finished first = run(*c, question(true));
+  ASSERT_TRUE(first.outcome.status.ok()) << first.outcome.status.to_string();
+  EXPECT_EQ(first.outcome.provider_status, 200);
+  EXPECT_TRUE(first.outcome.provider_error.empty()) << "the refused attempt leaves nothing behind";
+  EXPECT_EQ(first.pieces, (std::vector<std::string>{"Turn ", "the heap ", "every two weeks [1]."}));
+  EXPECT_FALSE(first.outcome.usage.has_value()) << "not asked for, not sent";
+  EXPECT_TRUE(c->stats().stream_options_rejected);
+  Finished second = run(*c, question(true));
+  ASSERT_TRUE(second.outcome.status.ok()) << second.outcome.status.to_string();
+
+  std::vector<std::string> bodies = provider_->bodies();
+  ASSERT_EQ(bodies.size(), 3u) << "one retry, then remembered";
+  EXPECT_NE(bodies[0].find("stream_options"), std::string::npos);
+  EXPECT_EQ(bodies[1].find("stream_options"), std::string::npos) << bodies[1];
+  EXPECT_EQ(bodies[2].find("stream_options"), std::string::npos) << bodies[2];
+  EXPECT_EQ(c->stats().connects, 1u) << "the 400 kept the connection; the retry went on it";
+  EXPECT_EQ(c->stats().live_calls, 0);
+}
+
+TEST_F(ChatClientTest, AnErrorThatDoesNotNameStreamOptionsIsNotRetried) {
+  provider_->set_mode(FakeProvider::Mode::kError);
+  provider_->set_error_body(R"({"error":{"message":"stream_options is fine, the model is overloaded"}})");
+  auto c = client();
+  Finished f = run(*c, question(true));
+  EXPECT_EQ(f.outcome.status.code(), Code::kUnavailable);
+  EXPECT_EQ(f.outcome.provider_status, 500);
+  EXPECT_EQ(provider_->requests(), 1) << "only a 400 naming the option is retried";
+  EXPECT_FALSE(c->stats().stream_options_rejected);
+}
+
+TEST_F(ChatClientTest, HostileTokenCountsAreIgnoredNotTrusted) {
+  auto c = client();
+  for (const char* usage : {R"({"prompt_tokens":-1,"completion_tokens":5})",
+                            R"({"prompt_tokens":10,"completion_tokens":1e300})",
+                            R"({"prompt_tokens":"10","completion_tokens":5})",
+                            R"({"prompt_tokens":18446744073709551615,"completion_tokens":5})",
+                            R"({"prompt_tokens":2.5,"completion_tokens":5})", R"({"completion_tokens":5})", "null",
+                            R"("lots")"}) {
+    provider_->set_usage(usage);
+    for (bool stream : {false, true}) {
+      Finished f = run(*c, question(stream));
+      ASSERT_TRUE(f.outcome.status.ok()) << usage << " " << f.outcome.status.to_string();
+      EXPECT_EQ(f.outcome.content, "Turn the heap every two weeks [1].") << usage;
+      EXPECT_FALSE(f.outcome.usage.has_value()) << usage << (stream ? " streamed" : " plain");
+    }
+  }
+  provider_->set_usage(R"({"prompt_tokens":100000000,"completion_tokens":0})");
+  Finished edge = run(*c, question(true));
+  ASSERT_TRUE(edge.outcome.usage.has_value()) << "kMaxTokenCount itself is believed";
+  EXPECT_EQ(edge.outcome.usage->prompt_tokens, kMaxTokenCount);
+}
+
 TEST_F(ChatClientTest, AProviderErrorIsUnavailableWithTheProvidersStatusAndItsWordsApart) {
   provider_->set_mode(FakeProvider::Mode::kError);
   auto c = client();

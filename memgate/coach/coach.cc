@@ -48,6 +48,11 @@ Response error_json(int status, std::string_view code, std::string_view message,
   return Response::json(status, json::serialize(json::object{{"error", std::move(err)}}));
 }
 
+// {"prompt_tokens","completion_tokens"} for an answer, and the counters.
+json::object usage_json(const TokenUsage& u) {
+  return json::object{{"prompt_tokens", u.prompt_tokens}, {"completion_tokens", u.completion_tokens}};
+}
+
 json::array citations_json(const std::vector<Passage>& passages, const std::string* answer) {
   json::array out;
   for (size_t i = 0; i < passages.size(); ++i) {
@@ -144,6 +149,22 @@ const std::vector<OptionRow<CoachOptions>>& coach_rows() {
        positive_duration(&CoachOptions::llm_request_timeout)},
       {row("LLM_MAX_RESPONSE", "llm-max-response", "1MB", "The largest answer read from the provider (502 above)"),
        bytes(&CoachOptions::llm_max_response, 1024, 64ull << 20)},
+      {row("LLM_MAX_TOKENS", "llm-max-tokens", "",
+           "The longest answer, in tokens, asked of the provider; unset: not sent"),
+       [](const std::string& t, CoachOptions& o) {
+         auto v = parse_int(t, 1, 1'000'000);
+         if (!v.ok()) return InvalidArgument("expected a whole number from 1 to 1000000");
+         o.llm_max_tokens = *v;
+         return Status::Ok();
+       }},
+      {row("LLM_TOKEN_PARAM", "llm-token-param", "max_completion_tokens",
+           "The name LLM_MAX_TOKENS is sent under: max_completion_tokens or max_tokens (Ollama)"),
+       [](const std::string& t, CoachOptions& o) {
+         if (t == "max_completion_tokens") o.llm_token_param = TokenParam::kMaxCompletionTokens;
+         else if (t == "max_tokens") o.llm_token_param = TokenParam::kMaxTokens;
+         else return InvalidArgument("expected max_completion_tokens or max_tokens");
+         return Status::Ok();
+       }},
       {row("COACH_MAX_INFLIGHT", "coach-max-inflight", "8", "Coach requests at work at once (the bulkhead)"),
        whole(&CoachOptions::max_inflight, 1, 4096)},
       {row("COACH_QUEUE", "coach-queue", "32", "Coach requests waiting behind them (503 + Retry-After beyond)"),
@@ -418,6 +439,8 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
   ChatRequest req;
   req.model = options_.llm_model;
   req.stream = job->stream;
+  req.max_tokens = options_.llm_max_tokens;
+  req.token_param = options_.llm_token_param;
   req.messages.push_back({"system", std::move(system)});
   for (ChatMessage& m : job->history) req.messages.push_back(std::move(m));
   job->history.clear();
@@ -490,11 +513,17 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
     } else {
       c.counters_.generative.fetch_add(1, std::memory_order_relaxed);
     }
+    if (outcome.usage) {  // bounded by the client (kMaxTokenCount)
+      c.counters_.prompt_tokens.fetch_add(static_cast<uint64_t>(outcome.usage->prompt_tokens), std::memory_order_relaxed);
+      c.counters_.completion_tokens.fetch_add(static_cast<uint64_t>(outcome.usage->completion_tokens),
+                                              std::memory_order_relaxed);
+    }
     if (job->streaming) {
       if (st.ok()) {
         json::object done{{"finish_reason", outcome.finish_reason},
                           {"model", outcome.model},
                           {"citations", citations_json(job->passages, &outcome.content)}};
+        if (outcome.usage) done["usage"] = usage_json(*outcome.usage);
         job->writer.write(http::sse_event(json::serialize(done), "done"));
       } else {
         json::object err{{"code", code}, {"message", st.message()}};
@@ -516,6 +545,7 @@ void Coach::generate(const std::shared_ptr<Job>& job) {
                      {"answer", outcome.content},
                      {"finish_reason", outcome.finish_reason},
                      {"citations", citations_json(job->passages, &outcome.content)}};
+    if (outcome.usage) out["usage"] = usage_json(*outcome.usage);
     if (!job->retrieval_note.empty()) out["retrieval"] = job->retrieval_note;
     job->send(Response::json(200, json::serialize(out)));
   };
@@ -546,6 +576,8 @@ http::Response Coach::status() const {
       {"provider_errors", load(counters_.provider_errors)},
       {"timeouts", load(counters_.timeouts)},
       {"cancelled", load(counters_.cancelled)},
+      {"tokens", json::object{{"prompt", load(counters_.prompt_tokens)},
+                              {"completion", load(counters_.completion_tokens)}}},
       {"upstream", json::object{{"live_calls", cs.live_calls},
                                 {"open_connections", cs.open_connections},
                                 {"idle_connections", cs.idle_connections},

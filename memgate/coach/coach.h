@@ -9,7 +9,7 @@
 // worker thread asks the current Retriever for the best passages. Then:
 //   - with a provider (LLM_BASE_URL), it sends the passages, the history and the
 //     question to the chat-completions server and answers {"mode":"generative",
-//     "answer", "citations", ...}; with "stream": true it relays the provider's
+//     "answer", "citations", "usage"?, ...}; with "stream": true it relays the provider's
 //     pieces as server-sent events (event: meta, token..., done | error);
 //   - without one, it answers {"mode":"extractive", ...}: the passages
 //     themselves with their citations. It never pretends to generate.
@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,8 @@ struct CoachOptions {
   std::chrono::milliseconds llm_read_timeout{30'000};     // LLM_READ_TIMEOUT
   std::chrono::milliseconds llm_request_timeout{120'000}; // LLM_REQUEST_TIMEOUT
   size_t llm_max_response = 1 << 20;                      // LLM_MAX_RESPONSE
+  std::optional<int64_t> llm_max_tokens;                  // LLM_MAX_TOKENS; unset: not sent
+  TokenParam llm_token_param = TokenParam::kMaxCompletionTokens;  // LLM_TOKEN_PARAM
   // The route.
   size_t max_inflight = 8;        // COACH_MAX_INFLIGHT
   size_t max_queue = 32;          // COACH_QUEUE
@@ -132,6 +135,9 @@ class Coach : public std::enable_shared_from_this<Coach> {
     std::atomic<uint64_t> timeouts{0};         // 504
     std::atomic<uint64_t> cancelled{0};        // the client went away, or the server stopped first
     std::atomic<int64_t> jobs{0};              // admitted and not yet finished
+    // What the provider said its answers used (calls that said, believably).
+    std::atomic<uint64_t> prompt_tokens{0};
+    std::atomic<uint64_t> completion_tokens{0};
   };
   const Counters& counters() const { return counters_; }
   Bulkhead::Counts bulkhead() const { return bulkhead_->counts(); }

@@ -42,6 +42,11 @@ std::vector<prometheus::MetricFamily> CoachCollector::Collect() const {
   add_counter(requests, value(c.timeouts), {{"outcome", "timeout"}});
   add_counter(requests, value(c.cancelled), {{"outcome", "cancelled"}});
 
+  auto tokens = metrics::counter_family("memgate_coach_tokens_total",
+                                        "Tokens the chat-completions provider said its answers used, by kind.");
+  add_counter(tokens, value(c.prompt_tokens), {{"kind", "prompt"}});
+  add_counter(tokens, value(c.completion_tokens), {{"kind", "completion"}});
+
   const Bulkhead::Counts b = coach->bulkhead();
   auto inflight = metrics::gauge_family("memgate_coach_inflight", "Coach requests at work (bulkhead slots taken).");
   add_gauge(inflight, static_cast<double>(b.inflight));
@@ -69,8 +74,8 @@ std::vector<prometheus::MetricFamily> CoachCollector::Collect() const {
   add_counter(reuses, static_cast<double>(s.reuses));
 
   std::vector<prometheus::MetricFamily> out;
-  out.reserve(8);
-  for (auto* f : {&requests, &inflight, &queued, &jobs, &live, &connections, &connects, &reuses})
+  out.reserve(9);
+  for (auto* f : {&requests, &tokens, &inflight, &queued, &jobs, &live, &connections, &connects, &reuses})
     out.push_back(std::move(*f));
   return out;
 }

@@ -5,6 +5,8 @@
 //                                           (bulkhead full), invalid (400/413),
 //                                           provider_error (502), timeout (504),
 //                                           cancelled (the client went away)
+//   memgate_coach_tokens_total{kind="prompt"|"completion"}  counter: the tokens
+//                                           the provider said its answers used
 //   memgate_coach_inflight, memgate_coach_queued     gauges: the bulkhead
 //   memgate_coach_jobs                      gauge: admitted and not yet finished
 //   memgate_coach_upstream_live_calls       gauge: provider calls not yet reported

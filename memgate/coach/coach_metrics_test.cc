@@ -101,6 +101,18 @@ TEST_F(CoachMetricsTest, EveryFamilyIsThereFromTheStartWithItsTypeAndEveryOutcom
   for (const char* o : kOutcomes) EXPECT_EQ(at(p, outcome(o)), 0) << o;
   EXPECT_EQ(at(p, "memgate_coach_upstream_connections{state=\"busy\"}"), 0);
   EXPECT_EQ(at(p, "memgate_coach_upstream_connections{state=\"idle\"}"), 0);
+  EXPECT_EQ(p.types["memgate_coach_tokens_total"], "counter");
+  EXPECT_EQ(at(p, "memgate_coach_tokens_total{kind=\"prompt\"}"), 0);
+  EXPECT_EQ(at(p, "memgate_coach_tokens_total{kind=\"completion\"}"), 0);
+}
+
+TEST_F(CoachMetricsTest, TheTokensTheProviderSaidItUsedAreCountedByKind) {
+  start(true);
+  ASSERT_EQ(ask(R"({"question":"one"})"), 200);
+  ASSERT_EQ(ask(R"({"question":"two","stream":true})"), 200);
+  ParsedExposition p = scrape();
+  EXPECT_EQ(at(p, "memgate_coach_tokens_total{kind=\"prompt\"}"), 20);
+  EXPECT_EQ(at(p, "memgate_coach_tokens_total{kind=\"completion\"}"), 6) << "three pieces each";
 }
 
 TEST_F(CoachMetricsTest, ExtractiveAnswersAndInvalidRequestsAreCountedByOutcome) {

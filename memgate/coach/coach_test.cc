@@ -250,6 +250,53 @@ TEST_F(CoachTest, StreamedTokensReachTheClientInOrderAsServerSentEvents) {
   expect_nothing_held();
 }
 
+TEST_F(CoachTest, TheAnswerCarriesTheTokensTheProviderSaidItUsedAndTheCapGoesOutUnderItsName) {
+  CoachOptions o;
+  o.llm_max_tokens = 2;
+  o.llm_token_param = TokenParam::kMaxTokens;
+  start(true, std::make_shared<FakeRetriever>(), o);
+  auto r = ask(R"({"question":"What is the secret word?"})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  json::object a = parse(r->body);
+  EXPECT_EQ(a["answer"], "Turn the heap ");
+  EXPECT_EQ(a["finish_reason"], "length");
+  EXPECT_EQ(a["usage"], (json::object{{"prompt_tokens", 10}, {"completion_tokens", 2}})) << r->body;
+  EXPECT_NE(provider_->bodies()[0].find("\"max_tokens\":2"), std::string::npos) << provider_->bodies()[0];
+
+  auto s = ask(R"({"question":"Again","stream":true})");
+  ASSERT_EQ(s->status, 200) << s->body;
+  std::vector<SseEvent> events = parse_sse(s->body);
+  ASSERT_FALSE(events.empty());
+  ASSERT_EQ(events.back().event, "done") << s->body;
+  EXPECT_EQ(parse(events.back().data)["usage"], (json::object{{"prompt_tokens", 10}, {"completion_tokens", 2}}));
+  EXPECT_EQ(coach_->counters().prompt_tokens.load(), 20u);
+  EXPECT_EQ(coach_->counters().completion_tokens.load(), 4u);
+
+  provider_->set_usage(R"({"prompt_tokens":-7,"completion_tokens":99999999999})");
+  auto h = ask(R"({"question":"Hostile"})");
+  ASSERT_EQ(h->status, 200) << h->body;
+  EXPECT_FALSE(parse(h->body).contains("usage")) << "a count the provider cannot mean is left out: " << h->body;
+  EXPECT_EQ(coach_->counters().prompt_tokens.load(), 20u);
+  EXPECT_EQ(coach_->counters().completion_tokens.load(), 4u);
+  expect_nothing_held();
+}
+
+TEST_F(CoachTest, AStreamFromAServerThatRejectsStreamOptionsStillReachesTheClient) {
+  provider_->set_reject_stream_options(true);
+  start(true, std::make_shared<FakeRetriever>());
+  auto r = ask(R"({"question":"Name the steps","stream":true})");
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<SseEvent> events = parse_sse(r->body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().event, "meta");
+  EXPECT_EQ(events.back().event, "done") << r->body;
+  EXPECT_FALSE(parse(events.back().data).contains("usage"));
+  EXPECT_EQ(provider_->requests(), 2);
+  EXPECT_EQ(coach_->counters().generative.load(), 1u);
+  EXPECT_EQ(coach_->counters().provider_errors.load(), 0u);
+  expect_nothing_held();
+}
+
 TEST_F(CoachTest, AProviderErrorBecomes502WithTheProvidersStatusAndAGenericMessage) {
   provider_->set_mode(FakeProvider::Mode::kError);
   start(true, std::make_shared<FakeRetriever>());
@@ -552,10 +599,15 @@ TEST_F(CoachTest, SettingsComeFromTheEnvironmentAndABadOneNamesItsVariable) {
   EXPECT_EQ(good->max_queue, 0u);
   EXPECT_EQ(good->llm_read_timeout, 250ms);
   EXPECT_EQ(good->max_question, 2048u);
+  auto tokens = coach_options_from_env(env({{"LLM_MAX_TOKENS", "512"}, {"LLM_TOKEN_PARAM", "max_tokens"}}));
+  ASSERT_TRUE(tokens.ok()) << tokens.status().to_string();
+  EXPECT_EQ(tokens->llm_max_tokens, 512);
+  EXPECT_EQ(tokens->llm_token_param, TokenParam::kMaxTokens);
   for (auto [name, value] : std::vector<std::pair<std::string, std::string>>{
            {"COACH_MAX_INFLIGHT", "0"}, {"COACH_QUEUE", "lots"}, {"LLM_CONNECT_TIMEOUT", "5"},
            {"LLM_READ_TIMEOUT", "0"}, {"COACH_MAX_QUESTION", "50%"}, {"LLM_BASE_URL", "ftp://x"},
-           {"LLM_TLS_CA", "/nonexistent/ca.pem"}}) {
+           {"LLM_TLS_CA", "/nonexistent/ca.pem"}, {"LLM_MAX_TOKENS", "0"}, {"LLM_MAX_TOKENS", "lots"},
+           {"LLM_MAX_TOKENS", "2000000"}, {"LLM_TOKEN_PARAM", "max_length"}}) {
     auto bad = coach_options_from_env(env({{name, value}}));
     ASSERT_FALSE(bad.ok()) << name << "=" << value;
     EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
@@ -583,6 +635,8 @@ TEST(CoachSettings, TheTablesDefaultsAreCoachOptionsOwn) {
   EXPECT_EQ(from_table->passages, def.passages);
   EXPECT_EQ(from_table->passage_bytes, def.passage_bytes);
   EXPECT_EQ(from_table->allowed_origins, def.allowed_origins);
+  EXPECT_EQ(from_table->llm_max_tokens, std::nullopt);
+  EXPECT_EQ(from_table->llm_token_param, def.llm_token_param);
   EXPECT_TRUE(from_table->llm_base_url.empty());
   for (const SettingRow& r : settings()) {
     EXPECT_TRUE(r.env.rfind("LLM_", 0) == 0 || r.env.rfind("COACH_", 0) == 0) << r.env;

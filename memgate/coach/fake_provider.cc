@@ -10,7 +10,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <boost/json.hpp>
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 namespace memgate::coach::testing {
@@ -58,11 +60,40 @@ std::string chunk(std::string_view data) {
   return o.str();
 }
 
-std::string stream_event(std::string_view piece, bool last) {
+std::string stream_event(std::string_view piece, bool last, std::string_view finish = "stop") {
   std::string e = R"(data: {"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1700000000,"model":"fake-model","choices":[{"index":0,"delta":{)";
   if (!piece.empty()) e += R"("content":")" + json_escape(piece) + "\"";
-  e += last ? R"(},"finish_reason":"stop"}]})" : R"(},"finish_reason":null}]})";
+  e += last ? R"(},"finish_reason":")" + std::string(finish) + R"("}]})" : std::string(R"(},"finish_reason":null}]})");
   return e + "\n\n";
+}
+
+// What a request asked for, read as a server reads its JSON body.
+struct Asked {
+  bool stream = false;
+  bool stream_options = false;  // the key is there at all
+  bool include_usage = false;
+  std::optional<int64_t> max_tokens;  // under either name
+};
+Asked read_request(const std::string& body) {
+  Asked a;
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (ec || !v.is_object()) return a;
+  const boost::json::object& o = v.as_object();
+  if (auto* s = o.if_contains("stream"); s && s->is_bool()) a.stream = s->as_bool();
+  if (auto* so = o.if_contains("stream_options")) {
+    a.stream_options = true;
+    if (so->is_object())
+      if (auto* iu = so->as_object().if_contains("include_usage"); iu && iu->is_bool()) a.include_usage = iu->as_bool();
+  }
+  for (const char* name : {"max_completion_tokens", "max_tokens"})
+    if (auto* m = o.if_contains(name); m && m->is_int64() && m->as_int64() > 0) a.max_tokens = m->as_int64();
+  return a;
+}
+
+std::string usage_json(size_t completion) {
+  return R"({"prompt_tokens":10,"completion_tokens":)" + std::to_string(completion) +
+         R"(,"total_tokens":)" + std::to_string(10 + completion) + "}";
 }
 
 std::string lower(std::string s) {
@@ -119,6 +150,11 @@ void FakeProvider::set_pieces(std::vector<std::string> pieces) {
 void FakeProvider::set_error_body(std::string body) {
   std::lock_guard lock(mu_);
   error_body_ = std::move(body);
+}
+
+void FakeProvider::set_usage(std::string usage_json) {
+  std::lock_guard lock(mu_);
+  usage_ = std::move(usage_json);
 }
 
 void FakeProvider::release() {
@@ -238,16 +274,25 @@ void FakeProvider::serve(Conn& conn) {
     }
     std::string body = in.substr(head_end + 4, length);
     in.erase(0, head_end + 4 + length);
-    bool stream = body.find("\"stream\":true") != std::string::npos;
+    Asked asked = read_request(body);
+    bool stream = asked.stream;
     std::vector<std::string> pieces;
     std::string error_body;
+    std::string usage_override;
     {
       std::lock_guard lock(mu_);
       bodies_.push_back(body);
       auths_.push_back(auth);
       pieces = pieces_;
       error_body = error_body_;
+      usage_override = usage_;
     }
+    std::string finish = "stop";
+    if (asked.max_tokens && pieces.size() > static_cast<size_t>(*asked.max_tokens)) {
+      pieces.resize(static_cast<size_t>(*asked.max_tokens));
+      finish = "length";
+    }
+    std::string usage = usage_override.empty() ? usage_json(pieces.size()) : usage_override;
     cv_.notify_all();
 
     Mode mode = mode_.load();
@@ -255,6 +300,13 @@ void FakeProvider::serve(Conn& conn) {
       std::string b = R"({"error":{"message":"no such route"}})";
       send_all(conn, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: " +
                        std::to_string(b.size()) + "\r\n\r\n" + b);
+      continue;
+    }
+    if (asked.stream_options && reject_stream_options_.load()) {
+      std::string b = R"({"error":{"message":"Unrecognized request argument supplied: stream_options","type":"invalid_request_error","param":"stream_options","code":null}})";
+      if (!send_all(conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: " +
+                            std::to_string(b.size()) + "\r\n\r\n" + b))
+        return;
       continue;
     }
     switch (mode) {
@@ -297,7 +349,7 @@ void FakeProvider::serve(Conn& conn) {
     if (!stream) {
       if (mode == Mode::kGated && !wait_gate(fd)) return;
       std::string b = R"({"id":"chatcmpl-fake","object":"chat.completion","created":1700000000,"model":"fake-model","choices":[{"index":0,"message":{"role":"assistant","content":")" +
-                      json_escape(all) + R"("},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}})";
+                      json_escape(all) + R"("},"finish_reason":")" + finish + R"("}],"usage":)" + usage + "}";
       if (!send_all(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                             std::to_string(b.size()) + "\r\n\r\n" + b))
         return;
@@ -309,7 +361,11 @@ void FakeProvider::serve(Conn& conn) {
       if (!send_all(conn, chunk(stream_event(pieces[i], false)))) return;
       if (i == 0 && mode == Mode::kGated && !wait_gate(fd)) return;
     }
-    if (!send_all(conn, chunk(stream_event("", true)) + chunk("data: [DONE]\n\n") + "0\r\n\r\n")) return;
+    std::string end = chunk(stream_event("", true, finish));
+    if (asked.include_usage)
+      end += chunk(R"(data: {"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1700000000,"model":"fake-model","choices":[],"usage":)" +
+                   usage + "}\n\n");
+    if (!send_all(conn, end + chunk("data: [DONE]\n\n") + "0\r\n\r\n")) return;
   }
 }
 

@@ -17,6 +17,14 @@
 // closes), then close: enough to show whether the client bounds what it holds.
 // It records each request's body and Authorization header, and counts the
 // connections that the client closed while the provider was holding them.
+// Like a real server it reads the answer cap under either name
+// ("max_completion_tokens" or "max_tokens"; each piece counts as a token: the
+// answer stops after that many with finish_reason "length"), reports "usage"
+// on a plain answer (prompt 10, completion the pieces sent), and on a stream
+// that asked with stream_options.include_usage ends with a usage chunk whose
+// choices are empty. set_reject_stream_options() makes it an older server that
+// answers 400 to any request carrying stream_options; set_usage() replaces the
+// usage object it sends (to try hostile counts).
 //
 // With a certificate and key it speaks TLS (OpenSSL) instead of plain TCP.
 // Blocking sockets, a thread per connection; every wait is bounded and wakes
@@ -53,6 +61,11 @@ class FakeProvider {
   void set_pieces(std::vector<std::string> pieces);
   // The body of a kError answer (an OpenAI-style error object by default).
   void set_error_body(std::string body);
+  // Answer 400 (an OpenAI-style invalid_request_error naming the parameter) to
+  // any request with stream_options, as servers that predate it do.
+  void set_reject_stream_options(bool reject) { reject_stream_options_.store(reject); }
+  // The usage object sent, verbatim JSON; empty: the real counts.
+  void set_usage(std::string usage_json);
   // Opens the gate for every held request, now and later.
   void release();
 
@@ -82,6 +95,7 @@ class FakeProvider {
   uint16_t port_ = 0;
   std::atomic<Mode> mode_{Mode::kOk};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> reject_stream_options_{false};
   std::atomic<int> connections_{0};
   std::atomic<int> closed_by_client_{0};
   mutable std::mutex mu_;
@@ -89,6 +103,7 @@ class FakeProvider {
   bool gate_open_ = false;               // guarded by mu_
   std::vector<std::string> pieces_{"Turn ", "the heap ", "every two weeks [1]."};  // guarded by mu_
   std::string error_body_ = R"({"error":{"message":"the model is overloaded","type":"server_error"}})";  // guarded by mu_
+  std::string usage_;                    // guarded by mu_
   std::vector<std::string> bodies_;      // guarded by mu_
   std::vector<std::string> auths_;       // guarded by mu_
   std::thread acceptor_;

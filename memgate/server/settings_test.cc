@@ -137,9 +137,10 @@ TEST(SettingsTable, ModulesSettingsAreCountedAmongTheTable) {
   for (const char* name : {"KB_CORPUS_DIR", "KB_ARTIFACT_FILE", "KB_CHUNK_SIZE", "KB_QUERY_CONNECTIONS",
                            "KB_REFRESH_PERIOD", "KB_WATCH_INTERVAL", "MCP_AUTH_TOKEN", "MCP_ALLOWED_ORIGINS",
                            "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "LLM_TLS_CA", "LLM_CONNECT_TIMEOUT",
-                           "LLM_READ_TIMEOUT", "LLM_REQUEST_TIMEOUT", "LLM_MAX_RESPONSE", "COACH_MAX_INFLIGHT",
-                           "COACH_QUEUE", "COACH_MAX_QUESTION", "COACH_MAX_BODY", "COACH_MAX_HISTORY",
-                           "COACH_PASSAGES", "COACH_PASSAGE_BYTES", "COACH_ALLOWED_ORIGINS",
+                           "LLM_READ_TIMEOUT", "LLM_REQUEST_TIMEOUT", "LLM_MAX_RESPONSE", "LLM_MAX_TOKENS",
+                           "LLM_TOKEN_PARAM", "COACH_MAX_INFLIGHT", "COACH_QUEUE", "COACH_MAX_QUESTION",
+                           "COACH_MAX_BODY", "COACH_MAX_HISTORY", "COACH_PASSAGES", "COACH_PASSAGE_BYTES",
+                           "COACH_ALLOWED_ORIGINS",
                            "ENABLE_EXAMPLE_MODULE", "EXAMPLE_PRIMES_LIMIT"})
     EXPECT_TRUE(names.count(name)) << name;
 }
