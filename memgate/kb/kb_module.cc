@@ -480,6 +480,14 @@ const std::vector<OptionRow<Settings>>& kb_rows() {
          s.mcp.allowed_origins = http::split_origin_list(t);
          return Status::Ok();
        }},
+      {row("MCP_RESOURCE_PAGE_SIZE", "mcp-resource-page-size", "50",
+           "Resources per resources/list page (1..1000)"),
+       [](const std::string& t, Settings& s) {
+         auto n = parse_int(t, 1, 1000);
+         if (!n.ok()) return InvalidArgument("expected a whole number from 1 to 1000");
+         s.mcp.resource_page_size = static_cast<size_t>(*n);
+         return Status::Ok();
+       }},
   };
   return rows;
 }

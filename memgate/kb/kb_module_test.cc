@@ -56,6 +56,8 @@ TEST(KbModuleSettings, BadValuesAreRefusedNamingTheVariable) {
       {{{"MCP_ALLOWED_ORIGINS", "evil.example"}}, "MCP_ALLOWED_ORIGINS"},
       {{{"MCP_ALLOWED_ORIGINS", "https://a.example/path"}}, "MCP_ALLOWED_ORIGINS"},
       {{{"MCP_ALLOWED_ORIGINS", " , "}}, "MCP_ALLOWED_ORIGINS"},
+      {{{"MCP_RESOURCE_PAGE_SIZE", "0"}}, "MCP_RESOURCE_PAGE_SIZE"},
+      {{{"MCP_RESOURCE_PAGE_SIZE", "many"}}, "MCP_RESOURCE_PAGE_SIZE"},
   };
   for (const Case& k : cases) {
     c.enable_kb_service = k.enabled;
@@ -267,6 +269,16 @@ TEST_F(KbModuleServing, ItsPeakEstimateGrowsWithTheCorpusAndCanBuildWithinABudge
   EXPECT_GT(big.load, small.load);
   EXPECT_GT(big.min_build_budget, 0u);
   EXPECT_LT(big.min_build_budget, big.build);
+}
+
+// MCP_RESOURCE_PAGE_SIZE reaches the module's /mcp: pages of 3 over the 8 documents.
+TEST_F(KbModuleServing, TheResourcePageSizeSettingSetsThePagesOfMcp) {
+  bring_up({{"MCP_RESOURCE_PAGE_SIZE", "3"}}, std::make_shared<mcp::Registry>());
+  auto r = post_mcp(R"({"jsonrpc":"2.0","id":1,"method":"resources/list","params":{}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::object result = json::parse(r.body).at("result").as_object();
+  EXPECT_EQ(result.at("resources").as_array().size(), 3u) << r.body;
+  EXPECT_TRUE(result.contains("nextCursor")) << r.body;
 }
 
 // resources/list, read, templates and completion on the kb's own documents: the
