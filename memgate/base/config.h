@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -125,6 +126,19 @@ struct SettingRow {
   std::function<Status(const std::string&)> check;
 };
 using SettingRows = std::vector<SettingRow>;
+
+// A module's row in its --help `section` (no check yet: to_rows() adds it).
+inline SettingRow module_row(std::string section, std::string env, std::string flag, std::string default_text,
+                             std::string help, bool secret = false) {
+  SettingRow r;
+  r.env = std::move(env);
+  r.flag = std::move(flag);
+  r.default_text = std::move(default_text);
+  r.help = std::move(help);
+  r.secret = secret;
+  r.section = std::move(section);
+  return r;
+}
 
 // The runtime's own rows, in --help order (each one a field of Config).
 const SettingRows& runtime_settings();

@@ -100,14 +100,7 @@ std::function<Status(const std::string&, CoachOptions&)> bytes(Field field, uint
 }
 
 SettingRow row(const char* env, const char* flag, const char* def, const char* help, bool secret = false) {
-  SettingRow r;
-  r.env = env;
-  r.flag = flag;
-  r.default_text = def;
-  r.help = help;
-  r.secret = secret;
-  r.section = "AI coach (ENABLE_AI_ROUTES)";
-  return r;
+  return module_row("AI coach (ENABLE_AI_ROUTES)", env, flag, def, help, secret);
 }
 
 // The coach's rows; the defaults are CoachOptions' own (a test holds them equal).

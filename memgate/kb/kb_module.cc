@@ -396,14 +396,7 @@ bool is_loopback(const std::string& host) {
 constexpr const char* kSection = "Knowledge base and MCP (ENABLE_KB_SERVICE)";
 
 SettingRow row(const char* env, const char* flag, const char* def, const char* help, bool secret = false) {
-  SettingRow r;
-  r.env = env;
-  r.flag = flag;
-  r.default_text = def;
-  r.help = help;
-  r.secret = secret;
-  r.section = kSection;
-  return r;
+  return module_row(kSection, env, flag, def, help, secret);
 }
 
 // The module's rows. The folder checks (KB_CORPUS_DIR is a folder, ...) need

@@ -10,10 +10,10 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
-#include <latch>
 #include <string>
 
 #include "memgate/base/worker_pool.h"
+#include "memgate/base/worker_pool_testing.h"
 #include "memgate/http/server.h"
 #include "memgate/http/test_client.h"
 #include "memgate/kb/corpus.h"
@@ -100,14 +100,9 @@ TEST_F(RoutesTest, DocumentsAreFoundByIdAndUnknownIdsAre404) {
 }
 
 TEST_F(RoutesTest, AKbRouteAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
-  WorkerPool pool(1, 1);
-  std::latch started{1}, release{1};
-  pool.post_priority([&] {  // holds the only thread
-    started.count_down();
-    release.wait();
-  });
-  started.wait();
-  ASSERT_TRUE(pool.try_post([] {}));  // the request queue (limit 1) is now full
+  memgate::testing::FullWorkerPool full;
+  ASSERT_TRUE(full.full());
+  WorkerPool& pool = full.pool();
   http::Server server(http::ServerOptions{"127.0.0.1", 0, 1});
   std::shared_ptr<const Index> index = *index_;
   ASSERT_TRUE(install_rest_routes(server.router(), [index] { return index; }, pool).ok());
@@ -122,24 +117,15 @@ TEST_F(RoutesTest, AKbRouteAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
     EXPECT_NE(r->body.find("\"unavailable\""), std::string::npos) << r->body;
   }
   EXPECT_EQ(pool.stats().refused, 2u);
-
-  release.count_down();
-  pool.submit_priority([] {}).wait();
-  pool.join();  // nothing queued is left waiting
   server.stop(std::chrono::milliseconds(0));
 }
 
 TEST_F(RoutesTest, ABadSearchIsAnswered400OnTheIoThreadWithoutWaitingForAWorker) {
   // The pool's only thread is held and its queue is full: anything that needs
   // a worker gets 503, so a 400 here was answered before the hop.
-  WorkerPool pool(1, 1);
-  std::latch started{1}, release{1};
-  pool.post_priority([&] {
-    started.count_down();
-    release.wait();
-  });
-  started.wait();
-  ASSERT_TRUE(pool.try_post([] {}));
+  memgate::testing::FullWorkerPool full;
+  ASSERT_TRUE(full.full());
+  WorkerPool& pool = full.pool();
   http::Server server(http::ServerOptions{"127.0.0.1", 0, 1});
   std::shared_ptr<const Index> index = *index_;
   ASSERT_TRUE(install_rest_routes(server.router(), [index] { return index; }, pool).ok());
@@ -152,9 +138,6 @@ TEST_F(RoutesTest, ABadSearchIsAnswered400OnTheIoThreadWithoutWaitingForAWorker)
     EXPECT_EQ(r->status, 400) << t << ": " << r->body;
   }
   EXPECT_EQ(pool.stats().refused, 0u) << "none of them was offered to the pool";
-  release.count_down();
-  pool.submit_priority([] {}).wait();
-  pool.join();
   server.stop(std::chrono::milliseconds(0));
 }
 

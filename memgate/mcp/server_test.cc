@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
-#include <latch>
 #include <map>
 #include <stdexcept>
 
 #include "memgate/base/worker_pool.h"
+#include "memgate/base/worker_pool_testing.h"
 #include "memgate/http/server.h"
 #include "memgate/http/test_client.h"
 #include "memgate/mcp/http_endpoint.h"
@@ -293,14 +293,9 @@ TEST_F(McpServerTest, AnUnsupportedVersionIs400WithTheSupportedList) {
 
 
 TEST(McpEndpoint, PostAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
-  WorkerPool pool(1, 1);
-  std::latch started{1}, release{1};
-  pool.post_priority([&] {  // holds the only thread
-    started.count_down();
-    release.wait();
-  });
-  started.wait();
-  ASSERT_TRUE(pool.try_post([] {}));  // the request queue (limit 1) is now full
+  memgate::testing::FullWorkerPool full;
+  ASSERT_TRUE(full.full());
+  WorkerPool& pool = full.pool();
   http::Server web(http::ServerOptions{"127.0.0.1", 0, 1});
   ServerOptions o;
   o.name = "test";
@@ -317,8 +312,6 @@ TEST(McpEndpoint, PostAnswers503WithRetryAfterWhenTheWorkerPoolRefuses) {
   EXPECT_EQ(r->status, 503) << r->body;
   EXPECT_EQ(r->header("retry-after"), "1") << r->body;
   EXPECT_EQ(pool.stats().refused, 1u);
-  release.count_down();
-  pool.join();
   web.stop(std::chrono::milliseconds(0));
 }
 

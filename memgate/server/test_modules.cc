@@ -131,7 +131,7 @@ struct TestOptions {
 };
 
 SettingRow row(const char* env, const char* flag, const char* def, const char* help) {
-  return SettingRow{env, flag, def, help, false, "For tests only (MEMGATE_TEST_ROUTES)", "", {}};
+  return module_row("For tests only (MEMGATE_TEST_ROUTES)", env, flag, def, help);
 }
 
 std::function<Status(const std::string&, TestOptions&)> mebibytes(uint64_t TestOptions::*field, uint64_t min) {
