@@ -5,32 +5,32 @@
 // passes its own); the exporter reads it with snapshot() or the atomics directly.
 // Suggested Prometheus names in brackets:
 //
-//   backend                      0 = local, 1 = redis    [coord_backend{backend="local"|"redis"} 0/1]
+//   backend                      0 = local, 1 = redis    [memgate_coord_backend{backend="local"|"redis"} 0/1]
 //   connection_state             0 = disconnected, 1 = connecting, 2 = connected
-//                                                        [coord_redis_connection_state]
-//   reconnects                   connections made after the first  [coord_redis_reconnects_total]
+//                                                        [memgate_coord_redis_connection_state]
+//   reconnects                   connections made after the first  [memgate_coord_redis_reconnects_total]
 //   acquire_wait                 seconds from acquire() to a lease (or giving up)
-//                                                        [coord_lock_acquire_wait_seconds]
+//                                                        [memgate_coord_lock_acquire_wait_seconds]
 //   hold_time                    seconds a lease was held, acquire to release
-//                                                        [coord_lock_hold_seconds]
+//                                                        [memgate_coord_lock_hold_seconds]
 //   extension_lag                seconds a watchdog extension ran after it was due
-//                                                        [coord_lock_extension_lag_seconds]
+//                                                        [memgate_coord_lock_extension_lag_seconds]
 //   lost_leases                  watchdog found its lease gone or could not extend in time
-//                                                        [coord_lock_lost_total]
+//                                                        [memgate_coord_lock_lost_total]
 //   fleet_once[outcome]          built, loaded, waited, took_over, rebuilt_bad_artifact, failed
-//                                                        [coord_fleet_once_total{outcome}]
+//                                                        [memgate_coord_fleet_once_total{outcome}]
 //   command_errors[kind]         timeout, disconnected, server, protocol
-//                                                        [coord_redis_command_errors_total{kind}]
+//                                                        [memgate_coord_redis_command_errors_total{kind}]
 //   failover_retries             operations sent again after a failover (Sentinel)
-//                                                        [coord_redis_failover_retries_total]
+//                                                        [memgate_coord_redis_failover_retries_total]
 //   sentinel_failovers           the resolved master's address changed
-//                                                        [coord_redis_sentinel_failovers_total]
+//                                                        [memgate_coord_redis_sentinel_failovers_total]
 //   sentinel_resolution_errors   a resolution found no master (every sentinel asked)
-//                                                        [coord_redis_sentinel_resolution_errors_total]
+//                                                        [memgate_coord_redis_sentinel_resolution_errors_total]
 //   unreplicated_writes          a lock or publish fewer replicas acknowledged than REDIS_WAIT_REPLICAS asks
-//                                                        [coord_redis_unreplicated_writes_total]
+//                                                        [memgate_coord_redis_unreplicated_writes_total]
 //   master_address()             "host:port" of the master in use, "" before the first
-//                                                        [coord_redis_master{address} 1]
+//                                                        [memgate_coord_redis_master{address} 1]
 //
 // Histograms have fixed bucket bounds (kHistogramBounds, in seconds, cumulative
 // like Prometheus "le" buckets when read through snapshot()). All members are

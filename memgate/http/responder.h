@@ -11,7 +11,7 @@
 // is open) the connection watches its socket, so a client that closes or resets
 // it is noticed at once, not when the answer is written: connected() turns false
 // and a long job (an upstream call) should give up. Such a request is counted
-// with status 499 (http_client_aborts_total). A half-close (the client shut
+// with status 499 (memgate_http_client_aborts_total). A half-close (the client shut
 // its sending side only) is not leaving: the answer is still sent, then the
 // connection closed. To tell the two apart an HTTP/1.1 client is sent an
 // interim 100, which a closed socket answers with a reset (session.h); an open

@@ -48,9 +48,9 @@ std::array<uint64_t, N + 1> per_bucket_counts(const std::array<uint64_t, N>& cum
 }
 
 std::vector<prometheus::MetricFamily> http_families(const http::Server& server) {
-  auto requests = metrics::counter_family("http_requests_total", "HTTP requests answered, by route pattern, method and status");
+  auto requests = metrics::counter_family("memgate_http_requests_total", "HTTP requests answered, by route pattern, method and status");
   auto latency = metrics::histogram_family(
-      "http_request_duration_seconds",
+      "memgate_http_request_duration_seconds",
       "Time from a complete request to its response handed to the kernel, by route pattern, method and status");
   for (const http::RouteStats& row : server.stats()) {
     metrics::Labels labels{{"route", row.route}, {"method", row.method}, {"status", std::to_string(row.status)}};
@@ -62,11 +62,11 @@ std::vector<prometheus::MetricFamily> http_families(const http::Server& server) 
     if (!st.ok()) spdlog::warn("latency histogram for {} not exported: {}", row.route, st.to_string());
   }
   http::ConnectionStats c = server.connection_stats();
-  auto accepted = metrics::counter_family("http_connections_accepted_total", "Connections accepted");
+  auto accepted = metrics::counter_family("memgate_http_connections_accepted_total", "Connections accepted");
   metrics::add_counter(accepted, static_cast<double>(c.accepted));
-  auto open = metrics::gauge_family("http_connections_open", "Connections open now");
+  auto open = metrics::gauge_family("memgate_http_connections_open", "Connections open now");
   metrics::add_gauge(open, static_cast<double>(c.open));
-  auto closes = metrics::counter_family("http_connections_closed_total",
+  auto closes = metrics::counter_family("memgate_http_connections_closed_total",
                                         "Connections the server closed, by reason");
   metrics::add_counter(closes, static_cast<double>(c.read_timeouts), {{"reason", "read_timeout"}});
   metrics::add_counter(closes, static_cast<double>(c.idle_closes), {{"reason", "idle"}});
@@ -74,7 +74,7 @@ std::vector<prometheus::MetricFamily> http_families(const http::Server& server) 
   metrics::add_counter(closes, static_cast<double>(c.refused), {{"reason", "refused_at_cap"}});
   metrics::add_counter(closes, static_cast<double>(c.evicted), {{"reason", "evicted_idle_at_cap"}});
   metrics::add_counter(closes, static_cast<double>(c.stream_drops), {{"reason", "stream_dropped"}});
-  auto aborts = metrics::counter_family("http_client_aborts_total",
+  auto aborts = metrics::counter_family("memgate_http_client_aborts_total",
                                         "Requests whose client went away before the response was complete "
                                         "(counted as status 499 when no response had begun)");
   metrics::add_counter(aborts, static_cast<double>(c.client_aborts));
@@ -112,34 +112,34 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
   coord::CoordMetrics* m = &coordinator.metrics();
   metrics_.own_collectable(std::make_shared<CallbackCollector>([m, redis_configured] {
     std::vector<prometheus::MetricFamily> out;
-    auto configured = metrics::gauge_family("coord_redis_configured", "1 when REDIS_URL is set (Redis coordination wanted)");
+    auto configured = metrics::gauge_family("memgate_coord_redis_configured", "1 when REDIS_URL is set (Redis coordination wanted)");
     metrics::add_gauge(configured, redis_configured ? 1 : 0);
     out.push_back(std::move(configured));
-    auto backend = metrics::gauge_family("coord_backend", "Coordination backend in use (1 for the active one)");
+    auto backend = metrics::gauge_family("memgate_coord_backend", "Coordination backend in use (1 for the active one)");
     int b = m->backend.load();
     metrics::add_gauge(backend, b == 0 ? 1 : 0, {{"backend", "local"}});
     metrics::add_gauge(backend, b == 1 ? 1 : 0, {{"backend", "redis"}});
     out.push_back(std::move(backend));
-    auto state = metrics::gauge_family("coord_redis_connection_state",
+    auto state = metrics::gauge_family("memgate_coord_redis_connection_state",
                                        "Redis connection: 0 disconnected, 1 connecting, 2 connected");
     metrics::add_gauge(state, m->connection_state.load());
     out.push_back(std::move(state));
-    auto reconnects = metrics::counter_family("coord_redis_reconnects_total", "Redis connections made after the first");
+    auto reconnects = metrics::counter_family("memgate_coord_redis_reconnects_total", "Redis connections made after the first");
     metrics::add_counter(reconnects, static_cast<double>(m->reconnects.load()));
     out.push_back(std::move(reconnects));
-    auto wait = metrics::histogram_family("coord_lock_acquire_wait_seconds", "Time from acquire() to a lease or giving up");
+    auto wait = metrics::histogram_family("memgate_coord_lock_acquire_wait_seconds", "Time from acquire() to a lease or giving up");
     add_coord_histogram(wait, m->acquire_wait.snapshot());
     out.push_back(std::move(wait));
-    auto hold = metrics::histogram_family("coord_lock_hold_seconds", "Time a lease was held");
+    auto hold = metrics::histogram_family("memgate_coord_lock_hold_seconds", "Time a lease was held");
     add_coord_histogram(hold, m->hold_time.snapshot());
     out.push_back(std::move(hold));
-    auto lag = metrics::histogram_family("coord_lock_extension_lag_seconds", "How late a watchdog extension ran");
+    auto lag = metrics::histogram_family("memgate_coord_lock_extension_lag_seconds", "How late a watchdog extension ran");
     add_coord_histogram(lag, m->extension_lag.snapshot());
     out.push_back(std::move(lag));
-    auto lost = metrics::counter_family("coord_lock_lost_total", "Leases lost while their holder worked");
+    auto lost = metrics::counter_family("memgate_coord_lock_lost_total", "Leases lost while their holder worked");
     metrics::add_counter(lost, static_cast<double>(m->lost_leases.load()));
     out.push_back(std::move(lost));
-    auto fleet = metrics::counter_family("coord_fleet_once_total", "How fleet_once calls ended, by outcome");
+    auto fleet = metrics::counter_family("memgate_coord_fleet_once_total", "How fleet_once calls ended, by outcome");
     for (size_t i = 0; i < coord::kFleetOutcomeCount; ++i) {
       auto o = static_cast<coord::FleetOutcome>(i);
       if (o == coord::FleetOutcome::kLocal) continue;  // the loader's, never fleet_once's
@@ -147,32 +147,32 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
                            {{"outcome", std::string(coord::fleet_outcome_name(o))}});
     }
     out.push_back(std::move(fleet));
-    auto errors = metrics::counter_family("coord_redis_command_errors_total", "Redis command errors, by kind");
+    auto errors = metrics::counter_family("memgate_coord_redis_command_errors_total", "Redis command errors, by kind");
     for (size_t i = 0; i < coord::kCommandErrorKindCount; ++i) {
       auto k = static_cast<coord::CommandErrorKind>(i);
       metrics::add_counter(errors, static_cast<double>(m->errors(k)),
                            {{"kind", std::string(coord::command_error_kind_name(k))}});
     }
     out.push_back(std::move(errors));
-    auto retries = metrics::counter_family("coord_redis_failover_retries_total",
+    auto retries = metrics::counter_family("memgate_coord_redis_failover_retries_total",
                                            "Redis operations sent again after a failover (Sentinel)");
     metrics::add_counter(retries, static_cast<double>(m->failover_retries.load()));
     out.push_back(std::move(retries));
-    auto failovers = metrics::counter_family("coord_redis_sentinel_failovers_total",
+    auto failovers = metrics::counter_family("memgate_coord_redis_sentinel_failovers_total",
                                              "Times the master Sentinel names moved to another address");
     metrics::add_counter(failovers, static_cast<double>(m->sentinel_failovers.load()));
     out.push_back(std::move(failovers));
-    auto resolution = metrics::counter_family("coord_redis_sentinel_resolution_errors_total",
+    auto resolution = metrics::counter_family("memgate_coord_redis_sentinel_resolution_errors_total",
                                               "Sentinel resolutions that found no confirmed master");
     metrics::add_counter(resolution, static_cast<double>(m->sentinel_resolution_errors.load()));
     out.push_back(std::move(resolution));
-    auto unreplicated = metrics::counter_family("coord_redis_unreplicated_writes_total",
+    auto unreplicated = metrics::counter_family("memgate_coord_redis_unreplicated_writes_total",
                                                 "Locks and publishes fewer replicas acknowledged than REDIS_WAIT_REPLICAS");
     metrics::add_counter(unreplicated, static_cast<double>(m->unreplicated_writes.load()));
     out.push_back(std::move(unreplicated));
     // The master in use (Sentinel): one series, labelled with its address.
     if (std::string master = m->master_address(); !master.empty()) {
-      auto in_use = metrics::gauge_family("coord_redis_master", "The Redis master in use (1), by address");
+      auto in_use = metrics::gauge_family("memgate_coord_redis_master", "The Redis master in use (1), by address");
       metrics::add_gauge(in_use, 1, {{"address", master}});
       out.push_back(std::move(in_use));
     }
@@ -332,7 +332,7 @@ void AdminMetrics::add_guard(const guard::MemoryGuard& g) {
     metrics::add_counter(alerts, static_cast<double>(g.alerts()));
     auto profiles = metrics::counter_family("memgate_guard_heap_profiles_total", "Heap profiles dumped by alerts");
     metrics::add_counter(profiles, static_cast<double>(g.profiles()));
-    auto shed = metrics::counter_family("http_shed_requests_total", "Requests answered 503 because the server shed load");
+    auto shed = metrics::counter_family("memgate_http_shed_requests_total", "Requests answered 503 because the server shed load");
     metrics::add_counter(shed, static_cast<double>(server->shed_requests()));
     for (auto* f : {&in_force, &changes, &active, &fired, &value, &threshold, &samples, &purges, &released, &alerts,
                     &profiles, &shed})
@@ -343,9 +343,9 @@ void AdminMetrics::add_guard(const guard::MemoryGuard& g) {
 
 void AdminMetrics::add_accounting(const memory::RouteAccounting& accounting, const http::Router& router) {
   metrics_.own_collectable(std::make_shared<CallbackCollector>([&accounting, &router] {
-    auto hist = metrics::histogram_family("http_request_allocated_bytes",
+    auto hist = metrics::histogram_family("memgate_http_request_allocated_bytes",
                                           "Bytes allocated by each request's work (its handler and the tasks it posted), by route");
-    auto held = metrics::gauge_family("http_request_held_bytes",
+    auto held = metrics::gauge_family("memgate_http_request_held_bytes",
                                       "Bytes requests allocated and did not free, summed, by route");
     for (const memory::RouteAllocation& a : accounting.snapshot()) {
       std::string pattern = router.pattern(a.route);

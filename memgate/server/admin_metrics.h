@@ -4,10 +4,10 @@
 // process_* (metrics/process_collector), the allocator and cgroup gauges
 // (metrics/memory_collector), and the HTTP request counters that the public
 // listener keeps per IO thread (http::Server::stats()), exposed as
-//   http_requests_total{route,method,status}
-//   http_request_duration_seconds{route,method,status} (histogram)
-//   http_connections_*  (accepted, open, timeouts, bad requests)
-//   http_client_aborts_total (clients that left before their answer)
+//   memgate_http_requests_total{route,method,status}
+//   memgate_http_request_duration_seconds{route,method,status} (histogram)
+//   memgate_http_connections_*  (accepted, open, timeouts, bad requests)
+//   memgate_http_client_aborts_total (clients that left before their answer)
 // and, through the add_*() below, the families of the runtime's other parts.
 // Modules register their own (the coach's memgate_coach_*) in metrics(), which
 // the loader hands them as ModuleContext::metrics.
@@ -52,10 +52,10 @@ class AdminMetrics {
   metrics::Metrics& metrics() { return metrics_; }
 
   // Each adds the families of one more part; the part must outlive this object.
-  //   coord_backend{backend}, coord_redis_connection_state, coord_redis_reconnects_total,
-  //   coord_lock_acquire_wait_seconds, coord_lock_hold_seconds, coord_lock_extension_lag_seconds,
-  //   coord_lock_lost_total, coord_fleet_once_total{outcome}, coord_redis_command_errors_total{kind},
-  //   coord_redis_configured (1 when REDIS_URL is set: with coord_backend{backend="local"} it means
+  //   memgate_coord_backend{backend}, memgate_coord_redis_connection_state, memgate_coord_redis_reconnects_total,
+  //   memgate_coord_lock_acquire_wait_seconds, memgate_coord_lock_hold_seconds, memgate_coord_lock_extension_lag_seconds,
+  //   memgate_coord_lock_lost_total, memgate_coord_fleet_once_total{outcome}, memgate_coord_redis_command_errors_total{kind},
+  //   memgate_coord_redis_configured (1 when REDIS_URL is set: with memgate_coord_backend{backend="local"} it means
   //   the fleet is not coordinated although it should be)
   void add_coordination(coord::Coordinator& coordinator, bool redis_configured);
   //   memgate_module_state{module,state} (1 for the current state), memgate_module_duration_seconds{module},
@@ -71,9 +71,9 @@ class AdminMetrics {
   //   memgate_guard_trigger_active{trigger}, memgate_guard_trigger_fired_total{trigger},
   //   memgate_guard_trigger_value_bytes{trigger}, memgate_guard_samples_total, memgate_guard_purges_total,
   //   memgate_guard_purge_released_bytes_total, memgate_guard_alerts_total, memgate_guard_heap_profiles_total,
-  //   http_shed_requests_total
+  //   memgate_http_shed_requests_total
   void add_guard(const guard::MemoryGuard& guard);
-  //   http_request_allocated_bytes{route} (histogram), http_request_held_bytes_total{route}
+  //   memgate_http_request_allocated_bytes{route} (histogram), memgate_http_request_held_bytes_total{route}
   void add_accounting(const memory::RouteAccounting& accounting, const http::Router& router);
   // The Prometheus text exposition of everything registered.
   std::string serialize() const { return metrics_.serialize(); }

@@ -132,7 +132,7 @@ TEST(CoachBinary, AClientThatLeavesCancelsTheProviderCallAndCountsAs499) {
   for (int i = 0; i < 100 && !counted; ++i) {
     body = http_get(server->admin_port(), "/metrics").body;
     metrics::ParsedExposition m = metrics::parse_exposition(body);
-    counted = m.at("http_client_aborts_total") == 1.0 &&
+    counted = m.at("memgate_http_client_aborts_total") == 1.0 &&
               m.at("memgate_coach_requests_total{outcome=\"cancelled\"}") == 1.0;
     if (!counted) std::this_thread::sleep_for(20ms);
   }

@@ -79,7 +79,7 @@ TEST(MemoryGuard, PressureShedsHeavyRoutesWritesASnapshotAndReleasingMemoryClear
   std::string metrics = http_get(admin, "/metrics").body;
   EXPECT_EQ(metric_line(metrics, "memgate_guard_action_in_force{action=\"shed\"}"),
             "memgate_guard_action_in_force{action=\"shed\"} 1");
-  EXPECT_NE(metric_line(metrics, "http_shed_requests_total"), "http_shed_requests_total 0");
+  EXPECT_NE(metric_line(metrics, "memgate_http_shed_requests_total"), "memgate_http_shed_requests_total 0");
 
   // The snapshot is in the Redis stream, and history reads it from there.
   json::object history = get_json(admin, "/debug/memory/history");
@@ -130,7 +130,7 @@ TEST(AllocationAccounting, ARouteThatAllocatesAKnownSizeIsReportedWithThatMany) 
   EXPECT_LT(per_request, 2048 * 1024 + 64 * 1024) << "within the allocator's rounding";
   EXPECT_LT(row->at("held_bytes").to_number<int64_t>(), 64 * 1024) << "nothing kept";
   std::string metrics = http_get(server->admin_port(), "/metrics").body;
-  EXPECT_NE(metrics.find("http_request_allocated_bytes_count{route=\"/test/alloc\"} 4"), std::string::npos);
+  EXPECT_NE(metrics.find("memgate_http_request_allocated_bytes_count{route=\"/test/alloc\"} 4"), std::string::npos);
 }
 
 TEST(AllocationAccounting, WorkOnTheWorkerPoolCountsForItsRoute) {

@@ -82,8 +82,8 @@ TEST_F(Server, MetricsAreOnTheAdminListenerOnly) {
   for (const char* name :
        {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
         "process_start_time_seconds", "process_open_fds", "process_max_fds",
-        "memgate_allocator_allocated_bytes", "http_requests_total", "http_request_duration_seconds_bucket",
-        "http_client_aborts_total", "memgate_worker_queue_limit", "memgate_worker_queued{lane=\"request\"}",
+        "memgate_allocator_allocated_bytes", "memgate_http_requests_total", "memgate_http_request_duration_seconds_bucket",
+        "memgate_http_client_aborts_total", "memgate_worker_queue_limit", "memgate_worker_queued{lane=\"request\"}",
         "memgate_worker_refused_total", "memgate_worker_dropped_total", "memgate_module_predicted_peak_bytes"}) {
     EXPECT_NE(m.body.find(name), std::string::npos) << name << " missing from /metrics";
   }
