@@ -26,6 +26,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "memgate/base/units.h"
+
 namespace memgate::kb {
 namespace {
 
@@ -401,7 +403,8 @@ bool is_system_path(const fs::path& real) {
 
 std::string document_id(std::string_view relative_path) { return hex16(fnv1a(relative_path)); }
 
-Result<std::vector<SourceFile>> scan_corpus(const std::string& dir) {
+Result<std::vector<SourceFile>> scan_corpus(const std::string& dir, uint64_t max_file_bytes,
+                                            std::vector<SourceFile>* too_large) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return InvalidArgument("'" + dir + "' is not a folder");
   std::vector<SourceFile> files;
@@ -451,6 +454,10 @@ Result<std::vector<SourceFile>> scan_corpus(const std::string& dir) {
     f.size = static_cast<uint64_t>(st.st_size);
     f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
     f.kind = kind;
+    if (f.size > max_file_bytes) {
+      if (too_large) too_large->push_back(std::move(f));
+      continue;
+    }
     files.push_back(std::move(f));
   }
   std::sort(files.begin(), files.end(), [](const SourceFile& a, const SourceFile& b) { return a.path < b.path; });
@@ -680,7 +687,7 @@ std::vector<Chunk> chunk_text(std::string_view text, size_t max_bytes) {
   return chunks;
 }
 
-Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes) {
+Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes, uint64_t max_file_bytes) {
   // Not through a symlink (scan_corpus resolved them, so one here appeared
   // since), and never anything but a regular file (a FIFO would block a build).
   int fd = ::open(file.abs_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -692,6 +699,9 @@ Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Unavailable("cannot stat '" + file.abs_path + "': " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) return Unavailable("'" + file.abs_path + "' is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_file_bytes)
+    return ResourceExhausted("it has grown to " + format_bytes(static_cast<uint64_t>(st.st_size)) +
+                             ", more than KB_MAX_FILE_SIZE (" + format_bytes(max_file_bytes) + ")");
   // Read straight into one string of the file's size (a stringstream would
   // hold a second copy while handing it over).
   std::string raw(static_cast<size_t>(st.st_size), '\0');

@@ -63,8 +63,13 @@ std::string document_id(std::string_view relative_path);
 // a warning. Symlinked folders are not entered (one pointing inside lists
 // nothing new; one pointing outside is warned about). A listed file's abs_path
 // is its real path, which load_document opens without following a symlink.
-// Fails when `dir` is not a readable folder.
-Result<std::vector<SourceFile>> scan_corpus(const std::string& dir);
+// A file larger than `max_file_bytes` (KB_MAX_FILE_SIZE) is left out of the
+// listing, so of the fingerprint, the byte count and the peak estimate too, and
+// appended to `too_large` when given (the build warns about each; a watcher's
+// scan stays quiet). Fails when `dir` is not a readable folder.
+inline constexpr uint64_t kDefaultMaxFileBytes = uint64_t{64} << 20;
+Result<std::vector<SourceFile>> scan_corpus(const std::string& dir, uint64_t max_file_bytes = kDefaultMaxFileBytes,
+                                            std::vector<SourceFile>* too_large = nullptr);
 
 // The bytes of every file in a listing (as scan_corpus measured them).
 uint64_t corpus_bytes(const std::vector<SourceFile>& files);
@@ -89,6 +94,9 @@ std::vector<Chunk> chunk_text(std::string_view text, size_t max_bytes);
 
 // Reads and chunks one file. The title is the HTML title, the first Markdown
 // heading, or the first line of a text file when short, else the file name.
-Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes);
+// A file that has grown past `max_file_bytes` since it was listed is refused
+// before a byte of it is read.
+Result<Document> load_document(const SourceFile& file, size_t max_chunk_bytes,
+                               uint64_t max_file_bytes = kDefaultMaxFileBytes);
 
 }  // namespace memgate::kb

@@ -277,6 +277,37 @@ TEST(LoadDocument, TitlesComeFromTheHtmlTitleTheFirstHeadingOrTheFirstLine) {
   EXPECT_EQ(titles["computing/redis-locks.md"], "Distributed Locks with Redis");
 }
 
+TEST(Corpus, AFileAboveTheSizeBoundIsLeftOutOfTheListingAndNamedToTheCaller) {
+  TempFolder dir("too-large");
+  dir.write("small.md", "# Small\nfits\n");
+  dir.write("big.txt", std::string(5000, 'x'));
+  std::vector<SourceFile> too_large;
+  auto files = scan_corpus(dir.path().string(), 4096, &too_large);
+  ASSERT_TRUE(files.ok()) << files.status().to_string();
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].path, "small.md");
+  EXPECT_EQ(corpus_bytes(*files), (*files)[0].size);
+  ASSERT_EQ(too_large.size(), 1u);
+  EXPECT_EQ(too_large[0].path, "big.txt");
+  EXPECT_EQ(too_large[0].size, 5000u);
+  // Under the default bound both are listed.
+  EXPECT_EQ(listed_paths(dir.path()), (std::vector<std::string>{"big.txt", "small.md"}));
+}
+
+TEST(LoadDocument, AFileThatGrewPastTheBoundSinceItWasListedIsRefusedUnread) {
+  TempFolder dir("grew");
+  dir.write("grows.txt", "short\n");
+  auto files = scan_corpus(dir.path().string(), 4096);
+  ASSERT_TRUE(files.ok());
+  ASSERT_EQ(files->size(), 1u);
+  dir.write("grows.txt", std::string(8192, 'y'));
+  auto doc = load_document((*files)[0], 1200, 4096);
+  ASSERT_FALSE(doc.ok());
+  EXPECT_EQ(doc.status().code(), Code::kResourceExhausted);
+  EXPECT_NE(doc.status().message().find("KB_MAX_FILE_SIZE"), std::string::npos) << doc.status().message();
+  EXPECT_TRUE(load_document((*files)[0], 1200, 8192).ok());
+}
+
 TEST(LoadDocument, InvalidUtf8BecomesTheReplacementCharacter) {
   HtmlText h = html_to_text("<p>bad \xFF byte \xC3</p>");
   EXPECT_EQ(h.text, "bad \xEF\xBF\xBD byte \xEF\xBF\xBD");

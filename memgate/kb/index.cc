@@ -48,6 +48,7 @@
 #include <memory>
 #include <spdlog/spdlog.h>
 
+#include "memgate/base/units.h"
 #include "memgate/base/worker_pool.h"
 #include "memgate/kb/build_budget.h"
 #include "memgate/kb/corpus.h"
@@ -334,6 +335,7 @@ std::string utc_now() {
 struct Pipeline {
   std::vector<SourceFile> files;
   size_t chunk_size = 1200;
+  uint64_t max_file_bytes = kDefaultMaxFileBytes;
   size_t window_files = 64;   // files claimed ahead of the inserter at most
   uint64_t window_bytes = 0;  // their source bytes at most (0: no bound); the inserter's next file always goes
   uint64_t bytes_ahead = 0;   // source bytes claimed and not yet consumed, guarded by mu
@@ -355,7 +357,7 @@ struct Pipeline {
   // Parses file i outside the lock and stores the result.
   void parse(size_t i, std::unique_lock<std::mutex>& lock) {
     lock.unlock();
-    Result<Document> doc = load_document(files[i], chunk_size);
+    Result<Document> doc = load_document(files[i], chunk_size, max_file_bytes);
     lock.lock();
     slots[i].emplace(std::move(doc));
     cv.notify_all();
@@ -783,11 +785,16 @@ std::string quote_query(std::string_view text, bool any_word) {
 
 Result<ChunkedBytes> build_artifact_chunked(const std::string& dir, const BuildOptions& options, BuildStats* stats) {
   auto started = Clock::now();
-  auto listing = scan_corpus(dir);
+  std::vector<SourceFile> too_large;
+  auto listing = scan_corpus(dir, options.max_file_bytes, &too_large);
   if (!listing.ok()) return listing.status();
+  for (const SourceFile& f : too_large)
+    spdlog::warn("kb: skipping {}: {} is more than KB_MAX_FILE_SIZE ({})", f.path, format_bytes(f.size),
+                 format_bytes(options.max_file_bytes));
   auto pipe = std::make_shared<Pipeline>();
   pipe->files = std::move(*listing);
   pipe->chunk_size = options.chunk_size;
+  pipe->max_file_bytes = options.max_file_bytes;
   pipe->slots.resize(pipe->files.size());
   BuildProgress progress;
   progress.files_total = pipe->files.size();

@@ -72,6 +72,7 @@ using ProgressFn = std::function<void(const BuildProgress&)>;
 
 struct BuildOptions {
   size_t chunk_size = 1200;        // KB_CHUNK_SIZE
+  uint64_t max_file_bytes = kDefaultMaxFileBytes;  // KB_MAX_FILE_SIZE: larger files are skipped, with a warning
   WorkerPool* workers = nullptr;   // parse files in parallel; null: on the calling thread
   size_t max_helpers = 0;          // tasks posted to `workers`; 0: one per worker
   ProgressFn progress;             // called at most every progress_every, and once at the end

@@ -480,6 +480,27 @@ TEST_F(IndexTest, TheSameCorpusBuildsTheSameAnswersAndALoadedArtifactAnswersTheS
   }
 }
 
+TEST(IndexBuild, AFileAboveTheSizeBoundIsSkippedAndTheRestIsIndexed) {
+  TempFolder dir("too-large");
+  std::ofstream(dir.path() + "/small.md") << "# Small\nthe quick brown fox\n";
+  std::ofstream(dir.path() + "/huge.txt") << std::string(20000, 'z') << " needle\n";
+  BuildOptions o;
+  o.max_file_bytes = 8192;
+  BuildStats stats;
+  auto a = build_artifact(dir.path(), o, &stats);
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  EXPECT_EQ(stats.documents, 1u);
+  EXPECT_LT(stats.source_bytes, 8192u);
+  auto idx = Index::open(*a, 1);
+  ASSERT_TRUE(idx.ok());
+  auto fox = (*idx)->search("fox", {5, false});
+  ASSERT_TRUE(fox.ok());
+  EXPECT_EQ(fox->size(), 1u);
+  auto needle = (*idx)->search("needle", {5, false});
+  ASSERT_TRUE(needle.ok());
+  EXPECT_TRUE(needle->empty());
+}
+
 TEST_F(IndexTest, ACorruptArtifactIsRefusedAsInvalid) {
   std::string bad = *artifact_;
   bad[bad.size() / 2] ^= 0x5A;

@@ -67,10 +67,12 @@ int run_kb_cli(int argc, char** argv) {
   int chunk_size = 1200, threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int level = 3, k = 10;
   bool advanced = false;
+  std::string max_file = "64MB";
   auto* build = app.add_subcommand("build", "index a folder of Markdown, text and HTML into an artifact file");
   build->add_option("DIR", dir, "the corpus folder")->required();
   build->add_option("-o,--output", out, "the artifact file to write")->required();
   build->add_option("--chunk-size", chunk_size, "largest chunk in bytes (KB_CHUNK_SIZE)")->check(CLI::Range(200, 65536));
+  build->add_option("--max-file-size", max_file, "largest file indexed; larger ones are skipped (KB_MAX_FILE_SIZE)");
   build->add_option("--threads", threads, "threads parsing files")->check(CLI::Range(1, 256));
   build->add_option("--level", level, "zstd level")->check(CLI::Range(1, 19));
   auto* info = app.add_subcommand("info", "describe an artifact");
@@ -95,6 +97,12 @@ int run_kb_cli(int argc, char** argv) {
     WorkerPool pool(static_cast<size_t>(threads));
     BuildOptions o;
     o.chunk_size = static_cast<size_t>(chunk_size);
+    auto max_file_bytes = parse_size(max_file);
+    if (!max_file_bytes.ok() || max_file_bytes->is_share || max_file_bytes->bytes < 1024) {
+      std::fprintf(stderr, "memgate kb build: --max-file-size: expected a size of at least 1KB, such as 64MB\n");
+      return 2;
+    }
+    o.max_file_bytes = max_file_bytes->bytes;
     o.workers = &pool;
     o.zstd_level = level;
     o.progress_every = std::chrono::milliseconds(tty ? 100 : 1000);

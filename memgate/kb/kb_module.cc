@@ -49,6 +49,7 @@ struct Settings {
   std::string corpus_dir;
   std::string artifact_file;
   size_t chunk_size = 1200;
+  uint64_t max_file_bytes = kDefaultMaxFileBytes;
   int pool_size = 4;
   milliseconds refresh_period{300'000};
   milliseconds watch_interval{10'000};
@@ -137,7 +138,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
                std::to_string(st.st_mtim.tv_nsec);
     }
     if (!s_.corpus_dir.empty()) {
-      auto files = scan_corpus(s_.corpus_dir);
+      auto files = scan_corpus(s_.corpus_dir, s_.max_file_bytes);
       out += " corpus " + (files.ok() ? corpus_fingerprint(*files) : "unreadable: " + files.status().message());
     }
     return out;
@@ -147,7 +148,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
   // ratios); for KB_ARTIFACT_FILE, from the image size its header declares.
   startup::PeakEstimate estimate_peaks() const override {
     if (!s_.corpus_dir.empty()) {
-      auto files = scan_corpus(s_.corpus_dir);
+      auto files = scan_corpus(s_.corpus_dir, s_.max_file_bytes);
       if (!files.ok()) return {};
       PeakEstimate e = kb::estimate_peaks(*files, s_.chunk_size);
       // The ratios are medians of a few corpora; a corpus of another shape
@@ -256,6 +257,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
                                     const std::function<void(int)>& report) {
     BuildOptions o;
     o.chunk_size = s_.chunk_size;
+    o.max_file_bytes = s_.max_file_bytes;
     o.workers = workers;
     o.max_helpers = helpers;
     o.stop = stop;
@@ -426,6 +428,15 @@ const std::vector<OptionRow<Settings>>& kb_rows() {
          auto n = parse_int(t, 200, 65536);
          if (!n.ok()) return InvalidArgument("expected a number of bytes from 200 to 65536");
          s.chunk_size = static_cast<size_t>(*n);
+         return Status::Ok();
+       }},
+      {row("KB_MAX_FILE_SIZE", "kb-max-file-size", "64MB",
+           "Largest corpus file indexed; larger ones are skipped with a warning (1KB..4GB)"),
+       [](const std::string& t, Settings& s) {
+         auto v = parse_size(t);
+         if (!v.ok() || v->is_share || v->bytes < 1024 || v->bytes > (uint64_t{4} << 30))
+           return InvalidArgument("expected a size from 1KB to 4GB, such as 64MB");
+         s.max_file_bytes = v->bytes;
          return Status::Ok();
        }},
       {[] {
