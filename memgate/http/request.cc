@@ -5,21 +5,13 @@
 #include "memgate/http/request.h"
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
 #include <cstdio>
 
 namespace memgate::http {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+using boost::beast::iequals;
 
 bool usable_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;

@@ -1,6 +1,7 @@
 #include "memgate/http/request_parser.h"
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cctype>
 
@@ -13,13 +14,7 @@ namespace {
 
 inline std::string_view sv(boost::beast::string_view v) { return {v.data(), v.size()}; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-  }
-  return true;
-}
+using boost::beast::iequals;
 
 std::string_view trim(std::string_view c) {
   while (!c.empty() && (c.front() == ' ' || c.front() == '\t')) c.remove_prefix(1);
