@@ -4,13 +4,13 @@ find_package(Threads REQUIRED)
 # Start-up cost: with every library shared, the dynamic loader maps 16 objects
 # and resolves each symbol through all of them, which was about half the CPU of
 # `memgate check-config` (docs/benchmarks.md, start-up). The -dev packages of
-# OpenSSL, hiredis, SQLite, zstd and Boost.JSON/URL also ship static archives
+# OpenSSL, hiredis, SQLite, zstd, zlib and Boost.JSON/URL also ship static archives
 # (.a, position-independent as Debian's compiler defaults to PIE); linking those
 # took `check-config` from 9.4 to 5.0 ms of CPU. spdlog, fmt and prometheus-cpp
 # ship no archive, so they and the libstdc++ they share stay shared; jemalloc
 # stays shared too (static made no measurable difference). Where an archive is
 # missing, the shared library is used as before.
-option(MEMGATE_STATIC_DEPS "Link the static archives of OpenSSL, hiredis, SQLite, zstd, Boost.JSON/URL where installed" ON)
+option(MEMGATE_STATIC_DEPS "Link the static archives of OpenSSL, hiredis, SQLite, zstd, zlib, Boost.JSON/URL where installed" ON)
 if(MEMGATE_STATIC_DEPS)
   find_library(MEMGATE_LIBSSL_A NAMES libssl.a)
   find_library(MEMGATE_LIBCRYPTO_A NAMES libcrypto.a)
@@ -19,6 +19,14 @@ if(MEMGATE_STATIC_DEPS)
     # Also over a cache filled by an earlier configure (a normal variable wins).
     set(OPENSSL_SSL_LIBRARY "${MEMGATE_LIBSSL_A}")
     set(OPENSSL_CRYPTO_LIBRARY "${MEMGATE_LIBCRYPTO_A}")
+  endif()
+  # zlib (the pprof heap profile's gzip); also over a cache an earlier
+  # find_package(ZLIB) filled with the shared library (prometheus-cpp's config
+  # may look for it).
+  find_library(MEMGATE_LIBZ_A NAMES libz.a)
+  if(MEMGATE_LIBZ_A)
+    set(ZLIB_USE_STATIC_LIBS ON)
+    set(ZLIB_LIBRARY_RELEASE "${MEMGATE_LIBZ_A}")
   endif()
   find_library(MEMGATE_LIBBOOST_JSON_A NAMES libboost_json.a)
   find_library(MEMGATE_LIBBOOST_URL_A NAMES libboost_url.a)
@@ -48,6 +56,7 @@ find_package(spdlog CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED)
+find_package(ZLIB REQUIRED)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 
 if(MEMGATE_ALLOCATOR STREQUAL "jemalloc")

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 
 namespace memgate::memory {
 
@@ -22,6 +23,31 @@ std::optional<std::string> read_text_file(const std::string& path) {
     } else if (errno != EINTR) {
       ::close(fd);
       return std::nullopt;
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+Result<std::string> read_file_bounded(const std::string& path, size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Internal("cannot open " + path + ": " + std::strerror(errno));
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      if (out.size() > max_bytes) {
+        ::close(fd);
+        return ResourceExhausted(path + " holds more than " + std::to_string(max_bytes) + " bytes");
+      }
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      int err = errno;
+      ::close(fd);
+      return Internal("cannot read " + path + ": " + std::strerror(err));
     }
   }
   ::close(fd);

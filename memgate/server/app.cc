@@ -23,10 +23,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "memgate/base/clock.h"
@@ -36,6 +34,7 @@
 #include "memgate/http/server.h"
 #include "memgate/jobs/scheduler.h"
 #include "memgate/memory/allocator.h"
+#include "memgate/memory/heap_pprof.h"
 #include "memgate/memory/memory_probe.h"
 #include "memgate/server/admin_metrics.h"
 #include "memgate/server/coord_adapters.h"
@@ -408,23 +407,27 @@ struct App::Impl {
                     for (auto& o : guard_->recent_snapshots(n)) list.push_back(std::move(o));
                   return Response::json(200, json::serialize(json::object{{"source", source}, {"snapshots", std::move(list)}}));
                 }));
-    (void)r.add(Method::kGet, "/debug/pprof/heap", admin([this](const Request&) {
+    // pprof's gzip-compressed protobuf by default (what `go tool pprof`, Parca
+    // and Grafana Alloy fetch), jemalloc's own text with ?format=jeprof.
+    (void)r.add(Method::kGet, "/debug/pprof/heap", admin([this](const Request& req) {
+                  std::string_view format = req.query_param("format");
+                  if (!format.empty() && format != "pprof" && format != "jeprof")
+                    return Response::error(400, "invalid_argument", "format must be pprof or jeprof");
+                  const bool jeprof = format == "jeprof";
                   if (!memory::heap_profiling_active())
                     return Response::error(409, "failed_precondition",
                                            "heap profiling is off: start memgate with MEMGATE_HEAP_PROFILE=1");
                   std::string path = config.profile_dir + "/memgate-" + config.instance_id + "-" +
                                      std::to_string(SteadyClock::instance().unix_millis()) + "-pprof.heap";
-                  auto dumped = memory::dump_heap_profile(path);
-                  if (!dumped.ok()) return Response::from_status(dumped.status());
-                  std::ifstream in(*dumped, std::ios::binary);
-                  std::stringstream body;
-                  body << in.rdbuf();
-                  std::remove(dumped->c_str());
+                  auto profile = memory::take_heap_profile(
+                      path, jeprof ? memory::HeapProfileFormat::kJeprof : memory::HeapProfileFormat::kPprof);
+                  if (!profile.ok()) return Response::from_status(profile.status());
                   Response res;
                   res.status = 200;
                   res.content_type = "application/octet-stream";
-                  res.body = body.str();
-                  res.header("Content-Disposition", "attachment; filename=\"memgate.heap\"");
+                  res.body = std::move(*profile);
+                  res.header("Content-Disposition", jeprof ? "attachment; filename=\"memgate.heap\""
+                                                           : "attachment; filename=\"memgate-heap.pb.gz\"");
                   return res;
                 }));
   }

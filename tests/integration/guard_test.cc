@@ -6,8 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <sstream>
 
 #include "tests/integration/http_client.h"
 #include "tests/integration/server_process.h"
@@ -159,13 +164,13 @@ TEST(AllocationAccounting, WorkOnTheWorkerPoolCountsForItsRoute) {
   EXPECT_GT(allocated, 0);
 }
 
-TEST(HeapProfile, PprofHeapIsReadByJeprofAndNamesTheAllocatingFunction) {
+TEST(HeapProfile, TheJeprofFormatIsReadByJeprofAndNamesTheAllocatingFunction) {
   auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"}, {"MEMGATE_HEAP_PROFILE", "1"}});
   ASSERT_NE(server, nullptr);
   HttpReply off = http_get(server->admin_port(), "/debug/memory");
   if (json::parse(off.body).at("allocator").at("name") != "jemalloc") GTEST_SKIP() << "not a jemalloc build";
   ASSERT_EQ(http_get(server->port(), "/test/alloc?kb=65536&hold=1").status, 200);
-  HttpReply heap = http_get(server->admin_port(), "/debug/pprof/heap");
+  HttpReply heap = http_get(server->admin_port(), "/debug/pprof/heap?format=jeprof");
   ASSERT_EQ(heap.status, 200) << heap.body;
   ASSERT_EQ(heap.body.rfind("heap_v2/", 0), 0u) << heap.body.substr(0, 100);
   std::string dir = temp_dir("memgate-pprof");
@@ -184,6 +189,87 @@ TEST(HeapProfile, PprofHeapIsReadByJeprofAndNamesTheAllocatingFunction) {
   EXPECT_EQ(rc, 0) << text;
   EXPECT_NE(text.find("Total:"), std::string::npos) << text;
   EXPECT_NE(text.find("memgate_test_allocate"), std::string::npos) << text;
+  remove_tree(dir);
+}
+
+// `go`'s path from PATH; empty when it is not installed.
+std::string find_go() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((dir + "/go").c_str(), X_OK) == 0) return dir + "/go";
+  return {};
+}
+
+// "64.50MB" (pprof's -top figures, 1024-based units) in bytes; -1 when not a size.
+double pprof_bytes(const std::string& figure) {
+  static const std::pair<const char*, double> kUnits[] = {
+      {"TB", 1024.0 * 1024 * 1024 * 1024}, {"GB", 1024.0 * 1024 * 1024}, {"MB", 1024.0 * 1024}, {"kB", 1024.0},
+      {"B", 1.0}};
+  for (const auto& [unit, scale] : kUnits) {
+    if (!figure.ends_with(unit)) continue;
+    try {
+      return std::stod(figure.substr(0, figure.size() - std::strlen(unit))) * scale;
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+  return -1;
+}
+
+// The heap profile as standard profilers take it: `go tool pprof` (Debian's
+// golang-go) reads /debug/pprof/heap with the binary, symbolizes it from the
+// binary's own debug information through the profile's mappings, and finds the
+// 64 MiB the test route holds in the function that allocated it.
+TEST(HeapProfile, GoToolPprofReadsTheHeapAndFindsTheKnownAllocationWithItsBytes) {
+  auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"}, {"MEMGATE_HEAP_PROFILE", "1"}});
+  ASSERT_NE(server, nullptr);
+  HttpReply off = http_get(server->admin_port(), "/debug/memory");
+  if (json::parse(off.body).at("allocator").at("name") != "jemalloc") GTEST_SKIP() << "not a jemalloc build";
+  std::string go = find_go();
+  ASSERT_FALSE(go.empty()) << "go not found (Debian package golang-go; scripts/deps test installs it)";
+  constexpr double kHeld = 64.0 * 1024 * 1024;
+  ASSERT_EQ(http_get(server->port(), "/test/alloc?kb=65536&hold=1").status, 200);
+  HttpReply heap = http_get(server->admin_port(), "/debug/pprof/heap");
+  ASSERT_EQ(heap.status, 200) << heap.body;
+  ASSERT_GE(heap.body.size(), 2u);
+  EXPECT_EQ(heap.body.substr(0, 2), "\x1f\x8b") << "gzip, as net/http/pprof serves it";
+  EXPECT_EQ(http_get(server->admin_port(), "/debug/pprof/heap?format=svg").status, 400);
+
+  std::string dir = temp_dir("memgate-gopprof");
+  std::string path = dir + "/memgate-heap.pb.gz";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << heap.body;
+  }
+  // Offline and self-contained: a private HOME and build cache, no module proxy.
+  ServerProcess::Env env = {{"HOME", dir}, {"GOCACHE", dir + "/gocache"}, {"GOPATH", dir + "/gopath"},
+                            {"GOFLAGS", ""}, {"GOPROXY", "off"}, {"GOTOOLCHAIN", "local"},
+                            {"PPROF_TMPDIR", dir}};
+  auto proc = Subprocess::start({go, "tool", "pprof", "-top", "-sample_index=inuse_space", memgate_binary(), path},
+                                env, dir + "/pprof.log");
+  ASSERT_TRUE(proc.ok()) << proc.status().to_string();
+  std::optional<int> code = (*proc)->wait_for(60s);
+  ASSERT_TRUE(code.has_value()) << "go tool pprof did not finish";
+  std::string text = read_file(dir + "/pprof.log");
+  ASSERT_EQ(*code, 0) << text;
+
+  // "      flat  flat%   sum%        cum   cum%" rows: the route's function holds
+  // the bytes (cum, as it may call what allocates), unsampled to about 64 MiB.
+  std::stringstream lines(text);
+  double cum = -1;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("memgate_test_allocate") == std::string::npos) continue;
+    std::stringstream fields(line);
+    std::string flat, flat_pct, sum_pct, cum_figure;
+    fields >> flat >> flat_pct >> sum_pct >> cum_figure;
+    cum = pprof_bytes(cum_figure);
+  }
+  ASSERT_GE(cum, 0) << "memgate_test_allocate is not in the profile:\n" << text;
+  // About 55 of the 64 blocks of 1 MiB are sampled at a 512 KiB interval, each
+  // scaled by 1 / (1 - e^-2): the sum's spread is ~5%.
+  EXPECT_GT(cum, 0.7 * kHeld) << text;
+  EXPECT_LT(cum, 1.3 * kHeld) << text;
   remove_tree(dir);
 }
 
