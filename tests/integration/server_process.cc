@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "tests/integration/http_client.h"
@@ -40,6 +41,16 @@ std::unique_ptr<ServerProcess> ServerProcess::start(Env env, std::vector<std::st
   return server;
 }
 
+ServerProcess::~ServerProcess() {
+  process_.reset();  // killed and reaped before its folder goes
+  if (log_path_.empty()) return;
+  std::string dir = log_path_.substr(0, log_path_.rfind('/'));
+  if (::testing::Test::HasFailure())
+    std::cout << "memgate's log kept at " << log_path_ << "\n";
+  else
+    remove_tree(dir);
+}
+
 std::string ServerProcess::log() const {
   std::ifstream in(log_path_);
   std::stringstream ss;
@@ -64,6 +75,7 @@ RunResult run_memgate(const ServerProcess::Env& env, const std::vector<std::stri
   std::stringstream ss;
   ss << in.rdbuf();
   result.output = ss.str();
+  remove_tree(log.substr(0, log.rfind('/')));
   return result;
 }
 

@@ -1,6 +1,8 @@
 // Starts the real memgate binary on free loopback ports for an integration test,
 // optionally inside a memory cgroup from its first byte, waits until /healthz
-// answers, and stops it (SIGKILL) by its pid when destroyed. One thread at a time.
+// answers, and stops it (SIGKILL) by its pid when destroyed; its log's folder is
+// removed then, unless the test has failed (the path is printed to keep it at
+// hand). One thread at a time.
 #pragma once
 
 #include <chrono>
@@ -17,6 +19,10 @@ namespace memgate::testing {
 class ServerProcess {
  public:
   using Env = std::vector<std::pair<std::string, std::string>>;
+  ServerProcess() = default;
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+  ~ServerProcess();
 
   // Starts memgate (the binary named by MEMGATE_BINARY) with PORT and ADMIN_PORT set to
   // free ports plus `env`, and waits up to 10 s for /healthz. With `cgroup` set, the
