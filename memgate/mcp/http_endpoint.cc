@@ -58,6 +58,24 @@ http::Response to_response(HttpReply reply) {
   return res;
 }
 
+Status install_resource_metadata(http::Router& router, const std::string& endpoint_path,
+                                 std::shared_ptr<const BearerAuth> auth) {
+  // The document never changes while the process runs: prepared once.
+  auto body = std::make_shared<const std::string>(auth->metadata_json());
+  for (const std::string& path : {std::string(kResourceMetadataPath), std::string(kResourceMetadataPath) + endpoint_path}) {
+    auto added = router.add(http::Method::kGet, path, [body](const http::Request&) {
+      http::Response res;
+      res.status = 200;
+      res.content_type = "application/json";
+      res.body = *body;
+      res.header("Cache-Control", "max-age=300");
+      return res;
+    });
+    if (!added.ok()) return added.status();
+  }
+  return Status::Ok();
+}
+
 Status install_endpoint(http::Router& router, const std::string& path, std::shared_ptr<const McpServer> server,
                         WorkerPool& workers) {
   auto post = router.add(http::Method::kPost, path, [server, &workers](const http::Request& req, http::Responder r) {

@@ -23,6 +23,14 @@ namespace memgate::mcp {
 Status install_endpoint(http::Router& router, const std::string& path, std::shared_ptr<const McpServer> server,
                         WorkerPool& workers);
 
+// Installs GET for the RFC 9728 protected-resource metadata of `auth`: at
+// /.well-known/oauth-protected-resource and at that path followed by
+// `endpoint_path` (the form a client derives from a resource URL ending in
+// /mcp). Both answer the same document, at once on the IO thread; it is public
+// (no token, no Origin check), as clients read it before they have a token.
+Status install_resource_metadata(http::Router& router, const std::string& endpoint_path,
+                                 std::shared_ptr<const BearerAuth> auth);
+
 // The HTTP reply as a memgate response.
 http::Response to_response(HttpReply reply);
 

@@ -1,7 +1,8 @@
 // The MCP dispatcher.
 //
 // handle() runs in a fixed order, cheapest and most fundamental checks first:
-// HTTP method, Origin, bearer token, content type, JSON parse, JSON-RPC shape,
+// HTTP method, Origin, bearer token (a static one, or an OAuth access token
+// checked by BearerAuth; a tool's own scopes are checked when it is called), content type, JSON parse, JSON-RPC shape,
 // then the protocol era and its headers, then the method. Each step that fails
 // answers at once with the status and JSON-RPC error the spec names for it, so
 // no later step ever sees a request an earlier one should have refused. The
@@ -167,6 +168,7 @@ struct McpServer::Call {
   std::string method;
   json::object params;
   bool stateless = false;
+  std::optional<Claims> claims;  // the bearer's, when a BearerAuth checked the request
 };
 
 const std::vector<std::string>& McpServer::supported_versions() {
@@ -230,7 +232,16 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
   }
   std::string_view origin = ex.header("Origin");
   if (!origin.empty() && !origin_allowed(origin)) return refuse(403, kInvalidRequest, "origin not allowed");
-  if (!options_.auth_token.empty()) {
+  std::optional<Claims> claims;
+  if (options_.bearer) {
+    AuthVerdict verdict = options_.bearer->authenticate(ex.header("Authorization"));
+    if (!verdict.allowed()) {
+      HttpReply r = refuse(verdict.status, kInvalidRequest, verdict.message);
+      r.headers.emplace_back("WWW-Authenticate", std::move(verdict.www_authenticate));
+      return r;
+    }
+    claims = std::move(verdict.claims);
+  } else if (!options_.auth_token.empty()) {
     std::string_view auth = ex.header("Authorization");
     bool ok = auth.size() > 7 && contains_ci(auth.substr(0, 7), "bearer ") &&
               constant_time_equal(auth.substr(7), options_.auth_token);
@@ -270,6 +281,7 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
 
   Call call;
   call.id = *id;
+  call.claims = std::move(claims);
   call.method = std::string(method->as_string());
   if (const json::value* params = m.if_contains("params")) {
     if (!params->is_object())
@@ -318,9 +330,10 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
   }
 
   int status = 200;
+  std::string challenge;
   json::value result;
   try {
-    result = dispatch(call, &status);
+    result = dispatch(call, &status, &challenge);
   } catch (const std::exception& e) {
     // The exception's text is ours to read, not the client's: it may name
     // files, keys or settings.
@@ -329,13 +342,15 @@ HttpReply McpServer::handle(const HttpExchange& ex) const {
   }
   if (result.is_object() && result.as_object().contains("error")) {
     json::object out{{"jsonrpc", "2.0"}, {"id", call.id}, {"error", result.as_object().at("error")}};
-    return reply(status, out);
+    HttpReply r = reply(status, out);
+    if (!challenge.empty()) r.headers.emplace_back("WWW-Authenticate", std::move(challenge));
+    return r;
   }
   if (call.stateless && result.is_object()) result.as_object()["resultType"] = "complete";
   return reply(status, json::object{{"jsonrpc", "2.0"}, {"id", call.id}, {"result", std::move(result)}});
 }
 
-json::value McpServer::dispatch(const Call& call, int* http_status) const {
+json::value McpServer::dispatch(const Call& call, int* http_status, std::string* challenge) const {
   auto fail = [](int code, std::string_view message) { return json::object{{"error", error_object(code, message)}}; };
   // One snapshot per request: a module adding to the registry meanwhile changes
   // the next request, never this one halfway.
@@ -399,7 +414,7 @@ json::value McpServer::dispatch(const Call& call, int* http_status) const {
     }
     return cached(json::object{{"tools", std::move(list)}});
   }
-  if (call.method == "tools/call" && !c.tools.empty()) return tools_call(c, call);
+  if (call.method == "tools/call" && !c.tools.empty()) return tools_call(c, call, http_status, challenge);
   if (call.method == "resources/list" && resources) return resources_list(c, call);
   if (call.method == "resources/read" && resources) return resources_read(c, call);
   if (call.method == "resources/templates/list" && resources) {
@@ -462,13 +477,21 @@ const json::string* string_param(const json::object& params, std::string_view ke
 
 }  // namespace
 
-json::value McpServer::tools_call(const Catalog& c, const Call& call) const {
+json::value McpServer::tools_call(const Catalog& c, const Call& call, int* http_status, std::string* challenge) const {
   const json::value* name = call.params.if_contains("name");
   if (!name || !name->is_string()) return invalid("name must be a string");
   const Tool* tool = nullptr;
   for (const Tool& t : c.tools)
     if (t.name == name->as_string()) tool = &t;
   if (!tool) return invalid("unknown tool: " + std::string(name->as_string()));
+  if (options_.bearer && call.claims) {
+    AuthVerdict verdict = options_.bearer->authorize_tool(*call.claims, tool->name);
+    if (!verdict.allowed()) {
+      *http_status = verdict.status;
+      *challenge = std::move(verdict.www_authenticate);
+      return json::object{{"error", error_object(kInvalidRequest, verdict.message)}};
+    }
+  }
   json::object args;
   if (const json::value* a = call.params.if_contains("arguments")) {
     if (!a->is_object()) return invalid("arguments must be an object");

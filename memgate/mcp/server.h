@@ -30,7 +30,9 @@
 // SSE event when the client accepts only text/event-stream. Before any JSON-RPC
 // work: the Origin header, when present, must be on the allow-list (403), and
 // with an auth token configured the request needs "Authorization: Bearer
-// <token>" (401). JSON-RPC errors follow the spec: -32700 parse error, -32600
+// <token>" (401); with a BearerAuth instead, a verified OAuth access token
+// (401 with a resource_metadata challenge; 403 insufficient_scope, also from
+// tools/call of a tool whose scopes the token lacks). JSON-RPC errors follow the spec: -32700 parse error, -32600
 // invalid request (batches included: they were removed in 2025-06-18), -32601
 // unknown method, -32602 bad params or unknown tool. A tool that fails returns a
 // result with isError, as the spec asks, not a JSON-RPC error.
@@ -48,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include "memgate/mcp/bearer_auth.h"
 #include "memgate/mcp/registry.h"
 
 namespace memgate::mcp {
@@ -74,6 +77,10 @@ struct ServerOptions {
   std::vector<std::string> allowed_origins = {"http://localhost", "http://127.0.0.1", "http://[::1]",
                                               "https://localhost", "https://127.0.0.1", "https://[::1]"};
   std::string auth_token;  // empty: no token required
+  // OAuth 2.1 resource server (bearer_auth.h): when set, every POST needs a
+  // verified access token, and a tool with scopes of its own needs those too
+  // (403 insufficient_scope). Exclusive with auth_token.
+  std::shared_ptr<const BearerAuth> bearer;
   // ttlMs on the list results, server/discover and resources/read (2026 era).
   int64_t list_ttl_ms = 300'000;
   // Resources per resources/list page; becomes a setting (with the other MCP_*
@@ -115,9 +122,11 @@ class McpServer {
 
  private:
   struct Call;
-  boost::json::value dispatch(const Call& call, int* http_status) const;
+  // `http_status` and `challenge` (a WWW-Authenticate value) may be set by the method.
+  boost::json::value dispatch(const Call& call, int* http_status, std::string* challenge) const;
   boost::json::object capabilities(const Catalog& catalog) const;
-  boost::json::value tools_call(const Catalog& catalog, const Call& call) const;
+  boost::json::value tools_call(const Catalog& catalog, const Call& call, int* http_status,
+                                std::string* challenge) const;
   boost::json::value resources_list(const Catalog& catalog, const Call& call) const;
   boost::json::value resources_read(const Catalog& catalog, const Call& call) const;
   boost::json::value prompts_get(const Catalog& catalog, const Call& call) const;
