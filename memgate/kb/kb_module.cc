@@ -32,6 +32,7 @@
 #include "memgate/kb/index.h"
 #include "memgate/kb/mcp_resources.h"
 #include "memgate/kb/routes.h"
+#include "memgate/mcp/bearer_settings.h"
 #include "memgate/mcp/http_endpoint.h"
 #include "memgate/mcp/server.h"
 
@@ -40,6 +41,10 @@ namespace {
 
 namespace json = boost::json;
 using std::chrono::milliseconds;
+
+// The tools /mcp offers (MCP_AUTH_TOOL_SCOPES may name them).
+constexpr const char* kSearchTool = "search_knowledge_base";
+constexpr const char* kGetTool = "get_document";
 
 struct Settings {
   // Told of every index the module starts serving (null when it stops): how other
@@ -55,6 +60,8 @@ struct Settings {
   milliseconds watch_interval{10'000};
   SizeSpec heap_gate = SizeSpec::Bytes(1536ull << 20);
   mcp::ServerOptions mcp;
+  // MCP_AUTH_*: read here, turned into mcp.bearer by make_kb_module.
+  mcp::BearerSettings auth;
   // What /mcp offers: the runtime's registry, shared with the modules that add
   // to it (the coach's prompt), or the module's own.
   std::shared_ptr<mcp::Registry> mcp_registry;
@@ -111,9 +118,14 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
                               version()};
   }
   std::vector<startup::RouteDecl> routes() const override {
-    return {{http::Method::kGet, "/api/kb/search"}, {http::Method::kGet, "/api/kb/docs/*"},
-            {http::Method::kGet, "/api/kb/info"},   {http::Method::kPost, "/mcp"},
-            {http::Method::kGet, "/mcp"},           {http::Method::kDelete, "/mcp"}};
+    std::vector<startup::RouteDecl> r = {{http::Method::kGet, "/api/kb/search"}, {http::Method::kGet, "/api/kb/docs/*"},
+                                         {http::Method::kGet, "/api/kb/info"},   {http::Method::kPost, "/mcp"},
+                                         {http::Method::kGet, "/mcp"},           {http::Method::kDelete, "/mcp"}};
+    if (s_.mcp.bearer) {
+      r.push_back({http::Method::kGet, std::string(mcp::kResourceMetadataPath)});
+      r.push_back({http::Method::kGet, std::string(mcp::kResourceMetadataPath) + "/mcp"});
+    }
+    return r;
   }
   std::vector<jobs::JobSpec> jobs() override {
     if (!s_.enabled || s_.corpus_dir.empty()) return {};
@@ -208,6 +220,9 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     add_tools(*server, current);
     add_kb_resources(server->registry(), current);
     if (Status st = mcp::install_endpoint(ctx.router, "/mcp", server, ctx.workers); !st.ok()) return st;
+    if (s_.mcp.bearer) {
+      if (Status st = mcp::install_resource_metadata(ctx.router, "/mcp", s_.mcp.bearer); !st.ok()) return st;
+    }
     installed_ = true;
     if (artifacts_ && !s_.corpus_dir.empty() && s_.watch_interval.count() > 0)
       watcher_ = std::jthread([this](std::stop_token stop) { watch(stop); });
@@ -283,7 +298,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
 
   void add_tools(mcp::McpServer& server, const CurrentIndex& current) {
     mcp::Tool search;
-    search.name = "search_knowledge_base";
+    search.name = kSearchTool;
     search.title = "Search the knowledge base";
     search.description =
         "Full-text search over the knowledge base (bm25 ranking, titles weighted above body text). Returns the best "
@@ -321,7 +336,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     server.add_tool(std::move(search));
 
     mcp::Tool get;
-    get.name = "get_document";
+    get.name = kGetTool;
     get.title = "Read a document";
     get.description = "Returns the whole text of one knowledge-base document by the id search_knowledge_base gave.";
     get.input_schema = json::parse(R"({
@@ -403,8 +418,15 @@ SettingRow row(const char* env, const char* flag, const char* def, const char* h
 
 // The module's rows. The folder checks (KB_CORPUS_DIR is a folder, ...) need
 // the module to be on, so they run only when `enabled` is set in the options.
+// `rows` followed by MCP_AUTH_JWKS and the rest of the OAuth resource server's rows.
+std::vector<OptionRow<Settings>> with_auth_rows(std::vector<OptionRow<Settings>> rows) {
+  for (const OptionRow<mcp::BearerSettings>& b : mcp::bearer_rows(kSection))
+    rows.push_back({b.row, [apply = b.apply](const std::string& t, Settings& s) { return apply(t, s.auth); }});
+  return rows;
+}
+
 const std::vector<OptionRow<Settings>>& kb_rows() {
-  static const std::vector<OptionRow<Settings>> rows = {
+  static const std::vector<OptionRow<Settings>> rows = with_auth_rows({
       {row("KB_CORPUS_DIR", "kb-corpus-dir", "",
            "Folder of Markdown, text and HTML files the knowledge base indexes"),
        [](const std::string& t, Settings& s) {
@@ -492,7 +514,7 @@ const std::vector<OptionRow<Settings>>& kb_rows() {
          s.mcp.resource_page_size = static_cast<size_t>(*n);
          return Status::Ok();
        }},
-  };
+  });
   return rows;
 }
 
@@ -517,8 +539,11 @@ Result<std::shared_ptr<startup::Module>> make_kb_module(const Config& config, co
   s.mcp.name = "memgate-kb";
   s.mcp.instructions =
       "Search the knowledge base with search_knowledge_base, then read a whole document with get_document.";
-  if (s.enabled && !is_loopback(config.host) && s.mcp.auth_token.empty())
-    spdlog::warn("kb: /mcp is served on {} (not loopback) without MCP_AUTH_TOKEN", config.host);
+  auto bearer = mcp::make_bearer_auth(std::move(s.auth), {kSearchTool, kGetTool}, !s.mcp.auth_token.empty());
+  if (!bearer.ok()) return bearer.status();
+  s.mcp.bearer = *bearer;
+  if (s.enabled && !is_loopback(config.host) && s.mcp.auth_token.empty() && !s.mcp.bearer)
+    spdlog::warn("kb: /mcp is served on {} (not loopback) without MCP_AUTH_TOKEN or MCP_AUTH_JWKS", config.host);
   return std::shared_ptr<startup::Module>(std::make_shared<KbModule>(std::move(s)));
 }
 

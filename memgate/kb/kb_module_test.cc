@@ -61,6 +61,11 @@ TEST(KbModuleSettings, BadValuesAreRefusedNamingTheVariable) {
       {{{"MCP_ALLOWED_ORIGINS", " , "}}, "MCP_ALLOWED_ORIGINS"},
       {{{"MCP_RESOURCE_PAGE_SIZE", "0"}}, "MCP_RESOURCE_PAGE_SIZE"},
       {{{"MCP_RESOURCE_PAGE_SIZE", "many"}}, "MCP_RESOURCE_PAGE_SIZE"},
+      {{{"MCP_AUTH_JWKS", "/no/such/jwks.json"}}, "MCP_AUTH_JWKS"},
+      {{{"MCP_AUTH_ISSUER", "https://auth.example"}}, "MCP_AUTH_JWKS"},
+      {{{"MCP_AUTH_ISSUER", "auth.example"}}, "MCP_AUTH_ISSUER"},
+      {{{"MCP_AUTH_TOOL_SCOPES", "get_document"}}, "MCP_AUTH_TOOL_SCOPES"},
+      {{{"MCP_AUTH_CLOCK_SKEW", "10m"}}, "MCP_AUTH_CLOCK_SKEW"},
   };
   for (const Case& k : cases) {
     c.enable_kb_service = k.enabled;
