@@ -43,8 +43,10 @@ function(memgate_test name)
     set(env ENVIRONMENT "MEMGATE_BINARY=$<TARGET_FILE:memgate>")
     add_dependencies(${name} memgate)
   endif()
+  # NO_PRETTY_VALUES: parametrized tests are named by a generator already
+  # (LeaseLock.X/Sentinel); without it ctest appends "  # GetParam() = ...".
   gtest_discover_tests(${name}
-    DISCOVERY_TIMEOUT 60
+    DISCOVERY_TIMEOUT 60 NO_PRETTY_VALUES
     PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} ${env})
 endfunction()
 

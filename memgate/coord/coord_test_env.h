@@ -1,5 +1,6 @@
-// Test fixture for coord's integration tests: a real redis-server per test, a
-// scratch directory, coordinators with test-sized timeouts, and the path of
+// Test fixture for coord's integration tests: a real redis-server per test (or,
+// in a TopologyTest, the topology the test is instantiated for), a scratch
+// directory, coordinators with test-sized timeouts, and the path of
 // memgate_coord_tool for multi-process tests.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include "memgate/coord/connection.h"
 #include "memgate/coord/coordinator.h"
 #include "tests/support/redis_server.h"
+#include "tests/support/redis_topology.h"
 
 namespace memgate::coord {
 
@@ -22,6 +24,7 @@ class RedisTest : public ::testing::Test {
   void TearDown() override {
     raw_.reset();
     server_.reset();
+    topology_.reset();
     testing::remove_tree(dir_);
   }
 
@@ -34,12 +37,36 @@ class RedisTest : public ::testing::Test {
     if (dir_.empty()) dir_ = testing::temp_dir("memgate-coord-test");
   }
 
-  std::string url() const { return server_->url(); }
+  // Runs the test against `kind` instead of the one server (see TopologyTest).
+  void start_topology(testing::TopologyKind kind) {
+    raw_.reset();
+    server_.reset();
+    auto t = testing::RedisTopology::start(kind);
+    ASSERT_TRUE(t.ok()) << t.status().to_string();
+    topology_ = std::move(*t);
+    if (dir_.empty()) dir_ = testing::temp_dir("memgate-coord-test");
+  }
+
+  // What a coordinator or the tool is given as REDIS_URL.
+  std::string url() const { return topology_ ? topology_->url() : server_->url(); }
+  std::string ca_file() const { return topology_ ? topology_->ca_file() : server_->ca_file(); }
+
+  // "Redis is down" and "it came back without its data", for whichever
+  // topology runs (redis_topology.h says what each means there).
+  void kill_redis() {
+    raw_.reset();
+    if (topology_) topology_->kill_data();
+    else server_->kill();
+  }
+  Status restart_redis_empty() {
+    raw_.reset();
+    return topology_ ? topology_->restart_empty() : server_->restart();
+  }
 
   CoordinatorOptions options() {
     CoordinatorOptions o;
     o.redis_url = url();
-    o.tls_ca = server_->ca_file();
+    o.tls_ca = ca_file();
     o.connect_timeout = std::chrono::milliseconds(1000);
     o.command_timeout = std::chrono::milliseconds(1000);
     o.local_dir = dir_ + "/local";
@@ -55,12 +82,13 @@ class RedisTest : public ::testing::Test {
   }
   std::unique_ptr<Coordinator> coordinator() { return coordinator(options()); }
 
-  // A plain connection for looking at (and tampering with) keys.
+  // A plain connection for looking at (and tampering with) keys: to the
+  // server, or the master the topology has now (made again after a kill).
   Connection& raw() {
     if (!raw_) {
-      auto s = parse_redis_url(url());
+      auto s = parse_redis_url(topology_ ? topology_->master_url() : url());
       EXPECT_TRUE(s.ok());
-      s->tls_ca = server_->ca_file();
+      s->tls_ca = ca_file();
       raw_ = Connection::create(*s, &raw_metrics_, false);
       EXPECT_TRUE(raw_->wait_connected(std::chrono::seconds(2)).ok());
     }
@@ -79,9 +107,32 @@ class RedisTest : public ::testing::Test {
   CoordMetrics metrics_;
   CoordMetrics raw_metrics_;
   std::unique_ptr<testing::RedisServer> server_;
+  std::unique_ptr<testing::RedisTopology> topology_;
   std::unique_ptr<Connection> raw_;
   std::string dir_;
 };
+
+// A suite run once per topology: `class LeaseLock : public TopologyTest {};`
+// then INSTANTIATE_TEST_SUITE_P(, LeaseLock, ::testing::ValuesIn(
+// testing::all_topologies()), topology_test_name) gives LeaseLock.X/Single,
+// LeaseLock.X/Sentinel, ...
+class TopologyTest : public RedisTest, public ::testing::WithParamInterface<testing::TopologyKind> {
+ protected:
+  void SetUp() override { start_topology(GetParam()); }
+};
+
+}  // namespace memgate::coord
+
+namespace memgate::testing {
+// How gtest prints a parameter: its name, not its bytes.
+inline void PrintTo(TopologyKind kind, std::ostream* os) { *os << topology_name(kind); }
+}  // namespace memgate::testing
+
+namespace memgate::coord {
+
+inline std::string topology_test_name(const ::testing::TestParamInfo<testing::TopologyKind>& info) {
+  return testing::topology_name(info.param);
+}
 
 // Checks the lines "fence start_ns end_ns pid" that holders appended under the
 // lock: fences strictly increase in append order, and no two holds overlap.

@@ -1,3 +1,7 @@
+// fleet_once. The suites about coordination (FleetOnce, FleetStepRedisDown)
+// run once per topology (X/Single, X/Sentinel: redis_topology.h); the ones
+// about what an artifact may hold (FleetArtifact, FleetStepTest) are
+// topology-blind and run against one server.
 #include <signal.h>
 
 #include <atomic>
@@ -13,7 +17,8 @@ namespace {
 using namespace std::chrono_literals;
 using Steady = std::chrono::steady_clock;
 
-class FleetOnce : public RedisTest {
+template <class Base>
+class FleetFixture : public Base {
  protected:
   // A build that counts itself and returns `bytes`; a load that records what it saw.
   BuildFn builder(std::string bytes, std::chrono::milliseconds take = 0ms) {
@@ -35,7 +40,12 @@ class FleetOnce : public RedisTest {
   std::vector<std::string> loaded_;
 };
 
-TEST_F(FleetOnce, TheDefaultTasksOfTheGuideAreNamedConstants) {
+class FleetOnce : public FleetFixture<TopologyTest> {};
+class FleetArtifact : public FleetFixture<RedisTest> {};
+
+INSTANTIATE_TEST_SUITE_P(, FleetOnce, ::testing::ValuesIn(testing::all_topologies()), topology_test_name);
+
+TEST_F(FleetArtifact, TheDefaultTasksOfTheGuideAreNamedConstants) {
   EXPECT_EQ(kAiRoutesInit.lock_key, "init:ai-routes");
   EXPECT_EQ(kAiRoutesInit.lock_ttl, 15s);
   EXPECT_EQ(kAiRoutesInit.done_key, "init:ai-routes:done");
@@ -46,7 +56,7 @@ TEST_F(FleetOnce, TheDefaultTasksOfTheGuideAreNamedConstants) {
   EXPECT_EQ(kMcpKbInit.done_ttl, 10min);
 }
 
-TEST_F(FleetOnce, BuildsOnceThenLoadsTheArtifact) {
+TEST_P(FleetOnce, BuildsOnceThenLoadsTheArtifact) {
   auto c = coordinator();
   auto first = c->fleet_once("task:a", 1s, 30s, builder("artifact-a"), loader());
   ASSERT_TRUE(first.ok()) << first.status().to_string();
@@ -64,7 +74,7 @@ TEST_F(FleetOnce, BuildsOnceThenLoadsTheArtifact) {
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kLoaded), 1u);
 }
 
-TEST_F(FleetOnce, LargeArtifactsAreChunkedAndExpireWithTheDoneFlag) {
+TEST_F(FleetArtifact, LargeArtifactsAreChunkedAndExpireWithTheDoneFlag) {
   auto o = options();
   o.chunk_size = 1000;
   auto c = coordinator(o);
@@ -83,7 +93,7 @@ TEST_F(FleetOnce, LargeArtifactsAreChunkedAndExpireWithTheDoneFlag) {
   EXPECT_EQ(loaded_[0], big);
 }
 
-TEST_F(FleetOnce, AnExpiredDoneFlagMeansOneRebuild) {
+TEST_F(FleetArtifact, AnExpiredDoneFlagMeansOneRebuild) {
   auto c = coordinator();
   ASSERT_EQ(*c->fleet_once("task:exp", 1s, 300ms, builder("v1"), loader()), FleetOutcome::kBuilt);
   ASSERT_EQ(*c->fleet_once("task:exp", 1s, 300ms, builder("v1"), loader()), FleetOutcome::kLoaded);
@@ -95,7 +105,7 @@ TEST_F(FleetOnce, AnExpiredDoneFlagMeansOneRebuild) {
   EXPECT_EQ(loaded_.back(), "v2");
 }
 
-TEST_F(FleetOnce, ACorruptedChunkMeansARebuildNotALoad) {
+TEST_F(FleetArtifact, ACorruptedChunkMeansARebuildNotALoad) {
   auto o = options();
   o.chunk_size = 100;
   auto c = coordinator(o);
@@ -113,7 +123,7 @@ TEST_F(FleetOnce, ACorruptedChunkMeansARebuildNotALoad) {
   EXPECT_EQ(loaded_[0], good);
 }
 
-TEST_F(FleetOnce, AMissingChunkOrAnotherVersionMeansARebuild) {
+TEST_F(FleetArtifact, AMissingChunkOrAnotherVersionMeansARebuild) {
   auto o = options();
   o.chunk_size = 100;
   auto c = coordinator(o);
@@ -132,7 +142,7 @@ TEST_F(FleetOnce, AMissingChunkOrAnotherVersionMeansARebuild) {
   EXPECT_EQ(loaded_.at(0), "new format");
 }
 
-TEST_F(FleetOnce, AWaiterWakesOnTheCompletionMessageNotTheSlowPoll) {
+TEST_P(FleetOnce, AWaiterWakesOnTheCompletionMessageNotTheSlowPoll) {
   auto builder_side = coordinator();
   auto waiter_side = coordinator();
   std::thread b([&] {
@@ -152,7 +162,7 @@ TEST_F(FleetOnce, AWaiterWakesOnTheCompletionMessageNotTheSlowPoll) {
   EXPECT_EQ(builds_.load(), 1);
 }
 
-TEST_F(FleetOnce, EightProcessesStartedTogetherBuildOnceAndLoadSevenTimes) {
+TEST_P(FleetOnce, EightProcessesStartedTogetherBuildOnceAndLoadSevenTimes) {
   std::vector<std::unique_ptr<testing::Subprocess>> procs;
   for (int i = 0; i < 8; ++i) {
     auto p = testing::Subprocess::start({tool(), "fleet", "--url", url(), "--name", "task:fleet", "--lock-ttl-ms",
@@ -174,7 +184,7 @@ TEST_F(FleetOnce, EightProcessesStartedTogetherBuildOnceAndLoadSevenTimes) {
   EXPECT_EQ(outcomes["loaded"] + outcomes["waited"], 7);
 }
 
-TEST_F(FleetOnce, AWaiterTakesOverWhenTheBuilderDies) {
+TEST_P(FleetOnce, AWaiterTakesOverWhenTheBuilderDies) {
   std::string log = dir_ + "/dying-builder.log";
   auto b = testing::Subprocess::start({tool(), "fleet", "--url", url(), "--name", "task:dies", "--lock-ttl-ms", "600",
                                        "--build-ms", "30000"},
@@ -191,7 +201,7 @@ TEST_F(FleetOnce, AWaiterTakesOverWhenTheBuilderDies) {
   EXPECT_EQ(metrics_.outcomes(FleetOutcome::kTookOver), 1u);
 }
 
-TEST_F(FleetOnce, ABuildLongerThanTheLockTtlKeepsItsLeaseAndNobodyTakesOver) {
+TEST_P(FleetOnce, ABuildLongerThanTheLockTtlKeepsItsLeaseAndNobodyTakesOver) {
   auto builder_side = coordinator();
   auto waiter_side = coordinator();
   std::thread b([&] {
@@ -210,7 +220,7 @@ TEST_F(FleetOnce, ABuildLongerThanTheLockTtlKeepsItsLeaseAndNobodyTakesOver) {
   EXPECT_EQ(loaded_[0], "slow build");
 }
 
-TEST_F(FleetOnce, ABuildThatFailsReleasesTheLockAndReportsTheError) {
+TEST_P(FleetOnce, ABuildThatFailsReleasesTheLockAndReportsTheError) {
   auto c = coordinator();
   auto r = c->fleet_once(
       "task:fails", 1s, 30s, [](const CancelSignal&) -> Result<std::string> { return Internal("boom"); }, loader());
@@ -222,7 +232,7 @@ TEST_F(FleetOnce, ABuildThatFailsReleasesTheLockAndReportsTheError) {
 
 // Completion messages on channels nobody here waits for are not kept: a
 // publisher cannot grow the subscriber's map one channel name at a time.
-TEST_F(FleetOnce, CompletionMessagesForNamesNobodyWaitsOnAreNotKept) {
+TEST_F(FleetArtifact, CompletionMessagesForNamesNobodyWaitsOnAreNotKept) {
   auto c = coordinator();
   RedisBackend* redis = c->redis();
   ASSERT_NE(redis, nullptr);
@@ -238,7 +248,7 @@ TEST_F(FleetOnce, CompletionMessagesForNamesNobodyWaitsOnAreNotKept) {
   EXPECT_EQ(redis->tracked_done_channels(), 1u);
 }
 
-TEST_F(FleetOnce, AWaiterGivesUpAfterItsWaitBound) {
+TEST_F(FleetArtifact, AWaiterGivesUpAfterItsWaitBound) {
   auto c = coordinator();
   auto holder = c->acquire("task:stuck", 5s, 0ms);
   ASSERT_TRUE(holder.ok());
@@ -251,12 +261,13 @@ TEST_F(FleetOnce, AWaiterGivesUpAfterItsWaitBound) {
 }
 
 // The step with memory decisions and streamed artifacts.
-class FleetStepTest : public FleetOnce {
+template <class Base>
+class FleetStepFixture : public FleetFixture<Base> {
  protected:
   FleetStep step(std::string bytes) {
     FleetStep s;
     s.build = [this, bytes](const CancelSignal&, PublishInfo* info) -> Result<ChunkedBytes> {
-      builds_.fetch_add(1);
+      this->builds_.fetch_add(1);
       info->build_peak = 123 << 20;
       info->inputs = "corpus A";
       return ChunkedBytes::copy_of(bytes, 7);
@@ -264,8 +275,8 @@ class FleetStepTest : public FleetOnce {
     s.load = [this](ByteSource& src, const ArtifactMeta& meta, bool fresh) -> Status {
       auto all = read_all(src, meta.size);
       if (!all.ok()) return all.status();
-      std::lock_guard lock(mu_);
-      loaded_.push_back(*all);
+      std::lock_guard lock(this->mu_);
+      this->loaded_.push_back(*all);
       fresh_.push_back(fresh);
       builders_.push_back(meta.builder);
       return Status::Ok();
@@ -275,6 +286,11 @@ class FleetStepTest : public FleetOnce {
   std::vector<bool> fresh_;
   std::vector<std::string> builders_;
 };
+
+class FleetStepTest : public FleetStepFixture<RedisTest> {};
+class FleetStepRedisDown : public FleetStepFixture<TopologyTest> {};
+
+INSTANTIATE_TEST_SUITE_P(, FleetStepRedisDown, ::testing::ValuesIn(testing::all_topologies()), topology_test_name);
 
 TEST_F(FleetStepTest, PublishesThenLoadsTheFreshPiecesAndAPeerStreamsThemBack) {
   auto o = options();
@@ -495,9 +511,11 @@ TEST_F(FleetStepTest, KeysOfAnotherTypeOrMalformedMetaAreABadArtifactNotAFailure
   }
 }
 
-TEST_F(FleetStepTest, AReadFailureOfThePublishedArtifactStaysUnavailable) {
+// Under Sentinel "down" is the master and the replica both killed: the reads
+// are retried after the failover wait, then fail the same way.
+TEST_P(FleetStepRedisDown, AReadFailureOfThePublishedArtifactStaysUnavailable) {
   auto c = coordinator();
-  server_->kill();
+  kill_redis();
   ASSERT_TRUE(testing::wait_until([&] { return !c->redis()->connection().connected(); }, 5s));
   auto r = c->fleet_once("task:u", 1s, 30s, step("x"));
   ASSERT_FALSE(r.ok());
@@ -505,7 +523,7 @@ TEST_F(FleetStepTest, AReadFailureOfThePublishedArtifactStaysUnavailable) {
   EXPECT_EQ(builds_.load(), 0);
 }
 
-TEST_F(FleetOnce, ALeaseLostDuringTheBuildIsBuiltAgainNotFailedForGood) {
+TEST_P(FleetOnce, ALeaseLostDuringTheBuildIsBuiltAgainNotFailedForGood) {
   auto c = coordinator();
   raw();
   auto build = [&](const CancelSignal&) -> Result<std::string> {
@@ -524,7 +542,7 @@ TEST_F(FleetOnce, ALeaseLostDuringTheBuildIsBuiltAgainNotFailedForGood) {
   EXPECT_EQ(loaded_.at(0), "built after the flush");
 }
 
-TEST_F(FleetOnce, ABuildTheWatchdogCancelledForALostLeaseIsBuiltAgain) {
+TEST_P(FleetOnce, ABuildTheWatchdogCancelledForALostLeaseIsBuiltAgain) {
   auto c = coordinator();
   raw();
   std::string reason;
@@ -547,7 +565,7 @@ TEST_F(FleetOnce, ABuildTheWatchdogCancelledForALostLeaseIsBuiltAgain) {
   EXPECT_EQ(reason.find("another holder has the lock"), std::string::npos) << reason;
 }
 
-TEST_F(FleetOnce, ALeaseLostToAPeerThatPublishedLoadsThePeersArtifact) {
+TEST_P(FleetOnce, ALeaseLostToAPeerThatPublishedLoadsThePeersArtifact) {
   auto c = coordinator();
   auto peer = coordinator();
   raw();
@@ -566,7 +584,7 @@ TEST_F(FleetOnce, ALeaseLostToAPeerThatPublishedLoadsThePeersArtifact) {
   EXPECT_EQ(loaded_[0], "the peer's");
 }
 
-TEST_F(FleetOnce, ALeaseLostOnEveryAttemptGivesUpAfterThreeBuilds) {
+TEST_P(FleetOnce, ALeaseLostOnEveryAttemptGivesUpAfterThreeBuilds) {
   auto c = coordinator();
   raw();
   auto build = [&](const CancelSignal&) -> Result<std::string> {

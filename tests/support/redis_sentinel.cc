@@ -1,8 +1,11 @@
 // A master, a replica and three sentinels. Each sentinel gets its own config
 // file (Sentinel rewrites it); readiness is asked of the sentinels themselves
-// (SENTINEL master <name>: num-slaves, num-other-sentinels) through redis-cli.
+// (SENTINEL master, sentinels, replicas <name>: each peer and the replica known
+// and linked) through redis-cli. Ids, the replica and the peers are written into
+// the configs up front, so readiness takes a moment rather than hello rounds.
 #include "tests/support/redis_sentinel.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -21,6 +24,26 @@ std::string field(const std::string& out, const std::string& key) {
       return value;
     }
   return "";
+}
+
+// How many times `key` is followed by exactly `value` (one entry per element of an array reply).
+int count_values(const std::string& out, const std::string& key, const std::string& value) {
+  std::istringstream in(out);
+  int n = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line == key) {
+      std::string v;
+      std::getline(in, v);
+      if (v == value) ++n;
+    }
+  return n;
+}
+
+// A fixed 40-hex-digit run id for sentinel i.
+std::string sentinel_id(size_t i) {
+  std::string id(40, '0');
+  id.back() = static_cast<char>('1' + i);
+  return id;
 }
 
 }  // namespace
@@ -47,8 +70,13 @@ Result<std::unique_ptr<SentinelGroup>> SentinelGroup::start(SentinelOptions opti
       },
       std::chrono::seconds(10));
   if (!linked) return Unavailable("the replica did not sync with the master");
+  while (g->sentinel_ports_.size() < 3) {
+    uint16_t port = free_port();
+    if (port == 0) return Internal("no free port for a sentinel");
+    if (std::find(g->sentinel_ports_.begin(), g->sentinel_ports_.end(), port) == g->sentinel_ports_.end())
+      g->sentinel_ports_.push_back(port);
+  }
   for (size_t i = 0; i < 3; ++i) {
-    g->sentinel_ports_.push_back(free_port());
     if (Status st = g->start_sentinel(i); !st.ok()) return st;
   }
   bool ready = wait_until(
@@ -57,6 +85,15 @@ Result<std::unique_ptr<SentinelGroup>> SentinelGroup::start(SentinelOptions opti
           std::string out = g->redis_cli(port, {"SENTINEL", "master", g->options_.master_name},
                                          g->options_.sentinel_password);
           if (field(out, "num-slaves") != "1" || field(out, "num-other-sentinels") != "2") return false;
+          if (field(out, "flags") != "master") return false;
+          // Known in advance is not yet linked: each peer and the replica answer pings.
+          std::string peers = g->redis_cli(port, {"SENTINEL", "sentinels", g->options_.master_name},
+                                           g->options_.sentinel_password);
+          if (count_values(peers, "flags", "sentinel") != 2) return false;
+          std::string replicas = g->redis_cli(port, {"SENTINEL", "replicas", g->options_.master_name},
+                                              g->options_.sentinel_password);
+          if (count_values(replicas, "flags", "slave") != 1 || field(replicas, "master-link-status") != "ok")
+            return false;
         }
         return true;
       },
@@ -78,7 +115,16 @@ Status SentinelGroup::start_sentinel(size_t i) {
         << "sentinel monitor " << name << " 127.0.0.1 " << master_->port() << " 2\n"
         << "sentinel down-after-milliseconds " << name << " " << options_.down_after_ms << "\n"
         << "sentinel failover-timeout " << name << " " << options_.failover_timeout_ms << "\n"
-        << "sentinel parallel-syncs " << name << " 1\n";
+        << "sentinel parallel-syncs " << name << " 1\n"
+        // Each sentinel is told its own id, the replica and the other two up
+        // front (the lines Sentinel itself writes to its config once it has
+        // discovered them), so the group is ready in a moment instead of after
+        // the hello and INFO rounds (2 s and more).
+        << "sentinel myid " << sentinel_id(i) << "\n"
+        << "sentinel known-replica " << name << " 127.0.0.1 " << replica_->port() << "\n";
+    for (size_t j = 0; j < sentinel_ports_.size(); ++j) {
+      if (j != i) out << "sentinel known-sentinel " << name << " 127.0.0.1 " << sentinel_ports_[j] << " " << sentinel_id(j) << "\n";
+    }
     if (!options_.sentinel_password.empty()) {
       out << "requirepass " << options_.sentinel_password << "\n"
           << "sentinel sentinel-pass " << options_.sentinel_password << "\n";
