@@ -6,7 +6,8 @@
 // "GET PATH" until a 200 arrives (at most 5 s), then prints
 //   first_200_us=<n> rss_kb=<VmRSS of the child>
 // and stops the child with SIGTERM (SIGKILL after 2 s). Exit status 1 when no
-// 200 came in time.
+// 200 came in time. With MEMGATE_PROBE_SMAPS=FILE, the child's /proc/PID/smaps
+// at that moment is copied to FILE too (where the RSS is: bench/http/footprint).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -87,6 +88,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   long rss = ok ? rss_kb(pid) : -1;
+  if (const char* out = std::getenv("MEMGATE_PROBE_SMAPS"); ok && out && *out) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+    std::ofstream(out) << in.rdbuf();
+  }
   ::kill(pid, SIGTERM);
   for (int i = 0; i < 200; ++i) {
     int st = 0;
