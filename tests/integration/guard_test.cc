@@ -192,15 +192,6 @@ TEST(HeapProfile, TheJeprofFormatIsReadByJeprofAndNamesTheAllocatingFunction) {
   remove_tree(dir);
 }
 
-// `go`'s path from PATH; empty when it is not installed.
-std::string find_go() {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  for (std::string dir; std::getline(dirs, dir, ':');)
-    if (!dir.empty() && ::access((dir + "/go").c_str(), X_OK) == 0) return dir + "/go";
-  return {};
-}
-
 // "64.50MB" (pprof's -top figures, 1024-based units) in bytes; -1 when not a size.
 double pprof_bytes(const std::string& figure) {
   static const std::pair<const char*, double> kUnits[] = {
@@ -226,7 +217,7 @@ TEST(HeapProfile, GoToolPprofReadsTheHeapAndFindsTheKnownAllocationWithItsBytes)
   ASSERT_NE(server, nullptr);
   HttpReply off = http_get(server->admin_port(), "/debug/memory");
   if (json::parse(off.body).at("allocator").at("name") != "jemalloc") GTEST_SKIP() << "not a jemalloc build";
-  std::string go = find_go();
+  std::string go = find_on_path("go");
   ASSERT_FALSE(go.empty()) << "go not found (Debian package golang-go; scripts/deps test installs it)";
   constexpr double kHeld = 64.0 * 1024 * 1024;
   ASSERT_EQ(http_get(server->port(), "/test/alloc?kb=65536&hold=1").status, 200);

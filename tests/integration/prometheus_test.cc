@@ -21,15 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// promtool's path from PATH; empty when it is not installed.
-std::string find_promtool() {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  for (std::string dir; std::getline(dirs, dir, ':');)
-    if (!dir.empty() && ::access((dir + "/promtool").c_str(), X_OK) == 0) return dir + "/promtool";
-  return {};
-}
-
 // A memgate whose /metrics has every family the rules read: a module (ready),
 // the guard, coordination, a request counted by route; in `cgroup` when given
 // (the container limit's family exists only under a limit).
@@ -49,7 +40,7 @@ std::unique_ptr<ServerProcess> start_full_server(const MemoryCgroup* cgroup = nu
 }
 
 TEST(PrometheusLive, PromtoolCheckMetricsAcceptsALiveMetricsPage) {
-  std::string promtool = find_promtool();
+  std::string promtool = find_on_path("promtool");
   if (promtool.empty()) GTEST_SKIP() << "promtool not found (Debian package prometheus; scripts/deps test installs it)";
   auto server = start_full_server();
   ASSERT_NE(server, nullptr);

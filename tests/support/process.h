@@ -36,6 +36,10 @@ std::string temp_dir(const std::string& prefix);
 // Removes a directory tree; errors are ignored.
 void remove_tree(const std::string& path);
 
+// The path of the executable `name` found on PATH (/usr/bin:/bin when PATH is
+// unset); empty when there is none, for a test to skip and say so.
+std::string find_on_path(const std::string& name);
+
 // Reads a whole file; empty string when it cannot be read.
 std::string read_file(const std::string& path);
 
