@@ -177,7 +177,7 @@ TEST_P(LeaseLock, AHolderKilledWithSigkillIsReplacedOnceItsTtlPasses) {
   std::string held = testing::read_file(log);
   auto at = held.find("acquired fence=");
   ASSERT_NE(at, std::string::npos) << held;
-  EXPECT_EQ(lease->fence, std::stoll(held.substr(at + 15)) + 1);
+  EXPECT_GT(lease->fence, std::stoll(held.substr(at + 15)));
 }
 
 TEST_P(LeaseLock, AHolderStoppedPastItsTtlCanNeitherReleaseNorPublishAfterItContinues) {

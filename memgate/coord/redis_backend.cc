@@ -1,8 +1,8 @@
 // Lease locks and run-once artifacts on Redis.
 //
 // Design. Each state change that must be atomic is one Lua script: taking a lock
-// (SET NX PX, and INCR of the fence counter only when the SET won, so fences count
-// holders), releasing and extending (compare the token, then DEL or PEXPIRE), and
+// (SET NX PX, and only when the SET won the fence: the counter plus one, or the
+// server's clock in µs when later), releasing and extending (compare the token, then DEL or PEXPIRE), and
 // publishing (compare token and fence, check the chunks exist, set their expiry,
 // the meta and the done flag, PUBLISH). Chunks are written before the publish
 // script under keys that carry the publisher's fence, so a stale holder can never
@@ -30,9 +30,11 @@ using std::chrono::milliseconds;
 namespace {
 
 // KEYS: lock, fence[, the lock's name before hash tags]; ARGV: token, ttl ms.
-// A missing fence counter (first use, or a Redis that lost its data) starts at
-// the server's clock in microseconds, so fences keep growing across a restart
-// without persistence; see "What a fence guarantees" in docs/design/coord.md.
+// A new fence is the counter plus one, or the server's clock in microseconds
+// when that is larger: so fences keep growing across a Redis that lost the
+// counter (a restart without persistence) and across one whose counter lags
+// (a failover to a replica that had not received the last increments); see
+// "What a fence guarantees" in docs/design/coord.md.
 // During the migration window the old lock name is taken too (both or neither),
 // so an older instance that only knows that name is excluded. The same token
 // sent again finds the lock already ours and gets its fence: an acquire whose
@@ -45,11 +47,14 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     redis.call('DEL', KEYS[1])
     return {0, redis.call('PTTL', KEYS[3])}
   end
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    local t = redis.call('TIME')
-    redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+  local t = redis.call('TIME')
+  local now = t[1] .. string.format('%06d', tonumber(t[2]))
+  local f = redis.call('INCR', KEYS[2])
+  if f < tonumber(now) then
+    redis.call('SET', KEYS[2], now)
+    f = tonumber(now)
   end
-  return {1, redis.call('INCR', KEYS[2])}
+  return {1, f}
 end
 if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
   local f = tonumber(redis.call('GET', KEYS[2]))
