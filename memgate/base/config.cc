@@ -172,15 +172,18 @@ const std::vector<Setting>& settings() {
        "", false, text_field(&Config::instance_id)},
       {"REDIS_URL", "redis-url", "",
        "redis://[user][:password]@host:port[/db], rediss://..., unix:///path, or "
-       "redis-sentinel://[user:password@]h1:26379,h2:26379/MASTER[?db=N] (rediss-sentinel:// for TLS); "
+       "redis-sentinel://[user:password@]h1:26379,h2:26379/MASTER[?db=N] (rediss-sentinel:// for TLS), or "
+       "redis-cluster://[user:password@]h1:6379,h2:6379 (Redis Cluster; rediss-cluster:// for TLS); "
        "unset: local coordination",
        "", true,
        [](const std::string& t, Config& c) {
          if (!t.empty() && t.rfind("redis://", 0) != 0 && t.rfind("rediss://", 0) != 0 &&
              t.rfind("unix://", 0) != 0 && t.rfind("redis-sentinel://", 0) != 0 &&
-             t.rfind("rediss-sentinel://", 0) != 0)
+             t.rfind("rediss-sentinel://", 0) != 0 && t.rfind("redis-cluster://", 0) != 0 &&
+             t.rfind("rediss-cluster://", 0) != 0)
            return InvalidArgument(
-               "expected redis://..., rediss://..., unix:///path or redis-sentinel://h1:26379,h2:26379/MASTER");
+               "expected redis://..., rediss://..., unix:///path, redis-sentinel://h1:26379,h2:26379/MASTER or "
+               "redis-cluster://h1:6379,h2:6379");
          c.redis_url = t;
          return Status::Ok();
        }},

@@ -214,6 +214,20 @@ class Connection::Impl {
     });
   }
 
+  void subscribe(std::vector<std::string> command) {
+    bool now;
+    {
+      std::lock_guard lock(mu_);
+      subscriptions_.push_back(command);
+      now = state_ == ConnectionState::kConnected;  // else the next connect sends it
+    }
+    if (now) submit(std::vector<std::string_view>(command.begin(), command.end()), nullptr, true);
+  }
+  std::vector<std::vector<std::string>> subscriptions() {
+    std::lock_guard lock(mu_);
+    return subscriptions_;
+  }
+
   void reconnect(const std::string& why) {
     asio::post(io_, [this, why] {
       if (stopping_ || state() != ConnectionState::kConnected) return;
@@ -487,6 +501,7 @@ class Connection::Impl {
              set_state(ConnectionState::kConnected);
              if (subscriber_) {
                for (auto& p : patterns_) submit({"PSUBSCRIBE", p}, nullptr, true);
+               for (auto& c : subscriptions()) submit(std::vector<std::string_view>(c.begin(), c.end()), nullptr, true);
              }
            },
            true);
@@ -608,7 +623,7 @@ class Connection::Impl {
         Reply r = convert(reply);
         if (r.elements.size() == 4 && r.elements[0].str == "pmessage") {
           message_handler_(r.elements[2].str, r.elements[3].str);
-        } else if (r.elements.size() == 3 && r.elements[0].str == "message") {
+        } else if (r.elements.size() == 3 && (r.elements[0].str == "message" || r.elements[0].str == "smessage")) {
           message_handler_(r.elements[1].str, r.elements[2].str);
         }
       }
@@ -952,6 +967,7 @@ class Connection::Impl {
   uint64_t epoch_ = 0;
   std::string out_;
   std::deque<Pending> pending_;
+  std::vector<std::vector<std::string>> subscriptions_;  // subscriber: sent after each connect
   bool writing_ = false;
   bool flush_posted_ = false;
   int direct_fd_ = -1;
@@ -983,6 +999,7 @@ std::unique_ptr<Connection> Connection::create_subscriber(RedisSettings settings
 }
 
 void Connection::reconnect(const std::string& why) { impl_->reconnect(why); }
+void Connection::subscribe(std::vector<std::string> command) { impl_->subscribe(std::move(command)); }
 
 Status Connection::wait_connected(std::chrono::milliseconds timeout) { return impl_->wait_connected(timeout); }
 bool Connection::connected() const { return impl_->state() == ConnectionState::kConnected; }

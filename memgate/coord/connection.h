@@ -127,6 +127,11 @@ class Connection {
   // True when called from this connection's io thread.
   bool on_io_thread() const;
 
+  // Subscriber connections: sends `command` (e.g. SSUBSCRIBE channel) now when
+  // connected, and again after every reconnect; its messages ("message",
+  // "smessage", "pmessage") go to the handler. Replies to it are not checked.
+  void subscribe(std::vector<std::string> command);
+
   // Drops the connection now (pending callbacks get kUnavailable with `why`) and
   // reconnects after the shortest delay; a no-op while not connected.
   void reconnect(const std::string& why);

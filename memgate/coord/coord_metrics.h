@@ -31,6 +31,13 @@
 //                                                        [memgate_coord_redis_unreplicated_writes_total]
 //   master_address()             "host:port" of the master in use, "" before the first
 //                                                        [memgate_coord_redis_master{address} 1]
+//   cluster_redirects_moved/_ask MOVED and ASK replies followed (Redis Cluster)
+//                                                        [memgate_coord_cluster_redirects_total{kind}]
+//   cluster_slot_map_refreshes   slot maps installed     [memgate_coord_cluster_slot_map_refreshes_total]
+//   cluster_retries_tryagain/_clusterdown  commands sent again after TRYAGAIN / CLUSTERDOWN
+//                                                        [memgate_coord_cluster_retries_total{reason}]
+//   cluster_nodes()              each master of the slot map and its slot count
+//                                                        [memgate_coord_cluster_node_slots{address}]
 //
 // Histograms have fixed bucket bounds (kHistogramBounds, in seconds, cumulative
 // like Prometheus "le" buckets when read through snapshot()). All members are
@@ -46,6 +53,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace memgate::coord {
 
@@ -94,6 +102,24 @@ struct CoordMetrics {
   std::atomic<uint64_t> sentinel_failovers{0};
   std::atomic<uint64_t> sentinel_resolution_errors{0};
   std::atomic<uint64_t> unreplicated_writes{0};
+  std::atomic<uint64_t> cluster_redirects_moved{0};
+  std::atomic<uint64_t> cluster_redirects_ask{0};
+  std::atomic<uint64_t> cluster_slot_map_refreshes{0};
+  std::atomic<uint64_t> cluster_retries_tryagain{0};
+  std::atomic<uint64_t> cluster_retries_clusterdown{0};
+
+  struct ClusterNode {
+    std::string address;
+    uint32_t slots = 0;
+  };
+  std::vector<ClusterNode> cluster_nodes() const {
+    std::lock_guard lock(master_mu_);
+    return cluster_nodes_;
+  }
+  void set_cluster_nodes(std::vector<ClusterNode> nodes) {
+    std::lock_guard lock(master_mu_);
+    cluster_nodes_ = std::move(nodes);
+  }
 
   std::string master_address() const {
     std::lock_guard lock(master_mu_);
@@ -114,6 +140,7 @@ struct CoordMetrics {
  private:
   mutable std::mutex master_mu_;
   std::string master_address_;
+  std::vector<ClusterNode> cluster_nodes_;
 };
 
 // The process-wide instance the exporter reads.

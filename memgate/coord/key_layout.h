@@ -17,7 +17,8 @@
 // its keys already share a slot. legacy_task_keys(K) is the layout before hash
 // tags (K, K:fence, K:done, ...), read during the migration window
 // (docs/design/coord.md, "Migration"). Completion messages go to
-// "memgate:done:K" (a channel, not a key: slots do not apply).
+// "memgate:done:K", on a Redis Cluster to "memgate:done:{K}" (sharded pub/sub
+// hashes channels like keys, so the message starts on the task's own node).
 //
 // Pure functions and plain values: thread-safe.
 #pragma once

@@ -19,6 +19,8 @@
 #include <mutex>
 
 #include "memgate/coord/artifact.h"
+#include "memgate/coord/cluster_router.h"
+#include "memgate/coord/cluster_subscriber.h"
 #include "memgate/coord/key_layout.h"
 #include "memgate/coord/sentinel_resolver.h"
 
@@ -110,7 +112,8 @@ return out
   return s;
 }
 
-// KEYS: lock, fence, done, meta, chunks...; ARGV: token, fence, ttl ms, meta, done value, channel.
+// KEYS: lock, fence, done, meta, chunks...; ARGV: token, fence, ttl ms, meta, done value, channel,
+// and the publishing command (PUBLISH, or SPUBLISH on a cluster with sharded pub/sub).
 const Script& publish_script() {
   static const Script s(R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 'the lock is no longer held by this lease'} end
@@ -120,7 +123,7 @@ for i = 5, #KEYS do
 end
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[6], ARGV[5])
+redis.call(ARGV[7], ARGV[6], ARGV[5])
 return {1, 'ok'}
 )lua");
   return s;
@@ -169,6 +172,7 @@ struct RedisBackend::DoneState {
   std::condition_variable_any cv;  // _any: a wait also wakes on the caller's stop token
   std::map<std::string, uint64_t> generations;
   std::unique_ptr<Connection> subscriber;
+  std::unique_ptr<ClusterSubscriber> cluster;  // instead of `subscriber` on a cluster
 };
 
 RedisBackend::RedisBackend(RedisSettings settings, std::string instance_id, CoordMetrics* metrics)
@@ -176,12 +180,21 @@ RedisBackend::RedisBackend(RedisSettings settings, std::string instance_id, Coor
       instance_id_(std::move(instance_id)),
       metrics_(metrics),
       resolver_(settings_.sentinels.empty() ? nullptr : std::make_shared<SentinelResolver>(settings_, metrics_)),
-      conn_(Connection::create(settings_, metrics_, true, endpoint_source())),
       done_(std::make_unique<DoneState>()),
-      legacy_until_(std::chrono::steady_clock::now() + settings_.legacy_keys_for) {
+      // No fleet used the names before hash tags on a cluster (they were not
+      // cluster-safe), so there is nothing to migrate from there.
+      legacy_until_(std::chrono::steady_clock::now() +
+                    (settings_.cluster_seeds.empty() ? settings_.legacy_keys_for : milliseconds(0))) {
+  if (!settings_.cluster_seeds.empty()) {
+    auto router = std::make_unique<ClusterRouter>(settings_, metrics_);
+    cluster_ = router.get();
+    link_ = std::move(router);
+  } else {
+    link_ = link_to_connection(Connection::create(settings_, metrics_, true, endpoint_source()));
+  }
   if (resolver_ && settings_.sentinel_watch) {
     // The hint: move both connections as soon as a sentinel announces the switch.
-    Connection* conn = conn_.get();
+    Connection* conn = link_->single_connection();
     DoneState* done = done_.get();
     resolver_->watch([conn, done] {
       conn->reconnect("sentinel announced +switch-master");
@@ -196,16 +209,27 @@ EndpointSource RedisBackend::endpoint_source() {
   return [r = resolver_] { return r->resolve(); };
 }
 
-Status RedisBackend::wait_replicated(const std::string& what) {
+std::string RedisBackend::done_channel(const std::string& name) const {
+  // On a cluster the channel carries the task's hash tag: SPUBLISH and
+  // SSUBSCRIBE go to the node that holds the task's keys.
+  if (cluster_) return std::string(kChannelPrefix) + task_keys(name).lock;
+  return std::string(kChannelPrefix) + name;
+}
+
+const char* RedisBackend::publish_command() const {
+  return cluster_ && cluster_->sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
+}
+
+Status RedisBackend::wait_replicated(const std::string& what, const std::string& key) {
   if (settings_.wait_replicas <= 0) return Status::Ok();
   auto timeout = std::max<int64_t>(1, settings_.command_timeout.count() / 2);
-  auto r = conn_->command({"WAIT", std::to_string(settings_.wait_replicas), std::to_string(timeout)});
+  auto r = link_->command_near(key, {"WAIT", std::to_string(settings_.wait_replicas), std::to_string(timeout)});
   Status st = reply_status(r, "WAIT for the replicas of " + what);
   if (!st.ok()) return st;
   if (r->integer >= settings_.wait_replicas) return Status::Ok();
   metrics_->unreplicated_writes.fetch_add(1);
   if (r->integer == 0 && !warned_no_replicas_.exchange(true)) {
-    auto info = conn_->command({"INFO", "replication"});
+    auto info = link_->command_near(key, {"INFO", "replication"});
     if (info.ok() && info->str.find("connected_slaves:0") != std::string::npos)
       spdlog::warn("REDIS_WAIT_REPLICAS={} but the redis master has no replica: no lock or publish can be "
                    "acknowledged until one connects",
@@ -216,19 +240,22 @@ Status RedisBackend::wait_replicated(const std::string& what) {
                      std::to_string(timeout) + "ms");
 }
 
-bool RedisBackend::follows_failover() const { return !settings_.sentinels.empty(); }
+bool RedisBackend::follows_failover() const { return !settings_.sentinels.empty() || cluster_ != nullptr; }
 
 bool RedisBackend::in_legacy_window() const { return std::chrono::steady_clock::now() < legacy_until_; }
 
 RedisBackend::~RedisBackend() {
   if (resolver_) resolver_->unwatch();  // its callback touches the connections: stop it first
   std::unique_ptr<Connection> sub;
+  std::unique_ptr<ClusterSubscriber> cluster_sub;
   {
     std::lock_guard lock(done_->mu);
     sub = std::move(done_->subscriber);
+    cluster_sub = std::move(done_->cluster);
   }
   sub.reset();
-  conn_.reset();
+  cluster_sub.reset();
+  link_.reset();
 }
 
 namespace {
@@ -289,7 +316,7 @@ void RedisBackend::async_try_acquire(const std::string& key, milliseconds ttl,
   auto started = std::chrono::steady_clock::now();
   auto keys = lock_keys(key, in_legacy_window());
   std::string legacy = keys.size() > 2 ? keys[2] : std::string();
-  conn_->async_eval(acquire_script(), views(keys), {token, ttl_text},
+  link_->async_eval(acquire_script(), views(keys), {token, ttl_text},
                     [cb = std::move(cb), key, token, ttl, started, legacy](Result<Reply> r) {
                       cb(parse_acquire(r, key, token, ttl, started, legacy));
                     });
@@ -297,7 +324,7 @@ void RedisBackend::async_try_acquire(const std::string& key, milliseconds ttl,
 
 void RedisBackend::async_release(const Lease& lease, std::function<void(Result<bool>)> cb) {
   auto keys = held_keys(lease);
-  conn_->async_eval(release_script(), views(keys), {lease.token},
+  link_->async_eval(release_script(), views(keys), {lease.token},
                     [cb = std::move(cb), key = lease.key](Result<Reply> r) { cb(parse_release(r, key)); });
 }
 
@@ -309,11 +336,11 @@ Result<TryAcquire> RedisBackend::try_acquire(const std::string& key, millisecond
   // The same token on a retry: an acquire that went through before a failover
   // is found to be ours (see acquire_script).
   auto got = retrying([&] {
-    auto r = conn_->eval(acquire_script(), views(keys), {token, std::to_string(ttl.count())});
+    auto r = link_->eval(acquire_script(), views(keys), {token, std::to_string(ttl.count())});
     return parse_acquire(r, key, token, ttl, started, legacy);
   });
   if (!got.ok() || !got->lease) return got;
-  if (Status st = wait_replicated("the lock " + key); !st.ok()) {
+  if (Status st = wait_replicated("the lock " + key, keys.front()); !st.ok()) {
     // A lock only the master knows is lost with it: undo it and say so.
     (void)release(*got->lease);
     return st;
@@ -323,13 +350,13 @@ Result<TryAcquire> RedisBackend::try_acquire(const std::string& key, millisecond
 
 Result<bool> RedisBackend::release(const Lease& lease) {
   auto keys = held_keys(lease);
-  return retrying([&] { return parse_release(conn_->eval(release_script(), views(keys), {lease.token}), lease.key); });
+  return retrying([&] { return parse_release(link_->eval(release_script(), views(keys), {lease.token}), lease.key); });
 }
 
 Result<bool> RedisBackend::extend(const Lease& lease, milliseconds ttl) {
   auto keys = held_keys(lease);
   return retrying([&]() -> Result<bool> {
-    auto r = conn_->eval(extend_script(), views(keys), {lease.token, std::to_string(ttl.count())});
+    auto r = link_->eval(extend_script(), views(keys), {lease.token, std::to_string(ttl.count())});
     Status st = reply_status(r, "extend " + lease.key);
     if (!st.ok()) return st;
     return r->integer == 1;
@@ -363,7 +390,7 @@ Result<std::optional<std::string>> parse_bounded_get(const Result<Reply>& r, con
 
 Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key) {
   auto text = retrying([&] {
-    return parse_bounded_get(conn_->eval(bounded_get_script(), {key}, {std::to_string(kMaxJsonValueBytes)}), key,
+    return parse_bounded_get(link_->eval(bounded_get_script(), {key}, {std::to_string(kMaxJsonValueBytes)}), key,
                              kMaxJsonValueBytes);
   });
   if (!text.ok()) return text.status();
@@ -377,8 +404,8 @@ Result<std::optional<json::value>> RedisBackend::get_json(const std::string& key
 Status RedisBackend::set_json(const std::string& key, const json::value& value, milliseconds ttl) {
   std::string text = json::serialize(value);
   return retrying([&] {
-    Result<Reply> r = ttl.count() > 0 ? conn_->command({"SET", key, text, "PX", std::to_string(ttl.count())})
-                                      : conn_->command({"SET", key, text});
+    Result<Reply> r = ttl.count() > 0 ? link_->command({"SET", key, text, "PX", std::to_string(ttl.count())})
+                                      : link_->command({"SET", key, text});
     return reply_status(r, "SET " + key);
   });
 }
@@ -409,7 +436,7 @@ Result<ArtifactRead> RedisBackend::read_meta_at(const TaskKeys& k, const std::st
   Result<Reply> replies[2] = {Internal("no reply"), Internal("no reply")};
   const std::string* keys[2] = {&done_key, &meta_key};
   for (int i = 0; i < 2; ++i) {
-    conn_->async_eval(bounded_get_script(), {*keys[i]}, {bound}, [&, i](Result<Reply> r) {
+    link_->async_eval(bounded_get_script(), {*keys[i]}, {bound}, [&, i](Result<Reply> r) {
       std::lock_guard lock(mu);
       replies[i] = std::move(r);
       if (--outstanding == 0) cv.notify_one();
@@ -458,7 +485,7 @@ namespace {
 // stream holds about one reply at a time: a load's peak is its image plus that.
 class RedisArtifactSource final : public ByteSource {
  public:
-  RedisArtifactSource(Connection& conn, std::string name, ArtifactMeta meta)
+  RedisArtifactSource(RedisLink& conn, std::string name, ArtifactMeta meta)
       : conn_(conn),
         name_(std::move(name)),
         meta_(std::move(meta)),
@@ -523,7 +550,7 @@ class RedisArtifactSource final : public ByteSource {
     return std::string();
   }
 
-  Connection& conn_;
+  RedisLink& conn_;
   std::string name_;
   ArtifactMeta meta_;
   TaskKeys keys_;
@@ -538,7 +565,7 @@ class RedisArtifactSource final : public ByteSource {
 }  // namespace
 
 Result<std::unique_ptr<ByteSource>> RedisBackend::open_artifact(const std::string& name, const ArtifactMeta& meta) {
-  return std::unique_ptr<ByteSource>(std::make_unique<RedisArtifactSource>(*conn_, name, meta));
+  return std::unique_ptr<ByteSource>(std::make_unique<RedisArtifactSource>(*link_, name, meta));
 }
 
 Status RedisBackend::publish_artifact(const Lease& lease, const std::string& name, const ChunkedBytes& bytes,
@@ -564,7 +591,7 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   Status first_error;
   for (uint64_t i = 0; i < pieces.size(); ++i) {
     keys.push_back(k.chunk(lease.fence, i));
-    conn_->async_command({"SET", keys.back(), pieces[i], "PX", ttl}, [&, i](Result<Reply> r) {
+    link_->async_command({"SET", keys.back(), pieces[i], "PX", ttl}, [&, i](Result<Reply> r) {
       Status st = reply_status(r, "write chunk " + std::to_string(i) + " of " + name);
       std::lock_guard lock(mu);
       if (!st.ok() && first_error.ok()) first_error = st;
@@ -587,38 +614,42 @@ Status RedisBackend::publish_artifact(const Lease& lease, const std::string& nam
   std::vector<std::string_view> key_views(all_keys.begin(), all_keys.end());
   std::string fence = std::to_string(lease.fence);
   std::string meta_text = meta.to_json();
-  std::string channel = std::string(kChannelPrefix) + name;
-  auto r = conn_->eval(publish_script(), key_views, {lease.token, fence, ttl, meta_text, done_text, channel});
+  std::string channel = done_channel(name);
+  auto r = link_->eval(publish_script(), key_views,
+                       {lease.token, fence, ttl, meta_text, done_text, channel, publish_command()});
   Status st = reply_status(r, "publish " + name);
   if (!st.ok()) return st;
   if (r->type != Reply::Type::kArray || r->elements.size() != 2) return Internal("publish " + name + ": unexpected reply");
   if (r->elements[0].integer != 1) {
     return Aborted("publish of " + name + " refused (fence " + fence + "): " + r->elements[1].str);
   }
-  return wait_replicated("the publish of " + name);
+  return wait_replicated("the publish of " + name, k.lock);
   });
 }
 
 void RedisBackend::ensure_subscriber() {
   std::lock_guard lock(done_->mu);
-  if (done_->subscriber) return;
+  if (done_->subscriber || done_->cluster) return;
   DoneState* state = done_.get();
-  done_->subscriber = Connection::create_subscriber(
-      settings_, {std::string(kChannelPrefix) + "*"},
-      [state](const std::string& channel, const std::string&) {
-        std::string name = channel.substr(std::min(channel.size(), kChannelPrefix.size()));
-        {
-          // Only names this process asked about (done_generation) are
-          // counted: anyone who can publish could otherwise grow the map
-          // with a new channel name per message.
-          std::lock_guard lock(state->mu);
-          auto it = state->generations.find(name);
-          if (it == state->generations.end()) return;
-          ++it->second;
-        }
-        state->cv.notify_all();
-      },
-      metrics_, endpoint_source());
+  auto on_message = [state](const std::string& channel, const std::string&) {
+    {
+      // Only channels of names this process asked about (done_generation) are
+      // counted: anyone who can publish could otherwise grow the map with a new
+      // channel name per message.
+      std::lock_guard lock(state->mu);
+      auto it = state->generations.find(channel);
+      if (it == state->generations.end()) return;
+      ++it->second;
+    }
+    state->cv.notify_all();
+  };
+  if (cluster_) {
+    done_->cluster = std::make_unique<ClusterSubscriber>(*cluster_, std::string(kChannelPrefix) + "*",
+                                                         std::move(on_message), metrics_);
+    return;
+  }
+  done_->subscriber = Connection::create_subscriber(settings_, {std::string(kChannelPrefix) + "*"},
+                                                    std::move(on_message), metrics_, endpoint_source());
   // Give the subscription a moment so the first wait does not miss a message; the
   // slow poll in fleet_once covers the rest.
   done_->subscriber->wait_connected(std::min(settings_.connect_timeout, milliseconds(500))).message();
@@ -626,8 +657,13 @@ void RedisBackend::ensure_subscriber() {
 
 uint64_t RedisBackend::done_generation(const std::string& name) {
   ensure_subscriber();
+  std::string channel = done_channel(name);
+  if (done_->cluster) {
+    done_->cluster->follow_map();
+    done_->cluster->watch(channel);
+  }
   std::lock_guard lock(done_->mu);
-  return done_->generations[name];
+  return done_->generations[channel];
 }
 
 size_t RedisBackend::tracked_done_channels() {
@@ -638,8 +674,10 @@ size_t RedisBackend::tracked_done_channels() {
 void RedisBackend::wait_done(const std::string& name, uint64_t seen, milliseconds max_wait,
                              const std::stop_token& stop) {
   ensure_subscriber();
+  if (done_->cluster) done_->cluster->follow_map();
+  std::string channel = done_channel(name);
   std::unique_lock lock(done_->mu);
-  done_->cv.wait_for(lock, stop, max_wait, [&] { return done_->generations[name] != seen; });
+  done_->cv.wait_for(lock, stop, max_wait, [&] { return done_->generations[channel] != seen; });
 }
 
 }  // namespace memgate::coord

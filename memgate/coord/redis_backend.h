@@ -13,7 +13,7 @@
 // K:artifact, ...), and a lock also takes K itself; only the tagged names are
 // written. Every value read (done flag, meta, chunks, JSON values) is bounded in
 // a script before it is sent, so a hostile value is refused, never allocated.
-// Completion messages are published on "memgate:done:K".
+// Completion messages are published on "memgate:done:K" (on a cluster, below, "memgate:done:{K}").
 //
 // Failover (Sentinel, settings.sentinel set): every operation here is idempotent
 // (reads; release and extend compare the token; publish compares token and
@@ -21,6 +21,13 @@
 // the lock already its own), so one that fails with kUnavailable (connection
 // lost, or READONLY from a demoted master) is sent again, up to twice, once the
 // connection to the new master is up (within connect_timeout each).
+//
+// Redis Cluster (settings.cluster_seeds set): commands go through a
+// ClusterRouter (cluster_router.h) instead of one Connection, each to the master
+// of its key's slot; the same operations are retried after a lost node; the
+// completion channel is "memgate:done:{K}" (the task's hash tag), published with
+// SPUBLISH on Redis 7 and heard by a ClusterSubscriber (cluster_subscriber.h);
+// the migration window is off (nothing ran under the untagged names on a cluster).
 //
 // Replicated writes (settings.wait_replicas = N > 0, REDIS_WAIT_REPLICAS): after
 // an acquire that won and after a fenced publish, WAIT N (command_timeout / 2).
@@ -42,9 +49,11 @@
 #include "memgate/coord/backend.h"
 #include "memgate/coord/connection.h"
 #include "memgate/coord/key_layout.h"
+#include "memgate/coord/redis_link.h"
 
 namespace memgate::coord {
 
+class ClusterRouter;
 class SentinelResolver;
 
 class RedisBackend final : public CoordBackend {
@@ -53,7 +62,10 @@ class RedisBackend final : public CoordBackend {
   ~RedisBackend() override;
 
   std::string_view name() const override { return "redis"; }
-  Connection& connection() { return *conn_; }
+  // Where commands go: one connection, or the cluster's router.
+  RedisLink& connection() { return *link_; }
+  // The router with Redis Cluster (settings.cluster_seeds), else nullptr.
+  ClusterRouter* cluster() { return cluster_; }
 
   Result<TryAcquire> try_acquire(const std::string& key, std::chrono::milliseconds ttl) override;
   Result<bool> release(const Lease& lease) override;
@@ -91,15 +103,18 @@ class RedisBackend final : public CoordBackend {
   auto retrying(F&& f) -> decltype(f()) {
     auto r = f();
     for (int i = 0; i < kFailoverRetries && follows_failover() && unavailable(r); ++i) {
-      if (!conn_->wait_connected(settings_.connect_timeout).ok()) return r;
+      if (!link_->wait_connected(settings_.connect_timeout).ok()) return r;
       metrics_->failover_retries.fetch_add(1);
       r = f();
     }
     return r;
   }
   bool follows_failover() const;
-  // WAIT for settings_.wait_replicas replicas; OK at once when that is 0.
-  Status wait_replicated(const std::string& what);
+  // WAIT for settings_.wait_replicas replicas (on the node holding `key`); OK at once when that is 0.
+  Status wait_replicated(const std::string& what, const std::string& key);
+  // The completion channel of task `name`, and the command that publishes on it.
+  std::string done_channel(const std::string& name) const;
+  const char* publish_command() const;
   std::atomic<bool> warned_no_replicas_{false};
   static bool unavailable(const Status& s) { return s.code() == Code::kUnavailable; }
   template <class T>
@@ -111,7 +126,8 @@ class RedisBackend final : public CoordBackend {
   std::string instance_id_;
   CoordMetrics* metrics_;
   std::shared_ptr<SentinelResolver> resolver_;  // set with Sentinel (settings.sentinels)
-  std::unique_ptr<Connection> conn_;
+  std::unique_ptr<RedisLink> link_;
+  ClusterRouter* cluster_ = nullptr;  // link_ itself, with Redis Cluster
 
   struct DoneState;
   std::unique_ptr<DoneState> done_;

@@ -13,7 +13,8 @@ namespace {
 
 constexpr std::string_view kForms =
     " (expected redis://[user][:password]@host:port[/db], rediss://... for TLS, unix:///path/to/socket, or "
-    "redis-sentinel://[user:password@]host1:26379,host2:26379/MASTER_NAME[?db=N])";
+    "redis-sentinel://[user:password@]host1:26379,host2:26379/MASTER_NAME[?db=N], or "
+    "redis-cluster://[user:password@]host1:6379,host2:6379)";
 
 Status bad(std::string what) {
   return InvalidArgument(std::string(kRedisUrlVariable) + " is not valid: " + what + std::string(kForms));
@@ -65,42 +66,43 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-// redis-sentinel://[user:password@]host1[:port1],host2[:port2]/MASTER_NAME[?db=N]
-Result<RedisSettings> parse_sentinel_url(std::string_view rest, Transport transport) {
-  RedisSettings s;
-  s.transport = transport;
-  size_t slash = rest.find('/');
-  if (slash == std::string_view::npos) return bad("the master name is missing (.../MASTER_NAME)");
-  std::string_view authority = rest.substr(0, slash), tail = rest.substr(slash + 1);
-  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
-    std::string_view userinfo = authority.substr(0, at);
-    authority = authority.substr(at + 1);
-    size_t colon = userinfo.find(':');
-    auto user = percent_decode(userinfo.substr(0, colon), "user name");
-    if (!user.ok()) return user.status();
-    s.username = *user;
-    if (colon != std::string_view::npos) {
-      auto password = percent_decode(userinfo.substr(colon + 1), "password");
-      if (!password.ok()) return password.status();
-      s.password = *password;
-    }
+// "[user[:password]@]" at the front of `authority`, percent-decoded into `s`;
+// returns what follows the '@'.
+Result<std::string_view> take_userinfo(std::string_view authority, RedisSettings& s) {
+  size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return authority;
+  std::string_view userinfo = authority.substr(0, at);
+  size_t colon = userinfo.find(':');
+  auto user = percent_decode(userinfo.substr(0, colon), "user name");
+  if (!user.ok()) return user.status();
+  s.username = *user;
+  if (colon != std::string_view::npos) {
+    auto password = percent_decode(userinfo.substr(colon + 1), "password");
+    if (!password.ok()) return password.status();
+    s.password = *password;
   }
-  if (authority.empty()) return bad("no sentinel is given (host1:26379,host2:26379)");
+  return authority.substr(at + 1);
+}
+
+// "h1[:p1],h2[:p2],..." (IPv6 in brackets); `what` names an item in errors.
+Result<std::vector<Endpoint>> parse_host_list(std::string_view authority, uint16_t default_port,
+                                              const std::string& what) {
+  std::vector<Endpoint> out;
   while (!authority.empty()) {
     size_t comma = authority.find(',');
     std::string_view item = authority.substr(0, comma);
     authority = comma == std::string_view::npos ? std::string_view() : authority.substr(comma + 1);
-    if (comma != std::string_view::npos && authority.empty()) return bad("a sentinel address is empty");
+    if (comma != std::string_view::npos && authority.empty()) return bad("a " + what + " address is empty");
     Endpoint e;
-    e.port = 26379;
+    e.port = default_port;
     std::string_view port;
     if (!item.empty() && item[0] == '[') {
       size_t close = item.find(']');
-      if (close == std::string_view::npos) return bad("an IPv6 sentinel address lacks its ']'");
+      if (close == std::string_view::npos) return bad("an IPv6 " + what + " address lacks its ']'");
       e.host = std::string(item.substr(1, close - 1));
       std::string_view after = item.substr(close + 1);
       if (!after.empty()) {
-        if (after[0] != ':') return bad("a sentinel address is not host:port");
+        if (after[0] != ':') return bad("a " + what + " address is not host:port");
         port = after.substr(1);
         if (port.empty()) return bad("the port must be a number 1-65535");
       }
@@ -112,14 +114,30 @@ Result<RedisSettings> parse_sentinel_url(std::string_view rest, Transport transp
         if (port.empty()) return bad("the port must be a number 1-65535");
       }
     }
-    if (e.host.empty()) return bad("a sentinel address has no host");
+    if (e.host.empty()) return bad("a " + what + " address has no host");
     if (!port.empty()) {
       auto p = parse_port(port);
       if (!p.ok()) return p.status();
       e.port = *p;
     }
-    s.sentinels.push_back(std::move(e));
+    out.push_back(std::move(e));
   }
+  return out;
+}
+
+// redis-sentinel://[user:password@]host1[:port1],host2[:port2]/MASTER_NAME[?db=N]
+Result<RedisSettings> parse_sentinel_url(std::string_view rest, Transport transport) {
+  RedisSettings s;
+  s.transport = transport;
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad("the master name is missing (.../MASTER_NAME)");
+  std::string_view tail = rest.substr(slash + 1);
+  auto authority = take_userinfo(rest.substr(0, slash), s);
+  if (!authority.ok()) return authority.status();
+  if (authority->empty()) return bad("no sentinel is given (host1:26379,host2:26379)");
+  auto sentinels = parse_host_list(*authority, 26379, "sentinel");
+  if (!sentinels.ok()) return sentinels.status();
+  s.sentinels = std::move(*sentinels);
   std::string_view name = tail.substr(0, tail.find('?'));
   auto master = percent_decode(name, "master name");
   if (!master.ok()) return master.status();
@@ -146,6 +164,39 @@ Result<RedisSettings> parse_sentinel_url(std::string_view rest, Transport transp
   return s;
 }
 
+
+// redis-cluster://[user:password@]host1[:port1],host2[:port2][/][?db=0]
+Result<RedisSettings> parse_cluster_url(std::string_view rest, Transport transport) {
+  RedisSettings s;
+  s.transport = transport;
+  size_t end = rest.find_first_of("/?");
+  std::string_view tail = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+  auto authority = take_userinfo(rest.substr(0, std::min(end, rest.size())), s);
+  if (!authority.ok()) return authority.status();
+  if (authority->empty()) return bad("no cluster node is given (host1:6379,host2:6379)");
+  auto seeds = parse_host_list(*authority, 6379, "cluster node");
+  if (!seeds.ok()) return seeds.status();
+  if (seeds->size() > 64) return bad("more than 64 cluster nodes are given");
+  s.cluster_seeds = std::move(*seeds);
+  if (!tail.empty() && tail[0] == '/') tail.remove_prefix(1);
+  if (!tail.empty() && tail[0] != '?') return bad("a Redis Cluster has only database 0: nothing may follow the '/'");
+  if (!tail.empty()) tail.remove_prefix(1);
+  while (!tail.empty()) {
+    size_t amp = tail.find('&');
+    std::string_view param = tail.substr(0, amp);
+    tail = amp == std::string_view::npos ? std::string_view() : tail.substr(amp + 1);
+    size_t eq = param.find('=');
+    std::string_view key = param.substr(0, eq);
+    if (key != "db" || eq == std::string_view::npos)
+      return bad("unknown query parameter '" + std::string(key.substr(0, 40)) + "' (known: db)");
+    auto db = parse_db(param.substr(eq + 1));
+    if (!db.ok()) return db.status();
+    if (*db != 0) return bad("a Redis Cluster has only database 0");
+  }
+  s.host = s.cluster_seeds.front().host;
+  s.port = s.cluster_seeds.front().port;
+  return s;
+}
 }  // namespace
 
 std::string Endpoint::describe() const {
@@ -154,6 +205,11 @@ std::string Endpoint::describe() const {
 }
 
 std::string RedisSettings::describe() const {
+  if (!cluster_seeds.empty()) {
+    std::string out = transport == Transport::kTls ? "rediss-cluster://" : "redis-cluster://";
+    for (size_t i = 0; i < cluster_seeds.size(); ++i) out += (i ? "," : "") + cluster_seeds[i].describe();
+    return out;
+  }
   if (!sentinels.empty()) {
     std::string out = transport == Transport::kTls ? "rediss-sentinel://" : "redis-sentinel://";
     for (size_t i = 0; i < sentinels.size(); ++i) out += (i ? "," : "") + sentinels[i].describe();
@@ -177,6 +233,8 @@ Result<RedisSettings> parse_redis_url(std::string_view text) {
   if (text.empty()) return bad("it is empty");
   if (starts_with_ci(text, "redis-sentinel://")) return parse_sentinel_url(text.substr(17), Transport::kTcp);
   if (starts_with_ci(text, "rediss-sentinel://")) return parse_sentinel_url(text.substr(18), Transport::kTls);
+  if (starts_with_ci(text, "redis-cluster://")) return parse_cluster_url(text.substr(16), Transport::kTcp);
+  if (starts_with_ci(text, "rediss-cluster://")) return parse_cluster_url(text.substr(17), Transport::kTls);
   auto parsed = boost::urls::parse_uri(text);
   if (!parsed) return bad("it is not a URL");
   const boost::urls::url_view& u = *parsed;

@@ -10,6 +10,10 @@
 //                                                the master is found through these sentinels
 //                                                (sentinel_resolver.h); user and password are
 //                                                the master's; rediss-sentinel:// for TLS
+//   redis-cluster://[user:password@]h1[:6379],h2[:6379][/][?db=0]
+//                                                Redis Cluster, reached through any of these
+//                                                seed nodes (cluster_router.h); only db 0;
+//                                                rediss-cluster:// for TLS to every node
 // Passwords and user names are percent-decoded. parse_redis_url() never puts the
 // password (or the URL) into an error message: errors read
 //   "REDIS_URL is not valid: <what is wrong> (expected redis://[user][:password]@host:port[/db], ...)".
@@ -53,6 +57,11 @@ struct RedisSettings {
   std::string sentinel_master;    // the name the sentinels monitor the master under
   std::string sentinel_password;  // secret (REDIS_SENTINEL_PASSWORD); AUTH to the sentinels when set
   bool sentinel_watch = true;     // subscribe to +switch-master on a sentinel as a hint
+  // Redis Cluster (redis-cluster://, rediss-cluster://): when `cluster_seeds` is
+  // not empty, the slot map is asked of these nodes and commands go to the
+  // master of each key's slot (cluster_router.h); host and port are the first
+  // seed's; `transport` (kTcp or kTls), user and password apply to every node.
+  std::vector<Endpoint> cluster_seeds;
   // REDIS_WAIT_REPLICAS: after an acquire and after a fenced publish, WAIT for
   // this many replicas (within command_timeout / 2); 0: do not wait.
   int wait_replicas = 0;

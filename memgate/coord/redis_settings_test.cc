@@ -144,5 +144,43 @@ TEST(RedisUrl, BadSentinelUrlsNameTheVariableAndNeverThePassword) {
   }
 }
 
+TEST(RedisUrl, AClusterUrlNamesItsSeedNodes) {
+  auto s = parse_redis_url("redis-cluster://app:p%40ss@10.0.0.1:7000,node-2,[::1]:7002");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->transport, Transport::kTcp);
+  ASSERT_EQ(s->cluster_seeds.size(), 3u);
+  EXPECT_EQ(s->cluster_seeds[0], (Endpoint{"10.0.0.1", 7000}));
+  EXPECT_EQ(s->cluster_seeds[1], (Endpoint{"node-2", 6379})) << "the default port";
+  EXPECT_EQ(s->cluster_seeds[2], (Endpoint{"::1", 7002}));
+  EXPECT_EQ(s->username, "app");
+  EXPECT_EQ(s->password, "p@ss");
+  EXPECT_EQ(s->db, 0);
+  EXPECT_TRUE(s->sentinels.empty());
+  EXPECT_EQ(s->describe(), "redis-cluster://10.0.0.1:7000,node-2:6379,[::1]:7002");
+  for (const char* url : {"rediss-cluster://h1:7000/", "REDISS-CLUSTER://h1:7000/?db=0", "rediss-cluster://h1:7000?db=0"}) {
+    auto tls = parse_redis_url(url);
+    ASSERT_TRUE(tls.ok()) << url << ": " << tls.status().to_string();
+    EXPECT_EQ(tls->transport, Transport::kTls);
+    EXPECT_EQ(tls->describe(), "rediss-cluster://h1:7000");
+  }
+}
+
+TEST(RedisUrl, BadClusterUrlsNameTheVariableAndNeverThePassword) {
+  for (const char* url : {"redis-cluster://:hunter2@", "redis-cluster://:hunter2@/", "redis-cluster://:hunter2@h1:0",
+                          "redis-cluster://:hunter2@h1:99999", "redis-cluster://:hunter2@h1,",
+                          "redis-cluster://:hunter2@h1:7000/1", "redis-cluster://:hunter2@h1:7000?db=1",
+                          "redis-cluster://:hunter2@h1:7000/?db=x", "redis-cluster://:hunter2@h1?foo=1",
+                          "redis-cluster://:hunter2@[::1", "redis-cluster://:hun%zzter2@h1"}) {
+    auto s = parse_redis_url(url);
+    ASSERT_FALSE(s.ok()) << url;
+    EXPECT_EQ(s.status().message().rfind("REDIS_URL is not valid", 0), 0u) << s.status().message();
+    EXPECT_EQ(s.status().message().find("hunter2"), std::string::npos) << s.status().message();
+    EXPECT_EQ(s.status().message().find("hun"), std::string::npos) << s.status().message();
+  }
+  std::string many = "redis-cluster://";
+  for (int i = 0; i < 65; ++i) many += (i ? ",h" : "h") + std::to_string(i);
+  EXPECT_FALSE(parse_redis_url(many).ok());
+}
+
 }  // namespace
 }  // namespace memgate::coord

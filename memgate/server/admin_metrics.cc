@@ -170,6 +170,30 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
                                                 "Locks and publishes fewer replicas acknowledged than REDIS_WAIT_REPLICAS");
     metrics::add_counter(unreplicated, static_cast<double>(m->unreplicated_writes.load()));
     out.push_back(std::move(unreplicated));
+    // Redis Cluster: redirects followed, slot maps installed, retries, and the
+    // map itself (each master and how many slots it holds).
+    auto redirects = metrics::counter_family("memgate_coord_cluster_redirects_total",
+                                             "Redis Cluster redirects followed, by kind (moved, ask)");
+    metrics::add_counter(redirects, static_cast<double>(m->cluster_redirects_moved.load()), {{"kind", "moved"}});
+    metrics::add_counter(redirects, static_cast<double>(m->cluster_redirects_ask.load()), {{"kind", "ask"}});
+    out.push_back(std::move(redirects));
+    auto refreshes = metrics::counter_family("memgate_coord_cluster_slot_map_refreshes_total",
+                                             "Redis Cluster slot maps read and installed");
+    metrics::add_counter(refreshes, static_cast<double>(m->cluster_slot_map_refreshes.load()));
+    out.push_back(std::move(refreshes));
+    auto cluster_retries = metrics::counter_family(
+        "memgate_coord_cluster_retries_total", "Redis Cluster commands sent again, by reason (tryagain, clusterdown)");
+    metrics::add_counter(cluster_retries, static_cast<double>(m->cluster_retries_tryagain.load()),
+                         {{"reason", "tryagain"}});
+    metrics::add_counter(cluster_retries, static_cast<double>(m->cluster_retries_clusterdown.load()),
+                         {{"reason", "clusterdown"}});
+    out.push_back(std::move(cluster_retries));
+    if (auto nodes = m->cluster_nodes(); !nodes.empty()) {
+      auto slots = metrics::gauge_family("memgate_coord_cluster_node_slots",
+                                         "Slots each Redis Cluster master holds in the slot map in use");
+      for (auto& n : nodes) metrics::add_gauge(slots, static_cast<double>(n.slots), {{"address", n.address}});
+      out.push_back(std::move(slots));
+    }
     // The master in use (Sentinel): one series, labelled with its address.
     if (std::string master = m->master_address(); !master.empty()) {
       auto in_use = metrics::gauge_family("memgate_coord_redis_master", "The Redis master in use (1), by address");
