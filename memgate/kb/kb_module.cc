@@ -32,9 +32,11 @@
 #include "memgate/kb/index.h"
 #include "memgate/kb/mcp_resources.h"
 #include "memgate/kb/routes.h"
+#include "memgate/mcp/bearer_metrics.h"
 #include "memgate/mcp/bearer_settings.h"
 #include "memgate/mcp/http_endpoint.h"
 #include "memgate/mcp/server.h"
+#include "memgate/metrics/metrics.h"
 
 namespace memgate::kb {
 namespace {
@@ -222,6 +224,7 @@ class KbModule final : public startup::Module, public std::enable_shared_from_th
     if (Status st = mcp::install_endpoint(ctx.router, "/mcp", server, ctx.workers); !st.ok()) return st;
     if (s_.mcp.bearer) {
       if (Status st = mcp::install_resource_metadata(ctx.router, "/mcp", s_.mcp.bearer); !st.ok()) return st;
+      if (ctx.metrics) ctx.metrics->own_collectable(std::make_shared<mcp::BearerCollector>(s_.mcp.bearer));
     }
     installed_ = true;
     if (artifacts_ && !s_.corpus_dir.empty() && s_.watch_interval.count() > 0)

@@ -26,6 +26,7 @@
 // worker threads at once. The clock must outlive it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -40,61 +41,69 @@
 
 namespace memgate::mcp {
 
-inline constexpr std::string_view kResourceMetadataPath =
-    "/.well-known/oauth-protected-resource";
+inline constexpr std::string_view kResourceMetadataPath = "/.well-known/oauth-protected-resource";
 inline constexpr std::chrono::seconds kMaxClockSkew{300};
 
 using ToolScopes = std::map<std::string, std::vector<std::string>, std::less<>>;
 
 struct BearerOptions {
-  std::shared_ptr<const Jwks> keys; // not null
-  std::string issuer;               // iss, and the one authorization server
-  std::string audience;             // aud must hold it
-  std::string resource; // the public URL of /mcp (RFC 9728 `resource`)
-  std::vector<std::string> required_scopes; // every request needs all of these
-  ToolScopes tool_scopes; // tools/call of a tool needs all of its own too
-  std::chrono::seconds leeway{
-      60}; // clock skew on exp/nbf/iat, at most kMaxClockSkew
+  std::shared_ptr<const Jwks> keys;          // not null
+  std::string issuer;                        // iss, and the one authorization server
+  std::string audience;                      // aud must hold it
+  std::string resource;                      // the public URL of /mcp (RFC 9728 `resource`)
+  std::vector<std::string> required_scopes;  // every request needs all of these
+  ToolScopes tool_scopes;                    // tools/call of a tool needs all of its own too
+  std::chrono::seconds leeway{60};           // clock skew on exp/nbf/iat, at most kMaxClockSkew
 };
 
 // The outcome of one check: allowed (status 0), or the refusal to send.
 struct AuthVerdict {
-  int status = 0;               // 0: allowed; else 401 or 403
-  std::string www_authenticate; // the challenge, for a refusal
-  std::string message;          // for the JSON-RPC error: a fixed phrase
-  Claims claims;                // when allowed
+  int status = 0;                // 0: allowed; else 401 or 403
+  std::string www_authenticate;  // the challenge, for a refusal
+  std::string message;           // for the JSON-RPC error: a fixed phrase
+  Claims claims;                 // when allowed
 
   bool allowed() const { return status == 0; }
 };
 
 class BearerAuth {
-public:
-  explicit BearerAuth(BearerOptions options,
-                      const Clock &clock = SteadyClock::instance());
+ public:
+  explicit BearerAuth(BearerOptions options, const Clock& clock = SteadyClock::instance());
 
   // Checks the Authorization header's value ("" when absent), token and the
   // scopes every request needs.
   AuthVerdict authenticate(std::string_view authorization) const;
   // Whether a verified bearer may call `tool`: an allowed verdict, or the 403.
-  AuthVerdict authorize_tool(const Claims &claims, std::string_view tool) const;
+  AuthVerdict authorize_tool(const Claims& claims, std::string_view tool) const;
+
+  // What authenticate() and authorize_tool() answered since start (for
+  // /metrics: bearer_metrics.h).
+  struct Counts {
+    uint64_t accepted = 0;            // a verified token with the endpoint's scopes
+    uint64_t missing = 0;             // no Bearer credentials
+    uint64_t invalid = 0;             // a token that did not verify
+    uint64_t insufficient_scope = 0;  // a verified token without an endpoint scope
+    uint64_t tool_refused = 0;        // tools/call without the tool's scopes
+  };
+  Counts counts() const;
 
   // The RFC 9728 document, as JSON text.
   std::string metadata_json() const;
   // Where that document is, as a client derives it from `resource`.
-  const std::string &metadata_url() const { return metadata_url_; }
+  const std::string& metadata_url() const { return metadata_url_; }
   // Every scope a setting names, sorted, once each.
   std::vector<std::string> scopes_supported() const;
-  const BearerOptions &options() const { return options_; }
+  const BearerOptions& options() const { return options_; }
 
-private:
-  AuthVerdict refuse(int status, std::string_view error,
-                     std::string_view description,
-                     const std::vector<std::string> &scopes) const;
+ private:
+  AuthVerdict refuse(int status, std::string_view error, std::string_view description,
+                     const std::vector<std::string>& scopes) const;
 
   BearerOptions options_;
   VerifyOptions verify_;
-  const Clock &clock_;
+  const Clock& clock_;
   std::string metadata_url_;
+  mutable std::atomic<uint64_t> accepted_{0}, missing_{0}, invalid_{0}, insufficient_{0}, tool_refused_{0};
 };
 
 // Settings' text forms, checked where the settings are read.
@@ -111,4 +120,4 @@ Result<ToolScopes> parse_tool_scopes(std::string_view text);
 // The RFC 9728 §3.1 metadata URL of `resource` (a URL check_url accepted).
 std::string metadata_url_for(std::string_view resource);
 
-} // namespace memgate::mcp
+}  // namespace memgate::mcp

@@ -22,20 +22,17 @@
 namespace memgate::mcp {
 
 struct BearerSettings {
-  BearerOptions options; // keys null while MCP_AUTH_JWKS is unset
-  bool any_set =
-      false; // some MCP_AUTH_* row other than the clock skew was given
+  BearerOptions options;  // keys null while MCP_AUTH_JWKS is unset
+  bool any_set = false;   // some MCP_AUTH_* row other than the clock skew was given
 };
 
 // The rows, in --help `section`.
-const std::vector<OptionRow<BearerSettings>> &
-bearer_rows(const std::string &section);
+const std::vector<OptionRow<BearerSettings>>& bearer_rows(const std::string& section);
 
 // The BearerAuth the settings describe (null: MCP_AUTH_JWKS unset). `tools`
 // are the names MCP_AUTH_TOOL_SCOPES may name; `static_token` tells whether
 // MCP_AUTH_TOKEN is set too (the two are exclusive).
-Result<std::shared_ptr<const BearerAuth>>
-make_bearer_auth(BearerSettings settings, const std::vector<std::string> &tools,
-                 bool static_token);
+Result<std::shared_ptr<const BearerAuth>> make_bearer_auth(BearerSettings settings,
+                                                           const std::vector<std::string>& tools, bool static_token);
 
-} // namespace memgate::mcp
+}  // namespace memgate::mcp

@@ -39,13 +39,12 @@
 
 namespace memgate::mcp {
 
-inline constexpr size_t kMaxTokenBytes = 8192;      // the whole compact token
-inline constexpr size_t kMaxJwtHeaderBytes = 1024;  // decoded
-inline constexpr size_t kMaxJwtPayloadBytes = 4096; // decoded
-inline constexpr size_t kMaxJwksBytes = 256 * 1024; // the JWKS file
-inline constexpr size_t kMaxJwksKeys =
-    32; // keys in one set (all of them, used or not)
-inline constexpr size_t kMaxTokenScopes = 128; // scopes read from one token
+inline constexpr size_t kMaxTokenBytes = 8192;       // the whole compact token
+inline constexpr size_t kMaxJwtHeaderBytes = 1024;   // decoded
+inline constexpr size_t kMaxJwtPayloadBytes = 4096;  // decoded
+inline constexpr size_t kMaxJwksBytes = 256 * 1024;  // the JWKS file
+inline constexpr size_t kMaxJwksKeys = 32;           // keys in one set (all of them, used or not)
+inline constexpr size_t kMaxTokenScopes = 128;       // scopes read from one token
 
 // The signature algorithms verify_jwt accepts.
 enum class JwtAlg { kRs256, kEs256 };
@@ -53,7 +52,7 @@ std::string_view alg_name(JwtAlg alg);
 
 // The verification keys of a JWKS, each with its `kid` and algorithm.
 class Jwks {
-public:
+ public:
   // Parses a JWKS document: {"keys": [...]}. A key of another type or curve, or
   // one marked "use": "enc", or whose "alg" is not RS256/ES256, is skipped
   // (key sets often carry encryption keys); a key of our kinds whose numbers do
@@ -62,34 +61,33 @@ public:
   // no usable key. kInvalidArgument with what is wrong ("key 2: ...").
   static Result<std::shared_ptr<const Jwks>> parse(std::string_view json);
   // Reads `path` (a regular file of at most kMaxJwksBytes) and parses it.
-  static Result<std::shared_ptr<const Jwks>> load_file(const std::string &path);
+  static Result<std::shared_ptr<const Jwks>> load_file(const std::string& path);
 
-  struct Key; // a kid, an algorithm and an OpenSSL public key (jwt.cc)
+  struct Key;  // a kid, an algorithm and an OpenSSL public key (jwt.cc)
 
   size_t size() const { return keys_.size(); }
   // The usable keys' kids, in the file's order ("" for a key without one).
   std::vector<std::string> kids() const;
   // The key a token's header selects, or nullptr (`kid` empty: the only key).
-  const Key *select(std::string_view kid) const;
-  static JwtAlg key_alg(const Key &key);
+  const Key* select(std::string_view kid) const;
+  static JwtAlg key_alg(const Key& key);
 
-private:
+ private:
   std::vector<std::shared_ptr<const Key>> keys_;
 };
 
 struct VerifyOptions {
-  std::string issuer;              // `iss` must equal this
-  std::string audience;            // `aud` must be, or hold, this
-  std::chrono::seconds leeway{60}; // clock skew allowed on exp, nbf and iat
+  std::string issuer;               // `iss` must equal this
+  std::string audience;             // `aud` must be, or hold, this
+  std::chrono::seconds leeway{60};  // clock skew allowed on exp, nbf and iat
 };
 
 // What a verified token says about its bearer.
 struct Claims {
-  std::string subject;   // `sub`, "" when absent
-  std::string client_id; // `client_id` (RFC 9068) or `azp`, "" when absent
-  std::vector<std::string>
-      scopes; // `scope` (space-separated) or `scp` (string or array)
-  int64_t expires_at = 0; // `exp`, seconds since the epoch
+  std::string subject;              // `sub`, "" when absent
+  std::string client_id;            // `client_id` (RFC 9068) or `azp`, "" when absent
+  std::vector<std::string> scopes;  // `scope` (space-separated) or `scp` (string or array)
+  int64_t expires_at = 0;           // `exp`, seconds since the epoch
 
   bool has_scope(std::string_view scope) const;
 };
@@ -97,8 +95,7 @@ struct Claims {
 // Verifies `token` (the compact JWT, without "Bearer ") against `keys` at
 // `now_unix` (seconds since the epoch). Returns its claims, or kInvalidArgument
 // naming the rule it broke in a fixed phrase.
-Result<Claims> verify_jwt(std::string_view token, const Jwks &keys,
-                          const VerifyOptions &options, int64_t now_unix);
+Result<Claims> verify_jwt(std::string_view token, const Jwks& keys, const VerifyOptions& options, int64_t now_unix);
 
 // Strict base64url (RFC 4648 §5) without padding: nullopt-like failure for any
 // byte outside the alphabet, a length of 1 mod 4, or non-zero trailing bits.
@@ -106,4 +103,4 @@ Result<Claims> verify_jwt(std::string_view token, const Jwks &keys,
 Result<std::string> base64url_decode(std::string_view text, size_t max_out);
 std::string base64url_encode(std::string_view bytes);
 
-} // namespace memgate::mcp
+}  // namespace memgate::mcp

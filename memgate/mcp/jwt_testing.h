@@ -14,14 +14,14 @@
 namespace memgate::mcp::testing {
 
 class TestKey {
-public:
+ public:
   static TestKey rsa(std::string kid, int bits = 2048);
   static TestKey ec(std::string kid);
-  TestKey(TestKey &&) noexcept;
-  TestKey &operator=(TestKey &&) noexcept;
+  TestKey(TestKey&&) noexcept;
+  TestKey& operator=(TestKey&&) noexcept;
   ~TestKey();
 
-  const std::string &kid() const { return kid_; }
+  const std::string& kid() const { return kid_; }
   bool is_rsa() const { return rsa_; }
   std::string alg() const { return rsa_ ? "RS256" : "ES256"; }
   // The public JWK: kty, kid, use, alg and n/e or crv/x/y.
@@ -33,12 +33,11 @@ public:
   // base64url.
   std::string signature(std::string_view signing_input) const;
   // A compact JWT of `header` and `payload`, signed with this key.
-  std::string sign(const boost::json::object &header,
-                   const boost::json::object &payload) const;
+  std::string sign(const boost::json::object& header, const boost::json::object& payload) const;
   // The usual header: {"alg": alg(), "typ": "JWT", "kid": kid()}.
   boost::json::object header() const;
 
-private:
+ private:
   TestKey() = default;
   struct Pkey;
   std::unique_ptr<Pkey> pkey_;
@@ -47,13 +46,10 @@ private:
 };
 
 // {"keys": [jwk of each]}.
-std::string jwks_json(const std::vector<const TestKey *> &keys);
+std::string jwks_json(const std::vector<const TestKey*>& keys);
 // base64url(header) + "." + base64url(payload): the signing input.
-std::string signing_input(const boost::json::object &header,
-                          const boost::json::object &payload);
+std::string signing_input(const boost::json::object& header, const boost::json::object& payload);
 // An HS256 token keyed with `secret`: the alg-confusion forgery.
-std::string sign_hs256(std::string_view secret,
-                       const boost::json::object &header,
-                       const boost::json::object &payload);
+std::string sign_hs256(std::string_view secret, const boost::json::object& header, const boost::json::object& payload);
 
-} // namespace memgate::mcp::testing
+}  // namespace memgate::mcp::testing
