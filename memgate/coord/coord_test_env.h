@@ -11,12 +11,62 @@
 #include <string>
 #include <vector>
 
+#include "memgate/coord/cluster_router.h"
 #include "memgate/coord/connection.h"
 #include "memgate/coord/coordinator.h"
+#include "memgate/coord/redis_link.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/redis_topology.h"
 
 namespace memgate::coord {
+
+// raw() on a cluster: keyed commands routed as the backend routes them (KEYS
+// with a tagged pattern lands on the tag's node too), keyless ones (FLUSHALL)
+// sent to every master.
+class RawClusterLink final : public RedisLink {
+ public:
+  RawClusterLink(const RedisSettings& cluster, const std::vector<std::string>& node_urls, CoordMetrics* metrics)
+      : router_(cluster, metrics) {
+    for (auto& url : node_urls) {
+      auto s = parse_redis_url(url);
+      if (s.ok()) nodes_.push_back(Connection::create(*s, metrics, false));
+    }
+  }
+  Status wait_connected(std::chrono::milliseconds timeout) override {
+    for (auto& n : nodes_)
+      if (Status st = n->wait_connected(timeout); !st.ok()) return st;
+    return router_.wait_connected(timeout);
+  }
+  bool connected() const override { return router_.connected(); }
+  std::string last_error() const override { return router_.last_error(); }
+  void async_command(const std::vector<std::string_view>& args, ReplyCallback cb) override {
+    router_.async_command(args, std::move(cb));
+  }
+  void async_eval(const Script& script, const std::vector<std::string_view>& keys,
+                  const std::vector<std::string_view>& args, ReplyCallback cb) override {
+    router_.async_eval(script, keys, args, std::move(cb));
+  }
+  Result<Reply> command(const std::vector<std::string_view>& args) override {
+    if (args.size() > 1) return router_.command(args);
+    Result<Reply> last = Internal("no node");
+    for (auto& n : nodes_) {
+      last = n->command(args);
+      if (!last.ok() || last->is_error()) return last;
+    }
+    return last;
+  }
+  Result<Reply> eval(const Script& script, const std::vector<std::string_view>& keys,
+                     const std::vector<std::string_view>& args) override {
+    return router_.eval(script, keys, args);
+  }
+  Result<Reply> command_near(std::string_view key, const std::vector<std::string_view>& args) override {
+    return router_.command_near(key, args);
+  }
+
+ private:
+  ClusterRouter router_;
+  std::vector<std::unique_ptr<Connection>> nodes_;
+};
 
 class RedisTest : public ::testing::Test {
  protected:
@@ -83,13 +133,16 @@ class RedisTest : public ::testing::Test {
   std::unique_ptr<Coordinator> coordinator() { return coordinator(options()); }
 
   // A plain connection for looking at (and tampering with) keys: to the
-  // server, or the master the topology has now (made again after a kill).
-  Connection& raw() {
+  // server, or the master the topology has now (made again after a kill); on
+  // a cluster, a RawClusterLink.
+  RedisLink& raw() {
     if (!raw_) {
-      auto s = parse_redis_url(topology_ ? topology_->master_url() : url());
+      bool cluster = topology_ && topology_->kind() == testing::TopologyKind::kCluster;
+      auto s = parse_redis_url(cluster || !topology_ ? url() : topology_->master_url());
       EXPECT_TRUE(s.ok());
       s->tls_ca = ca_file();
-      raw_ = Connection::create(*s, &raw_metrics_, false);
+      if (cluster) raw_ = std::make_unique<RawClusterLink>(*s, topology_->node_urls(), &raw_metrics_);
+      else raw_ = link_to_connection(Connection::create(*s, &raw_metrics_, false));
       EXPECT_TRUE(raw_->wait_connected(std::chrono::seconds(2)).ok());
     }
     return *raw_;
@@ -108,7 +161,7 @@ class RedisTest : public ::testing::Test {
   CoordMetrics raw_metrics_;
   std::unique_ptr<testing::RedisServer> server_;
   std::unique_ptr<testing::RedisTopology> topology_;
-  std::unique_ptr<Connection> raw_;
+  std::unique_ptr<RedisLink> raw_;
   std::string dir_;
 };
 

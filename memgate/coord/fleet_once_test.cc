@@ -1,5 +1,5 @@
 // fleet_once. The suites about coordination (FleetOnce, FleetStepRedisDown)
-// run once per topology (X/Single, X/Sentinel: redis_topology.h); the ones
+// run once per topology (X/Single, X/Sentinel, X/Cluster: redis_topology.h); the ones
 // about what an artifact may hold (FleetArtifact, FleetStepTest) are
 // topology-blind and run against one server.
 #include <signal.h>

@@ -1,6 +1,6 @@
 // The lock-safety suite runs once per topology (LeaseLock.X/Single against one
 // redis-server, LeaseLock.X/Sentinel through three sentinels to a master with a
-// replica): the same exclusion, fencing, watchdog and kill/stop guarantees must
+// replica, LeaseLock.X/Cluster through a three-master Redis Cluster): the same exclusion, fencing, watchdog and kill/stop guarantees must
 // hold through either. JSON values are topology-blind and run on one server.
 #include <signal.h>
 

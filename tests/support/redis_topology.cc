@@ -1,9 +1,11 @@
 // The topologies over the harnesses that start the real processes: RedisServer
-// for a single server, SentinelGroup for the Sentinel-managed pair.
+// for a single server, SentinelGroup for the Sentinel-managed pair, RedisCluster
+// for three cluster masters.
 #include "tests/support/redis_topology.h"
 
 #include <chrono>
 
+#include "tests/support/redis_cluster.h"
 #include "tests/support/redis_sentinel.h"
 #include "tests/support/redis_server.h"
 
@@ -72,9 +74,42 @@ class SentinelTopology : public RedisTopology {
   std::unique_ptr<SentinelGroup> group_;
 };
 
+class ClusterTopology : public RedisTopology {
+ public:
+  explicit ClusterTopology(std::unique_ptr<RedisCluster> cluster) : cluster_(std::move(cluster)) {}
+  TopologyKind kind() const override { return TopologyKind::kCluster; }
+  std::string url() const override { return cluster_->url(); }
+  std::string master_url() override { return plain_url(cluster_->port(0)); }
+  std::vector<std::string> node_urls() override {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < cluster_->size(); ++i) out.push_back(plain_url(cluster_->port(i)));
+    return out;
+  }
+  void kill_data() override {
+    for (size_t i = 0; i < cluster_->size(); ++i) cluster_->node(i).kill();
+  }
+  // Each node comes back on its port with its nodes.conf (same id, same
+  // slots) and no data; the cluster is whole again once all agree.
+  Status restart_empty() override {
+    for (size_t i = 0; i < cluster_->size(); ++i)
+      if (Status st = cluster_->node(i).restart(); !st.ok()) return st;
+    if (!wait_until([&] { return cluster_->healthy(); }, 30s))
+      return Unavailable("the restarted cluster did not reach cluster_state:ok");
+    return Status::Ok();
+  }
+  Status fail_over(std::chrono::milliseconds) override {
+    return FailedPrecondition("a cluster without replicas has nothing to fail over to");
+  }
+
+ private:
+  std::unique_ptr<RedisCluster> cluster_;
+};
+
 }  // namespace
 
-std::vector<TopologyKind> all_topologies() { return {TopologyKind::kSingle, TopologyKind::kSentinel}; }
+std::vector<TopologyKind> all_topologies() {
+  return {TopologyKind::kSingle, TopologyKind::kSentinel, TopologyKind::kCluster};
+}
 
 std::string topology_name(TopologyKind kind) {
   switch (kind) {
@@ -82,6 +117,8 @@ std::string topology_name(TopologyKind kind) {
       return "Single";
     case TopologyKind::kSentinel:
       return "Sentinel";
+    case TopologyKind::kCluster:
+      return "Cluster";
   }
   return "Unknown";
 }
@@ -97,6 +134,11 @@ Result<std::unique_ptr<RedisTopology>> RedisTopology::start(TopologyKind kind) {
       auto g = SentinelGroup::start();
       if (!g.ok()) return g.status();
       return std::unique_ptr<RedisTopology>(new SentinelTopology(std::move(*g)));
+    }
+    case TopologyKind::kCluster: {
+      auto c = RedisCluster::start();
+      if (!c.ok()) return c.status();
+      return std::unique_ptr<RedisTopology>(new ClusterTopology(std::move(*c)));
     }
   }
   return InvalidArgument("unknown topology");
