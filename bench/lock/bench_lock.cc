@@ -11,10 +11,16 @@
 //      (two runs; a lock is one of each, so locks/s = 1 / (1/a + 1/b));
 //   5. fleet: time until 8 memgate_coord_tool processes are all ready with
 //      fleet_once (one builds, seven load), against 8 processes that each build.
-// Usage: memgate_bench_lock [--seconds S] [--lockers N] [--build-ms B]
+// With --topology cluster, instead: a three-master Redis Cluster (tests/support/
+// redis_cluster.h) against one redis-server started in the same run, each figure
+// as a ratio to the single server's: sequential acquire+release (interleaved
+// 0.2 s slices), N concurrent async lockers (alternating rounds, medians), and
+// the 8-instance fleet_once readiness.
+// Usage: memgate_bench_lock [--seconds S] [--lockers N] [--build-ms B] [--topology single|cluster]
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +34,7 @@
 
 #include "memgate/coord/coordinator.h"
 #include "memgate/coord/redis_backend.h"
+#include "tests/support/redis_cluster.h"
 #include "tests/support/redis_server.h"
 
 using namespace memgate;
@@ -188,6 +195,62 @@ double fleet_ready_seconds(const std::string& url, bool alone, int instances, in
   return seconds_since(start);
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// --topology cluster: the cluster's figures, each against one server measured alongside.
+int cluster_figures(double seconds, int lockers, int build_ms) {
+  auto single = testing::RedisServer::start();
+  auto cluster = testing::RedisCluster::start();
+  if (!single.ok() || !cluster.ok()) {
+    std::cerr << "cannot start redis: " << (single.ok() ? cluster.status() : single.status()).to_string() << "\n";
+    return 1;
+  }
+  CoordinatorOptions so, co;
+  so.redis_url = (*single)->url();
+  co.redis_url = (*cluster)->url();
+  auto one = Coordinator::create(so);
+  auto three = Coordinator::create(co);
+  if (!one.ok() || !three.ok() || (*one)->backend() != "redis" || (*three)->backend() != "redis") {
+    std::cerr << "no redis\n";
+    return 1;
+  }
+  std::printf("redis-server 127.0.0.1:%u and a 3-master cluster (%s), %.1fs per measurement, %d lockers\n",
+              (*single)->port(), (*cluster)->url().c_str(), seconds, lockers);
+  Rate seq_one, seq_three;
+  for (double done = 0; done < seconds; done += 0.2) {
+    memgate_sequential_slice(**one, 0.2, seq_one);
+    memgate_sequential_slice(**three, 0.2, seq_three);
+  }
+  std::vector<double> conc_one, conc_three;
+  for (int round = 0; round < 3; ++round) {
+    conc_one.push_back(memgate_concurrent(*(*one)->redis(), lockers, seconds / 3));
+    conc_three.push_back(memgate_concurrent(*(*three)->redis(), lockers, seconds / 3));
+  }
+  std::string dir = testing::temp_dir("memgate-bench-lock");
+  std::vector<double> fleet_one, fleet_three;
+  for (int round = 0; round < 3; ++round) {
+    std::string r = std::to_string(round);
+    fleet_one.push_back(fleet_ready_seconds((*single)->url(), false, 8, build_ms, dir, "bench:one:" + r, true));
+    fleet_three.push_back(fleet_ready_seconds((*cluster)->url(), false, 8, build_ms, dir, "bench:three:" + r, true));
+  }
+  testing::remove_tree(dir);
+  double s1 = seq_one.per_second(), s3 = seq_three.per_second();
+  double c1 = median(conc_one), c3 = median(conc_three), f1 = median(fleet_one), f3 = median(fleet_three);
+  std::printf("\n%-58s %12s %12s %8s\n", "", "one server", "cluster", "ratio");
+  std::printf("%-58s %12.0f %12.0f %7.2fx\n", "memgate Coordinator, sequential acquire+release (locks/s)", s1, s3,
+              s1 > 0 ? s3 / s1 : 0);
+  std::printf("%-58s %12.0f %12.0f %7.2fx\n",
+              ("memgate, " + std::to_string(lockers) + " concurrent lockers, median of 3 (locks/s)").c_str(), c1, c3,
+              c1 > 0 ? c3 / c1 : 0);
+  std::printf("%-58s %12.3f %12.3f %7.2fx\n",
+              ("8 instances all ready, fleet_once, " + std::to_string(build_ms) + "ms CPU build (s)").c_str(), f1, f3,
+              f1 > 0 ? f3 / f1 : 0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -195,14 +258,21 @@ int main(int argc, char** argv) {
   int lockers = 64;
   int build_ms = 1000;
   bool seq_only = false;  // --seq-only 1: just the interleaved sequential loops (for profiling)
+  std::string topology = "single";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--seconds") seconds = std::stod(argv[i + 1]);
     else if (f == "--lockers") lockers = std::stoi(argv[i + 1]);
     else if (f == "--build-ms") build_ms = std::stoi(argv[i + 1]);
     else if (f == "--seq-only") seq_only = std::string(argv[i + 1]) == "1";
+    else if (f == "--topology") topology = argv[i + 1];
   }
   spdlog::set_level(spdlog::level::warn);
+  if (topology == "cluster") return cluster_figures(seconds, lockers, build_ms);
+  if (topology != "single") {
+    std::cerr << "--topology: single or cluster\n";
+    return 2;
+  }
   auto server = testing::RedisServer::start();
   if (!server.ok()) {
     std::cerr << server.status().to_string() << "\n";
