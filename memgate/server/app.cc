@@ -233,12 +233,14 @@ struct App::Impl {
     if (auth.substr(0, kBearer.size()) != kBearer) return false;
     return secret_equals(auth.substr(kBearer.size()), config.admin_token);
   }
+  static Response unauthorized() {
+    return Response::error(401, "unauthorized", "this admin route needs Authorization: Bearer <ADMIN_TOKEN>")
+        .header("WWW-Authenticate", "Bearer");
+  }
   template <typename F>
   http::SyncHandler admin(F f) {
     return [this, f = std::move(f)](const Request& req) -> Response {
-      if (!authorized(req))
-        return Response::error(401, "unauthorized", "this admin route needs Authorization: Bearer <ADMIN_TOKEN>")
-            .header("WWW-Authenticate", "Bearer");
+      if (!authorized(req)) return unauthorized();
       return f(req);
     };
   }
@@ -408,28 +410,37 @@ struct App::Impl {
                   return Response::json(200, json::serialize(json::object{{"source", source}, {"snapshots", std::move(list)}}));
                 }));
     // pprof's gzip-compressed protobuf by default (what `go tool pprof`, Parca
-    // and Grafana Alloy fetch), jemalloc's own text with ?format=jeprof.
-    (void)r.add(Method::kGet, "/debug/pprof/heap", admin([this](const Request& req) {
-                  std::string_view format = req.query_param("format");
-                  if (!format.empty() && format != "pprof" && format != "jeprof")
-                    return Response::error(400, "invalid_argument", "format must be pprof or jeprof");
-                  const bool jeprof = format == "jeprof";
-                  if (!memory::heap_profiling_active())
-                    return Response::error(409, "failed_precondition",
-                                           "heap profiling is off: start memgate with MEMGATE_HEAP_PROFILE=1");
-                  std::string path = config.profile_dir + "/memgate-" + config.instance_id + "-" +
-                                     std::to_string(SteadyClock::instance().unix_millis()) + "-pprof.heap";
-                  auto profile = memory::take_heap_profile(
-                      path, jeprof ? memory::HeapProfileFormat::kJeprof : memory::HeapProfileFormat::kPprof);
-                  if (!profile.ok()) return Response::from_status(profile.status());
-                  Response res;
-                  res.status = 200;
-                  res.content_type = "application/octet-stream";
-                  res.body = std::move(*profile);
-                  res.header("Content-Disposition", jeprof ? "attachment; filename=\"memgate.heap\""
-                                                           : "attachment; filename=\"memgate-heap.pb.gz\"");
-                  return res;
-                }));
+    // and Grafana Alloy fetch), jemalloc's own text with ?format=jeprof. The
+    // dump, its conversion and the symbol tables take tens of milliseconds, so
+    // they run on the worker pool, not on the admin listener's one IO thread.
+    (void)r.add(Method::kGet, "/debug/pprof/heap", [this](const Request& req, http::Responder responder) {
+      if (!authorized(req)) return std::move(responder).send(unauthorized());
+      std::string_view format = req.query_param("format");
+      if (!format.empty() && format != "pprof" && format != "jeprof")
+        return std::move(responder).send(Response::error(400, "invalid_argument", "format must be pprof or jeprof"));
+      if (!memory::heap_profiling_active())
+        return std::move(responder).send(Response::error(
+            409, "failed_precondition", "heap profiling is off: start memgate with MEMGATE_HEAP_PROFILE=1"));
+      const bool jeprof = format == "jeprof";
+      std::string path = config.profile_dir + "/memgate-" + config.instance_id + "-" +
+                         std::to_string(SteadyClock::instance().unix_millis()) + "-pprof.heap";
+      auto shared = std::make_shared<http::Responder>(std::move(responder));
+      bool posted = workers.try_post([shared, path = std::move(path), jeprof] {
+        auto profile = memory::take_heap_profile(
+            path, jeprof ? memory::HeapProfileFormat::kJeprof : memory::HeapProfileFormat::kPprof);
+        if (!profile.ok()) return std::move(*shared).send(Response::from_status(profile.status()));
+        Response res;
+        res.status = 200;
+        res.content_type = "application/octet-stream";
+        res.body = std::move(*profile);
+        res.header("Content-Disposition", jeprof ? "attachment; filename=\"memgate.heap\""
+                                                 : "attachment; filename=\"memgate-heap.pb.gz\"");
+        std::move(*shared).send(std::move(res));
+      });
+      if (!posted)
+        std::move(*shared).send(
+            Response::error(503, "unavailable", "the worker pool's queue is full; try again").header("Retry-After", "1"));
+    });
   }
 
   startup::LoaderOptions loader_options() {

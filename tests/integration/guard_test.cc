@@ -264,6 +264,20 @@ TEST(HeapProfile, GoToolPprofReadsTheHeapAndFindsTheKnownAllocationWithItsBytes)
   remove_tree(dir);
 }
 
+TEST(HeapProfile, WithAnAdminTokenTheProfileAsksForIt) {
+  auto server = ServerProcess::start({{"ADMIN_TOKEN", "pprof-test-token"}});
+  ASSERT_NE(server, nullptr);
+  HttpReply none = http_get(server->admin_port(), "/debug/pprof/heap");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(none.header("www-authenticate"), "Bearer");
+  HttpReply wrong = http_request(server->admin_port(), "GET", "/debug/pprof/heap", "",
+                                 {{"Authorization", "Bearer not-the-token"}});
+  EXPECT_EQ(wrong.status, 401);
+  HttpReply right = http_request(server->admin_port(), "GET", "/debug/pprof/heap", "",
+                                 {{"Authorization", "Bearer pprof-test-token"}});
+  EXPECT_EQ(right.status, 409) << "past the token: profiling is off" << right.body;
+}
+
 TEST(HeapProfile, WithoutProfilingPprofSaysHowToTurnItOn) {
   auto server = ServerProcess::start();
   ASSERT_NE(server, nullptr);
