@@ -269,6 +269,80 @@ TEST_F(Cluster, CompletionMessagesUseShardedPubSubOnRedisSeven) {
   EXPECT_TRUE(c->redis()->cluster()->sharded_pubsub());
 }
 
+// Two nodes that each say the other holds a slot: the command fails after the
+// redirect bound instead of bouncing between them for ever.
+TEST_F(Cluster, ASlotBothNodesSayTheOtherHoldsFailsAfterTheRedirectBound) {
+  auto c = coordinator();
+  std::string name = name_on(0, "loop");
+  uint16_t slot = key_slot(task_keys(name).lock);
+  std::string s = std::to_string(slot);
+  ASSERT_EQ(cluster_->cli(0, {"CLUSTER", "SETSLOT", s, "NODE", cluster_->node_id(1)}).substr(0, 2), "OK");
+  // Node 1 still believes node 0 holds it (it was never told otherwise).
+  ASSERT_NE(cluster_->cli(1, {"GET", task_keys(name).lock}).find("MOVED"), std::string::npos);
+  auto start = Steady::now();
+  auto r = c->acquire(name, 5s, 0ms);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().to_string();
+  EXPECT_NE(r.status().message().find("redirects"), std::string::npos) << r.status().to_string();
+  EXPECT_LT(Steady::now() - start, 10s);
+  EXPECT_GE(metrics_.cluster_redirects_moved.load(), static_cast<uint64_t>(ClusterRouter::kMaxRedirects));
+}
+
+// A cluster whose servers lack SPUBLISH (renamed away here, as on Redis 6):
+// completion messages go out with PUBLISH, over the cluster bus to every node,
+// and a waiter still wakes on them rather than on its slow poll.
+TEST(ClusterWithoutShardedPubSub, CompletionMessagesFallBackToPublish) {
+  testing::ClusterOptions options;
+  options.extra_args = {"--rename-command", "SPUBLISH", ""};
+  auto cluster = testing::RedisCluster::start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status().to_string();
+  std::string dir = testing::temp_dir("memgate-cluster-test");
+  CoordMetrics metrics;
+  auto make = [&] {
+    CoordinatorOptions o;
+    o.redis_url = (*cluster)->url();
+    o.local_dir = dir + "/local";
+    o.metrics = &metrics;
+    auto c = Coordinator::create(o);
+    EXPECT_TRUE(c.ok());
+    return std::move(*c);
+  };
+  auto builder_side = make();
+  auto waiter_side = make();
+  ASSERT_FALSE(waiter_side->redis()->cluster()->sharded_pubsub());
+  std::atomic<int> builds{0};
+  auto build = [&](const CancelSignal& cancel) -> Result<std::string> {
+    builds.fetch_add(1);
+    if (cancel.wait_for(500ms)) return Aborted("cancelled");
+    return std::string("built");
+  };
+  std::string loaded;
+  auto load = [&](std::string_view bytes) {
+    loaded = bytes;
+    return Status::Ok();
+  };
+  std::thread b([&] { EXPECT_EQ(*builder_side->fleet_once("task:plain", 5s, 60s, build, load), FleetOutcome::kBuilt); });
+  ASSERT_TRUE(testing::wait_until([&] { return builds.load() == 1; }, 5s));
+  FleetOnceOptions slow;
+  slow.poll = 10s;
+  auto start = Steady::now();
+  std::string waiter_loaded;
+  auto r = waiter_side->fleet_once("task:plain", 5s, 60s, build, [&](std::string_view bytes) {
+    waiter_loaded = bytes;
+    return Status::Ok();
+  }, slow);
+  auto took = Steady::now() - start;
+  b.join();
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(*r, FleetOutcome::kWaited);
+  EXPECT_EQ(waiter_loaded, "built");
+  EXPECT_LT(took, 4s);
+  EXPECT_EQ(builds.load(), 1);
+  builder_side.reset();
+  waiter_side.reset();
+  testing::remove_tree(dir);
+}
+
 TEST(ClusterSlots, AReplyIsReadIntoMastersAndRanges) {
   auto range = [](int64_t first, int64_t last, std::string host, int64_t port) {
     Reply r;
