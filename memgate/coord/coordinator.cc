@@ -153,6 +153,7 @@ Result<Lease> Coordinator::acquire(const std::string& key, milliseconds ttl, mil
     auto now = SteadyTime::now();
     if (r.ok() && r->lease) {
       options_.metrics->acquire_wait.observe(now - start);
+      activity_.lease_taken(*r->lease);
       return std::move(*r->lease);
     }
     if (now >= deadline) {
@@ -175,10 +176,19 @@ Result<Lease> Coordinator::acquire(const std::string& key, milliseconds ttl, mil
 Result<bool> Coordinator::release(const Lease& lease) {
   auto r = backend_of(lease)->release(lease);
   if (r.ok()) options_.metrics->hold_time.observe(SteadyTime::now() - lease.acquired_at);
+  activity_.lease_released(lease);
   return r;
 }
 
-Result<bool> Coordinator::extend(const Lease& lease, milliseconds ttl) { return backend_of(lease)->extend(lease, ttl); }
+Result<bool> Coordinator::extend(const Lease& lease, milliseconds ttl) {
+  auto r = backend_of(lease)->extend(lease, ttl);
+  if (r.ok() && *r) {
+    Lease extended = lease;
+    extended.ttl = ttl;
+    activity_.lease_extended(extended);
+  }
+  return r;
+}
 
 Status Coordinator::run_with_watchdog(CoordBackend& backend, const Lease& lease, const LockedFn& fn) {
   CancelSignal cancel;
@@ -200,6 +210,7 @@ Status Coordinator::run_with_watchdog(CoordBackend& backend, const Lease& lease,
       lock.lock();
       if (done) return;
       if (r.ok() && *r) {
+        activity_.lease_extended(lease);
         valid_until = called + lease.ttl;
         due = called + interval;
       } else if (r.ok()) {
@@ -262,6 +273,17 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
 
 Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, milliseconds lock_ttl, milliseconds done_ttl,
                                              const FleetStep& step, const FleetOnceOptions& options) {
+  auto start = SteadyTime::now();
+  Result<FleetOutcome> r = run_fleet_once(name, lock_ttl, done_ttl, step, options);
+  auto took = std::chrono::duration_cast<milliseconds>(SteadyTime::now() - start);
+  if (r.ok()) activity_.outcome(name, *r, took);
+  else activity_.outcome(name, FleetOutcome::kFailed, took, r.status().message());
+  return r;
+}
+
+Result<FleetOutcome> Coordinator::run_fleet_once(const std::string& name, milliseconds lock_ttl,
+                                                 milliseconds done_ttl, const FleetStep& step,
+                                                 const FleetOnceOptions& options) {
   CoordMetrics& m = *options_.metrics;
   auto start = SteadyTime::now();
   milliseconds poll = options.poll.count() > 0 ? options.poll
@@ -340,9 +362,11 @@ Result<FleetOutcome> Coordinator::fleet_once(const std::string& name, millisecon
     if (attempt->lease) {
       Lease lease = std::move(*attempt->lease);
       m.acquire_wait.observe(SteadyTime::now() - start);
+      activity_.lease_taken(lease);
       auto release_lease = [&] {
         auto r = backend->release(lease);
         if (r.ok()) m.hold_time.observe(SteadyTime::now() - lease.acquired_at);
+        activity_.lease_released(lease);
       };
       auto again = backend->read_meta(name, options.artifact_version);
       if (!again.ok()) {

@@ -29,6 +29,7 @@
 #include <boost/json/value.hpp>
 
 #include "memgate/base/status.h"
+#include "memgate/coord/activity.h"
 #include "memgate/coord/backend.h"
 #include "memgate/coord/coord_metrics.h"
 #include "memgate/coord/lease.h"
@@ -183,6 +184,9 @@ class Coordinator {
   // The Redis backend when configured (also while still local), else nullptr.
   RedisBackend* redis();
   CoordMetrics& metrics() { return *options_.metrics; }
+  // The leases this process took lately (with their fences) and its recent
+  // fleet_once outcomes, for /debug/coord.
+  const CoordActivity& activity() const { return activity_; }
 
  private:
   explicit Coordinator(CoordinatorOptions options);
@@ -190,6 +194,9 @@ class Coordinator {
   CoordBackend* backend_of(const Lease& lease) const;
   void switch_to_redis();
   Status run_with_watchdog(CoordBackend& backend, const Lease& lease, const LockedFn& fn);
+  Result<FleetOutcome> run_fleet_once(const std::string& name, std::chrono::milliseconds lock_ttl,
+                                      std::chrono::milliseconds done_ttl, const FleetStep& step,
+                                      const FleetOnceOptions& options);
 
   CoordinatorOptions options_;
   std::shared_ptr<RedisBackend> redis_;
@@ -198,6 +205,7 @@ class Coordinator {
   std::shared_ptr<CoordBackend> active_;
   std::atomic<bool> stop_{false};
   std::thread switcher_;
+  CoordActivity activity_;
 };
 
 }  // namespace memgate::coord

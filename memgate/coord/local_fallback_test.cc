@@ -103,6 +103,61 @@ TEST_F(LocalFallback, LocalFleetOnceBuildsOnceAcrossThreads) {
   EXPECT_EQ(outcomes[FleetOutcome::kBuilt], 1);
 }
 
+TEST_F(LocalFallback, TheActivityKeepsLeasesWithTheirFencesAndEveryFleetOnceOutcome) {
+  auto c = coordinator(local_options());
+  auto a = c->acquire("init:seen", 10s, 0ms);
+  ASSERT_TRUE(a.ok());
+  std::vector<LeaseRecord> held = c->activity().held(CoordActivity::now_unix_ms());
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].key, "init:seen");
+  EXPECT_EQ(held[0].fence, a->fence);
+  EXPECT_EQ(held[0].backend, "local");
+  EXPECT_EQ(held[0].ttl_ms, 10'000);
+  ASSERT_TRUE(*c->extend(*a, 20s));
+  EXPECT_EQ(c->activity().leases()[0].extensions, 1);
+  EXPECT_GE(c->activity().leases()[0].expires_unix_ms, held[0].acquired_unix_ms + 20'000);
+  ASSERT_TRUE(*c->release(*a));
+  EXPECT_TRUE(c->activity().held(CoordActivity::now_unix_ms()).empty()) << "released";
+  EXPECT_GT(c->activity().leases()[0].released_unix_ms, 0);
+
+  auto build = [](const CancelSignal&) -> Result<std::string> { return std::string("artifact"); };
+  auto load = [](std::string_view) { return Status::Ok(); };
+  ASSERT_TRUE(c->fleet_once("init:once", 1s, 30s, build, load).ok());
+  ASSERT_TRUE(c->fleet_once("init:once", 1s, 30s, build, load).ok());
+  auto failing = [](const CancelSignal&) -> Result<std::string> { return Internal("the build broke"); };
+  EXPECT_FALSE(c->fleet_once("init:broken", 1s, 30s, failing, load).ok());
+  std::vector<OutcomeRecord> outcomes = c->activity().outcomes();
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_EQ(outcomes[0].name, "init:broken") << "newest first";
+  EXPECT_EQ(outcomes[0].outcome, FleetOutcome::kFailed);
+  EXPECT_NE(outcomes[0].error.find("the build broke"), std::string::npos) << outcomes[0].error;
+  EXPECT_EQ(outcomes[1].outcome, FleetOutcome::kLoaded);
+  EXPECT_EQ(outcomes[2].outcome, FleetOutcome::kBuilt);
+  EXPECT_TRUE(outcomes[2].error.empty());
+  // fleet_once's own lock is a lease too, released after the build.
+  std::vector<LeaseRecord> leases = c->activity().leases();
+  ASSERT_GE(leases.size(), 2u);
+  bool once_lease = false;
+  for (const LeaseRecord& r : leases) once_lease |= r.key == "init:once" && r.released_unix_ms > 0 && r.fence > 0;
+  EXPECT_TRUE(once_lease);
+}
+
+TEST(CoordActivity, BothListsAreBoundedAndAnErrorIsCut) {
+  CoordActivity activity;
+  for (size_t i = 0; i < CoordActivity::kLeaseRecords + 5; ++i) {
+    Lease l;
+    l.key = "k" + std::to_string(i);
+    l.fence = static_cast<int64_t>(i);
+    l.backend = "redis";
+    activity.lease_taken(l);
+    activity.outcome(l.key, FleetOutcome::kBuilt, 1ms, std::string(10'000, 'x'));
+  }
+  EXPECT_EQ(activity.leases().size(), CoordActivity::kLeaseRecords);
+  EXPECT_EQ(activity.leases().front().key, "k" + std::to_string(CoordActivity::kLeaseRecords + 4));
+  EXPECT_EQ(activity.outcomes().size(), CoordActivity::kOutcomeRecords);
+  EXPECT_EQ(activity.outcomes().front().error.size(), CoordActivity::kMaxErrorBytes);
+}
+
 TEST_F(LocalFallback, ACorruptLocalArtifactIsRebuilt) {
   auto c = coordinator(local_options());
   auto build = [](const CancelSignal&) -> Result<std::string> { return std::string("good bytes"); };

@@ -26,8 +26,10 @@ class GuardTest : public ::testing::Test {
  protected:
   GuardTest() { probe_.set_allocated(1 * kGiB); }
 
-  std::unique_ptr<MemoryGuard> make(std::vector<TriggerSpec> triggers) {
+  std::unique_ptr<MemoryGuard> make(std::vector<TriggerSpec> triggers, size_t history_size = 360) {
     GuardOptions o;
+    o.history_size = history_size;
+    o.event_size = history_size;
     o.interval = 30s;
     o.triggers = std::move(triggers);
     o.instance_id = "inst-1";
@@ -218,6 +220,52 @@ TEST_F(GuardTest, StateJsonShowsTriggersAndActions) {
   EXPECT_EQ(s.at("actions").at("shed"), false);
   EXPECT_EQ(s.at("triggers").as_array()[0].at("active"), true);
   EXPECT_EQ(s.at("samples").to_number<uint64_t>(), 1u);
+}
+
+TEST_F(GuardTest, TheHistoryKeepsTheNewestSamplesAndEveryActionChangeOldestFirst) {
+  auto g = make({{"heap_alert", Resource::kHeap, SizeSpec::Bytes(3 * kGiB), 0.1, {Action::kAlert, Action::kPurge}}},
+                /*history_size=*/3);
+  memory::MemorySample s;
+  s.allocator.available = true;
+  s.process.rss = 5 * kGiB;
+  s.cgroup.usage = 6 * kGiB;
+  for (uint64_t gib : {1, 2, 3, 1}) {
+    s.allocator.allocated = gib * kGiB;
+    s.allocator.resident = gib * kGiB + 7;
+    probe_.set_sample(s);
+    g->tick();
+    clock_.advance(30s);
+  }
+  std::vector<HistoryPoint> points = g->recent_samples(100);
+  ASSERT_EQ(points.size(), 3u) << "bounded by history_size";
+  EXPECT_EQ(points[0].heap, 2 * kGiB) << "the oldest sample went first";
+  EXPECT_EQ(points[1].heap, 3 * kGiB);
+  EXPECT_EQ(points[1].resident, 3 * kGiB + 7);
+  EXPECT_EQ(points[1].rss, 5 * kGiB);
+  EXPECT_EQ(points[1].cgroup_usage, std::optional<uint64_t>(6 * kGiB));
+  EXPECT_EQ(points[2].ts_ms - points[1].ts_ms, 30'000);
+  EXPECT_EQ(points[1].actions, (1u << static_cast<int>(Action::kAlert)) | (1u << static_cast<int>(Action::kPurge)));
+  EXPECT_EQ(points[2].actions, 0u);
+  EXPECT_EQ(g->recent_samples(1).at(0).heap, 1 * kGiB) << "max keeps the newest";
+
+  boost::json::array events = g->events_json(100);
+  ASSERT_EQ(events.size(), 3u) << "purge and alert on; then (3 kept) alert and purge off" << events;
+  std::vector<std::string> seen;
+  for (auto& e : events)
+    seen.push_back(std::string(e.at("action").as_string()) + (e.at("in_force").as_bool() ? "+" : "-"));
+  EXPECT_EQ(seen, (std::vector<std::string>{"alert+", "purge-", "alert-"}));
+  EXPECT_EQ(events[0].at("trigger"), "heap_alert");
+  EXPECT_EQ(events[0].at("ts_ms").to_number<int64_t>(), points[1].ts_ms) << "an event carries its sample's time";
+
+  boost::json::array samples = g->samples_json(2);
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0].at("heap").to_number<uint64_t>(), 3 * kGiB);
+  EXPECT_EQ(samples[0].at("cgroup_usage").to_number<uint64_t>(), 6 * kGiB);
+  EXPECT_EQ(samples[0].at("actions").as_array().size(), 2u);
+  s.cgroup.usage.reset();
+  probe_.set_sample(s);
+  g->tick();
+  EXPECT_TRUE(g->samples_json(1)[0].at("cgroup_usage").is_null()) << "no cgroup: null, not 0";
 }
 
 }  // namespace

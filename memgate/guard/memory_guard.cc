@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "memgate/guard/memory_json.h"
@@ -65,17 +66,30 @@ void MemoryGuard::tick() {
         for (Action a : t.spec().actions) wanted[static_cast<size_t>(a)] = true;
     }
   }
+  const int64_t ts = clock_.unix_millis();
+  HistoryPoint point{ts, sample.allocator.allocated, sample.allocator.resident, sample.process.rss,
+                     sample.cgroup.usage, 0};
+  std::vector<ActionEvent> changed;
   for (int i = 0; i < kActionCount; ++i) {
     auto a = static_cast<Action>(i);
     bool now = wanted[i];
+    if (now) point.actions |= 1u << i;
     bool before = in_force_[i].exchange(now);
     if (now == before) continue;
     if (now) changes_[i].fetch_add(1);
+    changed.push_back(ActionEvent{ts, a, now, now ? fired_by : std::string()});
     spdlog::warn("memory action {} {}", action_name(a), now ? "in force" : "lifted");
     if (a == Action::kShed && hooks_.set_shedding) hooks_.set_shedding(now);
     if (a == Action::kShedFirst && hooks_.set_shedding_first) hooks_.set_shedding_first(now);
     if (a == Action::kDisableKeepalive && hooks_.set_keepalive_disabled) hooks_.set_keepalive_disabled(now);
     if (a == Action::kAlert && now) alert(sample, fired_by);
+  }
+  {
+    std::lock_guard lock(mu_);
+    history_.push_back(point);
+    while (history_.size() > options_.history_size) history_.pop_front();
+    for (ActionEvent& ev : changed) events_.push_back(std::move(ev));
+    while (events_.size() > options_.event_size) events_.pop_front();
   }
   if (wanted[static_cast<size_t>(Action::kPurge)]) {
     memory::PurgeResult r = probe_.purge();
@@ -162,6 +176,40 @@ std::vector<json::object> MemoryGuard::recent_snapshots(size_t max) const {
   std::lock_guard lock(mu_);
   std::vector<json::object> out;
   for (size_t i = 0; i < ring_.size() && i < max; ++i) out.push_back(ring_[i]);
+  return out;
+}
+
+std::vector<HistoryPoint> MemoryGuard::recent_samples(size_t max) const {
+  std::lock_guard lock(mu_);
+  size_t n = std::min(max, history_.size());
+  return std::vector<HistoryPoint>(history_.end() - static_cast<std::ptrdiff_t>(n), history_.end());
+}
+
+std::vector<ActionEvent> MemoryGuard::recent_events(size_t max) const {
+  std::lock_guard lock(mu_);
+  size_t n = std::min(max, events_.size());
+  return std::vector<ActionEvent>(events_.end() - static_cast<std::ptrdiff_t>(n), events_.end());
+}
+
+json::array MemoryGuard::samples_json(size_t max) const {
+  json::array out;
+  for (const HistoryPoint& p : recent_samples(max)) {
+    json::array actions;
+    for (int i = 0; i < kActionCount; ++i)
+      if (p.actions & (1u << i)) actions.push_back(json::string(action_name(static_cast<Action>(i))));
+    json::value cgroup = nullptr;
+    if (p.cgroup_usage) cgroup = *p.cgroup_usage;
+    out.push_back(json::object{{"ts_ms", p.ts_ms}, {"heap", p.heap}, {"resident", p.resident}, {"rss", p.rss},
+                               {"cgroup_usage", cgroup}, {"actions", std::move(actions)}});
+  }
+  return out;
+}
+
+json::array MemoryGuard::events_json(size_t max) const {
+  json::array out;
+  for (const ActionEvent& e : recent_events(max))
+    out.push_back(json::object{{"ts_ms", e.ts_ms}, {"action", action_name(e.action)}, {"in_force", e.in_force},
+                               {"trigger", e.trigger}});
   return out;
 }
 

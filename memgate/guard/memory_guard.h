@@ -11,6 +11,11 @@
 // trigger) to every sink, and, at most once per profile_interval, dumps a heap
 // profile that the snapshot names.
 //
+// The guard also keeps, in process and bounded, what a picture of memory over
+// time needs: the last `history_size` samples (heap, resident, RSS, cgroup
+// usage and the actions in force, stamped with the wall clock) and the last
+// `event_size` action changes. /debug/memory/history serves both.
+//
 // Thread-safety: tick() runs on the guard's thread (or a test's); in_force() is
 // a relaxed atomic load, cheap enough for every request; the rest takes a mutex.
 // Time comes from the injected Clock, so tests run samples by hand.
@@ -25,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +67,26 @@ struct GuardOptions {
   std::chrono::milliseconds profile_interval{600'000};
   std::string profile_dir = "/tmp";
   size_t ring_size = 64;  // snapshots kept in process
+  size_t history_size = 360;  // samples kept in process (3 h at the default interval)
+  size_t event_size = 128;    // action changes kept in process
+};
+
+// One sample as the history keeps it (bytes; an absent figure is nullopt).
+struct HistoryPoint {
+  int64_t ts_ms = 0;               // wall clock, ms since the epoch
+  uint64_t heap = 0;               // the allocator's live bytes
+  uint64_t resident = 0;           // the allocator's resident bytes
+  uint64_t rss = 0;
+  std::optional<uint64_t> cgroup_usage;
+  uint32_t actions = 0;            // bit i: Action(i) in force after this sample
+};
+
+// An action coming into force or being lifted.
+struct ActionEvent {
+  int64_t ts_ms = 0;
+  Action action = Action::kPurge;
+  bool in_force = false;
+  std::string trigger;  // the trigger that fired at this sample ("" when none did)
 };
 
 struct TriggerReport {
@@ -102,6 +128,15 @@ class MemoryGuard {
   boost::json::object state_json() const;
   // The snapshots kept in process, newest first.
   std::vector<boost::json::object> recent_snapshots(size_t max) const;
+  // The kept samples and action changes, oldest first (at most `max` of each,
+  // the newest ones).
+  std::vector<HistoryPoint> recent_samples(size_t max) const;
+  std::vector<ActionEvent> recent_events(size_t max) const;
+  // Both as JSON arrays for /debug/memory/history: samples as
+  // {ts_ms, heap, resident, rss, cgroup_usage|null, actions:[names]}, events as
+  // {ts_ms, action, in_force, trigger}.
+  boost::json::array samples_json(size_t max) const;
+  boost::json::array events_json(size_t max) const;
 
  private:
   void alert(const memory::MemorySample& sample, const std::string& trigger);
@@ -114,6 +149,8 @@ class MemoryGuard {
   std::vector<Trigger> triggers_;                     // guarded by mu_
   std::vector<std::shared_ptr<SnapshotSink>> sinks_;  // guarded by mu_
   std::deque<boost::json::object> ring_;              // guarded by mu_
+  std::deque<HistoryPoint> history_;                  // guarded by mu_
+  std::deque<ActionEvent> events_;                    // guarded by mu_
   std::array<std::atomic<bool>, kActionCount> in_force_{};
   std::array<std::atomic<uint64_t>, kActionCount> changes_{};
   std::atomic<uint64_t> samples_{0}, purges_{0}, alerts_{0}, profiles_{0};

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <string>
 
 namespace memgate::memory {
@@ -20,5 +22,15 @@ struct ProcessStats {
 // file lacks, or an unreadable file, leave zeros. Costs one small file read
 // (a few microseconds).
 ProcessStats read_process_stats(const std::string& proc_status = "/proc/self/status");
+
+// The process's start time since boot in clock ticks (field 22 of
+// /proc/<pid>/stat), parsed from the file's contents; nullopt when malformed.
+// The command name (field 2) may hold spaces and parentheses: fields are
+// counted after its last ')'.
+std::optional<uint64_t> parse_start_ticks(std::string_view proc_stat);
+// Milliseconds since this process was exec'd, from its start time and
+// CLOCK_BOOTTIME, to the kernel's tick (10 ms at the usual 100 Hz); nullopt
+// when /proc says nothing.
+std::optional<int64_t> process_age_ms();
 
 }  // namespace memgate::memory

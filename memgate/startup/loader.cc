@@ -45,6 +45,8 @@ struct StagedLoader::Entry {
   bool loaded = false;    // load() succeeded: stop() must be called
   std::mutex step_mu;     // one fleet step of this module at a time (start-up, refreshes)
   std::string serving;    // input fingerprint text of the artifact it serves; guarded by StagedLoader::mu_
+  std::optional<FleetKey> key;  // of the last fleet step; guarded by StagedLoader::mu_
+  std::string served_fingerprint;  // of the artifact it serves; guarded by StagedLoader::mu_
   std::unique_ptr<Channel> channel;
   // The estimate admission read, kept for the step that follows so the module
   // (a corpus scan, for the kb) is asked once; guarded by step_mu.
@@ -230,8 +232,14 @@ void StagedLoader::publish_pending(Entry& e) {
 void StagedLoader::set_state(Entry& e, ModuleState s, std::string reason) {
   {
     std::lock_guard lock(mu_);
+    bool changed = e.report.state != s;
     e.report.state = s;
     e.report.reason = std::move(reason);
+    if (changed && started_at_ != TimePoint{}) {
+      PhaseMark mark{s, since_start_ms()};
+      if (e.report.phases.size() < kMaxPhaseMarks) e.report.phases.push_back(mark);
+      else e.report.phases.back() = mark;
+    }
   }
   spdlog::debug("module {}: {}", e.report.name, module_state_name(s));
   publish_pending(e);
@@ -380,6 +388,7 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
     e.report.decision.clear();
     e.report.fingerprint = key.fingerprint;
     e.report.inputs = key.inputs;
+    if (e.fleet) e.key = key;
     e.report.predicted_build = pred.build;
     e.report.predicted_load = pred.load;
     e.report.build_source = pred.build_source;
@@ -507,6 +516,7 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
       e.report.built_by = built_by;
       e.report.artifact_bytes = artifact_bytes;
       e.serving = inputs;
+      e.served_fingerprint = key.fingerprint;
       if (refresh) ++e.report.refreshes;
     }
   }
@@ -737,6 +747,10 @@ json::object StagedLoader::startupz() const {
                                  {"measured_load_peak_bytes", m.load_peak},
                                  {"refusals", m.memory_refusals}}},
                    {"refreshes", m.refreshes}};
+    json::array phases;
+    for (const PhaseMark& p : m.phases)
+      phases.push_back(json::object{{"state", module_state_name(p.state)}, {"at_ms", p.at_ms}});
+    o["phases"] = std::move(phases);
     modules_json.push_back(std::move(o));
   }
   json::array stages_json;
@@ -867,6 +881,27 @@ std::string StagedLoader::plan_text() {
                      format_duration(options_.gate_retry_interval) + "\n" + "headroom now " + room.describe() + "\n";
   std::string out = head + table(rows) + "\n" + table(memory_rows);
   for (const std::string& w : setting_warnings()) out += "warning: " + w + "\n";
+  return out;
+}
+
+std::vector<ArtifactReport> StagedLoader::fleet_artifacts() {
+  std::vector<ArtifactReport> out;
+  for (auto& e : entries_) {
+    ArtifactReport r;
+    FleetKey key;
+    {
+      std::lock_guard lock(mu_);
+      if (!e->key) continue;
+      r.module = e->report.name;
+      r.name = e->key->name();
+      r.fingerprint = e->key->fingerprint;
+      r.inputs = e->key->inputs;
+      r.serving = e->served_fingerprint == e->key->fingerprint;
+      key = *e->key;
+    }
+    r.view = fleet_.view(key);
+    out.push_back(std::move(r));
+  }
   return out;
 }
 

@@ -71,6 +71,14 @@ std::string_view module_state_name(ModuleState state);  // "skipped(memory)", ..
 // Ready, or skipped for a reason that will not change.
 bool is_settled(ModuleState state);
 
+// A module's state from `at_ms` (since the loader started) until the next mark:
+// the bars of a start-up waterfall.
+struct PhaseMark {
+  ModuleState state = ModuleState::kPending;
+  int64_t at_ms = 0;
+};
+inline constexpr size_t kMaxPhaseMarks = 32;  // past it the last mark is replaced
+
 struct ModuleReport {
   std::string name;
   int stage = 0;
@@ -99,6 +107,19 @@ struct ModuleReport {
   uint64_t load_peak = 0;      // measured here
   int memory_refusals = 0;     // attempts that ended because nothing fitted
   int refreshes = 0;           // new artifacts loaded through the channel after start-up
+  // Every state change since start(), oldest first (at most kMaxPhaseMarks:
+  // the first ones and the latest).
+  std::vector<PhaseMark> phases;
+};
+
+// One fleet-shared artifact a module of this instance uses, as the fleet sees it.
+struct ArtifactReport {
+  std::string module;
+  std::string name;         // FleetKey::name(): "init:mcp-kb@<fingerprint>"
+  std::string fingerprint;
+  std::string inputs;
+  bool serving = false;     // the module serves this artifact now
+  FleetView view;           // published?, builder, size, the fleet's measured peaks
 };
 
 struct StageReport {
@@ -185,6 +206,10 @@ class StagedLoader {
   bool ready(std::vector<std::string>* missing = nullptr) const;
   // /startupz body.
   boost::json::object startupz() const;
+  // The fleet's view of the artifact each fleet-shared module last stepped for
+  // (modules that never reached their fleet step are left out). Reads the
+  // coordination backend once per module: blocking, call from a worker.
+  std::vector<ArtifactReport> fleet_artifacts();
   // The plan as the current configuration would run it, as a table for people:
   // per module its input fingerprint, predicted peaks (and their source), this
   // instance's headroom and the decision it would take now. Reads the fleet.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include <atomic>
 #include <cstring>
 #include <latch>
@@ -277,6 +279,34 @@ TEST_F(LoaderTest, AGatedModuleIsRetriedAndLoadsOnceMemoryAllows) {
   EXPECT_EQ(loader->modules()[0].gate_attempts, 3);
 }
 
+TEST_F(LoaderTest, EveryStateChangeIsAPhaseMarkOnTheLoadersTimeAxis) {
+  options_.stage_delay = 0s;
+  auto m = add("kb", 1);
+  m->gate_ = SizeSpec::Bytes(1536ull << 20);
+  probe_.set_allocated(2ull << 30);  // gated first
+  auto loader = make();
+  loader->start();
+  ASSERT_TRUE(clock_.wait_for_sleepers(1));
+  probe_.set_allocated(1ull << 30);
+  clock_.advance(30s);
+  ASSERT_TRUE(loader->wait_finished(10s));
+  std::vector<PhaseMark> phases = loader->modules()[0].phases;
+  std::vector<ModuleState> states;
+  for (const PhaseMark& p : phases) states.push_back(p.state);
+  EXPECT_EQ(states, (std::vector<ModuleState>{ModuleState::kGated, ModuleState::kBuilding,
+                                              ModuleState::kLoadingArtifact, ModuleState::kReady}));
+  ASSERT_EQ(phases.size(), 4u);
+  EXPECT_EQ(phases[0].at_ms, 0);
+  EXPECT_EQ(phases[1].at_ms, 30'000) << "the retry came after the gate retry interval";
+  EXPECT_EQ(phases[3].at_ms, 30'000);
+  boost::json::object z = loader->startupz();
+  const auto& marks = z.at("modules").as_array()[0].at("phases").as_array();
+  ASSERT_EQ(marks.size(), 4u);
+  EXPECT_EQ(marks[0].at("state"), "gated");
+  EXPECT_EQ(marks[1].at("at_ms").to_number<int64_t>(), 30'000);
+  EXPECT_EQ(marks[3].at("state"), "ready");
+}
+
 TEST_F(LoaderTest, AGateGivesUpAfterItsRetriesAndTheSkipIsFinal) {
   options_.stage_delay = 0s;
   options_.gate_retries = 2;
@@ -535,6 +565,27 @@ TEST_F(LoaderMemoryTest, AModuleWhoseBuildDoesNotFitIsSkippedWithBothNumbersAndN
   EXPECT_EQ(r.memory_refusals, 1);
   EXPECT_TRUE(m->budgets.empty());
   EXPECT_EQ(route_kind("/api/kb"), http::Endpoint::Kind::kPending);
+}
+
+TEST_F(LoaderMemoryTest, FleetArtifactsAreTheFleetSharedModulesArtifactsAsTheFleetSeesThem) {
+  add_fleet_module("kb", {10 * kMiB, 5 * kMiB, 0});
+  add("plain", 1);  // builds locally: no fleet artifact
+  InMemoryFleet fleet;
+  fleet.measured_build = 12 * kMiB;
+  auto loader = make_on(fleet);
+  EXPECT_TRUE(loader->fleet_artifacts().empty()) << "no fleet step yet";
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  std::vector<ArtifactReport> artifacts = loader->fleet_artifacts();
+  ASSERT_EQ(artifacts.size(), 1u);
+  const ArtifactReport& a = artifacts[0];
+  EXPECT_EQ(a.module, "kb");
+  EXPECT_EQ(a.fingerprint, report_of(*loader, "kb").fingerprint);
+  EXPECT_EQ(a.name, "init:kb@" + a.fingerprint);
+  EXPECT_EQ(a.inputs, "corpus A");
+  EXPECT_TRUE(a.serving);
+  EXPECT_TRUE(a.view.published);
+  EXPECT_EQ(a.view.measured_build, 12 * kMiB);
 }
 
 TEST_F(LoaderMemoryTest, ABuildThatDoesNotFitUnboundedGetsTheHeadroomAsItsBudget) {
