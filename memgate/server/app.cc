@@ -38,6 +38,9 @@
 #include "memgate/memory/memory_probe.h"
 #include "memgate/server/admin_metrics.h"
 #include "memgate/server/coord_adapters.h"
+#include "memgate/server/coord_view.h"
+#include "memgate/dashboard/dashboard.h"
+#include "memgate/memory/process_stats.h"
 #include "memgate/guard/memory_guard.h"
 #include "memgate/guard/memory_json.h"
 #include "memgate/memory/route_accounting.h"
@@ -179,6 +182,12 @@ struct App::Impl {
   std::unique_ptr<http::Server> admin_server;
   std::unique_ptr<AdminMetrics> metrics;
   std::unique_ptr<coord::Coordinator> coordinator;
+  // The same, for handlers on other threads: set once it exists.
+  std::atomic<coord::Coordinator*> coordinator_up{nullptr};
+  // Milliseconds from exec to the listeners opening and to the loader's start
+  // (-1: not yet), for the start-up waterfall on /startupz.
+  std::atomic<int64_t> exec_to_listening_ms{-1};
+  std::atomic<int64_t> exec_to_loader_ms{-1};
   std::unique_ptr<CoordFleetRunner> fleet;
   std::unique_ptr<DeferredFleetRunner> fleet_holder;
   std::unique_ptr<CoordJobClaimer> claimer;
@@ -244,6 +253,50 @@ struct App::Impl {
       return f(req);
     };
   }
+  // An admin route whose work blocks (it reads Redis): run on a worker, 503
+  // when the request lane is full.
+  template <typename F>
+  http::AsyncHandler admin_on_worker(F f) {
+    return [this, f = std::move(f)](const Request& req, http::Responder responder) {
+      if (!authorized(req)) {
+        std::move(responder).send(unauthorized());
+        return;
+      }
+      auto shared = std::make_shared<http::Responder>(std::move(responder));
+      bool queued = workers.try_post([shared, f] { std::move(*shared).send(f()); }, {},
+                                     [shared] {
+                                       std::move(*shared).send(
+                                           Response::error(503, "unavailable", "the worker pool is busy; try again")
+                                               .header("Retry-After", "1"));
+                                     });
+      if (!queued)
+        std::move(*shared).send(
+            Response::error(503, "unavailable", "the worker pool is busy; try again").header("Retry-After", "1"));
+    };
+  }
+
+  // /startupz: public, and on the admin listener (under its rules) for the admin page.
+  Response startupz() {
+    json::object doc = loader->startupz();
+    doc["started_at_ms"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(started_at.time_since_epoch()).count();
+    coord::Coordinator* c = coordinator_up.load();
+    doc["coordination"] = c ? std::string(c->backend()) : std::string("starting");
+    // The loader's times are from its start; these place it on the time axis from exec.
+    doc["since_exec_ms"] = json::object{{"listening", exec_to_listening_ms.load()},
+                                        {"loader_started", exec_to_loader_ms.load()},
+                                        {"now", memory::process_age_ms().value_or(-1)}};
+    if (scheduler) {
+      json::array jobs_json;
+      for (const jobs::JobReport& j : scheduler->report())
+        jobs_json.push_back(json::object{{"name", j.name}, {"period_ms", j.period_ms}, {"runs", j.runs},
+                                         {"failures", j.failures}, {"skipped_memory", j.skipped_memory},
+                                         {"skipped_claimed", j.skipped_claimed}, {"skipped_overlap", j.skipped_overlap}});
+      doc["scheduler"] = json::object{{"enabled", config.enable_scheduled_jobs},
+                                      {"running", scheduler->running()}, {"jobs", std::move(jobs_json)}};
+    }
+    return Response::json(200, json::serialize(doc));
+  }
 
   void register_public_routes(http::Router& r) {
     // Prepared once: the probe answers with the same bytes every time.
@@ -258,22 +311,7 @@ struct App::Impl {
       if (!ready) res.header("Retry-After", "2");
       return res;
     });
-    (void)r.add(Method::kGet, "/startupz", [this](const Request&) {
-      json::object doc = loader->startupz();
-      doc["started_at_ms"] =
-          std::chrono::duration_cast<std::chrono::milliseconds>(started_at.time_since_epoch()).count();
-      doc["coordination"] = coordinator ? std::string(coordinator->backend()) : std::string("starting");
-      if (scheduler) {
-        json::array jobs_json;
-        for (const jobs::JobReport& j : scheduler->report())
-          jobs_json.push_back(json::object{{"name", j.name}, {"period_ms", j.period_ms}, {"runs", j.runs},
-                                           {"failures", j.failures}, {"skipped_memory", j.skipped_memory},
-                                           {"skipped_claimed", j.skipped_claimed}, {"skipped_overlap", j.skipped_overlap}});
-        doc["scheduler"] = json::object{{"enabled", config.enable_scheduled_jobs},
-                                        {"running", scheduler->running()}, {"jobs", std::move(jobs_json)}};
-      }
-      return Response::json(200, json::serialize(doc));
-    });
+    (void)r.add(Method::kGet, "/startupz", [this](const Request&) { return startupz(); });
     if (config.test_routes) {
       register_test_routes(r);
       register_alloc_test_routes(r);
@@ -407,8 +445,25 @@ struct App::Impl {
                   }
                   if (source == "local" && guard_)
                     for (auto& o : guard_->recent_snapshots(n)) list.push_back(std::move(o));
-                  return Response::json(200, json::serialize(json::object{{"source", source}, {"snapshots", std::move(list)}}));
+                  // This process's samples and action changes, oldest first
+                  // (samples=N: the newest N; all that are kept by default).
+                  size_t samples = 1000;
+                  if (auto v = parse_int(req.query_param("samples"), 1, 1000); v.ok()) samples = static_cast<size_t>(*v);
+                  json::object doc{{"source", source}, {"snapshots", std::move(list)}};
+                  doc["interval_ms"] = config.monitor_interval.count();
+                  doc["samples"] = guard_ ? guard_->samples_json(samples) : json::array{};
+                  doc["events"] = guard_ ? guard_->events_json(1000) : json::array{};
+                  return Response::json(200, json::serialize(doc));
                 }));
+    (void)r.add(Method::kGet, "/startupz", admin([this](const Request&) { return startupz(); }));
+    (void)r.add(Method::kGet, "/debug/coord", admin_on_worker([this] {
+                  return Response::json(200, json::serialize(coord_view_json(coordinator_up.load(), *loader,
+                                                                             config.redis_url, config.instance_id)));
+                }));
+    // The operator's page: static, bundled files that hold no data (every
+    // figure on it comes from the routes above, with the token the page was
+    // opened with), so, like /healthz, they need no token.
+    dashboard::add_routes(r);
     // pprof's gzip-compressed protobuf by default (what `go tool pprof`, Parca
     // and Grafana Alloy fetch), jemalloc's own text with ?format=jeprof. The
     // dump, its conversion and the symbol tables take tens of milliseconds, so
@@ -528,6 +583,7 @@ struct App::Impl {
       admin_server->stop(std::chrono::milliseconds(0));
       return Status(s.code(), "public listener " + config.host + ":" + std::to_string(config.port) + ": " + s.message());
     }
+    exec_to_listening_ms = memory::process_age_ms().value_or(-1);
     guard_->start();
     memory::set_background_purge(true);
     started = true;
@@ -546,6 +602,7 @@ struct App::Impl {
       return created.status();
     }
     coordinator = std::move(*created);
+    coordinator_up = coordinator.get();
     metrics->add_coordination(*coordinator, !config.redis_url.empty());
     stream_sink = std::make_shared<RedisStreamSink>(*coordinator, config.snapshot_stream,
                                                     static_cast<size_t>(config.snapshot_stream_maxlen));
@@ -553,6 +610,7 @@ struct App::Impl {
     fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
     fleet_holder->set(fleet.get());
     spdlog::info("coordination: {}", coordinator->backend());
+    exec_to_loader_ms = memory::process_age_ms().value_or(-1);
     loader->start();
     metrics->add_loader(*loader);
     metrics->add_workers(workers);
@@ -726,9 +784,16 @@ Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
   co.background_switch = false;
   co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
   std::unique_ptr<coord::Coordinator> coordinator;
+  // The same, for handlers on other threads: set once it exists.
+  std::atomic<coord::Coordinator*> coordinator_up{nullptr};
+  // Milliseconds from exec to the listeners opening and to the loader's start
+  // (-1: not yet), for the start-up waterfall on /startupz.
+  std::atomic<int64_t> exec_to_listening_ms{-1};
+  std::atomic<int64_t> exec_to_loader_ms{-1};
   std::unique_ptr<CoordFleetRunner> fleet;
   if (auto created = coord::Coordinator::create(co); created.ok()) {
     coordinator = std::move(*created);
+    coordinator_up = coordinator.get();
     fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
   }
   startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
