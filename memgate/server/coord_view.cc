@@ -58,10 +58,18 @@ json::object coord_view_json(coord::Coordinator* coordinator, startup::StagedLoa
   }
   coord::CoordMetrics& m = coordinator->metrics();
   doc["backend"] = std::string(coordinator->backend());
-  // A Sentinel names its master as it resolves it; a plain URL is its own.
+  // A Sentinel names its master as it resolves it, a Cluster its slot map's
+  // masters; a plain URL is its own.
   std::string master = m.master_address();
+  json::array cluster;
+  for (const coord::CoordMetrics::ClusterNode& n : m.cluster_nodes()) {
+    cluster.push_back(json::object{{"address", n.address}, {"slots", n.slots}});
+    if (master.empty() || master.find(n.address) == std::string::npos)
+      master += (master.empty() ? "" : ",") + n.address;
+  }
   if (master.empty() && coordinator->backend() == "redis") master = redis_address_of(redacted);
   doc["master"] = master;
+  doc["cluster_nodes"] = std::move(cluster);
   doc["connection_state"] = redis_url.empty() ? "local" : connection_state_name(m.connection_state.load());
   doc["reconnects"] = m.reconnects.load();
   doc["lost_leases"] = m.lost_leases.load();

@@ -1,7 +1,7 @@
 // The coordination view: what /debug/coord on the admin listener answers.
 //
 // One JSON document for people (and the admin page): the backend in use and
-// the Redis master it talks to, the leases this process took lately with their
+// the Redis master it talks to (a Cluster's masters with their slot counts), the leases this process took lately with their
 // fences (and which it holds now), its recent fleet_once outcomes and their
 // totals, and, for each fleet-shared module, the artifact of its inputs as the
 // fleet sees it (published?, by whom, size, the fleet's measured build and load
