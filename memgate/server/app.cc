@@ -253,25 +253,24 @@ struct App::Impl {
       return f(req);
     };
   }
-  // An admin route whose work blocks (it reads Redis): run on a worker, 503
-  // when the request lane is full.
+  // Runs `work` on the worker pool and sends what it returns; 503 with
+  // Retry-After when the request lane is full (work that blocks or takes tens
+  // of milliseconds stays off the admin listener's one IO thread).
+  void on_worker(http::Responder responder, std::function<Response()> work) {
+    auto shared = std::make_shared<http::Responder>(std::move(responder));
+    auto busy = [] {
+      return Response::error(503, "unavailable", "the worker pool's queue is full; try again").header("Retry-After", "1");
+    };
+    bool posted = workers.try_post([shared, work = std::move(work)] { std::move(*shared).send(work()); }, {},
+                                   [shared, busy] { std::move(*shared).send(busy()); });
+    if (!posted) std::move(*shared).send(busy());
+  }
+  // An admin route whose work blocks (it reads Redis): checked here, run on a worker.
   template <typename F>
   http::AsyncHandler admin_on_worker(F f) {
     return [this, f = std::move(f)](const Request& req, http::Responder responder) {
-      if (!authorized(req)) {
-        std::move(responder).send(unauthorized());
-        return;
-      }
-      auto shared = std::make_shared<http::Responder>(std::move(responder));
-      bool queued = workers.try_post([shared, f] { std::move(*shared).send(f()); }, {},
-                                     [shared] {
-                                       std::move(*shared).send(
-                                           Response::error(503, "unavailable", "the worker pool is busy; try again")
-                                               .header("Retry-After", "1"));
-                                     });
-      if (!queued)
-        std::move(*shared).send(
-            Response::error(503, "unavailable", "the worker pool is busy; try again").header("Retry-After", "1"));
+      if (!authorized(req)) return std::move(responder).send(unauthorized());
+      on_worker(std::move(responder), f);
     };
   }
 
@@ -479,22 +478,18 @@ struct App::Impl {
       const bool jeprof = format == "jeprof";
       std::string path = config.profile_dir + "/memgate-" + config.instance_id + "-" +
                          std::to_string(SteadyClock::instance().unix_millis()) + "-pprof.heap";
-      auto shared = std::make_shared<http::Responder>(std::move(responder));
-      bool posted = workers.try_post([shared, path = std::move(path), jeprof] {
+      on_worker(std::move(responder), [path = std::move(path), jeprof] {
         auto profile = memory::take_heap_profile(
             path, jeprof ? memory::HeapProfileFormat::kJeprof : memory::HeapProfileFormat::kPprof);
-        if (!profile.ok()) return std::move(*shared).send(Response::from_status(profile.status()));
+        if (!profile.ok()) return Response::from_status(profile.status());
         Response res;
         res.status = 200;
         res.content_type = "application/octet-stream";
         res.body = std::move(*profile);
         res.header("Content-Disposition", jeprof ? "attachment; filename=\"memgate.heap\""
                                                  : "attachment; filename=\"memgate-heap.pb.gz\"");
-        std::move(*shared).send(std::move(res));
+        return res;
       });
-      if (!posted)
-        std::move(*shared).send(
-            Response::error(503, "unavailable", "the worker pool's queue is full; try again").header("Retry-After", "1"));
     });
   }
 
