@@ -7,6 +7,7 @@
 // so a client that sees any of them can find the authorization server.
 #include "memgate/mcp/bearer_auth.h"
 
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -30,6 +31,15 @@ bool scope_char(char c) {
 bool token68_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' ||
          c == '/' || c == '=';
+}
+
+// The SHA-256 of `text`, as 32 raw bytes ("" if OpenSSL fails, which then
+// only misses the cache).
+std::string sha256(std::string_view text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
+  return std::string(reinterpret_cast<const char*>(md), len);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -160,11 +170,31 @@ AuthVerdict BearerAuth::authenticate(std::string_view authorization) const {
     return refuse(401, "invalid_token", "the Authorization header is not Bearer and one token", {});
   }
 
-  auto claims = verify_jwt(token, *options_.keys, verify_, clock_.unix_millis() / 1000);
-  if (!claims.ok()) {
-    spdlog::debug("mcp: bearer token refused: {}", claims.status().message());
-    invalid_.fetch_add(1, std::memory_order_relaxed);
-    return refuse(401, "invalid_token", claims.status().message(), {});
+  const int64_t now = clock_.unix_millis() / 1000;
+  const std::string digest = sha256(token);
+  std::optional<Claims> claims;
+  if (!digest.empty()) {
+    std::lock_guard lock(cache_mu_);
+    if (auto it = verified_.find(digest); it != verified_.end()) {
+      if (now < it->second.expires_at + options_.leeway.count())
+        claims = it->second;
+      else
+        verified_.erase(it);  // expired: verify_jwt says so below
+    }
+  }
+  if (!claims) {
+    auto verified = verify_jwt(token, *options_.keys, verify_, now);
+    if (!verified.ok()) {
+      spdlog::debug("mcp: bearer token refused: {}", verified.status().message());
+      invalid_.fetch_add(1, std::memory_order_relaxed);
+      return refuse(401, "invalid_token", verified.status().message(), {});
+    }
+    claims = std::move(*verified);
+    if (!digest.empty()) {
+      std::lock_guard lock(cache_mu_);
+      if (verified_.size() >= kVerifiedCacheSize) verified_.clear();
+      verified_.emplace(digest, *claims);
+    }
   }
   for (const std::string& s : options_.required_scopes)
     if (!claims->has_scope(s)) {
@@ -190,6 +220,11 @@ AuthVerdict BearerAuth::authorize_tool(const Claims& claims, std::string_view to
     return refuse(403, "insufficient_scope", "the token lacks a scope this tool needs", needed);
   }
   return {};
+}
+
+size_t BearerAuth::cached_tokens() const {
+  std::lock_guard lock(cache_mu_);
+  return verified_.size();
 }
 
 BearerAuth::Counts BearerAuth::counts() const {

@@ -3,10 +3,10 @@
 #include "memgate/mcp/bearer_auth.h"
 
 #include <gtest/gtest.h>
+#include <prometheus/metric_family.h>
 
 #include <boost/json.hpp>
 #include <map>
-#include <prometheus/metric_family.h>
 
 #include "memgate/mcp/bearer_metrics.h"
 #include "memgate/mcp/jwt_testing.h"
@@ -96,12 +96,32 @@ TEST_F(BearerAuthTest, ATokenExpiresOnTheClockPastTheLeeway) {
   BearerAuth auth(options(), clock_);
   std::string t = token("kb.read", 60);
   EXPECT_TRUE(auth.authenticate("Bearer " + t).allowed());
+  ASSERT_EQ(auth.cached_tokens(), 1u) << "so what follows checks a remembered token's exp";
   clock_.advance(seconds(60 + 29));
   EXPECT_TRUE(auth.authenticate("Bearer " + t).allowed()) << "within the 30 s leeway";
   clock_.advance(seconds(1));
   AuthVerdict v = auth.authenticate("Bearer " + t);
   EXPECT_EQ(v.status, 401);
   EXPECT_EQ(v.message, "the token has expired");
+}
+
+TEST_F(BearerAuthTest, AVerifiedTokenIsRememberedWithinABoundAndAForgeryNever) {
+  BearerAuth auth(options(), clock_);
+  std::string t = token("kb.read");
+  ASSERT_TRUE(auth.authenticate("Bearer " + t).allowed());
+  EXPECT_EQ(auth.cached_tokens(), 1u);
+  ASSERT_TRUE(auth.authenticate("Bearer " + t).allowed()) << "from the cache";
+  EXPECT_EQ(auth.cached_tokens(), 1u);
+  // A token differing in one byte of its signature is checked, and refused.
+  std::string forged = t;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(auth.authenticate("Bearer " + forged).status, 401);
+  EXPECT_EQ(auth.cached_tokens(), 1u) << "refusals are not kept";
+  // Many distinct tokens: the cache stays within its bound.
+  for (size_t i = 0; i < kVerifiedCacheSize + 10; ++i)
+    ASSERT_TRUE(auth.authenticate("Bearer " + token("kb.read n" + std::to_string(i))).allowed());
+  EXPECT_LE(auth.cached_tokens(), kVerifiedCacheSize);
+  EXPECT_TRUE(auth.authenticate("Bearer " + t).allowed()) << "still good after the cache was cleared";
 }
 
 TEST_F(BearerAuthTest, TheLeewayIsBoundedToFiveMinutes) {
