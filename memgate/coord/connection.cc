@@ -230,9 +230,16 @@ class Connection::Impl {
 
   void reconnect(const std::string& why) {
     asio::post(io_, [this, why] {
-      if (stopping_ || state() != ConnectionState::kConnected) return;
-      attempt_ = 0;
-      fail_connection(why, true);
+      if (stopping_) return;
+      ConnectionState now = state();
+      attempt_ = 0;  // an attempt under way that fails is followed by the shortest delay
+      if (now == ConnectionState::kConnecting) return;
+      if (now == ConnectionState::kConnected) return fail_connection(why, true);
+      // Waiting out a backoff (up to reconnect_max): try now instead, so a
+      // +switch-master hint moves a connection the dead master left too.
+      ++backoff_generation_;
+      reconnect_timer_.cancel();
+      start_attempt();
     });
   }
 
@@ -571,8 +578,8 @@ class Connection::Impl {
       std::uniform_real_distribution<double> u(0.0, 1.0);
       auto delay = reconnect_delay(attempt_++, settings_.reconnect_min, settings_.reconnect_max, u(rng_));
       reconnect_timer_.expires_after(delay);
-      reconnect_timer_.async_wait([this](error_code ec) {
-        if (!ec) start_attempt();
+      reconnect_timer_.async_wait([this, generation = ++backoff_generation_](error_code ec) {
+        if (!ec && generation == backoff_generation_) start_attempt();
       });
     }
   }
@@ -955,6 +962,7 @@ class Connection::Impl {
   std::array<char, 64 * 1024> read_buf_caller_{};  // used by the caller that owns the reader
   std::string write_buf_;
   int attempt_ = 0;
+  uint64_t backoff_generation_ = 0;  // io thread: a backoff wait cut short by reconnect() does not start twice
   bool handshake_done_ = false;
   bool ever_connected_ = false;
   bool stopping_ = false;

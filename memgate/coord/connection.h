@@ -29,7 +29,8 @@
 // connect, and the next attempt asks again. A READONLY error reply (the server was
 // demoted to a replica) is handed to its callback as usual, and the connection
 // stops taking commands at once and reconnects, so it asks the source again.
-// reconnect() does the same on request (a +switch-master hint).
+// reconnect() does the same on request (a +switch-master hint), also cutting a
+// backoff wait short (a connection the dead master left).
 //
 // Thread-safe. The destructor stops the io thread; pending callbacks get
 // kUnavailable ("connection closed") before it returns.
@@ -133,7 +134,10 @@ class Connection {
   void subscribe(std::vector<std::string> command);
 
   // Drops the connection now (pending callbacks get kUnavailable with `why`) and
-  // reconnects after the shortest delay; a no-op while not connected.
+  // reconnects after the shortest delay. While waiting to reconnect after a
+  // failure, it tries at once instead (and the backoff starts over); while a
+  // connection attempt is under way, that attempt, if it fails, is followed by
+  // the shortest delay.
   void reconnect(const std::string& why);
 
  private:

@@ -5,6 +5,8 @@
 // master gave out, including the ones it never replicated.
 #include <signal.h>
 
+#include <atomic>
+
 #include "memgate/coord/coord_test_env.h"
 #include "tests/support/redis_sentinel.h"
 
@@ -92,6 +94,38 @@ TEST_F(Failover, FencesStayStrictlyIncreasingWhenTheFailoverLostTheLastAcquisiti
   // And it keeps growing from there.
   ASSERT_TRUE(*c->release(*after));
   EXPECT_GT(take_turns(*c, "lock:lost", 1), after->fence);
+}
+
+// The +switch-master hint reaches connections the dead master left, which wait
+// out a reconnect backoff (up to reconnect_max): reconnect() makes them try at
+// once rather than after the wait.
+TEST(FailoverConnection, AReconnectRequestDuringABackoffConnectsAtOnce) {
+  auto server = testing::RedisServer::start();
+  ASSERT_TRUE(server.ok()) << server.status().to_string();
+  std::atomic<uint16_t> port{testing::free_port()};  // nobody listens there yet
+  std::atomic<int> asked{0};
+  RedisSettings s;
+  s.connect_timeout = 500ms;
+  s.command_timeout = 500ms;
+  s.reconnect_min = 5000ms;  // the first backoff is 2.5..5 s (equal jitter)
+  s.reconnect_max = 5000ms;
+  CoordMetrics m;
+  auto conn = Connection::create(s, &m, true, [&]() -> Result<Endpoint> {
+    asked.fetch_add(1);
+    return Endpoint{"127.0.0.1", port.load()};
+  });
+  ASSERT_TRUE(testing::wait_until(
+      [&] { return asked.load() == 1 && conn->state() == ConnectionState::kDisconnected; }, 2s))
+      << conn->last_error();
+  port = (*server)->port();
+  auto start = std::chrono::steady_clock::now();
+  conn->reconnect("sentinel announced +switch-master");
+  ASSERT_TRUE(conn->wait_connected(2s).ok()) << "still waiting out the backoff: " << conn->last_error();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_EQ(asked.load(), 2) << "one attempt for the request, none left over from the backoff";
+  auto r = conn->command({"PING"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->str, "PONG");
 }
 
 }  // namespace
