@@ -624,7 +624,14 @@ void ClusterRouter::run() {
       std::unique_lock lock(work_mu_);
       bool have_map = map_generation() > 0;
       auto ready = [&] { return stopping_ || !jobs_.empty() || refresh_wanted_ || !have_map; };
-      work_cv_.wait(lock, ready);
+      // Idle: once a second, the connection-state gauge follows the nodes
+      // (their connections do not report it: there are several), and a master
+      // that stays unreachable makes the map be read again (a replica may have
+      // taken its slots) even when no command failed on it.
+      if (!work_cv_.wait_for(lock, std::chrono::seconds(1), ready)) {
+        if (!connected()) refresh_wanted_ = true;
+        continue;
+      }
       if (stopping_) break;
       if (!jobs_.empty()) {
         job = std::move(jobs_.front());

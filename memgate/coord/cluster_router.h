@@ -40,7 +40,10 @@
 // to the router's own thread, which runs the same loop and then the callback (so
 // a callback runs on a node's io thread or on that thread). That thread also
 // builds the first map (retrying with the reconnect backoff) and the background
-// refreshes. Blocking calls must not be made from a callback.
+// refreshes, and once a second sets CoordMetrics::connection_state (connected:
+// a map, and every master in it connected) and, while a master is not
+// connected, asks for the map again. Blocking calls must not be made
+// from a callback.
 //
 // Counters (CoordMetrics): cluster_redirects_{moved,ask}, cluster_slot_map_refreshes,
 // cluster_retries_{tryagain,clusterdown}, and the map's summary
