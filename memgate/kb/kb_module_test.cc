@@ -66,6 +66,7 @@ TEST(KbModuleSettings, BadValuesAreRefusedNamingTheVariable) {
       {{{"MCP_AUTH_ISSUER", "auth.example"}}, "MCP_AUTH_ISSUER"},
       {{{"MCP_AUTH_TOOL_SCOPES", "get_document"}}, "MCP_AUTH_TOOL_SCOPES"},
       {{{"MCP_AUTH_CLOCK_SKEW", "10m"}}, "MCP_AUTH_CLOCK_SKEW"},
+      {{{"MCP_AUTH_JWKS_RECHECK", "2h"}}, "MCP_AUTH_JWKS_RECHECK"},
   };
   for (const Case& k : cases) {
     c.enable_kb_service = k.enabled;

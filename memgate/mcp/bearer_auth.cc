@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -40,6 +41,15 @@ std::string sha256(std::string_view text) {
   unsigned int len = 0;
   if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
   return std::string(reinterpret_cast<const char*>(md), len);
+}
+
+// What tells a changed file: its modification time (ns) and size; "" when it
+// cannot be read.
+std::string file_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ":" +
+         std::to_string(st.st_size);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -135,6 +145,11 @@ BearerAuth::BearerAuth(BearerOptions options, const Clock& clock)
     : options_(std::move(options)), clock_(clock), metadata_url_(metadata_url_for(options_.resource)) {
   options_.leeway = std::clamp(options_.leeway, std::chrono::seconds(0), kMaxClockSkew);
   verify_ = {options_.issuer, options_.audience, options_.leeway};
+  keys_ = options_.keys;
+  if (!options_.jwks_path.empty()) {
+    file_identity_ = file_identity(options_.jwks_path);
+    next_recheck_ = clock_.unix_millis() / 1000 + options_.jwks_recheck.count();
+  }
 }
 
 AuthVerdict BearerAuth::refuse(int status, std::string_view error, std::string_view description,
@@ -171,10 +186,13 @@ AuthVerdict BearerAuth::authenticate(std::string_view authorization) const {
   }
 
   const int64_t now = clock_.unix_millis() / 1000;
+  recheck_keys(now);
   const std::string digest = sha256(token);
   std::optional<Claims> claims;
+  uint64_t generation = 0;
   if (!digest.empty()) {
     std::lock_guard lock(cache_mu_);
+    generation = keys_generation_;
     if (auto it = verified_.find(digest); it != verified_.end()) {
       if (now < it->second.expires_at + options_.leeway.count())
         claims = it->second;
@@ -183,7 +201,8 @@ AuthVerdict BearerAuth::authenticate(std::string_view authorization) const {
     }
   }
   if (!claims) {
-    auto verified = verify_jwt(token, *options_.keys, verify_, now);
+    std::shared_ptr<const Jwks> set = keys();
+    auto verified = verify_jwt(token, *set, verify_, now);
     if (!verified.ok()) {
       spdlog::debug("mcp: bearer token refused: {}", verified.status().message());
       invalid_.fetch_add(1, std::memory_order_relaxed);
@@ -192,8 +211,12 @@ AuthVerdict BearerAuth::authenticate(std::string_view authorization) const {
     claims = std::move(*verified);
     if (!digest.empty()) {
       std::lock_guard lock(cache_mu_);
-      if (verified_.size() >= kVerifiedCacheSize) verified_.clear();
-      verified_.emplace(digest, *claims);
+      // Not when the key set was swapped meanwhile: the token may be of a key
+      // that is gone.
+      if (generation == keys_generation_) {
+        if (verified_.size() >= kVerifiedCacheSize) verified_.clear();
+        verified_.emplace(digest, *claims);
+      }
     }
   }
   for (const std::string& s : options_.required_scopes)
@@ -220,6 +243,39 @@ AuthVerdict BearerAuth::authorize_tool(const Claims& claims, std::string_view to
     return refuse(403, "insufficient_scope", "the token lacks a scope this tool needs", needed);
   }
   return {};
+}
+
+std::shared_ptr<const Jwks> BearerAuth::keys() const {
+  std::lock_guard lock(keys_mu_);
+  return keys_;
+}
+
+void BearerAuth::recheck_keys(int64_t now) const {
+  if (options_.jwks_path.empty() || options_.jwks_recheck.count() <= 0) return;
+  if (now < next_recheck_.load(std::memory_order_relaxed)) return;
+  std::unique_lock reload(reload_mu_, std::try_to_lock);
+  if (!reload.owns_lock() || now < next_recheck_.load(std::memory_order_relaxed)) return;
+  next_recheck_.store(now + options_.jwks_recheck.count(), std::memory_order_relaxed);
+  std::string identity = file_identity(options_.jwks_path);
+  if (identity == file_identity_) return;
+  file_identity_ = identity;
+  auto loaded = Jwks::load_file(options_.jwks_path);
+  if (!loaded.ok()) {
+    spdlog::warn("mcp: MCP_AUTH_JWKS {} changed but cannot be used ({}); the {} keys in use stay", options_.jwks_path,
+                 loaded.status().message(), keys()->size());
+    return;
+  }
+  size_t count = (*loaded)->size();
+  {
+    std::lock_guard lock(keys_mu_);
+    keys_ = std::move(*loaded);
+  }
+  {
+    std::lock_guard lock(cache_mu_);
+    verified_.clear();
+    ++keys_generation_;
+  }
+  spdlog::info("mcp: MCP_AUTH_JWKS {} changed: {} keys in use now", options_.jwks_path, count);
 }
 
 size_t BearerAuth::cached_tokens() const {

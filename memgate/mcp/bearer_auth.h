@@ -49,13 +49,19 @@ inline constexpr std::chrono::seconds kMaxClockSkew{300};
 using ToolScopes = std::map<std::string, std::vector<std::string>, std::less<>>;
 
 struct BearerOptions {
-  std::shared_ptr<const Jwks> keys;          // not null
+  std::shared_ptr<const Jwks> keys;          // not null; the set in use at first
   std::string issuer;                        // iss, and the one authorization server
   std::string audience;                      // aud must hold it
   std::string resource;                      // the public URL of /mcp (RFC 9728 `resource`)
   std::vector<std::string> required_scopes;  // every request needs all of these
   ToolScopes tool_scopes;                    // tools/call of a tool needs all of its own too
   std::chrono::seconds leeway{60};           // clock skew on exp/nbf/iat, at most kMaxClockSkew
+  // The file `keys` came from, looked at again every `jwks_recheck` (0: never):
+  // when it changed, its new key set replaces `keys` (and the remembered
+  // tokens are forgotten); a changed file that does not parse keeps the keys
+  // in use, with a warning. "" when the keys came from elsewhere.
+  std::string jwks_path;
+  std::chrono::seconds jwks_recheck{0};
 };
 
 // The outcome of one check: allowed (status 0), or the refusal to send.
@@ -90,6 +96,8 @@ class BearerAuth {
   Counts counts() const;
   // Verified tokens held now (for tests; at most kVerifiedCacheSize).
   size_t cached_tokens() const;
+  // The key set in use now.
+  std::shared_ptr<const Jwks> keys() const;
 
   // The RFC 9728 document, as JSON text.
   std::string metadata_json() const;
@@ -102,6 +110,9 @@ class BearerAuth {
  private:
   AuthVerdict refuse(int status, std::string_view error, std::string_view description,
                      const std::vector<std::string>& scopes) const;
+  // When a recheck of jwks_path is due, one caller looks at the file and
+  // swaps in a changed key set; the others go on with the set in use.
+  void recheck_keys(int64_t now) const;
 
   BearerOptions options_;
   VerifyOptions verify_;
@@ -109,13 +120,19 @@ class BearerAuth {
   std::string metadata_url_;
   mutable std::atomic<uint64_t> accepted_{0}, missing_{0}, invalid_{0}, insufficient_{0}, tool_refused_{0};
   // Tokens that verified, by the SHA-256 of their text: a client sends one
-  // token on every request, and checking its signature costs 30-70 µs of CPU
-  // where a digest and a lookup cost about 1 µs (docs/benchmarks.md). At most
+  // token on every request, and checking its signature costs 27-80 µs of CPU
+  // where a digest and a lookup add 2-3 µs (docs/benchmarks.md). At most
   // kVerifiedCacheSize entries (then cleared); a hit checks exp again against
   // the clock (nbf and iat, once passed, stay passed). Only tokens that
   // verified are kept, so a refused token is refused afresh every time.
   mutable std::mutex cache_mu_;
   mutable std::unordered_map<std::string, Claims> verified_;  // guarded by cache_mu_
+  mutable uint64_t keys_generation_ = 0;                      // guarded by cache_mu_: bumped on a swap
+  mutable std::mutex keys_mu_;
+  mutable std::shared_ptr<const Jwks> keys_;  // guarded by keys_mu_
+  mutable std::mutex reload_mu_;              // held by the one caller rechecking the file
+  mutable std::atomic<int64_t> next_recheck_{0};
+  mutable std::string file_identity_;  // guarded by reload_mu_: mtime and size last seen
 };
 
 inline constexpr size_t kVerifiedCacheSize = 4096;

@@ -6,6 +6,8 @@
 #include <prometheus/metric_family.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
+#include <fstream>
 #include <map>
 
 #include "memgate/mcp/bearer_metrics.h"
@@ -122,6 +124,44 @@ TEST_F(BearerAuthTest, AVerifiedTokenIsRememberedWithinABoundAndAForgeryNever) {
     ASSERT_TRUE(auth.authenticate("Bearer " + token("kb.read n" + std::to_string(i))).allowed());
   EXPECT_LE(auth.cached_tokens(), kVerifiedCacheSize);
   EXPECT_TRUE(auth.authenticate("Bearer " + t).allowed()) << "still good after the cache was cleared";
+}
+
+TEST_F(BearerAuthTest, ARotatedKeySetIsTakenAtTheNextRecheckAndABadOneKeepsTheKeysInUse) {
+  const std::string path = ::testing::TempDir() + "/memgate-bearer-rotation.json";
+  const TestKey next = TestKey::ec("ec-2");
+  std::ofstream(path, std::ios::trunc) << testing::jwks_json({&key()});
+  BearerOptions o = options();
+  o.keys = *Jwks::load_file(path);
+  o.jwks_path = path;
+  o.jwks_recheck = seconds(30);
+  BearerAuth auth(o, clock_);
+  auto mint = [this](const TestKey& k) {
+    return k.sign(k.header(), json::object{{"iss", kIssuer}, {"aud", kResource}, {"exp", now() + 3600}});
+  };
+  const std::string old_token = "Bearer " + mint(key());
+  EXPECT_TRUE(auth.authenticate(old_token).allowed());
+  EXPECT_EQ(auth.authenticate("Bearer " + mint(next)).message, "no key of the set has the token's kid");
+
+  // The authorization server publishes its next key: seen at the next recheck, not before.
+  std::ofstream(path, std::ios::trunc) << testing::jwks_json({&key(), &next});
+  clock_.advance(seconds(29));
+  EXPECT_EQ(auth.authenticate("Bearer " + mint(next)).status, 401) << "not due yet";
+  clock_.advance(seconds(1));
+  EXPECT_TRUE(auth.authenticate("Bearer " + mint(next)).allowed());
+  EXPECT_EQ(auth.keys()->size(), 2u);
+
+  // A broken file keeps the keys in use.
+  std::ofstream(path, std::ios::trunc) << "{\"keys\": [";
+  clock_.advance(seconds(30));
+  EXPECT_TRUE(auth.authenticate(old_token).allowed());
+  EXPECT_EQ(auth.keys()->size(), 2u);
+
+  // The old key withdrawn: its token, remembered before, is refused from then on.
+  std::ofstream(path, std::ios::trunc) << testing::jwks_json({&next});
+  clock_.advance(seconds(30));
+  EXPECT_EQ(auth.authenticate(old_token).message, "no key of the set has the token's kid");
+  EXPECT_TRUE(auth.authenticate("Bearer " + mint(next)).allowed());
+  std::remove(path.c_str());
 }
 
 TEST_F(BearerAuthTest, TheLeewayIsBoundedToFiveMinutes) {

@@ -27,6 +27,7 @@ const std::vector<OptionRow<BearerSettings>>& bearer_rows(const std::string& sec
              return InvalidArgument("expected a JWKS file of RS256 or ES256 public keys (" + keys.status().message() +
                                     ")");
            s.options.keys = *keys;
+           s.options.jwks_path = t;
            s.any_set = true;
            return Status::Ok();
          }},
@@ -86,6 +87,16 @@ const std::vector<OptionRow<BearerSettings>>& bearer_rows(const std::string& sec
            if (!tools.ok()) return tools.status();
            s.options.tool_scopes = std::move(*tools);
            s.any_set = true;
+           return Status::Ok();
+         }},
+        {row("MCP_AUTH_JWKS_RECHECK", "mcp-auth-jwks-recheck", "30s",
+             "How often /mcp looks at MCP_AUTH_JWKS for a changed key set (0s: never); a new file that does not "
+             "parse keeps the keys in use"),
+         [](const std::string& t, BearerSettings& s) {
+           auto d = parse_duration(t);
+           if (!d.ok() || *d > std::chrono::hours(1) || d->count() % 1000 != 0)
+             return InvalidArgument("expected whole seconds up to 1h, such as 30s (0s: never)");
+           s.options.jwks_recheck = std::chrono::duration_cast<std::chrono::seconds>(*d);
            return Status::Ok();
          }},
         {row("MCP_AUTH_CLOCK_SKEW", "mcp-auth-clock-skew", "60s",

@@ -138,6 +138,7 @@ TEST(SettingsTable, ModulesSettingsAreCountedAmongTheTable) {
                            "KB_REFRESH_PERIOD", "KB_WATCH_INTERVAL", "MCP_AUTH_TOKEN", "MCP_ALLOWED_ORIGINS",
                            "MCP_RESOURCE_PAGE_SIZE", "MCP_AUTH_JWKS", "MCP_AUTH_ISSUER", "MCP_AUTH_AUDIENCE",
                            "MCP_AUTH_RESOURCE", "MCP_AUTH_SCOPES", "MCP_AUTH_TOOL_SCOPES", "MCP_AUTH_CLOCK_SKEW",
+                           "MCP_AUTH_JWKS_RECHECK",
                            "LLM_BASE_URL", "LLM_API_KEY", "LLM_MODEL", "LLM_TLS_CA", "LLM_CONNECT_TIMEOUT",
                            "LLM_READ_TIMEOUT", "LLM_REQUEST_TIMEOUT", "LLM_MAX_RESPONSE", "LLM_MAX_TOKENS",
                            "LLM_TOKEN_PARAM", "COACH_MAX_INFLIGHT", "COACH_QUEUE", "COACH_MAX_QUESTION",
