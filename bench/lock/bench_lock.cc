@@ -16,7 +16,13 @@
 // as a ratio to the single server's: sequential acquire+release (interleaved
 // 0.2 s slices), N concurrent async lockers (alternating rounds, medians), and
 // the 8-instance fleet_once readiness.
-// Usage: memgate_bench_lock [--seconds S] [--lockers N] [--build-ms B] [--topology single|cluster]
+// With --topology sentinel: the same three ratios for a master + replica behind
+// three sentinels (tests/support/redis_sentinel.h), then --kills failovers (5),
+// each on a fresh group with 4 `memgate_coord_tool follow` processes: the time
+// from SIGKILL of the master to the sentinels agreeing on the replica, and to
+// every instance taking a lease again; medians, with the sentinels' settings.
+// Usage: memgate_bench_lock [--seconds S] [--lockers N] [--build-ms B]
+//                           [--topology single|sentinel|cluster] [--kills K]
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
@@ -28,6 +34,7 @@
 #include <future>
 #include <iostream>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +42,7 @@
 #include "memgate/coord/coordinator.h"
 #include "memgate/coord/redis_backend.h"
 #include "tests/support/redis_cluster.h"
+#include "tests/support/redis_sentinel.h"
 #include "tests/support/redis_server.h"
 
 using namespace memgate;
@@ -46,7 +54,10 @@ namespace {
 
 // The same scripts RedisBackend sends (redis_backend.cc).
 const char* kAcquire =
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, redis.call('INCR', KEYS[2])} end "
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    "local t = redis.call('TIME') local now = t[1] .. string.format('%06d', tonumber(t[2])) "
+    "local f = redis.call('INCR', KEYS[2]) "
+    "if f < tonumber(now) then redis.call('SET', KEYS[2], now) f = tonumber(now) end return {1, f} end "
     "return {0, redis.call('PTTL', KEYS[1])}";
 const char* kRelease = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -251,6 +262,170 @@ int cluster_figures(double seconds, int lockers, int build_ms) {
   return 0;
 }
 
+// One failover: a fresh Sentinel group, `instances` memgate_coord_tool follow
+// processes on it, the master SIGKILLed; the time from the kill until the
+// sentinels agree on the replica, and until every instance took a lease again.
+struct FailoverTimes {
+  double promoted_s = -1, all_coordinating_s = -1;
+};
+
+FailoverTimes one_failover(const testing::SentinelOptions& so, int instances, const std::string& dir, int run) {
+  FailoverTimes out;
+  auto g = testing::SentinelGroup::start(so);
+  if (!g.ok()) {
+    std::cerr << "sentinel group: " << g.status().to_string() << "\n";
+    return out;
+  }
+  auto& group = **g;
+  std::vector<std::unique_ptr<testing::Subprocess>> procs;
+  std::vector<std::string> logs;
+  for (int i = 0; i < instances; ++i) {
+    logs.push_back(dir + "/follow-" + std::to_string(run) + "-" + std::to_string(i) + ".log");
+    auto p = testing::Subprocess::start({MEMGATE_COORD_TOOL, "follow", "--url", group.url(), "--key",
+                                         "bench:follow:" + std::to_string(i), "--ttl-ms", "2000", "--interval-ms",
+                                         "10", "--seconds", "60", "--connect-timeout-ms", "1000"},
+                                        {}, logs.back());
+    if (!p.ok()) return out;
+    procs.push_back(std::move(*p));
+  }
+  bool started = testing::wait_until(
+      [&] {
+        for (auto& l : logs)
+          if (testing::read_file(l).find("first ") == std::string::npos) return false;
+        return true;
+      },
+      10s);
+  if (!started) {
+    std::cerr << "the follow processes did not start\n";
+    return out;
+  }
+  uint16_t replica = group.first_replica().port();
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t killed_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  auto killed = Steady::now();
+  group.first_master().kill();
+  std::thread watcher([&] {
+    while (seconds_since(killed) < 30) {
+      if (group.agreed_master_port() == replica) {
+        out.promoted_s = seconds_since(killed);
+        return;
+      }
+    }
+  });
+  // Each instance's first lease after the kill ("resumed <before> <after>").
+  std::vector<int64_t> back(logs.size(), 0);
+  testing::wait_until(
+      [&] {
+        bool all = true;
+        for (size_t i = 0; i < logs.size(); ++i) {
+          if (back[i]) continue;
+          std::istringstream in(testing::read_file(logs[i]));
+          for (std::string word; in >> word;) {
+            if (word != "resumed") continue;
+            int64_t before = 0, after = 0;
+            in >> before >> after;
+            if (after > killed_ns) {
+              back[i] = after;
+              break;
+            }
+          }
+          if (!back[i]) all = false;
+        }
+        return all;
+      },
+      30s);
+  watcher.join();
+  int64_t last = 0;
+  for (int64_t b : back) {
+    if (b == 0) return out;
+    last = std::max(last, b);
+  }
+  out.all_coordinating_s = static_cast<double>(last - killed_ns) / 1e9;
+  return out;
+}
+
+// --topology sentinel: the figures through a Sentinel-managed master, each
+// against one server measured alongside, and the failover time.
+int sentinel_figures(double seconds, int lockers, int build_ms, int kills) {
+  testing::SentinelOptions so;  // down-after 400 ms, failover-timeout 2 s
+  auto single = testing::RedisServer::start();
+  auto group = testing::SentinelGroup::start(so);
+  if (!single.ok() || !group.ok()) {
+    std::cerr << "cannot start redis: " << (single.ok() ? group.status() : single.status()).to_string() << "\n";
+    return 1;
+  }
+  CoordinatorOptions o1, o2;
+  o1.redis_url = (*single)->url();
+  o2.redis_url = (*group)->url();
+  auto one = Coordinator::create(o1);
+  auto sentinel = Coordinator::create(o2);
+  if (!one.ok() || !sentinel.ok() || (*one)->backend() != "redis" || (*sentinel)->backend() != "redis") {
+    std::cerr << "no redis\n";
+    return 1;
+  }
+  std::printf("redis-server 127.0.0.1:%u and a master + replica behind 3 sentinels (%s), %.1fs per measurement, "
+              "%d lockers\n",
+              (*single)->port(), (*group)->url().c_str(), seconds, lockers);
+  Rate seq_one, seq_sentinel;
+  for (double done = 0; done < seconds; done += 0.2) {
+    memgate_sequential_slice(**one, 0.2, seq_one);
+    memgate_sequential_slice(**sentinel, 0.2, seq_sentinel);
+  }
+  std::vector<double> conc_one, conc_sentinel;
+  for (int round = 0; round < 3; ++round) {
+    conc_one.push_back(memgate_concurrent(*(*one)->redis(), lockers, seconds / 3));
+    conc_sentinel.push_back(memgate_concurrent(*(*sentinel)->redis(), lockers, seconds / 3));
+  }
+  std::string dir = testing::temp_dir("memgate-bench-lock");
+  std::vector<double> fleet_one, fleet_sentinel;
+  for (int round = 0; round < 3; ++round) {
+    std::string r = std::to_string(round);
+    fleet_one.push_back(fleet_ready_seconds((*single)->url(), false, 8, build_ms, dir, "bench:one:" + r, true));
+    fleet_sentinel.push_back(
+        fleet_ready_seconds((*group)->url(), false, 8, build_ms, dir, "bench:sentinel:" + r, true));
+  }
+  sentinel->reset();
+  one->reset();
+  group->reset();
+  single->reset();
+  std::vector<double> promoted, coordinating;
+  for (int k = 0; k < kills; ++k) {
+    FailoverTimes t = one_failover(so, 4, dir, k);
+    if (t.promoted_s < 0 || t.all_coordinating_s < 0) {
+      std::cerr << "failover " << k << " did not complete\n";
+      continue;
+    }
+    promoted.push_back(t.promoted_s);
+    coordinating.push_back(t.all_coordinating_s);
+  }
+  testing::remove_tree(dir);
+  double s1 = seq_one.per_second(), s2 = seq_sentinel.per_second();
+  double c1 = median(conc_one), c2 = median(conc_sentinel), f1 = median(fleet_one), f2 = median(fleet_sentinel);
+  std::printf("\n%-58s %12s %12s %8s\n", "", "one server", "sentinel", "ratio");
+  std::printf("%-58s %12.0f %12.0f %7.2fx\n", "memgate Coordinator, sequential acquire+release (locks/s)", s1, s2,
+              s1 > 0 ? s2 / s1 : 0);
+  std::printf("%-58s %12.0f %12.0f %7.2fx\n",
+              ("memgate, " + std::to_string(lockers) + " concurrent lockers, median of 3 (locks/s)").c_str(), c1, c2,
+              c1 > 0 ? c2 / c1 : 0);
+  std::printf("%-58s %12.3f %12.3f %7.2fx\n",
+              ("8 instances all ready, fleet_once, " + std::to_string(build_ms) + "ms CPU build (s)").c_str(), f1, f2,
+              f1 > 0 ? f2 / f1 : 0);
+  auto list = [](const std::vector<double>& v) {
+    std::string s;
+    for (double x : v) s += (s.empty() ? "" : ", ") + std::to_string(x).substr(0, 5);
+    return s;
+  };
+  std::printf("\nfailover (master SIGKILLed; down-after-milliseconds %d, failover-timeout %d ms; 4 instances "
+              "taking a lease every 10 ms), %zu of %d kills:\n",
+              so.down_after_ms, so.failover_timeout_ms, coordinating.size(), kills);
+  std::printf("%-58s %12.3f   (%s)\n", "kill -> the sentinels agree on the replica, median (s)", median(promoted),
+              list(promoted).c_str());
+  std::printf("%-58s %12.3f   (%s)\n", "kill -> every instance coordinating again, median (s)", median(coordinating),
+              list(coordinating).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -259,6 +434,7 @@ int main(int argc, char** argv) {
   int build_ms = 1000;
   bool seq_only = false;  // --seq-only 1: just the interleaved sequential loops (for profiling)
   std::string topology = "single";
+  int kills = 5;  // --topology sentinel: failovers measured
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--seconds") seconds = std::stod(argv[i + 1]);
@@ -266,11 +442,13 @@ int main(int argc, char** argv) {
     else if (f == "--build-ms") build_ms = std::stoi(argv[i + 1]);
     else if (f == "--seq-only") seq_only = std::string(argv[i + 1]) == "1";
     else if (f == "--topology") topology = argv[i + 1];
+    else if (f == "--kills") kills = std::stoi(argv[i + 1]);
   }
   spdlog::set_level(spdlog::level::warn);
   if (topology == "cluster") return cluster_figures(seconds, lockers, build_ms);
+  if (topology == "sentinel") return sentinel_figures(seconds, lockers, build_ms, kills);
   if (topology != "single") {
-    std::cerr << "--topology: single or cluster\n";
+    std::cerr << "--topology: single, sentinel or cluster\n";
     return 2;
   }
   auto server = testing::RedisServer::start();

@@ -12,6 +12,12 @@
 //       "outcome=<outcome>" and "ready_ms=<ms from start>". --alone builds without
 //       coordination (the baseline for the fleet benchmark); --cpu makes the build
 //       spend B ms of CPU instead of sleeping.
+//   memgate_coord_tool follow --key K --ttl-ms T --interval-ms P --seconds S
+//       for S seconds: acquire K and release it, then wait P ms (a failed acquire
+//       waits too). Prints "first <ns>" at the first lease, and "resumed <last_ns>
+//       <ns>" when a lease comes more than 100 ms after the previous one (ns:
+//       CLOCK_MONOTONIC at the lease, comparable across processes): how long this
+//       instance could not coordinate, e.g. across a failover.
 // Common: --url U (empty: local), --local-dir D, --tls-ca F, --instance I.
 // Exit code 0 on success, 1 on a failed operation, 2 on bad arguments.
 #include <fcntl.h>
@@ -67,7 +73,7 @@ bool burn_cpu(milliseconds d, const CancelSignal* cancel) {
 int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   if (argc < 2) {
-    std::cerr << "usage: memgate_coord_tool lock|hold|fleet [--flag value]...\n";
+    std::cerr << "usage: memgate_coord_tool lock|hold|fleet|follow [--flag value]...\n";
     return 2;
   }
   std::string cmd = argv[1];
@@ -159,6 +165,24 @@ int main(int argc, char** argv) {
     std::cout << "publish=" << code_name(pub.code()) << std::endl;
     auto rel = coord.release(*lease);
     std::cout << "release=" << (rel.ok() ? (*rel ? "true" : "false") : rel.status().to_string()) << std::endl;
+    return 0;
+  }
+
+  if (cmd == "follow") {
+    milliseconds interval(num("interval-ms", 10));
+    auto until = std::chrono::steady_clock::now() + milliseconds(num("seconds", 30) * 1000);
+    int64_t last = 0;
+    while (std::chrono::steady_clock::now() < until) {
+      auto lease = coord.acquire(key, ttl, milliseconds(0));
+      if (lease.ok()) {
+        int64_t now = mono_ns();
+        if (last == 0) std::cout << "first " << now << std::endl;
+        else if (now - last > 100'000'000) std::cout << "resumed " << last << " " << now << std::endl;
+        last = now;
+        (void)coord.release(*lease);
+      }
+      std::this_thread::sleep_for(interval);
+    }
     return 0;
   }
 
