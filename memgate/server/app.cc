@@ -46,6 +46,7 @@
 #include "memgate/memory/route_accounting.h"
 #include "memgate/server/snapshot_sinks.h"
 #include "memgate/server/modules.h"
+#include "memgate/server/saved_profiles.h"
 #include "memgate/server/sd_notify.h"
 #include "memgate/startup/loader.h"
 
@@ -467,6 +468,12 @@ struct App::Impl {
     // and Grafana Alloy fetch), jemalloc's own text with ?format=jeprof. The
     // dump, its conversion and the symbol tables take tens of milliseconds, so
     // they run on the worker pool, not on the admin listener's one IO thread.
+    // The profile an alert took (its snapshot's heap_profile), by file name.
+    (void)r.add(Method::kGet, "/debug/pprof/saved", [this](const Request& req, http::Responder responder) {
+      if (!authorized(req)) return std::move(responder).send(unauthorized());
+      on_worker(std::move(responder),
+                [dir = config.profile_dir, name = std::string(req.query_param("name"))] { return saved_profile(dir, name); });
+    });
     (void)r.add(Method::kGet, "/debug/pprof/heap", [this](const Request& req, http::Responder responder) {
       if (!authorized(req)) return std::move(responder).send(unauthorized());
       std::string_view format = req.query_param("format");

@@ -278,6 +278,55 @@ TEST(HeapProfile, WithAnAdminTokenTheProfileAsksForIt) {
   EXPECT_EQ(right.status, 409) << "past the token: profiling is off" << right.body;
 }
 
+TEST(HeapProfile, TheProfileAnAlertTookIsServedByItsFileNameAndNothingElseIs) {
+  std::string dir = temp_dir("memgate-saved-profiles");
+  auto server = ServerProcess::start({{"MEMGATE_TEST_ROUTES", "1"},
+                                      {"MEMGATE_HEAP_PROFILE", "1"},
+                                      {"MONITOR_INTERVAL", "100ms"},
+                                      {"HEAP_ALERT_THRESHOLD", "64MB"},
+                                      {"HEAP_SHED_THRESHOLD", "1GB"},
+                                      {"ADMIN_TOKEN", "saved-token"},
+                                      {"PROFILE_DIR", dir}});
+  ASSERT_NE(server, nullptr);
+  uint16_t admin = server->admin_port();
+  auto get = [&](const std::string& target) {
+    return http_request(admin, "GET", target, "", {{"Authorization", "Bearer saved-token"}});
+  };
+  if (json::parse(get("/debug/memory").body).at("allocator").at("name") != "jemalloc")
+    GTEST_SKIP() << "not a jemalloc build";
+  ASSERT_EQ(http_get(server->port(), "/test/alloc?kb=131072&hold=1").status, 200);
+  // The alert's snapshot names the profile it took.
+  std::string profile;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json::value history = json::parse(get("/debug/memory/history").body);
+        for (const auto& snap : history.at("snapshots").as_array())
+          if (const auto* p = snap.as_object().if_contains("heap_profile"); p && p->is_string())
+            profile = std::string(p->as_string());
+        return !profile.empty();
+      },
+      10s))
+      << server->log();
+  std::string name = profile.substr(profile.rfind('/') + 1);
+  EXPECT_EQ(profile, dir + "/" + name);
+
+  HttpReply saved = get("/debug/pprof/saved?name=" + name);
+  ASSERT_EQ(saved.status, 200) << saved.body;
+  EXPECT_EQ(saved.body.rfind("heap_v2/", 0), 0u) << saved.body.substr(0, 100);
+  EXPECT_EQ(saved.body, read_file(profile));
+  EXPECT_NE(saved.header("content-disposition").find(name), std::string::npos);
+  EXPECT_EQ(http_get(admin, "/debug/pprof/saved?name=" + name).status, 401) << "the token is asked for";
+
+  // Only a file name of the guard's shape, only a regular file in PROFILE_DIR.
+  ASSERT_EQ(::symlink(profile.c_str(), (dir + "/memgate-link.heap").c_str()), 0);
+  EXPECT_EQ(get("/debug/pprof/saved?name=memgate-link.heap").status, 404) << "a symlink is not followed";
+  EXPECT_EQ(get("/debug/pprof/saved?name=memgate-none-1.heap").status, 404);
+  for (const char* bad : {"", "..%2Fetc%2Fpasswd", "memgate-..%2F..%2Fetc%2Fpasswd.heap", "memgate-x.heap%2F", "other.heap",
+                          "memgate-.heap", "memgate-a..b.heap"})
+    EXPECT_EQ(get(std::string("/debug/pprof/saved?name=") + bad).status, 400) << bad;
+  remove_tree(dir);
+}
+
 TEST(HeapProfile, WithoutProfilingPprofSaysHowToTurnItOn) {
   auto server = ServerProcess::start();
   ASSERT_NE(server, nullptr);

@@ -170,6 +170,29 @@ function renderMemory(history, memory) {
   }
 }
 
+// The profile an alert took, fetched with the page's token (a plain link
+// could not send it) and handed to the browser as a download.
+function profileLink(path) {
+  const name = String(path).split('/').pop();
+  return el('a', {
+    href: `/debug/pprof/saved?name=${encodeURIComponent(name)}`,
+    'data-profile': name,
+    onclick: async (ev) => {
+      ev.preventDefault();
+      const headers = token ? { Authorization: `Bearer ${token}` } : {};
+      const res = await fetch(ev.currentTarget.getAttribute('href'), { headers, cache: 'no-store' });
+      if (!res.ok) return;
+      const url = URL.createObjectURL(await res.blob());
+      const save = el('a', { href: url, download: name });
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+    },
+    text: name,
+  });
+}
+
 function showSnapshot(a) {
   selectedAlert = a;
   if (plot) plot.redraw(false, false);
@@ -188,7 +211,7 @@ function showSnapshot(a) {
       el('dt', { text: 'actions' }), el('dd', { text: a.actions.join(', ') || '–' }),
       el('dt', { text: 'heap' }), el('dd', { text: formatBytes(a.heap) }),
       el('dt', { text: 'RSS' }), el('dd', { text: formatBytes(a.rss) }),
-      el('dt', { text: 'heap profile' }), el('dd', { text: a.heapProfile || 'none taken (MEMGATE_HEAP_PROFILE=1 takes one per alert)' })),
+      el('dt', { text: 'heap profile' }), el('dd', {}, a.heapProfile ? profileLink(a.heapProfile) : 'none taken (MEMGATE_HEAP_PROFILE=1 takes one per alert)')),
     routes.length
       ? el('div', { class: 'scroll' }, el('table', {}, el('thead', {}, el('tr', {}, el('th', { text: 'top route' }), el('th', { text: 'allocated' }), el('th', { text: 'held' }))), el('tbody', {}, ...routes)))
       : null,
