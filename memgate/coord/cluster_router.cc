@@ -76,9 +76,12 @@ Redirect parse_redirect(std::string_view error, const Endpoint& replying) {
     return out;
   }
   Redirect::Kind kind;
-  if (starts("MOVED")) kind = Redirect::Kind::kMoved;
-  else if (starts("ASK")) kind = Redirect::Kind::kAsk;
-  else return out;
+  if (starts("MOVED"))
+    kind = Redirect::Kind::kMoved;
+  else if (starts("ASK"))
+    kind = Redirect::Kind::kAsk;
+  else
+    return out;
   std::string_view rest = error.substr(kind == Redirect::Kind::kMoved ? 6 : 4);
   size_t space = rest.find(' ');
   if (space == std::string_view::npos) return out;
@@ -99,7 +102,8 @@ Result<SlotMapSpec> parse_cluster_slots(const Reply& reply, const Endpoint& aske
   if (reply.elements.size() > kClusterSlots) return bad("more ranges than slots");
   SlotMapSpec spec;
   for (const Reply& entry : reply.elements) {
-    if (entry.type != Reply::Type::kArray || entry.elements.size() < 3) return bad("a range is not [first, last, master, ...]");
+    if (entry.type != Reply::Type::kArray || entry.elements.size() < 3)
+      return bad("a range is not [first, last, master, ...]");
     const Reply& first = entry.elements[0];
     const Reply& last = entry.elements[1];
     const Reply& master = entry.elements[2];
@@ -271,8 +275,8 @@ Status ClusterRouter::wait_connected(milliseconds timeout) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
     if (left.count() <= 0 || stop_flag_.load()) {
       if (!m) return Unavailable("redis cluster at " + settings_.describe() + " is not reachable: " + last_error());
-      return Unavailable("redis cluster master " + down->address.describe() + " is not reachable: " +
-                         down->conn->last_error());
+      return Unavailable("redis cluster master " + down->address.describe() +
+                         " is not reachable: " + down->conn->last_error());
     }
     auto slice = std::min(left, milliseconds(50));
     if (down) {
@@ -417,8 +421,8 @@ Result<std::shared_ptr<ClusterRouter::Node>> ClusterRouter::node_at(const Endpoi
     for (auto& n : extra_)
       if (n->address == where) return n;
     if (extra_.size() >= kMaxNodes)
-      return Unavailable("redis cluster: a redirect names " + where.describe() + ", past " +
-                         std::to_string(kMaxNodes) + " nodes outside the slot map");
+      return Unavailable("redis cluster: a redirect names " + where.describe() + ", past " + std::to_string(kMaxNodes) +
+                         " nodes outside the slot map");
   }
   auto n = make_node(where);
   if (Status st = n->conn->wait_connected(settings_.connect_timeout); !st.ok()) return st;
@@ -488,7 +492,8 @@ Result<Reply> ClusterRouter::execute(const Request& q, std::optional<Result<Repl
     } else {
       auto m = map();
       auto node = target ? target : node_for(q, m.get());
-      if (!node) return Unavailable("redis cluster at " + settings_.describe() + ": no slot map yet (" + last_error() + ")");
+      if (!node)
+        return Unavailable("redis cluster at " + settings_.describe() + ": no slot map yet (" + last_error() + ")");
       from = node->address;
       r = send(*node, q);
     }
@@ -508,8 +513,8 @@ Result<Reply> ClusterRouter::execute(const Request& q, std::optional<Result<Repl
         bool moved = redirect.kind == Redirect::Kind::kMoved;
         (moved ? metrics_->cluster_redirects_moved : metrics_->cluster_redirects_ask).fetch_add(1);
         if (++redirects > kMaxRedirects)
-          return Unavailable("redis cluster: more than " + std::to_string(kMaxRedirects) + " redirects (last: " +
-                             r->str.substr(0, 80) + ")");
+          return Unavailable("redis cluster: more than " + std::to_string(kMaxRedirects) +
+                             " redirects (last: " + r->str.substr(0, 80) + ")");
         if (moved) (void)refresh(map_generation());
         auto node = node_at(redirect.to);
         if (!node.ok()) return node.status();
@@ -594,8 +599,10 @@ void ClusterRouter::submit_async(std::shared_ptr<OwnedRequest> owned, ReplyCallb
     if (!r.ok() && r.status().code() == Code::kUnavailable) request_refresh();
     cb(std::move(r));
   };
-  if (owned->q.script) node->conn->async_eval(*owned->q.script, owned->q.keys, owned->q.args, std::move(on_reply));
-  else node->conn->async_command(owned->q.args, std::move(on_reply));
+  if (owned->q.script)
+    node->conn->async_eval(*owned->q.script, owned->q.keys, owned->q.args, std::move(on_reply));
+  else
+    node->conn->async_command(owned->q.args, std::move(on_reply));
 }
 
 void ClusterRouter::enqueue(std::function<void()> job, const ReplyCallback& on_refused) {

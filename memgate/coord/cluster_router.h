@@ -175,9 +175,9 @@ class ClusterRouter final : public RedisLink {
 
   mutable std::mutex map_mu_;
   std::condition_variable map_cv_;
-  std::shared_ptr<SlotMap> map_;                 // null before the first map
-  std::vector<std::shared_ptr<Node>> extra_;     // nodes met in redirects, not (yet) in the map
-  std::vector<std::shared_ptr<Node>> retired_;   // left the map; destroyed a while later by a refresh
+  std::shared_ptr<SlotMap> map_;                // null before the first map
+  std::vector<std::shared_ptr<Node>> extra_;    // nodes met in redirects, not (yet) in the map
+  std::vector<std::shared_ptr<Node>> retired_;  // left the map; destroyed a while later by a refresh
   std::string last_error_;
 
   std::mutex refresh_mu_;  // one refresh at a time

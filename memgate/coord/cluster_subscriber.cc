@@ -35,7 +35,8 @@ void ClusterSubscriber::decide_mode_locked() {
   if (mode_ == 1) return;
   RedisSettings s = router_.settings();
   s.cluster_seeds.clear();
-  EndpointSource any_master = [router = &router_, turn = std::make_shared<std::atomic<size_t>>(0)]() -> Result<Endpoint> {
+  EndpointSource any_master = [router = &router_,
+                               turn = std::make_shared<std::atomic<size_t>>(0)]() -> Result<Endpoint> {
     auto e = router->master_at(turn->fetch_add(1));
     if (!e) return Unavailable("redis cluster: no slot map yet");
     return *e;

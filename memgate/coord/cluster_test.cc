@@ -1,11 +1,11 @@
 // Redis Cluster, for real: three cluster-enabled redis-servers joined by
 // redis-cli (tests/support/redis_cluster.h), coordinators given
 // redis-cluster:// URLs, and slots moved by hand while they work.
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <map>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "memgate/coord/cluster_router.h"
 #include "memgate/coord/coordinator.h"
@@ -110,8 +110,8 @@ TEST_F(Cluster, TheCoordinatorConnectsThroughAnyOneSeedAndLocksLandOnTheSlotsOwn
 }
 
 TEST_F(Cluster, ABadSeedIsPassedOver) {
-  std::string url = "redis-cluster://127.0.0.1:" + std::to_string(testing::free_port()) + ",127.0.0.1:" +
-                    std::to_string(cluster_->port(1));
+  std::string url = "redis-cluster://127.0.0.1:" + std::to_string(testing::free_port()) +
+                    ",127.0.0.1:" + std::to_string(cluster_->port(1));
   auto c = coordinator(options(url));
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->backend(), "redis");
@@ -122,10 +122,10 @@ TEST_F(Cluster, ABadSeedIsPassedOver) {
 TEST_F(Cluster, FourProcessesStartedTogetherBuildOnceAndTheOthersLoad) {
   std::vector<std::unique_ptr<testing::Subprocess>> procs;
   for (int i = 0; i < 4; ++i) {
-    auto p = testing::Subprocess::start({MEMGATE_COORD_TOOL, "fleet", "--url", cluster_->url(), "--name",
-                                         "task:cluster-fleet", "--lock-ttl-ms", "2000", "--done-ttl-ms", "60000",
-                                         "--build-ms", "300", "--size", "300000", "--chunk-size", "65536"},
-                                        {}, dir_ + "/fleet-" + std::to_string(i) + ".log");
+    auto p = testing::Subprocess::start(
+        {MEMGATE_COORD_TOOL, "fleet", "--url", cluster_->url(), "--name", "task:cluster-fleet", "--lock-ttl-ms", "2000",
+         "--done-ttl-ms", "60000", "--build-ms", "300", "--size", "300000", "--chunk-size", "65536"},
+        {}, dir_ + "/fleet-" + std::to_string(i) + ".log");
     ASSERT_TRUE(p.ok());
     procs.push_back(std::move(*p));
   }
@@ -321,16 +321,20 @@ TEST(ClusterWithoutShardedPubSub, CompletionMessagesFallBackToPublish) {
     loaded = bytes;
     return Status::Ok();
   };
-  std::thread b([&] { EXPECT_EQ(*builder_side->fleet_once("task:plain", 5s, 60s, build, load), FleetOutcome::kBuilt); });
+  std::thread b(
+      [&] { EXPECT_EQ(*builder_side->fleet_once("task:plain", 5s, 60s, build, load), FleetOutcome::kBuilt); });
   ASSERT_TRUE(testing::wait_until([&] { return builds.load() == 1; }, 5s));
   FleetOnceOptions slow;
   slow.poll = 10s;
   auto start = Steady::now();
   std::string waiter_loaded;
-  auto r = waiter_side->fleet_once("task:plain", 5s, 60s, build, [&](std::string_view bytes) {
-    waiter_loaded = bytes;
-    return Status::Ok();
-  }, slow);
+  auto r = waiter_side->fleet_once(
+      "task:plain", 5s, 60s, build,
+      [&](std::string_view bytes) {
+        waiter_loaded = bytes;
+        return Status::Ok();
+      },
+      slow);
   auto took = Steady::now() - start;
   b.join();
   ASSERT_TRUE(r.ok()) << r.status().to_string();

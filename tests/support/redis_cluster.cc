@@ -24,8 +24,10 @@ Result<std::unique_ptr<RedisCluster>> RedisCluster::start(ClusterOptions options
   if (c->dir_.empty()) return Internal("cannot make a temp dir for the cluster");
   for (int i = 0; i < 3; ++i) {
     RedisOptions o;
-    o.extra_args = {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
-                    std::to_string(free_port()), "--cluster-node-timeout", "2000"};
+    o.extra_args = {"--cluster-enabled",      "yes",
+                    "--cluster-config-file",  "nodes.conf",
+                    "--cluster-port",         std::to_string(free_port()),
+                    "--cluster-node-timeout", "2000"};
     o.extra_args.insert(o.extra_args.end(), options.extra_args.begin(), options.extra_args.end());
     auto s = RedisServer::start(o);
     if (!s.ok()) return s.status();
@@ -76,8 +78,10 @@ bool RedisCluster::healthy() {
     if (cli(i, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
     std::string slots = cli(i, {"CLUSTER", "SLOTS"});
     // Node ids and ports, without the order in which ranges are listed.
-    if (i == 0) reference = slots;
-    else if (slots.size() != reference.size()) return false;
+    if (i == 0)
+      reference = slots;
+    else if (slots.size() != reference.size())
+      return false;
   }
   return true;
 }
@@ -88,7 +92,9 @@ int RedisCluster::owner_of(uint16_t slot) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   for (size_t i = 0; i + 3 < lines.size(); ++i) {
-    auto number = [](const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos && s.size() < 6; };
+    auto number = [](const std::string& s) {
+      return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos && s.size() < 6;
+    };
     if (!number(lines[i]) || !number(lines[i + 1]) || lines[i + 2] != "127.0.0.1" || !number(lines[i + 3])) continue;
     int first = std::stoi(lines[i]), last = std::stoi(lines[i + 1]), p = std::stoi(lines[i + 3]);
     if (slot < first || slot > last) continue;
