@@ -445,18 +445,33 @@ namespace {
 constexpr size_t kPeakSamples = 8;
 }  // namespace
 
-void Coordinator::record_peak(const std::string& name, bool build, uint64_t bytes, milliseconds ttl) {
+void Coordinator::record_peak(const std::string& name, bool build, uint64_t bytes, milliseconds ttl,
+                              std::optional<milliseconds> took) {
+  // -1: no duration (an optional here trips GCC's maybe-uninitialized).
+  int64_t took_ms = -1;
+  if (took.has_value()) {
+    int64_t n = took->count();
+    if (n >= 0 && n <= kMaxStepDuration.count()) {
+      took_ms = n;
+    } else {
+      spdlog::warn("fleet {}: not recording a {} duration of {} ms (outside 0..24h)", name, build ? "build" : "load", n);
+      if (bytes == 0) return;
+    }
+  }
   const std::string key = task_keys(name).peaks;
   auto current = get_json(key);
   boost::json::object doc;
   if (current.ok() && *current && (*current)->is_object()) doc = (*current)->as_object();
   const char* kind = build ? "build" : "load";
   boost::json::array kept;
-  kept.push_back(boost::json::object{{"bytes", bytes},
-                                     {"by", options_.instance_id},
-                                     {"at_unix_ms", std::chrono::duration_cast<milliseconds>(
-                                                        std::chrono::system_clock::now().time_since_epoch())
-                                                        .count()}});
+  boost::json::object record{{"by", options_.instance_id},
+                             {"at_unix_ms", std::chrono::duration_cast<milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count()}};
+  // Without a duration the record is what older versions wrote: the bytes alone.
+  if (bytes > 0 || took_ms < 0) record["bytes"] = bytes;
+  if (took_ms >= 0) record["ms"] = took_ms;
+  kept.push_back(std::move(record));
   if (const boost::json::value* old = doc.if_contains(kind); old && old->is_array())
     for (const boost::json::value& v : old->as_array()) {
       if (kept.size() >= kPeakSamples) break;
@@ -481,20 +496,36 @@ FleetPeaks Coordinator::fleet_peaks(const std::string& name) {
   FleetPeaks out;
   auto doc = get_json(task_keys(name).peaks);
   if (!doc.ok() || !*doc || !(*doc)->is_object()) return out;
-  auto scan = [&](const char* kind, uint64_t* peak, int* samples) {
+  // The newest kPeakSamples records of a kind (what record_peak keeps); each may
+  // hold a peak, a duration, or both. The largest of each counts: a probe budget
+  // or a memory prediction wants the slow or heavy case, and with at most eight
+  // samples a high percentile would be the largest anyway.
+  auto scan = [&](const char* kind, uint64_t* peak, int* samples, std::optional<milliseconds>* took) {
     const boost::json::value* v = (*doc)->as_object().if_contains(kind);
     if (!v || !v->is_array()) return;
+    size_t seen = 0;
     for (const boost::json::value& e : v->as_array()) {
-      if (*samples >= static_cast<int>(kPeakSamples)) break;
-      const boost::json::value* b = e.is_object() ? e.as_object().if_contains("bytes") : nullptr;
-      if (!b || !(b->is_uint64() || b->is_int64())) continue;
-      uint64_t bytes = b->is_uint64() ? b->as_uint64() : static_cast<uint64_t>(std::max<int64_t>(0, b->as_int64()));
-      *peak = std::max(*peak, std::min<uint64_t>(bytes, 1ull << 50));
-      ++*samples;
+      if (seen++ >= kPeakSamples) break;
+      if (!e.is_object()) continue;
+      if (const boost::json::value* b = e.as_object().if_contains("bytes"); b && (b->is_uint64() || b->is_int64())) {
+        uint64_t bytes = b->is_uint64() ? b->as_uint64() : static_cast<uint64_t>(std::max<int64_t>(0, b->as_int64()));
+        *peak = std::max(*peak, std::min<uint64_t>(bytes, 1ull << 50));
+        ++*samples;
+      }
+      const boost::json::value* ms = e.as_object().if_contains("ms");
+      if (!ms) continue;
+      int64_t n = -1;  // a double, a string, a huge or negative number: not believed
+      if (ms->is_int64()) n = ms->as_int64();
+      if (n < 0 || n > kMaxStepDuration.count()) {
+        spdlog::warn("fleet {}: ignored a recorded {} duration that is not a whole number of milliseconds in 0..24h",
+                     name, kind);
+        continue;
+      }
+      *took = std::max(took->value_or(milliseconds(0)), milliseconds(n));
     }
   };
-  scan("build", &out.build, &out.build_samples);
-  scan("load", &out.load, &out.load_samples);
+  scan("build", &out.build, &out.build_samples, &out.build_took);
+  scan("load", &out.load, &out.load_samples, &out.load_took);
   return out;
 }
 

@@ -111,14 +111,18 @@ struct FleetStep {
   std::stop_token stop;
 };
 
-// Peaks the fleet measured for one artifact name (the largest of the recent
-// ones; 0 when none): what a build and a load of it cost elsewhere.
+// Peaks and durations the fleet measured for one artifact name (the largest
+// of the recent ones; 0 / nullopt when none): what a build and a load of it
+// cost elsewhere. A duration read back is at most kMaxStepDuration.
 struct FleetPeaks {
   uint64_t build = 0;
   uint64_t load = 0;
   int build_samples = 0;
   int load_samples = 0;
+  std::optional<std::chrono::milliseconds> build_took{};
+  std::optional<std::chrono::milliseconds> load_took{};
 };
+inline constexpr std::chrono::milliseconds kMaxStepDuration = std::chrono::hours(24);
 
 class Coordinator {
  public:
@@ -166,9 +170,13 @@ class Coordinator {
                                   std::chrono::milliseconds done_ttl, const FleetStep& step,
                                   const FleetOnceOptions& options = {});
 
-  // Measured peaks, kept at "{<name>}:peaks" (key_layout.h) for done_ttl (the 8 newest of each
-  // kind). record_peak never fails the caller: a Redis error is logged.
-  void record_peak(const std::string& name, bool build, uint64_t bytes, std::chrono::milliseconds ttl);
+  // Measured peaks and durations, kept at "{<name>}:peaks" (key_layout.h) for done_ttl (the 8
+  // newest records of each kind; a record holds the bytes, the duration, or both: bytes 0 with a
+  // duration is "no peak measured"). record_peak never fails the caller: a Redis error is logged.
+  // fleet_peaks reads the 8 newest of each kind and ignores (with a warning) a duration that is
+  // not a whole number of milliseconds in [0, kMaxStepDuration]; records without one are unknown.
+  void record_peak(const std::string& name, bool build, uint64_t bytes, std::chrono::milliseconds ttl,
+                   std::optional<std::chrono::milliseconds> took = std::nullopt);
   FleetPeaks fleet_peaks(const std::string& name);
 
   // The fenced publish and the verified read fleet_once uses, for callers that

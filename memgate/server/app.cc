@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -73,8 +74,9 @@ class DeferredFleetRunner final : public startup::FleetRunner {
     startup::FleetRunner* r = runner_.load();
     return r ? r->view(key) : startup::FleetView{};
   }
-  void record_peak(const startup::FleetKey& key, bool build, uint64_t bytes) override {
-    if (startup::FleetRunner* r = runner_.load()) r->record_peak(key, build, bytes);
+  void record_peak(const startup::FleetKey& key, bool build, uint64_t bytes,
+                   std::optional<std::chrono::milliseconds> took) override {
+    if (startup::FleetRunner* r = runner_.load()) r->record_peak(key, build, bytes, took);
   }
   bool has_peers() const override {
     startup::FleetRunner* r = runner_.load();
@@ -816,25 +818,54 @@ Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
 // never restarts a pod that is on its way: the core routes (kCoreStart), the
 // delays between the enabled modules' stages, and per enabled module its
 // longest step: a fleet-shared module may wait FLEET_PEER_WAIT for a peer's
-// artifact and then build; a build or load has no measured duration yet (the
-// fleet publishes peaks, not times), so each counts kUnmeasuredStep. Start-up
-// itself never needs the probe (/healthz answers before any module runs):
-// the budget only keeps the kubelet from killing a CPU-starved start.
+// artifact, then builds and loads. When the fleet measured the module's build
+// or load (the longest of the recent ones, read like `plan` reads the fleet),
+// that part counts kMargin times it (at least 1 s): a start on a busier node
+// or a grown input may be slower. A part without a measured time counts
+// kUnmeasuredStep, and a module with neither counts one kUnmeasuredStep for
+// "build or load". Start-up itself never needs the probe (/healthz answers
+// before any module runs): the budget only keeps the kubelet from killing a
+// CPU-starved start.
 Result<std::string> App::probes(const Config& config, const EnvLookup& env) {
   using std::chrono::seconds;
   constexpr seconds kCoreStart{5};
   constexpr seconds kUnmeasuredStep{30};
+  constexpr int kMargin = 2;
   constexpr int kPeriod = 2;
   auto modules = builtin_modules(config, env);
   if (!modules.ok()) return modules.status();
   http::Router router;
   WorkerPool workers(1);
   memory::SystemMemoryProbe probe;
+  // The fleet's measured durations, when coordination answers within a second
+  // (as for `plan`); otherwise every step is unmeasured.
   startup::LocalFleetRunner local;
+  coord::CoordinatorOptions co = coordinator_options(config);
+  co.background_switch = false;
+  co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
+  std::unique_ptr<coord::Coordinator> coordinator;
+  std::unique_ptr<CoordFleetRunner> fleet;
+  if (auto created = coord::Coordinator::create(co); created.ok()) {
+    coordinator = std::move(*created);
+    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
+  }
+  startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
   startup::StagedLoader loader(*modules, base_loader_options(config, env), config, router, workers, probe,
-                               SteadyClock::instance(), local);
+                               SteadyClock::instance(), runner);
   std::vector<startup::ModuleReport> reports = loader.modules();
+  std::map<std::string, startup::FleetView> views;
+  for (startup::ArtifactReport& a : loader.expected_artifacts()) views[a.module] = a.view;
   auto secs = [](auto d) { return std::chrono::duration_cast<seconds>(d + std::chrono::milliseconds(999)).count(); };
+  auto part = [&](const char* what, const std::optional<std::chrono::milliseconds>& took, seconds* sum) {
+    if (!took) {
+      *sum += kUnmeasuredStep;
+      return std::string(what) + " " + std::to_string(kUnmeasuredStep.count()) + "s, no measured time";
+    }
+    seconds s = std::max(seconds(1), seconds(secs(*took * kMargin)));
+    *sum += s;
+    return std::string(what) + " " + std::to_string(s.count()) + "s measured (" + std::to_string(kMargin) + "x " +
+           format_duration(*took) + ")";
+  };
   seconds total = kCoreStart;
   std::string why = "core routes " + std::to_string(kCoreStart.count()) + "s";
   std::set<int> stages;
@@ -842,11 +873,19 @@ Result<std::string> App::probes(const Config& config, const EnvLookup& env) {
     if (reports[i].state == startup::ModuleState::kSkippedFlag) continue;
     stages.insert(reports[i].stage);
     bool shared = (*modules)[i]->fleet().has_value();
-    seconds step = kUnmeasuredStep + (shared ? seconds(secs(config.fleet_peer_wait)) : seconds(0));
+    seconds step = shared ? seconds(secs(config.fleet_peer_wait)) : seconds(0);
+    std::string parts;
+    const startup::FleetView& view = views[reports[i].name];
+    if (!view.build_took && !view.load_took) {
+      parts = part("build or load", std::nullopt, &step);
+    } else {
+      parts = part("build", view.build_took, &step);
+      parts += " + " + part("load", view.load_took, &step);
+    }
     total += step;
     why += " + " + reports[i].name + " " + std::to_string(step.count()) + "s (" +
-           (shared ? "FLEET_PEER_WAIT " + format_duration(config.fleet_peer_wait) + " + " : std::string()) +
-           "build or load " + std::to_string(kUnmeasuredStep.count()) + "s, no measured time)";
+           (shared ? "FLEET_PEER_WAIT " + format_duration(config.fleet_peer_wait) + " + " : std::string()) + parts +
+           ")";
   }
   if (stages.size() > 1 && !config.startup_eager && !config.startup_budgeted) {
     seconds delays = seconds(secs(config.stage_delay * static_cast<int>(stages.size() - 1)));

@@ -57,12 +57,15 @@ startup::FleetView CoordFleetRunner::view(const startup::FleetKey& key) {
   v.measured_load = peaks.load;
   v.build_samples = peaks.build_samples;
   v.load_samples = peaks.load_samples;
+  v.build_took = peaks.build_took;
+  v.load_took = peaks.load_took;
   return v;
 }
 
-void CoordFleetRunner::record_peak(const startup::FleetKey& key, bool build, uint64_t bytes) {
-  if (bytes == 0) return;
-  coordinator_.record_peak(key.name(), build, bytes, key.spec.done_ttl);
+void CoordFleetRunner::record_peak(const startup::FleetKey& key, bool build, uint64_t bytes,
+                                   std::optional<std::chrono::milliseconds> took) {
+  if (bytes == 0 && !took) return;
+  coordinator_.record_peak(key.name(), build, bytes, key.spec.done_ttl, took);
 }
 
 bool CoordFleetRunner::has_peers() const { return coordinator_.backend() == "redis"; }

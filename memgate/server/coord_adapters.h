@@ -23,7 +23,8 @@ class CoordFleetRunner final : public startup::FleetRunner {
   // The published meta and the peaks at "<name>:peaks"; unreachable when Redis
   // does not answer.
   startup::FleetView view(const startup::FleetKey& key) override;
-  void record_peak(const startup::FleetKey& key, bool build, uint64_t bytes) override;
+  void record_peak(const startup::FleetKey& key, bool build, uint64_t bytes,
+                   std::optional<std::chrono::milliseconds> took) override;
   // On Redis other instances publish; on local coordination only this host's.
   bool has_peers() const override;
 

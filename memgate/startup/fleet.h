@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -47,7 +48,8 @@ struct ArtifactInfo {
 };
 
 // What the fleet knows of one key: whether an artifact is published, and the
-// largest of the peaks recently measured by builds and loads of it.
+// largest of the peaks and durations recently measured by builds and loads of
+// it (a duration is nullopt when none was recorded).
 struct FleetView {
   bool reachable = true;   // false: the coordination backend did not answer
   bool published = false;
@@ -56,6 +58,8 @@ struct FleetView {
   uint64_t measured_load = 0;
   int build_samples = 0;
   int load_samples = 0;
+  std::optional<std::chrono::milliseconds> build_took{};
+  std::optional<std::chrono::milliseconds> load_took{};
 };
 
 struct FleetCallbacks {
@@ -85,8 +89,10 @@ class FleetRunner {
   virtual Result<FleetOutcome> run(const FleetKey& key, const FleetCallbacks& callbacks) = 0;
   // The fleet's view of `key` (no artifact, no measurements by default).
   virtual FleetView view(const FleetKey&) { return {}; }
-  // Records a measured peak for `key` so other instances predict with it.
-  virtual void record_peak(const FleetKey&, bool /*build*/, uint64_t /*bytes*/) {}
+  // Records a measured peak (0: none worth publishing) and how long the step
+  // took for `key`, so other instances predict with them.
+  virtual void record_peak(const FleetKey&, bool /*build*/, uint64_t /*bytes*/,
+                           std::optional<std::chrono::milliseconds> /*took*/) {}
   // True when other instances may publish artifacts (waiting for one makes sense).
   virtual bool has_peers() const { return false; }
 };

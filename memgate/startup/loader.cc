@@ -470,8 +470,14 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
       e.report.build_budget = budget;
     }
     PeakMeter meter(*this);
+    TimePoint began = clock_.now();
     Result<ChunkedBytes> artifact = e.module->build(ctx);
     build_peak = meter.finish();
+    // The duration is published whatever the budget or a neighbour did: a
+    // slower build only makes the probe budget derived from it longer. The
+    // peak goes with the artifact (ArtifactInfo::build_peak), not here.
+    if (artifact.ok())
+      runner.record_peak(key, true, 0, std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - began));
     // A budgeted build's peak says what the budget allowed, not what an
     // unbounded build costs, and a build that ran beside another measured
     // both: neither is published as the build's cost.
@@ -486,11 +492,13 @@ Result<bool> StagedLoader::fleet_step(Entry& e, std::stop_token stop, bool refre
     built_by = fresh ? options_.instance_id : info.builder;
     artifact_bytes = info.size;
     PeakMeter meter(*this);
+    TimePoint began = clock_.now();
     Status st = e.module->load(bytes, ctx);
     load_peak = meter.finish();
     if (st.ok()) {
       e.loaded = true;
-      if (!meter.shared()) runner.record_peak(key, false, load_peak);
+      runner.record_peak(key, false, meter.shared() ? 0 : load_peak,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - began));
     }
     return st;
   };
@@ -868,10 +876,14 @@ std::string StagedLoader::plan_text() {
     if (!view.reachable) decision += " (fleet not reachable: as if alone)";
     if (!v.reason.empty()) decision += ": " + v.reason;
     auto peak = [](uint64_t b, const std::string& src) { return b ? "~" + format_bytes(b) + " (" + src + ")" : "unknown"; };
+    auto took = [](const std::optional<std::chrono::milliseconds>& t) {
+      return t ? ", took up to " + format_duration(*t) + " (fleet)" : std::string();
+    };
     memory_rows.push_back({e->report.name, key.fingerprint + (key.inputs.empty() ? "" : " (" + key.inputs.substr(0, 40) + ")"),
                            peak(p.build, p.build_source) +
-                               (p.min_build_budget ? ", budgeted >= " + format_bytes(p.min_build_budget) : ""),
-                           peak(p.load, p.load_source), format_bytes(room.bytes), decision});
+                               (p.min_build_budget ? ", budgeted >= " + format_bytes(p.min_build_budget) : "") +
+                               took(view.build_took),
+                           peak(p.load, p.load_source) + took(view.load_took), format_bytes(room.bytes), decision});
   }
   std::string mode = options_.eager ? "eager" : (options_.budgeted ? "budgeted" : "staged");
   std::string head = "mode " + mode + ", stage delay " + format_duration(options_.stage_delay) + ", batch size " +
@@ -881,6 +893,33 @@ std::string StagedLoader::plan_text() {
                      format_duration(options_.gate_retry_interval) + "\n" + "headroom now " + room.describe() + "\n";
   std::string out = head + table(rows) + "\n" + table(memory_rows);
   for (const std::string& w : setting_warnings()) out += "warning: " + w + "\n";
+  return out;
+}
+
+std::vector<ArtifactReport> StagedLoader::expected_artifacts() {
+  std::vector<ArtifactReport> out;
+  std::vector<Entry*> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& e : entries_)
+      if (e->enabled) all.push_back(e.get());
+  }
+  for (Entry* e : all) {
+    ArtifactReport r;
+    r.module = e->report.name;
+    try {
+      r.inputs = e->module->input_fingerprint();
+    } catch (const std::exception&) {
+      out.push_back(std::move(r));  // nothing known of it: the caller assumes the worst
+      continue;
+    }
+    FleetKey key = key_for(*e, r.inputs);
+    r.name = key.name();
+    r.fingerprint = key.fingerprint;
+    r.inputs = key.inputs;
+    r.view = runner_for(*e).view(key);
+    out.push_back(std::move(r));
+  }
   return out;
 }
 

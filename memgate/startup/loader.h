@@ -210,6 +210,10 @@ class StagedLoader {
   // (modules that never reached their fleet step are left out). Reads the
   // coordination backend once per module: blocking, call from a worker.
   std::vector<ArtifactReport> fleet_artifacts();
+  // Per enabled module, the artifact its current inputs name and the fleet's
+  // view of it (measured peaks and durations), whether or not it ran here;
+  // module builds locally: the local runner's empty view. Reads the fleet.
+  std::vector<ArtifactReport> expected_artifacts();
   // The plan as the current configuration would run it, as a table for people:
   // per module its input fingerprint, predicted peaks (and their source), this
   // instance's headroom and the decision it would take now. Reads the fleet.

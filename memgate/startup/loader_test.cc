@@ -504,9 +504,9 @@ class InMemoryFleet final : public FleetRunner {
     v.measured_build = measured_build;
     return v;
   }
-  void record_peak(const FleetKey&, bool build, uint64_t bytes) override {
+  void record_peak(const FleetKey&, bool build, uint64_t bytes, std::optional<std::chrono::milliseconds>) override {
     std::lock_guard lock(mu_);
-    (build ? build_records : load_records).push_back(bytes);
+    if (!build || bytes) (build ? build_records : load_records).push_back(bytes);  // builds send their duration alone
   }
   bool has_peers() const override { return peers; }
 

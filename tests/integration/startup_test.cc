@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -170,6 +171,51 @@ TEST_F(FleetStart, TwoInstancesStartedTogetherBuildOnceAndTheOtherLoads) {
   ASSERT_NE(mc, nullptr);
   EXPECT_EQ(mc->at("outcome"), "loaded") << sc;
   EXPECT_EQ(std::string(mc->at("built_by").as_string()), builder);
+}
+
+// `plan --probes` against the fleet: before any start every step is the flat
+// 30 s; after one instance built and loaded, the budget is derived from the
+// durations it recorded in Redis (2x each), and the sum adds up.
+TEST_F(FleetStart, PlanProbesDerivesTheStartupBudgetFromTheFleetsMeasuredTimes) {
+  ServerProcess::Env planner = env("planner");
+  planner.emplace_back("FLEET_PEER_WAIT", "10s");
+  planner.emplace_back("ENABLE_AI_ROUTES", "false");  // the one module the sum is checked for
+  RunResult before = run_memgate(planner, {"plan", "--probes"});
+  ASSERT_EQ(before.exit_code, 0) << before.output;
+  EXPECT_NE(before.output.find("example-primes"), std::string::npos) << before.output;
+  EXPECT_NE(before.output.find("build or load 30s, no measured time"), std::string::npos) << before.output;
+  EXPECT_EQ(before.output.find("measured ("), std::string::npos) << before.output;
+
+  auto a = ServerProcess::start(env("inst-a"));
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(wait_for_status(a->port(), "/readyz", 200, 60s)) << a->log();
+  RunResult after = run_memgate(planner, {"plan", "--probes"});
+  ASSERT_EQ(after.exit_code, 0) << after.output;
+  // "example-primes 1s (FLEET_PEER_WAIT 0s + build 1s measured (2x 312ms) + load 1s measured (2x 4ms))"
+  std::smatch m;
+  size_t at = after.output.find("# memgate plan --probes");  // the output also holds the log (stderr)
+  ASSERT_NE(at, std::string::npos) << after.output;
+  std::string head = after.output.substr(at, after.output.find('\n', at) - at);
+  std::regex line(R"(budget (\d+)s = core routes 5s \+ example-primes (\d+)s \(FLEET_PEER_WAIT (\w+) \+ )"
+                  R"(build (\d+)s measured \(2x (\d+)(ms|s)\) \+ load (\d+)s measured \(2x (\d+)(ms|s)\)\)$)");
+  ASSERT_TRUE(std::regex_search(head, m, line)) << after.output;
+  auto doubled = [](const std::string& n, const std::string& unit) {
+    int64_t ms = std::stoll(n) * (unit == "s" ? 1000 : 1);
+    return std::max<int64_t>(1, (2 * ms + 999) / 1000);
+  };
+  EXPECT_EQ(std::stoll(m[4]), doubled(m[5], m[6])) << head;
+  EXPECT_EQ(std::stoll(m[7]), doubled(m[8], m[9])) << head;
+  // The module's step is its peer wait plus both measured parts; the budget adds the core routes.
+  EXPECT_EQ(m[3], "10s") << head;
+  int64_t step = std::stoll(m[2]);
+  EXPECT_EQ(step, 10 + std::stoll(m[4]) + std::stoll(m[7])) << head;
+  EXPECT_EQ(std::stoll(m[1]), 5 + step) << head;
+  EXPECT_NE(after.output.find("failureThreshold: " + std::to_string((std::stoll(m[1]) + 1) / 2)), std::string::npos)
+      << after.output;
+  // `plan` shows the same durations beside the predicted peaks.
+  RunResult plan = run_memgate(planner, {"plan"});
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_NE(plan.output.find("took up to " + m[5].str() + m[6].str() + " (fleet)"), std::string::npos) << plan.output;
 }
 
 TEST_F(FleetStart, AJobWithAOneSecondPeriodRunsOncePerPeriodAcrossTwoProcesses) {
