@@ -12,6 +12,7 @@
 #include "memgate/base/config.h"
 #include "memgate/base/units.h"
 #include "memgate/base/logging.h"
+#include "memgate/coord/redis_settings.h"
 #include "memgate/kb/kb_cli.h"
 #include "memgate/server/app.h"
 #include "memgate/server/modules.h"
@@ -67,6 +68,15 @@ int main(int argc, char** argv) {
   if (inv.exit_code >= 0) {
     print(inv.output, inv.exit_code == 0 ? stdout : stderr);
     return inv.exit_code;
+  }
+  // The settings table checks REDIS_URL's scheme only (base/ cannot reach
+  // coord/'s parser); its whole form, seeds, ports and master name, is judged
+  // here, so check-config and plan refuse a bad one as start-up does.
+  if (!inv.config.redis_url.empty()) {
+    if (auto redis = memgate::coord::parse_redis_url(inv.config.redis_url); !redis.ok()) {
+      print("memgate: " + redis.status().message(), stderr);
+      return 2;
+    }
   }
   if (inv.command == memgate::Command::kCheckConfig) {
     print(memgate::describe(inv), stdout);

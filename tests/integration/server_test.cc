@@ -190,6 +190,21 @@ TEST(ServerConfig, CheckConfigPrintsTheResolvedConfigurationWithoutSecrets) {
   EXPECT_EQ(r.output.find("hunter2"), std::string::npos) << r.output;
 }
 
+TEST(ServerConfig, CheckConfigRefusesABadSentinelOrClusterUrlNamingItAndNotItsPassword) {
+  for (const char* url : {"redis-cluster://", "redis-cluster://u:hunter2@h1:99999", "rediss-cluster://u:hunter2@h1:6379/3",
+                          "redis-sentinel://u:hunter2@h1:26379/", "redis://u:hunter2@h1:6379/zero"}) {
+    for (const char* command : {"check-config", "plan"}) {
+      RunResult r = run_memgate({{"REDIS_URL", url}}, {command});
+      EXPECT_EQ(r.exit_code, 2) << command << " " << url << ": " << r.output;
+      EXPECT_NE(r.output.find("REDIS_URL"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("hunter2"), std::string::npos) << r.output;
+    }
+  }
+  RunResult good = run_memgate({{"REDIS_URL", "redis-cluster://u:hunter2@h1:6379,h2:6379"}}, {"check-config"});
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_EQ(good.output.find("hunter2"), std::string::npos) << good.output;
+}
+
 TEST(ServerConfig, HelpListsEverySetting) {
   RunResult r = run_memgate({}, {"--help"});
   EXPECT_EQ(r.exit_code, 0);
