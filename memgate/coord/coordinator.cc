@@ -454,7 +454,8 @@ void Coordinator::record_peak(const std::string& name, bool build, uint64_t byte
     if (n >= 0 && n <= kMaxStepDuration.count()) {
       took_ms = n;
     } else {
-      spdlog::warn("fleet {}: not recording a {} duration of {} ms (outside 0..24h)", name, build ? "build" : "load", n);
+      spdlog::warn("fleet {}: not recording a {} duration of {} ms (outside 0..24h)", name, build ? "build" : "load",
+                   n);
       if (bytes == 0) return;
     }
   }
@@ -464,10 +465,10 @@ void Coordinator::record_peak(const std::string& name, bool build, uint64_t byte
   if (current.ok() && *current && (*current)->is_object()) doc = (*current)->as_object();
   const char* kind = build ? "build" : "load";
   boost::json::array kept;
-  boost::json::object record{{"by", options_.instance_id},
-                             {"at_unix_ms", std::chrono::duration_cast<milliseconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count()}};
+  boost::json::object record{
+      {"by", options_.instance_id},
+      {"at_unix_ms",
+       std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count()}};
   // Without a duration the record is what older versions wrote: the bytes alone.
   if (bytes > 0 || took_ms < 0) record["bytes"] = bytes;
   if (took_ms >= 0) record["ms"] = took_ms;

@@ -879,11 +879,11 @@ std::string StagedLoader::plan_text() {
     auto took = [](const std::optional<std::chrono::milliseconds>& t) {
       return t ? ", took up to " + format_duration(*t) + " (fleet)" : std::string();
     };
-    memory_rows.push_back({e->report.name, key.fingerprint + (key.inputs.empty() ? "" : " (" + key.inputs.substr(0, 40) + ")"),
-                           peak(p.build, p.build_source) +
-                               (p.min_build_budget ? ", budgeted >= " + format_bytes(p.min_build_budget) : "") +
-                               took(view.build_took),
-                           peak(p.load, p.load_source) + took(view.load_took), format_bytes(room.bytes), decision});
+    memory_rows.push_back(
+        {e->report.name, key.fingerprint + (key.inputs.empty() ? "" : " (" + key.inputs.substr(0, 40) + ")"),
+         peak(p.build, p.build_source) +
+             (p.min_build_budget ? ", budgeted >= " + format_bytes(p.min_build_budget) : "") + took(view.build_took),
+         peak(p.load, p.load_source) + took(view.load_took), format_bytes(room.bytes), decision});
   }
   std::string mode = options_.eager ? "eager" : (options_.budgeted ? "budgeted" : "staged");
   std::string head = "mode " + mode + ", stage delay " + format_duration(options_.stage_delay) + ", batch size " +

@@ -504,9 +504,11 @@ class InMemoryFleet final : public FleetRunner {
     v.measured_build = measured_build;
     return v;
   }
-  void record_peak(const FleetKey&, bool build, uint64_t bytes, std::optional<std::chrono::milliseconds>) override {
+  void record_peak(const FleetKey&, bool build, uint64_t bytes,
+                   std::optional<std::chrono::milliseconds> took) override {
     std::lock_guard lock(mu_);
     if (!build || bytes) (build ? build_records : load_records).push_back(bytes);  // builds send their duration alone
+    (build ? build_took : load_took).push_back(took);
   }
   bool has_peers() const override { return peers; }
 
@@ -515,6 +517,7 @@ class InMemoryFleet final : public FleetRunner {
   std::vector<std::string> keys;
   std::optional<std::string> peer_artifact;
   std::vector<uint64_t> build_records, load_records;
+  std::vector<std::optional<std::chrono::milliseconds>> build_took, load_took;
   uint64_t measured_build = 0;
   bool peers = false;
 };
@@ -565,6 +568,23 @@ TEST_F(LoaderMemoryTest, AModuleWhoseBuildDoesNotFitIsSkippedWithBothNumbersAndN
   EXPECT_EQ(r.memory_refusals, 1);
   EXPECT_TRUE(m->budgets.empty());
   EXPECT_EQ(route_kind("/api/kb"), http::Endpoint::Kind::kPending);
+}
+
+TEST_F(LoaderMemoryTest, HowLongTheBuildAndTheLoadTookGoesToTheFleetOnTheLoadersClock) {
+  auto m = add_fleet_module("kb", {10 * kMiB, 5 * kMiB, 0});
+  m->on_build = [&](ModuleContext&) -> Result<std::string> {
+    clock_.advance(6s);
+    return std::string("index");
+  };
+  m->on_load = [&](ModuleContext&) { clock_.advance(800ms); };
+  InMemoryFleet fleet;
+  auto loader = make_on(fleet);
+  loader->start();
+  ASSERT_TRUE(loader->wait_finished(10s));
+  EXPECT_EQ(report_of(*loader, "kb").state, ModuleState::kReady);
+  EXPECT_EQ(fleet.build_took, (std::vector<std::optional<std::chrono::milliseconds>>{6000ms}));
+  EXPECT_EQ(fleet.load_took, (std::vector<std::optional<std::chrono::milliseconds>>{800ms}));
+  EXPECT_TRUE(fleet.build_records.empty()) << "a build's peak travels with its artifact, not as a record";
 }
 
 TEST_F(LoaderMemoryTest, FleetArtifactsAreTheFleetSharedModulesArtifactsAsTheFleetSeesThem) {
