@@ -38,6 +38,9 @@
 //                                                        [memgate_coord_cluster_retries_total{reason}]
 //   cluster_nodes()              each master of the slot map and its slot count
 //                                                        [memgate_coord_cluster_node_slots{address}]
+//   sentinel_view()              with Sentinel: the master set's name, the sentinels in the
+//                                order they are asked, the last resolution's error (cut to
+//                                1 KiB; "" after a success)          [/debug/coord "sentinel"]
 //
 // Histograms have fixed bucket bounds (kHistogramBounds, in seconds, cumulative
 // like Prometheus "le" buckets when read through snapshot()). All members are
@@ -121,6 +124,21 @@ struct CoordMetrics {
     cluster_nodes_ = std::move(nodes);
   }
 
+  struct SentinelView {
+    std::string master_name;
+    std::vector<std::string> sentinels;  // "host:port", in the order they are asked
+    std::string last_error;
+  };
+  SentinelView sentinel_view() const {
+    std::lock_guard lock(master_mu_);
+    return sentinel_view_;
+  }
+  void set_sentinel_view(SentinelView view) {
+    if (view.last_error.size() > 1024) view.last_error.resize(1024);
+    std::lock_guard lock(master_mu_);
+    sentinel_view_ = std::move(view);
+  }
+
   std::string master_address() const {
     std::lock_guard lock(master_mu_);
     return master_address_;
@@ -141,6 +159,7 @@ struct CoordMetrics {
   mutable std::mutex master_mu_;
   std::string master_address_;
   std::vector<ClusterNode> cluster_nodes_;
+  SentinelView sentinel_view_;
 };
 
 // The process-wide instance the exporter reads.

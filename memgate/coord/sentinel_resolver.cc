@@ -90,6 +90,14 @@ Result<Endpoint> SentinelResolver::ask(const Endpoint& sentinel) {
   return master;
 }
 
+void SentinelResolver::publish_view(std::string last_error) {
+  CoordMetrics::SentinelView view;
+  view.master_name = settings_.sentinel_master;
+  for (const Endpoint& s : sentinels()) view.sentinels.push_back(s.describe());
+  view.last_error = std::move(last_error);
+  metrics_->set_sentinel_view(std::move(view));
+}
+
 Result<Endpoint> SentinelResolver::resolve() {
   std::vector<Endpoint> order = sentinels();
   std::string failures;
@@ -108,6 +116,7 @@ Result<Endpoint> SentinelResolver::resolve() {
       last_ = *master;
     }
     metrics_->set_master_address(master->describe());
+    publish_view("");
     if (moved) {
       metrics_->sentinel_failovers.fetch_add(1);
       spdlog::warn("redis sentinel: master {} moved to {} (told by sentinel {})", settings_.sentinel_master,
@@ -116,6 +125,7 @@ Result<Endpoint> SentinelResolver::resolve() {
     return master;
   }
   metrics_->sentinel_resolution_errors.fetch_add(1);
+  publish_view(failures);
   return Unavailable("no sentinel named a reachable master " + settings_.sentinel_master + " (" + failures + ")");
 }
 

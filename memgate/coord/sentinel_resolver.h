@@ -71,6 +71,8 @@ class SentinelResolver {
  private:
   // One sentinel's answer: the master it names (confirmed by ROLE), or why not.
   Result<Endpoint> ask(const Endpoint& sentinel);
+  // The sentinels' order and the last error, for /debug/coord.
+  void publish_view(std::string last_error);
   RedisSettings sentinel_settings(const Endpoint& sentinel) const;
 
   RedisSettings settings_;

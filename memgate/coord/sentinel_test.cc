@@ -74,6 +74,13 @@ TEST_F(SentinelTest, ADeadSentinelIsPassedOverAndTheOneThatAnsweredIsAskedFirstN
   EXPECT_EQ(resolver.sentinels().front().port, group_->sentinel_port(0)) << "the one that answered moved up";
   EXPECT_EQ(resolver.sentinels()[1], dead);
   EXPECT_EQ(m.sentinel_resolution_errors.load(), 0u);
+  // The view /debug/coord shows: the order they are asked in now, no error.
+  CoordMetrics::SentinelView view = m.sentinel_view();
+  EXPECT_EQ(view.master_name, s->sentinel_master);
+  ASSERT_EQ(view.sentinels.size(), s->sentinels.size());
+  EXPECT_EQ(view.sentinels.front(), address(group_->sentinel_port(0)));
+  EXPECT_EQ(view.sentinels[1], dead.describe());
+  EXPECT_EQ(view.last_error, "");
 
   auto none = *s;
   none.sentinels = {dead};
@@ -85,6 +92,9 @@ TEST_F(SentinelTest, ADeadSentinelIsPassedOverAndTheOneThatAnsweredIsAskedFirstN
   EXPECT_NE(failed.status().message().find(dead.describe()), std::string::npos) << failed.status().message();
   EXPECT_EQ(failed.status().message().find("master-secret"), std::string::npos);
   EXPECT_EQ(m.sentinel_resolution_errors.load(), 1u);
+  view = m.sentinel_view();
+  EXPECT_NE(view.last_error.find(dead.describe()), std::string::npos) << view.last_error;
+  EXPECT_EQ(view.last_error.find("master-secret"), std::string::npos);
 }
 
 TEST_F(SentinelTest, SentinelsWithAPasswordAreAskedWithRedisSentinelPassword) {

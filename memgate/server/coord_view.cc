@@ -74,6 +74,15 @@ json::object coord_view_json(coord::Coordinator* coordinator, startup::StagedLoa
   doc["reconnects"] = m.reconnects.load();
   doc["lost_leases"] = m.lost_leases.load();
   doc["sentinel_failovers"] = m.sentinel_failovers.load();
+  if (coord::CoordMetrics::SentinelView view = m.sentinel_view(); !view.master_name.empty()) {
+    json::array sentinels;
+    for (const std::string& s : view.sentinels) sentinels.push_back(json::string(s));
+    doc["sentinel"] = json::object{{"master_name", view.master_name},
+                                   {"sentinels", std::move(sentinels)},
+                                   {"last_error", view.last_error},
+                                   {"failovers", m.sentinel_failovers.load()},
+                                   {"resolution_errors", m.sentinel_resolution_errors.load()}};
+  }
   json::object totals;
   for (size_t i = 0; i < coord::kFleetOutcomeCount; ++i) {
     auto o = static_cast<FleetOutcome>(i);
@@ -101,6 +110,9 @@ json::object coord_view_json(coord::Coordinator* coordinator, startup::StagedLoa
   doc["fleet_once_recent"] = std::move(outcomes);
 
   json::array artifacts;
+  auto millis = [](const std::optional<std::chrono::milliseconds>& d) -> json::value {
+    return d ? json::value(d->count()) : json::value(nullptr);
+  };
   for (const startup::ArtifactReport& a : loader.fleet_artifacts())
     artifacts.push_back(json::object{{"module", a.module},
                                      {"name", a.name},
@@ -115,7 +127,9 @@ json::object coord_view_json(coord::Coordinator* coordinator, startup::StagedLoa
                                      {"measured_build_peak_bytes", a.view.measured_build},
                                      {"measured_load_peak_bytes", a.view.measured_load},
                                      {"build_samples", a.view.build_samples},
-                                     {"load_samples", a.view.load_samples}});
+                                     {"load_samples", a.view.load_samples},
+                                     {"measured_build_ms", millis(a.view.build_took)},
+                                     {"measured_load_ms", millis(a.view.load_took)}});
   doc["artifacts"] = std::move(artifacts);
   return doc;
 }

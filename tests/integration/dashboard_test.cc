@@ -143,6 +143,10 @@ TEST(AdminPage, ThePageIsServedWithoutTheTokenAndEveryFigureOnlyWithIt) {
   EXPECT_GT(artifact.at("build_peak_bytes").to_number<uint64_t>(), 0u) << "the build's peak, as it published it";
   EXPECT_GT(artifact.at("measured_load_peak_bytes").to_number<uint64_t>(), 0u) << "this load's peak, recorded for the fleet";
   EXPECT_EQ(artifact.at("serving"), true);
+  ASSERT_TRUE(artifact.at("measured_build_ms").is_number()) << "the build's time, recorded for the fleet: " << coord;
+  EXPECT_GE(artifact.at("measured_build_ms").to_number<int64_t>(), 0);
+  ASSERT_TRUE(artifact.at("measured_load_ms").is_number()) << coord;
+  EXPECT_FALSE(coord.contains("sentinel")) << "one server has no sentinel view";
   EXPECT_EQ(json::serialize(coord).find("token"), std::string::npos) << "a lease's token is never shown";
 
   // The guard's history: samples every interval, and the alert's action changes.
