@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "memgate/coord/cluster_router.h"
+#include "memgate/coord/coord_test_env.h"
 #include "memgate/coord/coordinator.h"
 #include "memgate/coord/key_layout.h"
 #include "memgate/coord/redis_backend.h"
@@ -19,7 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 using Steady = std::chrono::steady_clock;
 
-class Cluster : public ::testing::Test {
+class Cluster : public FleetFixture<::testing::Test> {
  protected:
   void SetUp() override {
     auto c = testing::RedisCluster::start();
@@ -63,27 +64,9 @@ class Cluster : public ::testing::Test {
     return out.substr(0, out.find('\n'));
   }
 
-  BuildFn builder(std::string bytes, std::chrono::milliseconds take = 0ms) {
-    return [this, bytes, take](const CancelSignal& cancel) -> Result<std::string> {
-      builds_.fetch_add(1);
-      if (take.count() > 0 && cancel.wait_for(take)) return Aborted("cancelled");
-      return bytes;
-    };
-  }
-  LoadFn loader() {
-    return [this](std::string_view bytes) {
-      std::lock_guard lock(mu_);
-      loaded_.emplace_back(bytes);
-      return Status::Ok();
-    };
-  }
-
   CoordMetrics metrics_;
   std::unique_ptr<testing::RedisCluster> cluster_;
   std::string dir_;
-  std::atomic<int> builds_{0};
-  std::mutex mu_;
-  std::vector<std::string> loaded_;
 };
 
 TEST_F(Cluster, TheCoordinatorConnectsThroughAnyOneSeedAndLocksLandOnTheSlotsOwner) {

@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -163,6 +165,31 @@ class RedisTest : public ::testing::Test {
   std::unique_ptr<testing::RedisTopology> topology_;
   std::unique_ptr<RedisLink> raw_;
   std::string dir_;
+};
+
+// fleet_once over any fixture `Base`: builds that count themselves, loads that
+// record what they saw.
+template <class Base>
+class FleetFixture : public Base {
+ protected:
+  // A build that counts itself and returns `bytes`; a load that records what it saw.
+  BuildFn builder(std::string bytes, std::chrono::milliseconds take = std::chrono::milliseconds(0)) {
+    return [this, bytes, take](const CancelSignal& cancel) -> Result<std::string> {
+      builds_.fetch_add(1);
+      if (take.count() > 0 && cancel.wait_for(take)) return Aborted("cancelled");
+      return bytes;
+    };
+  }
+  LoadFn loader() {
+    return [this](std::string_view bytes) {
+      std::lock_guard lock(mu_);
+      loaded_.emplace_back(bytes);
+      return Status::Ok();
+    };
+  }
+  std::atomic<int> builds_{0};
+  std::mutex mu_;
+  std::vector<std::string> loaded_;
 };
 
 // A suite run once per topology: `class LeaseLock : public TopologyTest {};`

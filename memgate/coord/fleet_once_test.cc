@@ -17,29 +17,6 @@ namespace {
 using namespace std::chrono_literals;
 using Steady = std::chrono::steady_clock;
 
-template <class Base>
-class FleetFixture : public Base {
- protected:
-  // A build that counts itself and returns `bytes`; a load that records what it saw.
-  BuildFn builder(std::string bytes, std::chrono::milliseconds take = 0ms) {
-    return [this, bytes, take](const CancelSignal& cancel) -> Result<std::string> {
-      builds_.fetch_add(1);
-      if (take.count() > 0 && cancel.wait_for(take)) return Aborted("cancelled");
-      return bytes;
-    };
-  }
-  LoadFn loader() {
-    return [this](std::string_view bytes) {
-      std::lock_guard lock(mu_);
-      loaded_.emplace_back(bytes);
-      return Status::Ok();
-    };
-  }
-  std::atomic<int> builds_{0};
-  std::mutex mu_;
-  std::vector<std::string> loaded_;
-};
-
 class FleetOnce : public FleetFixture<TopologyTest> {};
 class FleetArtifact : public FleetFixture<RedisTest> {};
 

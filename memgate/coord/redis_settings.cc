@@ -29,6 +29,24 @@ Result<int> parse_db(std::string_view text) {
   return db;
 }
 
+// The "db=N&db=M" query of a sentinel or cluster URL: the last db given, or
+// `db` unchanged when there is none; any other parameter is refused.
+Result<int> parse_db_query(std::string_view query, int db) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = param.find('=');
+    std::string_view key = param.substr(0, eq);
+    if (key != "db" || eq == std::string_view::npos)
+      return bad("unknown query parameter '" + std::string(key.substr(0, 40)) + "' (known: db)");
+    auto parsed = parse_db(param.substr(eq + 1));
+    if (!parsed.ok()) return parsed.status();
+    db = *parsed;
+  }
+  return db;
+}
+
 Result<std::string> percent_decode(std::string_view in, std::string_view what) {
   std::string out;
   for (size_t i = 0; i < in.size(); ++i) {
@@ -145,19 +163,9 @@ Result<RedisSettings> parse_sentinel_url(std::string_view rest, Transport transp
     return bad("the master name is missing (.../MASTER_NAME)");
   s.sentinel_master = *master;
   if (size_t q = tail.find('?'); q != std::string_view::npos) {
-    std::string_view query = tail.substr(q + 1);
-    while (!query.empty()) {
-      size_t amp = query.find('&');
-      std::string_view param = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      size_t eq = param.find('=');
-      std::string_view key = param.substr(0, eq);
-      if (key != "db" || eq == std::string_view::npos)
-        return bad("unknown query parameter '" + std::string(key.substr(0, 40)) + "' (known: db)");
-      auto db = parse_db(param.substr(eq + 1));
-      if (!db.ok()) return db.status();
-      s.db = *db;
-    }
+    auto db = parse_db_query(tail.substr(q + 1), s.db);
+    if (!db.ok()) return db.status();
+    s.db = *db;
   }
   s.host = s.sentinels.front().host;  // until resolved; never used to connect
   s.port = 0;
@@ -181,18 +189,9 @@ Result<RedisSettings> parse_cluster_url(std::string_view rest, Transport transpo
   if (!tail.empty() && tail[0] == '/') tail.remove_prefix(1);
   if (!tail.empty() && tail[0] != '?') return bad("a Redis Cluster has only database 0: nothing may follow the '/'");
   if (!tail.empty()) tail.remove_prefix(1);
-  while (!tail.empty()) {
-    size_t amp = tail.find('&');
-    std::string_view param = tail.substr(0, amp);
-    tail = amp == std::string_view::npos ? std::string_view() : tail.substr(amp + 1);
-    size_t eq = param.find('=');
-    std::string_view key = param.substr(0, eq);
-    if (key != "db" || eq == std::string_view::npos)
-      return bad("unknown query parameter '" + std::string(key.substr(0, 40)) + "' (known: db)");
-    auto db = parse_db(param.substr(eq + 1));
-    if (!db.ok()) return db.status();
-    if (*db != 0) return bad("a Redis Cluster has only database 0");
-  }
+  auto db = parse_db_query(tail, 0);
+  if (!db.ok()) return db.status();
+  if (*db != 0) return bad("a Redis Cluster has only database 0");
   s.host = s.cluster_seeds.front().host;
   s.port = s.cluster_seeds.front().port;
   return s;
