@@ -38,6 +38,7 @@
 #include "memgate/memory/heap_pprof.h"
 #include "memgate/memory/memory_probe.h"
 #include "memgate/server/admin_metrics.h"
+#include "memgate/server/app_options.h"
 #include "memgate/server/coord_adapters.h"
 #include "memgate/server/coord_view.h"
 #include "memgate/dashboard/dashboard.h"
@@ -86,55 +87,6 @@ class DeferredFleetRunner final : public startup::FleetRunner {
  private:
   std::atomic<startup::FleetRunner*> runner_{nullptr};
 };
-
-// The loader's options as the configuration sets them (what `serve` and `plan`
-// share; serve adds the live memory limit and the guard's refusal).
-startup::LoaderOptions base_loader_options(const Config& config, const EnvLookup& env) {
-  startup::LoaderOptions o;
-  o.stage_delay = config.stage_delay;
-  o.batch_size = config.stage_batch_size;
-  o.gate_retries = config.gate_retries;
-  o.gate_retry_interval = config.gate_retry_interval;
-  o.instance_id = config.instance_id;
-  // The built-in modules' flags were resolved by the config (flag, then
-  // variable, then default); the loader must see that result, not only the
-  // environment. Other modules' flags come from the environment.
-  o.env = [env, ai = config.enable_ai_routes, kb = config.enable_kb_service](const std::string& name)
-      -> std::optional<std::string> {
-    if (name == "ENABLE_AI_ROUTES") return std::string(ai ? "true" : "false");
-    if (name == "ENABLE_KB_SERVICE") return std::string(kb ? "true" : "false");
-    return env(name);
-  };
-  o.eager = config.startup_eager;
-  o.budgeted = config.startup_budgeted;
-  o.startup_budget = config.startup_memory_budget;
-  o.memory_margin = config.memory_margin;
-  o.peer_wait = config.fleet_peer_wait;
-  return o;
-}
-
-// MEMORY_LIMIT in bytes: a share is of the container's limit; a share with no
-// container limit to take it of falls back to the guide's 4096 MB.
-uint64_t heap_limit(const Config& config, uint64_t container_limit) {
-  uint64_t limit = config.memory_limit.resolve(container_limit);
-  return limit == 0 ? 4096ull << 20 : limit;
-}
-
-coord::CoordinatorOptions coordinator_options(const Config& config) {
-  coord::CoordinatorOptions co;
-  co.redis_url = config.redis_url;
-  co.sentinel_password = config.redis_sentinel_password;
-  co.wait_replicas = config.redis_wait_replicas;
-  co.tls_ca = config.redis_tls_ca;
-  co.tls_insecure = config.redis_tls_insecure;
-  co.connect_timeout = config.redis_connect_timeout;
-  co.command_timeout = config.redis_command_timeout;
-  co.chunk_size = config.artifact_chunk_size;
-  co.max_artifact_bytes = config.artifact_max_size;
-  co.local_dir = config.coord_local_dir;
-  co.instance_id = config.instance_id;
-  return co;
-}
 
 // Per-route allocation accounting around every handler call.
 class AllocationObserver final : public http::RequestObserver {
@@ -769,142 +721,6 @@ int App::run() {
   cv.notify_all();
   watchdog.join();
   return 0;
-}
-
-}  // namespace memgate::server
-
-namespace memgate::server {
-
-Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
-  auto modules = builtin_modules(config, env);
-  if (!modules.ok()) return modules.status();
-  http::Router router;
-  WorkerPool workers(1);
-  memory::SystemMemoryProbe probe;
-  // The plan reads the fleet (published artifacts, measured peaks) when Redis
-  // answers; it never waits in the background for it.
-  startup::LocalFleetRunner local;
-  coord::CoordinatorOptions co = coordinator_options(config);
-  co.background_switch = false;
-  co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
-  std::unique_ptr<coord::Coordinator> coordinator;
-  // The same, for handlers on other threads: set once it exists.
-  std::atomic<coord::Coordinator*> coordinator_up{nullptr};
-  // Milliseconds from exec to the listeners opening and to the loader's start
-  // (-1: not yet), for the start-up waterfall on /startupz.
-  std::atomic<int64_t> exec_to_listening_ms{-1};
-  std::atomic<int64_t> exec_to_loader_ms{-1};
-  std::unique_ptr<CoordFleetRunner> fleet;
-  if (auto created = coord::Coordinator::create(co); created.ok()) {
-    coordinator = std::move(*created);
-    coordinator_up = coordinator.get();
-    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
-  }
-  startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
-  startup::LoaderOptions lo = base_loader_options(config, env);
-  uint64_t container_limit = probe.sample().cgroup.limit.value_or(0);
-  lo.memory_limit = heap_limit(config, container_limit);
-  startup::StagedLoader loader(*modules, lo, config, router, workers, probe, SteadyClock::instance(), runner);
-  std::string text = "memgate start-up plan (coordination: " +
-                     std::string(config.redis_url.empty() ? "local" : redact_url(config.redis_url)) +
-                     (coordinator ? std::string(", using ") + std::string(coordinator->backend()) : "") + ")\n";
-  text += loader.plan_text();
-  text += "scheduler: " + std::string(config.enable_scheduled_jobs ? "on" : "off (ENABLE_SCHEDULED_JOBS=false)") +
-          ", starts under " + config.scheduler_heap_gate.to_string() + " of heap\n";
-  return text;
-}
-
-// The startup probe's budget is the whole expected start-up, so a slow node
-// never restarts a pod that is on its way: the core routes (kCoreStart), the
-// delays between the enabled modules' stages, and per enabled module its
-// longest step: a fleet-shared module may wait FLEET_PEER_WAIT for a peer's
-// artifact, then builds and loads. When the fleet measured the module's build
-// or load (the longest of the recent ones, read like `plan` reads the fleet),
-// that part counts kMargin times it (at least 1 s): a start on a busier node
-// or a grown input may be slower. A part without a measured time counts
-// kUnmeasuredStep, and a module with neither counts one kUnmeasuredStep for
-// "build or load". Start-up itself never needs the probe (/healthz answers
-// before any module runs): the budget only keeps the kubelet from killing a
-// CPU-starved start.
-Result<std::string> App::probes(const Config& config, const EnvLookup& env) {
-  using std::chrono::seconds;
-  constexpr seconds kCoreStart{5};
-  constexpr seconds kUnmeasuredStep{30};
-  constexpr int kMargin = 2;
-  constexpr int kPeriod = 2;
-  auto modules = builtin_modules(config, env);
-  if (!modules.ok()) return modules.status();
-  http::Router router;
-  WorkerPool workers(1);
-  memory::SystemMemoryProbe probe;
-  // The fleet's measured durations, when coordination answers within a second
-  // (as for `plan`); otherwise every step is unmeasured.
-  startup::LocalFleetRunner local;
-  coord::CoordinatorOptions co = coordinator_options(config);
-  co.background_switch = false;
-  co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
-  std::unique_ptr<coord::Coordinator> coordinator;
-  std::unique_ptr<CoordFleetRunner> fleet;
-  if (auto created = coord::Coordinator::create(co); created.ok()) {
-    coordinator = std::move(*created);
-    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
-  }
-  startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
-  startup::StagedLoader loader(*modules, base_loader_options(config, env), config, router, workers, probe,
-                               SteadyClock::instance(), runner);
-  std::vector<startup::ModuleReport> reports = loader.modules();
-  std::map<std::string, startup::FleetView> views;
-  for (startup::ArtifactReport& a : loader.expected_artifacts()) views[a.module] = a.view;
-  auto secs = [](auto d) { return std::chrono::duration_cast<seconds>(d + std::chrono::milliseconds(999)).count(); };
-  auto part = [&](const char* what, const std::optional<std::chrono::milliseconds>& took, seconds* sum) {
-    if (!took) {
-      *sum += kUnmeasuredStep;
-      return std::string(what) + " " + std::to_string(kUnmeasuredStep.count()) + "s, no measured time";
-    }
-    seconds s = std::max(seconds(1), seconds(secs(*took * kMargin)));
-    *sum += s;
-    return std::string(what) + " " + std::to_string(s.count()) + "s measured (" + std::to_string(kMargin) + "x " +
-           format_duration(*took) + ")";
-  };
-  seconds total = kCoreStart;
-  std::string why = "core routes " + std::to_string(kCoreStart.count()) + "s";
-  std::set<int> stages;
-  for (size_t i = 0; i < reports.size() && i < modules->size(); ++i) {
-    if (reports[i].state == startup::ModuleState::kSkippedFlag) continue;
-    stages.insert(reports[i].stage);
-    bool shared = (*modules)[i]->fleet().has_value();
-    seconds step = shared ? seconds(secs(config.fleet_peer_wait)) : seconds(0);
-    std::string parts;
-    const startup::FleetView& view = views[reports[i].name];
-    if (!view.build_took && !view.load_took) {
-      parts = part("build or load", std::nullopt, &step);
-    } else {
-      parts = part("build", view.build_took, &step);
-      parts += " + " + part("load", view.load_took, &step);
-    }
-    total += step;
-    why += " + " + reports[i].name + " " + std::to_string(step.count()) + "s (" +
-           (shared ? "FLEET_PEER_WAIT " + format_duration(config.fleet_peer_wait) + " + " : std::string()) + parts +
-           ")";
-  }
-  if (stages.size() > 1 && !config.startup_eager && !config.startup_budgeted) {
-    seconds delays = seconds(secs(config.stage_delay * static_cast<int>(stages.size() - 1)));
-    total += delays;
-    why += " + stage delays " + std::to_string(delays.count()) + "s (" + std::to_string(stages.size() - 1) +
-           " x STAGE_DELAY " + format_duration(config.stage_delay) + ")";
-  }
-  int failures = static_cast<int>((total.count() + kPeriod - 1) / kPeriod);
-  std::string port = std::to_string(config.port);
-  std::string out = "# memgate plan --probes: startup budget " + std::to_string(total.count()) + "s = " + why + "\n";
-  out += "# container port " + port + " is PORT (the public listener); /metrics is on ADMIN_PORT " +
-         std::to_string(config.admin_port) + "\n";
-  out += "startupProbe:\n  httpGet: {path: /healthz, port: " + port + "}\n  periodSeconds: " +
-         std::to_string(kPeriod) + "\n  timeoutSeconds: 1\n  failureThreshold: " + std::to_string(failures) + "\n";
-  out += "readinessProbe:\n  httpGet: {path: /readyz, port: " + port +
-         "}\n  periodSeconds: 5\n  timeoutSeconds: 2\n  failureThreshold: 1\n";
-  out += "livenessProbe:\n  httpGet: {path: /healthz, port: " + port +
-         "}\n  periodSeconds: 10\n  timeoutSeconds: 2\n  failureThreshold: 3\n";
-  return out;
 }
 
 }  // namespace memgate::server
