@@ -35,7 +35,7 @@ run: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target memgate
 	@rm -rf $(RUN_CORPUS) && mkdir -p $(RUN_CORPUS) && cp -pR docs/. $(RUN_CORPUS)/ && cp -p README.md $(RUN_CORPUS)/
 	@echo "memgate: public http://127.0.0.1:$(RUN_PORT)/healthz  /readyz  /startupz"
-	@echo "memgate: admin  http://127.0.0.1:$${ADMIN_PORT:-9090}/metrics  /debug/memory"
+	@echo "memgate: admin  http://127.0.0.1:$${ADMIN_PORT:-9090}/ (the admin page)  /metrics  /debug/memory"
 	@echo "memgate: the kb indexes $${KB_CORPUS_DIR:-$(RUN_CORPUS) (docs/ and README.md)}; once /readyz says ready, try:"
 	@echo "  curl -s http://127.0.0.1:$(RUN_PORT)/api/ai/coach -H 'Content-Type: application/json' -d '{\"question\":\"How does the staged loader decide whether a module fits?\"}'"
 	@echo "  curl -s 'http://127.0.0.1:$(RUN_PORT)/api/kb/search?q=memory+gate'"
