@@ -25,33 +25,62 @@
 
 namespace memgate::server {
 
-Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
-  auto modules = builtin_modules(config, env);
-  if (!modules.ok()) return modules.status();
-  http::Router router;
-  WorkerPool workers(1);
-  memory::SystemMemoryProbe probe;
-  // The plan reads the fleet (published artifacts, measured peaks) when Redis
-  // answers; it never waits in the background for it.
-  startup::LocalFleetRunner local;
-  coord::CoordinatorOptions co = coordinator_options(config);
-  co.background_switch = false;
-  co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
-  std::unique_ptr<coord::Coordinator> coordinator;
-  std::unique_ptr<CoordFleetRunner> fleet;
-  if (auto created = coord::Coordinator::create(co); created.ok()) {
-    coordinator = std::move(*created);
-    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
+namespace {
+
+// The loader App::start would build, for looking only: it never runs a
+// module. It reads the fleet (published artifacts, measured peaks and times)
+// when coordination answers within a second, and never waits in the
+// background for it. Owns everything the loader points at, declared in the
+// order they must outlive one another.
+class LookingLoader {
+ public:
+  static Result<std::unique_ptr<LookingLoader>> create(const Config& config, const EnvLookup& env,
+                                                       bool with_memory_limit) {
+    auto modules = builtin_modules(config, env);
+    if (!modules.ok()) return modules.status();
+    auto out = std::unique_ptr<LookingLoader>(new LookingLoader());
+    out->modules_ = *modules;
+    coord::CoordinatorOptions co = coordinator_options(config);
+    co.background_switch = false;
+    co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
+    if (auto created = coord::Coordinator::create(co); created.ok()) {
+      out->coordinator_ = std::move(*created);
+      out->fleet_ = std::make_unique<CoordFleetRunner>(*out->coordinator_, config.fleet_wait_bound);
+    }
+    startup::FleetRunner& runner = out->fleet_ ? static_cast<startup::FleetRunner&>(*out->fleet_) : out->local_;
+    startup::LoaderOptions lo = base_loader_options(config, env);
+    if (with_memory_limit) lo.memory_limit = heap_limit(config, out->probe_.sample().cgroup.limit.value_or(0));
+    out->loader_ = std::make_unique<startup::StagedLoader>(out->modules_, lo, config, out->router_, out->workers_,
+                                                           out->probe_, SteadyClock::instance(), runner);
+    return out;
   }
-  startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
-  startup::LoaderOptions lo = base_loader_options(config, env);
-  uint64_t container_limit = probe.sample().cgroup.limit.value_or(0);
-  lo.memory_limit = heap_limit(config, container_limit);
-  startup::StagedLoader loader(*modules, lo, config, router, workers, probe, SteadyClock::instance(), runner);
+  startup::StagedLoader& loader() { return *loader_; }
+  const startup::ModuleList& modules() const { return modules_; }
+  // Null when coordination did not answer.
+  const coord::Coordinator* coordinator() const { return coordinator_.get(); }
+
+ private:
+  LookingLoader() = default;
+  startup::ModuleList modules_;
+  http::Router router_;
+  WorkerPool workers_{1};
+  memory::SystemMemoryProbe probe_;
+  startup::LocalFleetRunner local_;
+  std::unique_ptr<coord::Coordinator> coordinator_;
+  std::unique_ptr<CoordFleetRunner> fleet_;
+  std::unique_ptr<startup::StagedLoader> loader_;
+};
+
+}  // namespace
+
+Result<std::string> App::plan(const Config& config, const EnvLookup& env) {
+  auto looking = LookingLoader::create(config, env, /*with_memory_limit=*/true);
+  if (!looking.ok()) return looking.status();
+  const coord::Coordinator* coordinator = (*looking)->coordinator();
   std::string text = "memgate start-up plan (coordination: " +
                      std::string(config.redis_url.empty() ? "local" : redact_url(config.redis_url)) +
                      (coordinator ? std::string(", using ") + std::string(coordinator->backend()) : "") + ")\n";
-  text += loader.plan_text();
+  text += (*looking)->loader().plan_text();
   text += "scheduler: " + std::string(config.enable_scheduled_jobs ? "on" : "off (ENABLE_SCHEDULED_JOBS=false)") +
           ", starts under " + config.scheduler_heap_gate.to_string() + " of heap\n";
   return text;
@@ -75,26 +104,12 @@ Result<std::string> App::probes(const Config& config, const EnvLookup& env) {
   constexpr seconds kUnmeasuredStep{30};
   constexpr int kMargin = 2;
   constexpr int kPeriod = 2;
-  auto modules = builtin_modules(config, env);
-  if (!modules.ok()) return modules.status();
-  http::Router router;
-  WorkerPool workers(1);
-  memory::SystemMemoryProbe probe;
   // The fleet's measured durations, when coordination answers within a second
   // (as for `plan`); otherwise every step is unmeasured.
-  startup::LocalFleetRunner local;
-  coord::CoordinatorOptions co = coordinator_options(config);
-  co.background_switch = false;
-  co.connect_timeout = std::min(co.connect_timeout, std::chrono::milliseconds(1000));
-  std::unique_ptr<coord::Coordinator> coordinator;
-  std::unique_ptr<CoordFleetRunner> fleet;
-  if (auto created = coord::Coordinator::create(co); created.ok()) {
-    coordinator = std::move(*created);
-    fleet = std::make_unique<CoordFleetRunner>(*coordinator, config.fleet_wait_bound);
-  }
-  startup::FleetRunner& runner = fleet ? static_cast<startup::FleetRunner&>(*fleet) : local;
-  startup::StagedLoader loader(*modules, base_loader_options(config, env), config, router, workers, probe,
-                               SteadyClock::instance(), runner);
+  auto looking = LookingLoader::create(config, env, /*with_memory_limit=*/false);
+  if (!looking.ok()) return looking.status();
+  startup::StagedLoader& loader = (*looking)->loader();
+  const startup::ModuleList& modules = (*looking)->modules();
   std::vector<startup::ModuleReport> reports = loader.modules();
   std::map<std::string, startup::FleetView> views;
   for (startup::ArtifactReport& a : loader.expected_artifacts()) views[a.module] = a.view;
@@ -112,10 +127,10 @@ Result<std::string> App::probes(const Config& config, const EnvLookup& env) {
   seconds total = kCoreStart;
   std::string why = "core routes " + std::to_string(kCoreStart.count()) + "s";
   std::set<int> stages;
-  for (size_t i = 0; i < reports.size() && i < modules->size(); ++i) {
+  for (size_t i = 0; i < reports.size() && i < modules.size(); ++i) {
     if (reports[i].state == startup::ModuleState::kSkippedFlag) continue;
     stages.insert(reports[i].stage);
-    bool shared = (*modules)[i]->fleet().has_value();
+    bool shared = modules[i]->fleet().has_value();
     seconds step = shared ? seconds(secs(config.fleet_peer_wait)) : seconds(0);
     std::string parts;
     const startup::FleetView& view = views[reports[i].name];
