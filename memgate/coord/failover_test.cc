@@ -7,31 +7,18 @@
 
 #include <atomic>
 
-#include "memgate/coord/coord_test_env.h"
-#include "tests/support/redis_sentinel.h"
+#include "memgate/coord/sentinel_test_env.h"
 
 namespace memgate::coord {
 namespace {
 
 using namespace std::chrono_literals;
 
-class Failover : public RedisTest {
+class Failover : public SentinelFixture {
  protected:
   void SetUp() override {
     dir_ = testing::temp_dir("memgate-failover-test");
-    auto g = testing::SentinelGroup::start();
-    ASSERT_TRUE(g.ok()) << g.status().to_string();
-    group_ = std::move(*g);
-  }
-  CoordinatorOptions sentinel_options() {
-    CoordinatorOptions o;
-    o.redis_url = group_->url();
-    o.connect_timeout = 1000ms;
-    o.command_timeout = 1000ms;
-    o.local_dir = dir_ + "/local";
-    o.metrics = &metrics_;
-    o.legacy_keys_for = 0ms;
-    return o;
+    start_group();
   }
   // Acquires and releases `key` n times; the last fence.
   int64_t take_turns(Coordinator& c, const std::string& key, int n) {
@@ -50,8 +37,6 @@ class Failover : public RedisTest {
     std::string out = group_->redis_cli(port, args);
     return out.substr(0, out.find('\n'));
   }
-
-  std::unique_ptr<testing::SentinelGroup> group_;
 };
 
 TEST_F(Failover, FencesStayStrictlyIncreasingAcrossAFailover) {

@@ -5,33 +5,17 @@
 
 #include <atomic>
 
-#include "memgate/coord/coord_test_env.h"
 #include "memgate/coord/sentinel_resolver.h"
-#include "tests/support/redis_sentinel.h"
+#include "memgate/coord/sentinel_test_env.h"
 
 namespace memgate::coord {
 namespace {
 
 using namespace std::chrono_literals;
 
-class SentinelTest : public RedisTest {
+class SentinelTest : public SentinelFixture {
  protected:
   void SetUp() override { dir_ = testing::temp_dir("memgate-sentinel-test"); }
-  void start_group(testing::SentinelOptions o = {}) {
-    auto g = testing::SentinelGroup::start(o);
-    ASSERT_TRUE(g.ok()) << g.status().to_string();
-    group_ = std::move(*g);
-  }
-  CoordinatorOptions sentinel_options() {
-    CoordinatorOptions o;
-    o.redis_url = group_->url();
-    o.connect_timeout = 1000ms;
-    o.command_timeout = 1000ms;
-    o.local_dir = dir_ + "/local";
-    o.metrics = &metrics_;
-    o.legacy_keys_for = 0ms;
-    return o;
-  }
   BuildFn build(std::string bytes) {
     return [bytes](const CancelSignal&) -> Result<std::string> { return bytes; };
   }
@@ -43,8 +27,6 @@ class SentinelTest : public RedisTest {
     std::string out = group_->redis_cli(port, {"ROLE"});
     return out.substr(0, out.find('\n'));
   }
-
-  std::unique_ptr<testing::SentinelGroup> group_;
 };
 
 TEST_F(SentinelTest, TheCoordinatorFindsTheMasterThroughTheSentinels) {

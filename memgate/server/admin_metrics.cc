@@ -124,21 +124,25 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
                                        "Redis connection: 0 disconnected, 1 connecting, 2 connected");
     metrics::add_gauge(state, m->connection_state.load());
     out.push_back(std::move(state));
-    auto reconnects = metrics::counter_family("memgate_coord_redis_reconnects_total", "Redis connections made after the first");
-    metrics::add_counter(reconnects, static_cast<double>(m->reconnects.load()));
-    out.push_back(std::move(reconnects));
-    auto wait = metrics::histogram_family("memgate_coord_lock_acquire_wait_seconds", "Time from acquire() to a lease or giving up");
+    // A counter family of one series.
+    auto one_counter = [&out](std::string name, std::string help, uint64_t value) {
+      auto family = metrics::counter_family(std::move(name), std::move(help));
+      metrics::add_counter(family, static_cast<double>(value));
+      out.push_back(std::move(family));
+    };
+    one_counter("memgate_coord_redis_reconnects_total", "Redis connections made after the first", m->reconnects.load());
+    auto wait = metrics::histogram_family("memgate_coord_lock_acquire_wait_seconds",
+                                          "Time from acquire() to a lease or giving up");
     add_coord_histogram(wait, m->acquire_wait.snapshot());
     out.push_back(std::move(wait));
     auto hold = metrics::histogram_family("memgate_coord_lock_hold_seconds", "Time a lease was held");
     add_coord_histogram(hold, m->hold_time.snapshot());
     out.push_back(std::move(hold));
-    auto lag = metrics::histogram_family("memgate_coord_lock_extension_lag_seconds", "How late a watchdog extension ran");
+    auto lag =
+        metrics::histogram_family("memgate_coord_lock_extension_lag_seconds", "How late a watchdog extension ran");
     add_coord_histogram(lag, m->extension_lag.snapshot());
     out.push_back(std::move(lag));
-    auto lost = metrics::counter_family("memgate_coord_lock_lost_total", "Leases lost while their holder worked");
-    metrics::add_counter(lost, static_cast<double>(m->lost_leases.load()));
-    out.push_back(std::move(lost));
+    one_counter("memgate_coord_lock_lost_total", "Leases lost while their holder worked", m->lost_leases.load());
     auto fleet = metrics::counter_family("memgate_coord_fleet_once_total", "How fleet_once calls ended, by outcome");
     for (size_t i = 0; i < coord::kFleetOutcomeCount; ++i) {
       auto o = static_cast<coord::FleetOutcome>(i);
@@ -154,22 +158,15 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
                            {{"kind", std::string(coord::command_error_kind_name(k))}});
     }
     out.push_back(std::move(errors));
-    auto retries = metrics::counter_family("memgate_coord_redis_failover_retries_total",
-                                           "Redis operations sent again after a failover (Sentinel)");
-    metrics::add_counter(retries, static_cast<double>(m->failover_retries.load()));
-    out.push_back(std::move(retries));
-    auto failovers = metrics::counter_family("memgate_coord_redis_sentinel_failovers_total",
-                                             "Times the master Sentinel names moved to another address");
-    metrics::add_counter(failovers, static_cast<double>(m->sentinel_failovers.load()));
-    out.push_back(std::move(failovers));
-    auto resolution = metrics::counter_family("memgate_coord_redis_sentinel_resolution_errors_total",
-                                              "Sentinel resolutions that found no confirmed master");
-    metrics::add_counter(resolution, static_cast<double>(m->sentinel_resolution_errors.load()));
-    out.push_back(std::move(resolution));
-    auto unreplicated = metrics::counter_family("memgate_coord_redis_unreplicated_writes_total",
-                                                "Locks and publishes fewer replicas acknowledged than REDIS_WAIT_REPLICAS");
-    metrics::add_counter(unreplicated, static_cast<double>(m->unreplicated_writes.load()));
-    out.push_back(std::move(unreplicated));
+    one_counter("memgate_coord_redis_failover_retries_total", "Redis operations sent again after a failover (Sentinel)",
+                m->failover_retries.load());
+    one_counter("memgate_coord_redis_sentinel_failovers_total",
+                "Times the master Sentinel names moved to another address", m->sentinel_failovers.load());
+    one_counter("memgate_coord_redis_sentinel_resolution_errors_total",
+                "Sentinel resolutions that found no confirmed master", m->sentinel_resolution_errors.load());
+    one_counter("memgate_coord_redis_unreplicated_writes_total",
+                "Locks and publishes fewer replicas acknowledged than REDIS_WAIT_REPLICAS",
+                m->unreplicated_writes.load());
     // Redis Cluster: redirects followed, slot maps installed, retries, and the
     // map itself (each master and how many slots it holds).
     auto redirects = metrics::counter_family("memgate_coord_cluster_redirects_total",
@@ -177,10 +174,8 @@ void AdminMetrics::add_coordination(coord::Coordinator& coordinator, bool redis_
     metrics::add_counter(redirects, static_cast<double>(m->cluster_redirects_moved.load()), {{"kind", "moved"}});
     metrics::add_counter(redirects, static_cast<double>(m->cluster_redirects_ask.load()), {{"kind", "ask"}});
     out.push_back(std::move(redirects));
-    auto refreshes = metrics::counter_family("memgate_coord_cluster_slot_map_refreshes_total",
-                                             "Redis Cluster slot maps read and installed");
-    metrics::add_counter(refreshes, static_cast<double>(m->cluster_slot_map_refreshes.load()));
-    out.push_back(std::move(refreshes));
+    one_counter("memgate_coord_cluster_slot_map_refreshes_total", "Redis Cluster slot maps read and installed",
+                m->cluster_slot_map_refreshes.load());
     auto cluster_retries = metrics::counter_family(
         "memgate_coord_cluster_retries_total", "Redis Cluster commands sent again, by reason (tryagain, clusterdown)");
     metrics::add_counter(cluster_retries, static_cast<double>(m->cluster_retries_tryagain.load()),
